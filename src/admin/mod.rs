@@ -1,0 +1,175 @@
+//! Administration of the catalog (workspaces, keys, groups), shared by the command line and the
+//! running server.
+//!
+//! The command line opens the embedded store itself when no server holds it; when a server
+//! does (the store is locked), it sends the same [`AdminRequest`] to the server over the
+//! Unix socket in the data directory ([`socket`]), and the server executes it against its own
+//! catalog. Either way the same [`execute`] runs, so the output is the same.
+
+pub mod socket;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::domain::catalog::{ApiKey, Permission};
+use crate::domain::subscription::Channel;
+
+/// One admin command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum AdminRequest {
+    /// `workspaces create NAME`
+    WorkspacesCreate {
+        /// Its name.
+        name: String,
+    },
+    /// `workspaces list`
+    WorkspacesList,
+    /// `keys create`
+    KeysCreate {
+        /// Workspace name.
+        workspace: String,
+        /// Permissions.
+        permissions: Vec<Permission>,
+        /// IP allowlist.
+        allowed_ips: Vec<IpNet>,
+        /// Label.
+        name: String,
+    },
+    /// `keys list --workspace NAME`
+    KeysList {
+        /// Workspace name.
+        workspace: String,
+    },
+    /// `keys revoke KEY_ID`
+    KeysRevoke {
+        /// The key's id.
+        id: String,
+    },
+    /// `groups create`
+    GroupsCreate {
+        /// Workspace name.
+        workspace: String,
+        /// Group name.
+        name: String,
+        /// Channel.
+        channel: Channel,
+    },
+    /// `groups list --workspace NAME`
+    GroupsList {
+        /// Workspace name.
+        workspace: String,
+    },
+    /// `groups archive GROUP_ID`
+    GroupsArchive {
+        /// The group's id.
+        id: String,
+    },
+}
+
+/// What a command prints: `stdout` is for scripts (only the new id or key for `create`, a
+/// tab-separated table for `list`), `stderr` for people.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminOutput {
+    /// For scripts.
+    pub stdout: String,
+    /// For people.
+    pub stderr: String,
+}
+
+/// Runs an admin command against the catalog.
+pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput, CatalogError> {
+    let mut out = AdminOutput::default();
+    match request {
+        AdminRequest::WorkspacesCreate { name } => {
+            let workspace = catalog.create_workspace(name)?;
+            out.stdout = format!("{}\n", workspace.id);
+            out.stderr = format!("created workspace {name:?}\n");
+        }
+        AdminRequest::WorkspacesList => {
+            out.stdout = table(
+                &["id", "name", "created_at"],
+                catalog
+                    .workspaces()
+                    .into_iter()
+                    .map(|w| vec![w.id.to_string(), w.name, w.created_at.to_rfc3339()]),
+            );
+        }
+        AdminRequest::KeysCreate { workspace, permissions, allowed_ips, name } => {
+            let (key, secret) = catalog.create_key(workspace, permissions.clone(), allowed_ips.clone(), name)?;
+            out.stdout = format!("{secret}\n");
+            out.stderr = format!(
+                "created API key {} ({name:?}) in workspace {workspace:?} with {}; the key is shown only this once\n",
+                key.id,
+                permission_list(&key)
+            );
+        }
+        AdminRequest::KeysList { workspace } => {
+            out.stdout = table(
+                &["id", "name", "permissions", "allowed_ips", "created_at", "revoked_at"],
+                catalog.keys(workspace)?.into_iter().map(|k| {
+                    vec![
+                        k.id.to_string(),
+                        k.name.clone(),
+                        permission_list(&k),
+                        if k.allowed_ips.is_empty() {
+                            "any".into()
+                        } else {
+                            k.allowed_ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+                        },
+                        k.created_at.to_rfc3339(),
+                        k.revoked_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into()),
+                    ]
+                }),
+            );
+        }
+        AdminRequest::KeysRevoke { id } => {
+            let key = catalog.revoke_key(id)?;
+            out.stderr = format!("revoked API key {} ({:?})\n", key.id, key.name);
+        }
+        AdminRequest::GroupsCreate { workspace, name, channel } => {
+            let group = catalog.create_group(workspace, name, *channel)?;
+            out.stdout = format!("{}\n", group.id);
+            out.stderr = format!("created {} group {name:?} in workspace {workspace:?}\n", channel.as_str());
+        }
+        AdminRequest::GroupsList { workspace } => {
+            out.stdout = table(
+                &["id", "name", "channel", "status", "created_at"],
+                catalog.groups(workspace)?.into_iter().map(|g| {
+                    vec![
+                        g.id.to_string(),
+                        g.name,
+                        g.channel.as_str().into(),
+                        match g.status {
+                            crate::domain::catalog::GroupStatus::Active => "active".into(),
+                            crate::domain::catalog::GroupStatus::Archived => "archived".into(),
+                        },
+                        g.created_at.to_rfc3339(),
+                    ]
+                }),
+            );
+        }
+        AdminRequest::GroupsArchive { id } => {
+            let group = catalog.archive_group(id)?;
+            out.stderr = format!("archived group {} ({:?})\n", group.id, group.name);
+        }
+    }
+    Ok(out)
+}
+
+fn permission_list(key: &ApiKey) -> String {
+    key.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// A header line and one tab-separated line per row: easy for `cut` and `awk`, and names never
+/// hold tabs (they may not hold control characters).
+fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let mut out = header.join("\t");
+    out.push('\n');
+    for row in rows {
+        out.push_str(&row.join("\t"));
+        out.push('\n');
+    }
+    out
+}

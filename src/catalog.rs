@@ -1,0 +1,257 @@
+//! The catalog service: workspaces, API keys and groups, held in memory for the request path
+//! (every request authenticates and resolves groups, so this must not touch the disk) and
+//! written through to the store on every change.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use ipnet::IpNet;
+
+use crate::domain::catalog::{
+    validate_name, ApiKey, Group, GroupStatus, KeyHash, Permission, Workspace, DEFAULT_MAX_GROUPS_PER_WORKSPACE,
+};
+use crate::domain::ids::{ApiKeyId, GroupId, WorkspaceId};
+use crate::domain::set_status::GroupDirectory;
+use crate::domain::subscription::Channel;
+use crate::domain::time::Timestamp;
+use crate::store::{Store, StoreError};
+
+/// The name of the workspace created on an empty store.
+pub const DEFAULT_WORKSPACE: &str = "default";
+
+/// Why a catalog operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The change collides with what exists (a duplicate name, a limit reached).
+    #[error("{0}")]
+    Conflict(String),
+    /// An argument is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Default)]
+struct Index {
+    workspaces: HashMap<WorkspaceId, Workspace>,
+    keys: HashMap<ApiKeyId, Arc<ApiKey>>,
+    keys_by_hash: HashMap<KeyHash, ApiKeyId>,
+    groups: HashMap<GroupId, Group>,
+}
+
+impl Index {
+    fn workspace_named(&self, name: &str) -> Result<&Workspace, CatalogError> {
+        self.workspaces
+            .values()
+            .find(|w| w.name == name)
+            .ok_or_else(|| CatalogError::NotFound(format!("no workspace named {name:?}")))
+    }
+
+    fn add_key(&mut self, key: ApiKey) {
+        self.keys_by_hash.insert(key.hash, key.id);
+        self.keys.insert(key.id, Arc::new(key));
+    }
+}
+
+/// Workspaces, keys and groups, cached in memory and written through to the store.
+pub struct Catalog {
+    store: Store,
+    index: RwLock<Index>,
+    max_groups: usize,
+}
+
+impl Catalog {
+    /// Loads the whole catalog from the store.
+    pub fn load(store: Store) -> Result<Catalog, CatalogError> {
+        let data = store.load_catalog()?;
+        let mut index = Index::default();
+        for workspace in data.workspaces {
+            index.workspaces.insert(workspace.id, workspace);
+        }
+        for key in data.api_keys {
+            index.add_key(key);
+        }
+        for group in data.groups {
+            index.groups.insert(group.id, group);
+        }
+        Ok(Catalog { store, index: RwLock::new(index), max_groups: DEFAULT_MAX_GROUPS_PER_WORKSPACE })
+    }
+
+    /// The store behind the catalog.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// On a store without workspaces, creates the `default` workspace and a key with every
+    /// permission, and returns that key's secret (to be shown once). Otherwise returns `None`.
+    pub fn bootstrap(&self) -> Result<Option<(ApiKey, String)>, CatalogError> {
+        if !self.read().workspaces.is_empty() {
+            return Ok(None);
+        }
+        self.create_workspace(DEFAULT_WORKSPACE)?;
+        let created = self.create_key(DEFAULT_WORKSPACE, Permission::ALL.to_vec(), Vec::new(), "bootstrap")?;
+        Ok(Some(created))
+    }
+
+    /// The active key with this secret, if any. Revoked and unknown keys both answer `None`.
+    pub fn authenticate(&self, secret: &str) -> Option<Arc<ApiKey>> {
+        let hash = KeyHash::of(secret);
+        let index = self.read();
+        let key = index.keys.get(index.keys_by_hash.get(&hash)?)?;
+        key.revoked_at.is_none().then(|| Arc::clone(key))
+    }
+
+    /// Runs `f` with the workspace's groups, as the request validators see them.
+    pub fn with_groups<R>(&self, workspace: WorkspaceId, f: impl FnOnce(&dyn GroupDirectory) -> R) -> R {
+        let index = self.read();
+        f(&WorkspaceGroups { index: &index, workspace })
+    }
+
+    /// Creates a workspace.
+    pub fn create_workspace(&self, name: &str) -> Result<Workspace, CatalogError> {
+        validate_name("workspace", name).map_err(CatalogError::Invalid)?;
+        let mut index = self.write();
+        if index.workspaces.values().any(|w| w.name == name) {
+            return Err(CatalogError::Conflict(format!("a workspace named {name:?} already exists")));
+        }
+        let workspace = Workspace { id: WorkspaceId::generate(), name: name.to_string(), created_at: Timestamp::now() };
+        self.store.put_workspace(&workspace)?;
+        index.workspaces.insert(workspace.id, workspace.clone());
+        Ok(workspace)
+    }
+
+    /// All workspaces, by name.
+    pub fn workspaces(&self) -> Vec<Workspace> {
+        let mut list: Vec<_> = self.read().workspaces.values().cloned().collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// Creates an API key in the named workspace and returns it with its secret.
+    pub fn create_key(
+        &self,
+        workspace: &str,
+        permissions: Vec<Permission>,
+        allowed_ips: Vec<IpNet>,
+        name: &str,
+    ) -> Result<(ApiKey, String), CatalogError> {
+        validate_name("key", name).map_err(CatalogError::Invalid)?;
+        if permissions.is_empty() {
+            return Err(CatalogError::Invalid("a key needs at least one --permission".into()));
+        }
+        let mut index = self.write();
+        let workspace_id = index.workspace_named(workspace)?.id;
+        let (key, secret) = ApiKey::generate(workspace_id, name.to_string(), permissions, allowed_ips);
+        self.store.put_api_key(&key)?;
+        index.add_key(key.clone());
+        Ok((key, secret))
+    }
+
+    /// The named workspace's keys, oldest first.
+    pub fn keys(&self, workspace: &str) -> Result<Vec<ApiKey>, CatalogError> {
+        let index = self.read();
+        let workspace_id = index.workspace_named(workspace)?.id;
+        let mut list: Vec<ApiKey> =
+            index.keys.values().filter(|k| k.workspace_id == workspace_id).map(|k| (**k).clone()).collect();
+        list.sort_by_key(|k| (k.created_at, k.id));
+        Ok(list)
+    }
+
+    /// Revokes a key; it authenticates nothing from now on. Revoking twice is not an error.
+    pub fn revoke_key(&self, id: &str) -> Result<ApiKey, CatalogError> {
+        let mut index = self.write();
+        let key = ApiKeyId::parse(id)
+            .and_then(|id| index.keys.get(&id))
+            .ok_or_else(|| CatalogError::NotFound(format!("no API key with id {id:?}")))?;
+        let mut revoked = (**key).clone();
+        if revoked.revoked_at.is_none() {
+            revoked.revoked_at = Some(Timestamp::now());
+            self.store.put_api_key(&revoked)?;
+            index.add_key(revoked.clone());
+        }
+        Ok(revoked)
+    }
+
+    /// Creates a subscription group in the named workspace.
+    pub fn create_group(&self, workspace: &str, name: &str, channel: Channel) -> Result<Group, CatalogError> {
+        validate_name("group", name).map_err(CatalogError::Invalid)?;
+        let mut index = self.write();
+        let workspace_id = index.workspace_named(workspace)?.id;
+        let in_workspace: Vec<&Group> = index.groups.values().filter(|g| g.workspace_id == workspace_id).collect();
+        if in_workspace.iter().any(|g| g.name == name) {
+            return Err(CatalogError::Conflict(format!(
+                "workspace {workspace:?} already has a group named {name:?}"
+            )));
+        }
+        if in_workspace.len() >= self.max_groups {
+            return Err(CatalogError::Conflict(format!(
+                "workspace {workspace:?} already has {} groups, the most it may have",
+                in_workspace.len()
+            )));
+        }
+        let group = Group {
+            id: GroupId::generate(),
+            workspace_id,
+            name: name.to_string(),
+            channel,
+            status: GroupStatus::Active,
+            created_at: Timestamp::now(),
+        };
+        self.store.put_group(&group)?;
+        index.groups.insert(group.id, group.clone());
+        Ok(group)
+    }
+
+    /// The named workspace's groups, by name.
+    pub fn groups(&self, workspace: &str) -> Result<Vec<Group>, CatalogError> {
+        let index = self.read();
+        let workspace_id = index.workspace_named(workspace)?.id;
+        let mut list: Vec<Group> = index.groups.values().filter(|g| g.workspace_id == workspace_id).cloned().collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(list)
+    }
+
+    /// Archives a group: it keeps its states and history but refuses changes.
+    pub fn archive_group(&self, id: &str) -> Result<Group, CatalogError> {
+        let mut index = self.write();
+        let group = GroupId::parse(id)
+            .and_then(|id| index.groups.get(&id))
+            .ok_or_else(|| CatalogError::NotFound(format!("no subscription group with id {id:?}")))?;
+        let mut archived = group.clone();
+        if archived.status != GroupStatus::Archived {
+            archived.status = GroupStatus::Archived;
+            self.store.put_group(&archived)?;
+            index.groups.insert(archived.id, archived.clone());
+        }
+        Ok(archived)
+    }
+}
+
+/// One workspace's view of the groups: another workspace's group is simply not there.
+struct WorkspaceGroups<'a> {
+    index: &'a Index,
+    workspace: WorkspaceId,
+}
+
+impl GroupDirectory for WorkspaceGroups<'_> {
+    fn find(&self, id: GroupId) -> Option<(Channel, GroupStatus)> {
+        self.index
+            .groups
+            .get(&id)
+            .filter(|g| g.workspace_id == self.workspace)
+            .map(|g| (g.channel, g.status))
+    }
+}

@@ -1,0 +1,63 @@
+//! The command line: `serve` and the admin commands. Each subcommand lives in its own file;
+//! this one holds the shared flags and the dispatch.
+
+pub mod admin;
+pub mod serve;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::DEFAULT_DATABASE;
+use crate::store::DatabaseLocation;
+
+/// Consentry: a self-hosted subscription and consent service that speaks Braze's REST API.
+#[derive(Debug, Parser)]
+#[command(name = "consentry", version, about)]
+pub struct Cli {
+    /// Where the data lives: a directory (the embedded store) or a postgres:// URL.
+    #[arg(long, global = true, env = "CONSENTRY_DATABASE_URL", default_value = DEFAULT_DATABASE)]
+    pub database: String,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the HTTP server.
+    Serve(serve::ServeArgs),
+    /// Create and list workspaces.
+    #[command(subcommand)]
+    Workspaces(admin::WorkspacesCommand),
+    /// Create, list and revoke REST API keys.
+    #[command(subcommand)]
+    Keys(admin::KeysCommand),
+    /// Create, list and archive subscription groups.
+    #[command(subcommand)]
+    Groups(admin::GroupsCommand),
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    let database = match DatabaseLocation::parse(&cli.database) {
+        Ok(location) => location,
+        Err(message) => {
+            eprintln!("error: --database: {message}");
+            return 2;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(database, args),
+        Command::Workspaces(command) => admin::run(&database, command.into()),
+        Command::Keys(command) => admin::run(&database, command.into()),
+        Command::Groups(command) => admin::run(&database, command.into()),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            1
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! `consentry serve`: runs the server until ctrl-c or SIGTERM.
+
+use std::io::Write;
+
+use clap::Args;
+
+use crate::config::{Settings, DEFAULT_LISTEN};
+use crate::server::{shutdown_signal, Application};
+use crate::store::{DatabaseLocation, Durability, StoreOptions};
+
+/// Flags of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CONSENTRY_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// `sync`: fsync every batch before answering (survives power loss).
+    /// `buffered`: hand every batch to the OS before answering (survives a process crash only).
+    #[arg(long, env = "CONSENTRY_DURABILITY", value_enum, default_value_t = Durability::Sync)]
+    pub durability: Durability,
+    /// Most write requests committed together with one fsync.
+    #[arg(long, env = "CONSENTRY_MAX_BATCH", default_value_t = StoreOptions::default().max_batch as u16,
+          value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub max_batch: u16,
+    /// Block cache of the embedded store, in MiB.
+    #[arg(long, env = "CONSENTRY_CACHE_MB", default_value_t = StoreOptions::default().cache_bytes >> 20)]
+    pub cache_mb: u64,
+}
+
+/// Starts the server and blocks until it has shut down.
+pub fn run(database: DatabaseLocation, args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let settings = Settings {
+        database,
+        listen: args.listen,
+        store: StoreOptions {
+            durability: args.durability,
+            max_batch: usize::from(args.max_batch),
+            cache_bytes: args.cache_mb << 20,
+            ..StoreOptions::default()
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let app = Application::build(settings.clone()).await?;
+        if let Some((key, secret)) = app.bootstrap_key() {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "\nCreated workspace \"default\" and an API key with every permission (id {}).\n\
+                 This is the only time the key is shown; store it now:\n\n    API key: {secret}\n",
+                key.id
+            )?;
+            out.flush()?;
+        }
+        tracing::info!(
+            address = %app.local_addr(),
+            database = ?settings.database,
+            durability = ?settings.store.durability,
+            "consentry is listening"
+        );
+        app.run_until(shutdown_signal()).await
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

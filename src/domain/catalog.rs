@@ -1,0 +1,218 @@
+//! The tenant's configuration: workspaces, API keys and subscription groups, and the rules
+//! that govern them (names, limits, permissions, IP allowlists).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::ids::{ApiKeyId, GroupId, WorkspaceId};
+use super::subscription::Channel;
+use super::time::Timestamp;
+
+/// Braze's limit of subscription groups per workspace.
+pub const DEFAULT_MAX_GROUPS_PER_WORKSPACE: usize = 450;
+
+/// A tenant. Nothing crosses workspaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workspace {
+    /// Its id.
+    pub id: WorkspaceId,
+    /// Unique name, used by the command line.
+    pub name: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// What an API key may do; each endpoint requires one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Permission {
+    /// Both set endpoints (V1 and V2).
+    #[serde(rename = "subscription.status.set")]
+    SubscriptionStatusSet,
+    /// `GET /subscription/status/get`.
+    #[serde(rename = "subscription.status.get")]
+    SubscriptionStatusGet,
+    /// `GET /subscription/user/status`.
+    #[serde(rename = "subscription.groups.get")]
+    SubscriptionGroupsGet,
+    /// `POST /users/track`.
+    #[serde(rename = "users.track")]
+    UsersTrack,
+    /// `POST /users/delete`.
+    #[serde(rename = "users.delete")]
+    UsersDelete,
+}
+
+impl Permission {
+    /// Every permission, in the order the command line lists them.
+    pub const ALL: [Permission; 5] = [
+        Permission::SubscriptionStatusSet,
+        Permission::SubscriptionStatusGet,
+        Permission::SubscriptionGroupsGet,
+        Permission::UsersTrack,
+        Permission::UsersDelete,
+    ];
+
+    /// Braze's name of the permission.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::SubscriptionStatusSet => "subscription.status.set",
+            Permission::SubscriptionStatusGet => "subscription.status.get",
+            Permission::SubscriptionGroupsGet => "subscription.groups.get",
+            Permission::UsersTrack => "users.track",
+            Permission::UsersDelete => "users.delete",
+        }
+    }
+
+    /// Parses Braze's name of the permission.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == raw)
+    }
+}
+
+/// The SHA-256 of a key's secret: all the store ever holds of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KeyHash(#[serde(with = "hex32")] pub [u8; 32]);
+
+impl KeyHash {
+    /// Hashes a presented secret. A fast hash is right here: the secret is 122 random bits,
+    /// not a password, so it cannot be guessed by brute force, and every request hashes it.
+    pub fn of(secret: &str) -> Self {
+        KeyHash(Sha256::digest(secret.as_bytes()).into())
+    }
+}
+
+/// A REST API key. The secret is shown once at creation and never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// Public id, safe to log and to print.
+    pub id: ApiKeyId,
+    /// The workspace it acts on.
+    pub workspace_id: WorkspaceId,
+    /// A label for people.
+    pub name: String,
+    /// Hash of the secret.
+    pub hash: KeyHash,
+    /// What it may do.
+    pub permissions: Vec<Permission>,
+    /// Networks it may be used from; empty means anywhere.
+    pub allowed_ips: Vec<IpNet>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was revoked; a revoked key authenticates nothing.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl ApiKey {
+    /// Creates a key and returns it with its secret, which the caller shows once.
+    /// The secret has the shape of Braze's keys (a UUID), so that client libraries which
+    /// check the shape accept it.
+    pub fn generate(
+        workspace_id: WorkspaceId,
+        name: String,
+        permissions: Vec<Permission>,
+        allowed_ips: Vec<IpNet>,
+    ) -> (ApiKey, String) {
+        let secret = uuid::Uuid::new_v4().hyphenated().to_string();
+        let mut permissions = permissions;
+        permissions.sort();
+        permissions.dedup();
+        let key = ApiKey {
+            id: ApiKeyId::generate(),
+            workspace_id,
+            name,
+            hash: KeyHash::of(&secret),
+            permissions,
+            allowed_ips,
+            created_at: Timestamp::now(),
+            revoked_at: None,
+        };
+        (key, secret)
+    }
+
+    /// Whether the key carries the permission.
+    pub fn allows(&self, permission: Permission) -> bool {
+        self.permissions.contains(&permission)
+    }
+
+    /// Whether a caller at `ip` may use the key. IPv4 callers that arrive on an IPv6 socket
+    /// as `::ffff:a.b.c.d` are matched as the IPv4 address they are.
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        if self.allowed_ips.is_empty() {
+            return true;
+        }
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        };
+        self.allowed_ips.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Whether a subscription group still takes changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupStatus {
+    /// Takes changes.
+    Active,
+    /// Kept for its history; refuses changes.
+    Archived,
+}
+
+/// A subscription group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// Its id, as clients send it in `subscription_group_id`.
+    pub id: GroupId,
+    /// The workspace it belongs to.
+    pub workspace_id: WorkspaceId,
+    /// Unique in its workspace.
+    pub name: String,
+    /// The channel it sends on.
+    pub channel: Channel,
+    /// Active or archived.
+    pub status: GroupStatus,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// Checks a workspace, key or group name given on the command line: names are for people and
+/// scripts, so they are short, printable and without surrounding white space.
+pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 200 {
+        return Err(format!("{what} name must be 1 to 200 bytes long, got {}", name.len()));
+    }
+    if name.trim() != name || name.chars().any(char::is_control) {
+        return Err(format!(
+            "{what} name {name:?} has surrounding white space or control characters"
+        ));
+    }
+    Ok(())
+}
+
+mod hex32 {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        let mut out = String::with_capacity(64);
+        for b in bytes {
+            out.push_str(&format!("{b:02x}"));
+        }
+        s.serialize_str(&out)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = String::deserialize(d)?;
+        if text.len() != 64 {
+            return Err(D::Error::custom("a key hash is 64 hex digits"));
+        }
+        let mut out = [0u8; 32];
+        for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
+            let pair = std::str::from_utf8(chunk).map_err(D::Error::custom)?;
+            out[i] = u8::from_str_radix(pair, 16).map_err(D::Error::custom)?;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,124 @@
+//! Change records: the trustworthy history of every consent change.
+
+use serde::{Deserialize, Serialize};
+
+use super::identifiers::{Email, Phone};
+use super::ids::{ApiKeyId, ChangeId, GroupId, ProfileId, RequestId, WorkspaceId};
+use super::subscription::SubscriptionState;
+use super::time::Timestamp;
+
+/// The API endpoint a change came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Endpoint {
+    /// `POST /v2/subscription/status/set`
+    #[serde(rename = "/v2/subscription/status/set")]
+    V2StatusSet,
+    /// `POST /subscription/status/set`
+    #[serde(rename = "/subscription/status/set")]
+    V1StatusSet,
+    /// `POST /users/track`
+    #[serde(rename = "/users/track")]
+    UsersTrack,
+    /// `POST /users/delete`
+    #[serde(rename = "/users/delete")]
+    UsersDelete,
+}
+
+impl Endpoint {
+    /// Every endpoint that changes state, in code order.
+    pub const ALL: [Endpoint; 4] = [
+        Endpoint::V2StatusSet,
+        Endpoint::V1StatusSet,
+        Endpoint::UsersTrack,
+        Endpoint::UsersDelete,
+    ];
+
+    /// The path, as it appears in change records.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::V2StatusSet => "/v2/subscription/status/set",
+            Endpoint::V1StatusSet => "/subscription/status/set",
+            Endpoint::UsersTrack => "/users/track",
+            Endpoint::UsersDelete => "/users/delete",
+        }
+    }
+
+    /// A stable one-byte code for binary storage.
+    pub fn code(self) -> u8 {
+        match self {
+            Endpoint::V2StatusSet => 1,
+            Endpoint::V1StatusSet => 2,
+            Endpoint::UsersTrack => 3,
+            Endpoint::UsersDelete => 4,
+        }
+    }
+
+    /// The endpoint of a stored code.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.code() == code)
+    }
+}
+
+/// Where a change came from: enough to trace it back to a key and a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSource {
+    /// The API key that made the request.
+    pub api_key_id: ApiKeyId,
+    /// The endpoint it called.
+    pub endpoint: Endpoint,
+    /// The request's id, as returned in its `x-request-id` header.
+    pub request_id: RequestId,
+}
+
+/// An email or phone number without a profile: the holder of orphaned identifier state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Contact {
+    /// An email address.
+    Email(Email),
+    /// A phone number.
+    Phone(Phone),
+}
+
+impl Contact {
+    /// The identifier as text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Contact::Email(e) => e.as_str(),
+            Contact::Phone(p) => p.as_str(),
+        }
+    }
+}
+
+/// Whose state changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    /// A user profile.
+    Profile(ProfileId),
+    /// An email or phone that no profile carried at the time.
+    Orphan(Contact),
+}
+
+/// One state change: written atomically with the state it describes, never for a no-op.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    /// Its id; ids sort by time.
+    pub id: ChangeId,
+    /// When the change was applied.
+    pub at: Timestamp,
+    /// The workspace.
+    pub workspace_id: WorkspaceId,
+    /// The group.
+    pub group_id: GroupId,
+    /// The profile or orphaned identifier.
+    pub subject: Subject,
+    /// The state before; `None` is `Unknown`.
+    pub old: Option<SubscriptionState>,
+    /// The state after.
+    pub new: SubscriptionState,
+    /// The request it came from.
+    pub source: ChangeSource,
+    /// `use_double_opt_in_logic` as the request sent it.
+    pub use_double_opt_in_logic: bool,
+}

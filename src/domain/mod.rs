@@ -1,0 +1,12 @@
+//! Parse-don't-validate domain types and the pure request-to-command logic: no I/O, no HTTP,
+//! no storage. Both stores run the same [`plan`] over the facts they fetched, so the rules
+//! of what a request changes are written once.
+
+pub mod catalog;
+pub mod change;
+pub mod ids;
+pub mod identifiers;
+pub mod plan;
+pub mod set_status;
+pub mod subscription;
+pub mod time;

@@ -1,0 +1,390 @@
+//! Validation of the set endpoints' bodies into a [`SetStatusCommand`].
+//!
+//! The whole body is checked before anything is applied; every problem is reported with the
+//! place it was found (`subscription_groups[1].phones[3]`) and the offending value. The entry
+//! rules are shared by V2 (plural field names, an array of entries) and V1 (singular field
+//! names, one entry at the top level) through [`EntryFields`].
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+
+use super::catalog::GroupStatus;
+use super::change::Contact;
+use super::identifiers::{Email, ExternalId, Phone};
+use super::ids::GroupId;
+use super::subscription::{Channel, SubscriptionState};
+
+/// Entries in one V2 request, as Braze allows.
+pub const MAX_ENTRIES: usize = 25;
+/// Identifiers in one list of one entry, as Braze allows.
+pub const MAX_IDENTIFIERS_PER_LIST: usize = 50;
+/// Problems listed in one error response; a hostile body with 100,000 bad items gets the first
+/// ones and a count, not a response as large as itself.
+pub const MAX_REPORTED_PROBLEMS: usize = 25;
+
+/// One validated entry: a state for a set of profiles and contacts in one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetEntry {
+    /// The group, known to exist, be active and belong to the caller's workspace.
+    pub group_id: GroupId,
+    /// The state to set.
+    pub state: SubscriptionState,
+    /// Profiles by external id, without duplicates, in the order given.
+    pub external_ids: Vec<ExternalId>,
+    /// Emails (email groups) or phones (SMS/WhatsApp groups), without duplicates.
+    pub contacts: Vec<Contact>,
+    /// `use_double_opt_in_logic` as sent (false when absent).
+    pub use_double_opt_in_logic: bool,
+}
+
+/// A validated set request: its entries, applied in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetStatusCommand {
+    /// Entries in request order; a later entry for the same profile and group wins.
+    pub entries: Vec<SetEntry>,
+}
+
+/// What a validator needs to know of the caller's groups. Implemented by the catalog; an id of
+/// another workspace must answer `None`, exactly like an id that does not exist.
+pub trait GroupDirectory {
+    /// The group's channel and status, if the caller's workspace has it.
+    fn find(&self, id: GroupId) -> Option<(Channel, GroupStatus)>;
+}
+
+/// Everything wrong with a request, in the order found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Problems {
+    list: Vec<String>,
+    omitted: usize,
+}
+
+impl Problems {
+    /// Adds a problem found at `path`.
+    pub fn push(&mut self, path: &str, message: impl std::fmt::Display) {
+        if self.list.len() < MAX_REPORTED_PROBLEMS {
+            let mut line = String::with_capacity(path.len() + 64);
+            if path.is_empty() {
+                let _ = write!(line, "{message}");
+            } else {
+                let _ = write!(line, "{path}: {message}");
+            }
+            self.list.push(line);
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    /// Whether nothing was found wrong.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The first problem: what the response's `message` says.
+    pub fn first(&self) -> &str {
+        self.list.first().map(String::as_str).unwrap_or("invalid request")
+    }
+
+    /// All reported problems, with a last line counting those left out.
+    pub fn into_list(self) -> Vec<String> {
+        let mut list = self.list;
+        if self.omitted > 0 {
+            list.push(format!("…and {} more problems", self.omitted));
+        }
+        list
+    }
+}
+
+/// The field names an entry is read from: V2's plural lists or V1's singular fields.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryFields {
+    /// `external_ids` or `external_id`.
+    pub external_ids: &'static str,
+    /// `emails` or `email`.
+    pub emails: &'static str,
+    /// `phones` or `phone`.
+    pub phones: &'static str,
+}
+
+/// V2's field names.
+pub const V2_FIELDS: EntryFields =
+    EntryFields { external_ids: "external_ids", emails: "emails", phones: "phones" };
+
+/// Validates a V2 body (`{"subscription_groups": [...]}`).
+pub fn parse_v2(body: &Value, groups: &dyn GroupDirectory) -> Result<SetStatusCommand, Problems> {
+    let mut problems = Problems::default();
+    let Some(top) = body.as_object() else {
+        problems.push("request body", format!("expected a JSON object, got {}", describe(body)));
+        return Err(problems);
+    };
+    let entries = match top.get("subscription_groups") {
+        None | Some(Value::Null) => {
+            problems.push("subscription_groups", "is required");
+            return Err(problems);
+        }
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            problems.push(
+                "subscription_groups",
+                format!("expected an array of objects, got {}", describe(other)),
+            );
+            return Err(problems);
+        }
+    };
+    if entries.is_empty() || entries.len() > MAX_ENTRIES {
+        problems.push(
+            "subscription_groups",
+            format!("must hold 1 to {MAX_ENTRIES} entries, got {}", entries.len()),
+        );
+        return Err(problems);
+    }
+    let mut parsed = Vec::with_capacity(entries.len());
+    let mut path = String::with_capacity(64);
+    for (i, item) in entries.iter().enumerate() {
+        path.clear();
+        let _ = write!(path, "subscription_groups[{i}]");
+        match item.as_object() {
+            Some(obj) => {
+                if let Some(entry) = parse_entry(obj, &path, V2_FIELDS, groups, &mut problems) {
+                    parsed.push(entry);
+                }
+            }
+            None => problems.push(&path, format!("expected an object, got {}", describe(item))),
+        }
+    }
+    if problems.is_empty() {
+        Ok(SetStatusCommand { entries: parsed })
+    } else {
+        Err(problems)
+    }
+}
+
+/// Validates one entry found at `path` (`""` for V1's top-level entry), adding every problem
+/// found to `problems`. Returns the entry only if it is entirely valid.
+pub fn parse_entry(
+    obj: &Map<String, Value>,
+    path: &str,
+    fields: EntryFields,
+    groups: &dyn GroupDirectory,
+    problems: &mut Problems,
+) -> Option<SetEntry> {
+    let before = problems.list.len() + problems.omitted;
+    let field_path = |name: &str| {
+        if path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+
+    let group = match obj.get("subscription_group_id") {
+        None | Some(Value::Null) => {
+            problems.push(&field_path("subscription_group_id"), "is required");
+            None
+        }
+        Some(Value::String(raw)) => match GroupId::parse(raw).and_then(|id| Some((id, groups.find(id)?))) {
+            Some((id, (channel, GroupStatus::Active))) => Some((id, channel)),
+            Some((_, (_, GroupStatus::Archived))) => {
+                problems.push(
+                    &field_path("subscription_group_id"),
+                    format!("subscription group {} is archived", quote(raw)),
+                );
+                None
+            }
+            None => {
+                problems.push(
+                    &field_path("subscription_group_id"),
+                    format!("{} is not a subscription group of this workspace", quote(raw)),
+                );
+                None
+            }
+        },
+        Some(other) => {
+            problems.push(
+                &field_path("subscription_group_id"),
+                format!("expected a string, got {}", describe(other)),
+            );
+            None
+        }
+    };
+
+    let state = match obj.get("subscription_state") {
+        None | Some(Value::Null) => {
+            problems.push(&field_path("subscription_state"), "is required");
+            None
+        }
+        Some(Value::String(raw)) => match SubscriptionState::parse(raw) {
+            Some(state) => Some(state),
+            None => {
+                problems.push(
+                    &field_path("subscription_state"),
+                    format!("{} is not a subscription state; use \"subscribed\" or \"unsubscribed\"", quote(raw)),
+                );
+                None
+            }
+        },
+        Some(other) => {
+            problems.push(
+                &field_path("subscription_state"),
+                format!("expected a string, got {}", describe(other)),
+            );
+            None
+        }
+    };
+
+    let use_double_opt_in_logic = match obj.get("use_double_opt_in_logic") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(flag)) => *flag,
+        Some(other) => {
+            problems.push(
+                &field_path("use_double_opt_in_logic"),
+                format!("expected a boolean, got {}", describe(other)),
+            );
+            false
+        }
+    };
+
+    let external_ids = obj
+        .get(fields.external_ids)
+        .filter(|v| !v.is_null())
+        .map(|v| parse_list(v, &field_path(fields.external_ids), problems, ExternalId::parse));
+    let emails = obj
+        .get(fields.emails)
+        .filter(|v| !v.is_null())
+        .map(|v| parse_list(v, &field_path(fields.emails), problems, Email::parse));
+    let phones = obj
+        .get(fields.phones)
+        .filter(|v| !v.is_null())
+        .map(|v| parse_list(v, &field_path(fields.phones), problems, Phone::parse));
+
+    let entry_path = if path.is_empty() { "request body" } else { path };
+    match (&external_ids, &emails, &phones) {
+        (None, None, None) => problems.push(
+            entry_path,
+            format!(
+                "needs at least one of {}, {}, {}",
+                fields.external_ids, fields.emails, fields.phones
+            ),
+        ),
+        (_, Some(_), Some(_)) => problems.push(
+            entry_path,
+            format!(
+                "{} and {} cannot be sent together in one entry; send them in separate entries",
+                fields.emails, fields.phones
+            ),
+        ),
+        _ => {}
+    }
+    if let Some((id, channel)) = group {
+        if emails.is_some() && channel != Channel::Email {
+            problems.push(
+                &field_path(fields.emails),
+                format!("subscription group {id} is on the {} channel; emails only address email groups", channel.as_str()),
+            );
+        }
+        if phones.is_some() && !channel.uses_phones() {
+            problems.push(
+                &field_path(fields.phones),
+                format!("subscription group {id} is on the email channel; phones only address sms and whatsapp groups"),
+            );
+        }
+    }
+
+    if problems.list.len() + problems.omitted != before {
+        return None;
+    }
+    let (group_id, _) = group?;
+    let contacts = match (emails, phones) {
+        (Some(emails), _) => emails.into_iter().map(Contact::Email).collect(),
+        (_, Some(phones)) => phones.into_iter().map(Contact::Phone).collect(),
+        _ => Vec::new(),
+    };
+    Some(SetEntry {
+        group_id,
+        state: state?,
+        external_ids: external_ids.unwrap_or_default(),
+        contacts,
+        use_double_opt_in_logic,
+    })
+}
+
+/// Reads a list of 1 to 50 identifiers (a single string counts as a list of one), parsing each
+/// and dropping repeats of the same normalized value.
+fn parse_list<T, E>(
+    value: &Value,
+    path: &str,
+    problems: &mut Problems,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Vec<T>
+where
+    T: Eq + std::hash::Hash + Clone,
+    E: std::fmt::Display,
+{
+    let items: &[Value] = match value {
+        Value::String(_) => std::slice::from_ref(value),
+        Value::Array(items) => items,
+        other => {
+            problems.push(path, format!("expected a string or an array of strings, got {}", describe(other)));
+            return Vec::new();
+        }
+    };
+    if items.is_empty() || items.len() > MAX_IDENTIFIERS_PER_LIST {
+        problems.push(
+            path,
+            format!("must hold 1 to {MAX_IDENTIFIERS_PER_LIST} identifiers, got {}", items.len()),
+        );
+        return Vec::new();
+    }
+    let single = value.is_string();
+    let mut seen = HashSet::with_capacity(items.len());
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let item_path = || if single { path.to_string() } else { format!("{path}[{i}]") };
+        match item {
+            Value::String(raw) => match parse(raw) {
+                Ok(parsed) => {
+                    if seen.insert(parsed.clone()) {
+                        out.push(parsed);
+                    }
+                }
+                Err(err) => problems.push(&item_path(), err),
+            },
+            other => problems.push(&item_path(), format!("expected a string, got {}", describe(other))),
+        }
+    }
+    out
+}
+
+/// Names a JSON value's type for an error message, with the value itself when it is short.
+pub fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => {
+            let text = n.to_string();
+            if text.len() <= 32 {
+                format!("the number {text}")
+            } else {
+                "a number".into()
+            }
+        }
+        Value::String(s) => format!("the string {}", quote(s)),
+        Value::Array(items) => format!("an array of {} items", items.len()),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// Quotes a client's value for an error message, JSON-escaped and cut to 64 characters, so
+/// that a hostile megabyte string never comes back in a response.
+pub fn quote(raw: &str) -> String {
+    const LIMIT: usize = 64;
+    match raw.char_indices().nth(LIMIT) {
+        None => serde_json::to_string(raw).unwrap_or_default(),
+        Some((cut, _)) => {
+            let mut quoted = serde_json::to_string(&raw[..cut]).unwrap_or_default();
+            quoted.insert(quoted.len() - 1, '…');
+            quoted
+        }
+    }
+}

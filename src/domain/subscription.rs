@@ -1,0 +1,72 @@
+//! Subscription states and channels.
+
+use serde::{Deserialize, Serialize};
+
+/// A profile's (or orphaned identifier's) state in one subscription group. `Unknown` is the
+/// absence of a state, not a value of this type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionState {
+    /// The person agreed to hear from this group.
+    Subscribed,
+    /// The person asked not to hear from this group.
+    Unsubscribed,
+}
+
+impl SubscriptionState {
+    /// Parses the API's spelling exactly (`subscribed` | `unsubscribed`): a consent signal
+    /// is too important to guess at `Subscribe` or `SUBSCRIBED`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "subscribed" => Some(Self::Subscribed),
+            "unsubscribed" => Some(Self::Unsubscribed),
+            _ => None,
+        }
+    }
+
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Subscribed => "subscribed",
+            Self::Unsubscribed => "unsubscribed",
+        }
+    }
+}
+
+/// The channel a subscription group sends on; it decides which identifiers the group takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// Email: takes `emails`.
+    Email,
+    /// SMS, MMS and RCS: takes `phones`.
+    Sms,
+    /// WhatsApp: takes `phones`.
+    Whatsapp,
+}
+
+impl Channel {
+    /// Parses `email`, `sms` or `whatsapp`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "email" => Some(Self::Email),
+            "sms" => Some(Self::Sms),
+            "whatsapp" => Some(Self::Whatsapp),
+            _ => None,
+        }
+    }
+
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Sms => "sms",
+            Self::Whatsapp => "whatsapp",
+        }
+    }
+
+    /// Whether phone numbers address this channel (SMS and WhatsApp do, email does not).
+    pub fn uses_phones(self) -> bool {
+        matches!(self, Self::Sms | Self::Whatsapp)
+    }
+}

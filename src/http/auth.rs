@@ -1,0 +1,91 @@
+//! Authentication and authorization: `Authorization: Bearer <key>` to an active key of one
+//! workspace, the endpoint's permission, and the key's IP allowlist.
+
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
+use axum::http::{header, request::Parts};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::catalog::{ApiKey, Permission};
+
+/// Names the permission an endpoint requires, at the type level, so that a handler cannot
+/// forget to check it.
+pub trait Required {
+    /// The permission.
+    const PERMISSION: Permission;
+}
+
+/// Requires `subscription.status.set`.
+pub struct StatusSet;
+impl Required for StatusSet {
+    const PERMISSION: Permission = Permission::SubscriptionStatusSet;
+}
+
+/// An authenticated caller whose key carries `P`'s permission and admits the caller's address.
+/// As an extractor it runs before the body is read, so an unauthenticated caller costs no
+/// parsing and learns nothing about validation.
+pub struct Authorized<P> {
+    /// The caller's key.
+    pub key: Arc<ApiKey>,
+    _permission: PhantomData<P>,
+}
+
+impl<P: Required, S: Send + Sync> FromRequestParts<S> for Authorized<P>
+where
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = AppState::from_ref(state);
+        let secret = bearer_token(parts)?;
+        let key = state
+            .catalog
+            .authenticate(secret)
+            .ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))?;
+        if !key.allows(P::PERMISSION) {
+            return Err(ApiError::Forbidden(format!(
+                "this API key does not have the {} permission",
+                P::PERMISSION.as_str()
+            )));
+        }
+        if !key.allowed_ips.is_empty() {
+            let peer = parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip())
+                .ok_or_else(|| ApiError::Forbidden("the caller's address is unknown".into()))?;
+            if !key.admits(peer) {
+                return Err(ApiError::Forbidden(format!("this API key may not be used from {peer}")));
+            }
+        }
+        Ok(Authorized { key, _permission: PhantomData })
+    }
+}
+
+/// The key in `Authorization: Bearer <key>`; the scheme word in any case.
+fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
+    let missing = || {
+        ApiError::Unauthorized("missing API key: send the header Authorization: Bearer YOUR-REST-API-KEY".into())
+    };
+    let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("the Authorization header is not readable text".into()))?
+        .trim();
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        ApiError::Unauthorized("the Authorization header must read Bearer YOUR-REST-API-KEY".into())
+    })?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::Unauthorized("the Authorization header must use the Bearer scheme".into()));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(missing());
+    }
+    Ok(token)
+}

@@ -1,0 +1,106 @@
+//! One error type for every endpoint, answered as Braze-shaped JSON: `{"message": …}` with the
+//! right status, plus `errors` for validation failures. Internal failures are logged with their
+//! cause and answered without it, so that storage details never reach a client.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// Largest request body accepted, as Braze documents.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is invalid; `message` is the first problem, `errors` all of them.
+    #[error("{message}")]
+    BadRequest {
+        /// The first problem, naming place and value.
+        message: String,
+        /// Every problem found.
+        errors: Vec<String>,
+    },
+    /// No key, an unknown key or a revoked key.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The key lacks the permission, or the caller is outside its IP allowlist.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such path.
+    #[error("{0}")]
+    NotFound(String),
+    /// The body is larger than [`MAX_BODY_BYTES`].
+    #[error("request body is larger than the 4 MB limit")]
+    PayloadTooLarge,
+    /// The body is not declared as JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The server is shutting down.
+    #[error("the server is shutting down; retry on another node or in a moment")]
+    Unavailable,
+    /// Something failed on our side; the detail is logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A validation failure with a single problem.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        let message = message.into();
+        ApiError::BadRequest { errors: vec![message.clone()], message }
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The JSON of an error, `message` first as Braze writes it.
+#[derive(Serialize)]
+struct ErrorBody {
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<Vec<String>>,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::ShuttingDown => ApiError::Unavailable,
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        let body = match self {
+            ApiError::BadRequest { message, errors } => ErrorBody { message, errors: Some(errors) },
+            other => ErrorBody { message: other.to_string(), errors: None },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,102 @@
+//! The server process: opens the store, loads the catalog, binds its listeners, serves until a
+//! shutdown signal, then drains in-flight requests and the writer before returning.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::admin::socket as admin_socket;
+use crate::catalog::Catalog;
+use crate::config::Settings;
+use crate::domain::catalog::ApiKey;
+use crate::http::{router, AppState};
+use crate::store::{DatabaseLocation, Store};
+
+/// A server that is bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    admin: Option<tokio::net::UnixListener>,
+    bootstrap: Option<(ApiKey, String)>,
+}
+
+impl Application {
+    /// Opens the store, creates the `default` workspace and its key on an empty store, and binds
+    /// the HTTP listener and (embedded store) the admin socket.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        crate::domain::identifiers::warm_up();
+        let store = {
+            let settings = settings.clone();
+            tokio::task::spawn_blocking(move || Store::open(&settings.database, &settings.store)).await??
+        };
+        let catalog = Arc::new(Catalog::load(store.clone())?);
+        let bootstrap = catalog.bootstrap()?;
+        let admin = match &settings.database {
+            DatabaseLocation::Embedded(dir) => Some(admin_socket::bind(dir).map_err(|e| {
+                anyhow::anyhow!("cannot create the admin socket in {}: {e}", dir.display())
+            })?),
+            DatabaseLocation::Postgres(_) => None,
+        };
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        Ok(Application { listener, state: AppState { catalog, store }, admin, bootstrap })
+    }
+
+    /// The bound address (the real port when port 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The key created on an empty store, with its secret, to be shown once.
+    pub fn bootstrap_key(&self) -> Option<&(ApiKey, String)> {
+        self.bootstrap.as_ref()
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.state.catalog)
+    }
+
+    /// The store.
+    pub fn store(&self) -> Store {
+        self.state.store.clone()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, finishes in-flight requests,
+    /// drains the writer and returns.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Application { listener, state, admin, .. } = self;
+        let admin_task = admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog))));
+        let store = state.store.clone();
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        if let Some(task) = admin_task {
+            task.abort();
+        }
+        store.close().await;
+        served.map_err(Into::into)
+    }
+}
+
+/// Completes on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests and draining the writer");
+}

@@ -1,0 +1,277 @@
+//! The embedded store: fjall (an LSM engine) in a data directory, one process at a time.
+//!
+//! Writes go through the [`writer`] (one thread, group commit); reads go straight to the engine
+//! and see only committed, durable batches, because a batch becomes visible only after it is
+//! persisted. The directory is locked by the process that opened it, so a second process gets
+//! [`StoreError::Locked`] and can talk to the first one instead (see `crate::admin`).
+
+pub mod codec;
+pub mod overlay;
+pub mod writer;
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use tokio::sync::{mpsc, oneshot};
+
+use self::codec::ProfileRecord;
+use self::overlay::Table;
+use self::writer::{Job, Op};
+use super::{Applied, CatalogData, ProfileImport, ProfileView, StateView, StoreError, StoreOptions};
+use crate::domain::catalog::{ApiKey, Group, Workspace};
+use crate::domain::change::{ChangeRecord, Contact};
+use crate::domain::ids::WorkspaceId;
+use crate::domain::plan::WriteContext;
+use crate::domain::set_status::SetStatusCommand;
+
+/// The name of the lock file in the data directory.
+pub const LOCK_FILE: &str = "consentry.lock";
+/// The engine's own directory inside the data directory.
+const ENGINE_DIR: &str = "engine";
+
+/// The engine and its keyspaces.
+pub struct Tables {
+    db: Database,
+    catalog: Keyspace,
+    profiles: Keyspace,
+    profile_ids: Keyspace,
+    emails: Keyspace,
+    phones: Keyspace,
+    orphans: Keyspace,
+    changes: Keyspace,
+    changes_by_profile: Keyspace,
+}
+
+impl Tables {
+    fn keyspace(&self, table: Table) -> &Keyspace {
+        match table {
+            Table::Profiles => &self.profiles,
+            Table::ProfileIds => &self.profile_ids,
+            Table::Emails => &self.emails,
+            Table::Phones => &self.phones,
+            Table::Orphans => &self.orphans,
+            Table::Changes => &self.changes,
+            Table::ChangesByProfile => &self.changes_by_profile,
+        }
+    }
+}
+
+/// A catalog entry to store.
+pub enum CatalogItem<'a> {
+    /// A workspace.
+    Workspace(&'a Workspace),
+    /// An API key.
+    ApiKey(&'a ApiKey),
+    /// A group.
+    Group(&'a Group),
+}
+
+struct Inner {
+    tables: Arc<Tables>,
+    queue: RwLock<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    path: PathBuf,
+    /// Held (locked) for as long as the store is open.
+    _lock: File,
+}
+
+/// The embedded store. Cloning is cheap: clones share the engine and the writer.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+impl EmbeddedStore {
+    /// Opens the store in `path`, creating the directory and the store if needed, and starts
+    /// its writer.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| StoreError::Open(format!("cannot create the data directory {}: {e}", path.display())))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.join(LOCK_FILE))
+            .map_err(|e| StoreError::Open(format!("cannot open {}: {e}", path.join(LOCK_FILE).display())))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked(path.to_path_buf())),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Open(format!("cannot lock {}: {e}", path.display())))
+            }
+        }
+
+        let db = Database::builder(path.join(ENGINE_DIR))
+            .cache_size(options.cache_bytes)
+            .open()?;
+        let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let tables = Arc::new(Tables {
+            catalog: open("catalog")?,
+            profiles: open("profiles")?,
+            profile_ids: open("profile_ids")?,
+            emails: open("emails")?,
+            phones: open("phones")?,
+            orphans: open("orphans")?,
+            changes: open("changes")?,
+            changes_by_profile: open("changes_by_profile")?,
+            db,
+        });
+
+        let (sender, receiver) = mpsc::channel(options.queue_depth.max(1));
+        let writer_tables = Arc::clone(&tables);
+        let (durability, max_batch) = (options.durability, options.max_batch.max(1));
+        let writer = std::thread::Builder::new()
+            .name("consentry-writer".into())
+            .spawn(move || writer::run(&writer_tables, receiver, durability, max_batch))
+            .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
+
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                tables,
+                queue: RwLock::new(Some(sender)),
+                writer: Mutex::new(Some(writer)),
+                path: path.to_path_buf(),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn tables(&self) -> &Tables {
+        &self.inner.tables
+    }
+
+    async fn submit(&self, op: Op) -> Result<Applied, StoreError> {
+        let sender = self.inner.queue.read().expect("queue lock").clone().ok_or(StoreError::ShuttingDown)?;
+        let (reply, answer) = oneshot::channel();
+        sender.send(Job { op, reply }).await.map_err(|_| StoreError::ShuttingDown)?;
+        answer.await.map_err(|_| StoreError::Engine("the writer stopped before answering".into()))?
+    }
+
+    /// See [`super::Store::set_status`].
+    pub async fn set_status(&self, ctx: WriteContext, command: SetStatusCommand) -> Result<Applied, StoreError> {
+        self.submit(Op::SetStatus(ctx, command)).await
+    }
+
+    /// See [`super::Store::import_profiles`].
+    pub async fn import_profiles(&self, ws: WorkspaceId, profiles: Vec<ProfileImport>) -> Result<Applied, StoreError> {
+        self.submit(Op::Import(ws, profiles)).await
+    }
+
+    /// See [`super::Store::close`].
+    pub async fn close(&self) {
+        drop(self.inner.queue.write().expect("queue lock").take());
+        let writer = self.inner.writer.lock().expect("writer lock").take();
+        if let Some(writer) = writer {
+            let joined = tokio::task::spawn_blocking(move || writer.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the writer thread panicked");
+            }
+        }
+        if let Err(err) = self.tables().db.persist(PersistMode::SyncAll) {
+            tracing::error!(error = %err, "final persist failed");
+        }
+    }
+
+    /// See [`super::Store::load_catalog`].
+    pub fn load_catalog(&self) -> Result<CatalogData, StoreError> {
+        let mut data = CatalogData::default();
+        for item in self.tables().catalog.iter() {
+            let (key, value) = item.into_inner()?;
+            let corrupt = |e: serde_json::Error| StoreError::Corrupt { what: "catalog", detail: e.to_string() };
+            match key.first() {
+                Some(b'w') => data.workspaces.push(serde_json::from_slice(&value).map_err(corrupt)?),
+                Some(b'k') => data.api_keys.push(serde_json::from_slice(&value).map_err(corrupt)?),
+                Some(b'g') => data.groups.push(serde_json::from_slice(&value).map_err(corrupt)?),
+                _ => return Err(StoreError::Corrupt { what: "catalog", detail: "unknown key kind".into() }),
+            }
+        }
+        Ok(data)
+    }
+
+    /// Stores a catalog entry durably. Catalog writes are rare and small, so they bypass the
+    /// writer and are synced on their own.
+    pub fn put_catalog_item(&self, item: CatalogItem<'_>) -> Result<(), StoreError> {
+        let (kind, id, value) = match item {
+            CatalogItem::Workspace(w) => (b'w', *w.id.as_bytes(), serde_json::to_vec(w)),
+            CatalogItem::ApiKey(k) => (b'k', *k.id.as_bytes(), serde_json::to_vec(k)),
+            CatalogItem::Group(g) => (b'g', *g.id.as_bytes(), serde_json::to_vec(g)),
+        };
+        let value = value.map_err(|e| StoreError::Engine(e.to_string()))?;
+        let mut key = Vec::with_capacity(17);
+        key.push(kind);
+        key.extend_from_slice(&id);
+        let mut batch = self.tables().db.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(&self.tables().catalog, key, value);
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn view(external_id: &str, record: ProfileRecord) -> ProfileView {
+        ProfileView {
+            id: record.id,
+            external_id: Some(external_id.to_string()),
+            email: record.email,
+            phone: record.phone,
+            states: record.states,
+        }
+    }
+
+    /// See [`super::Store::profile_by_external_id`].
+    pub fn profile_by_external_id(&self, ws: WorkspaceId, external_id: &str) -> Result<Option<ProfileView>, StoreError> {
+        match self.tables().profiles.get(codec::profile_key(ws, external_id))? {
+            Some(bytes) => Ok(Some(Self::view(external_id, ProfileRecord::decode(&bytes)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// See [`super::Store::profiles_by_contact`].
+    pub fn profiles_by_contact(&self, ws: WorkspaceId, contact: &Contact) -> Result<Vec<ProfileView>, StoreError> {
+        let index = match contact {
+            Contact::Email(_) => &self.tables().emails,
+            Contact::Phone(_) => &self.tables().phones,
+        };
+        let mut out = Vec::new();
+        for item in index.prefix(codec::contact_prefix(ws, contact.as_str())) {
+            let external_id = item.value()?;
+            let external_id = String::from_utf8(external_id.to_vec())
+                .map_err(|_| StoreError::Corrupt { what: "contact index", detail: "external id is not UTF-8".into() })?;
+            if let Some(view) = self.profile_by_external_id(ws, &external_id)? {
+                out.push(view);
+            }
+        }
+        Ok(out)
+    }
+
+    /// See [`super::Store::orphan_states`].
+    pub fn orphan_states(&self, ws: WorkspaceId, contact: &Contact) -> Result<Vec<StateView>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tables().orphans.prefix(codec::orphan_prefix(ws, contact)) {
+            let (key, value) = item.into_inner()?;
+            let (state, updated_at) = codec::decode_orphan(&value)?;
+            out.push(StateView { group_id: codec::orphan_key_group(&key)?, state, updated_at });
+        }
+        Ok(out)
+    }
+
+    /// See [`super::Store::change_records`].
+    pub fn change_records(&self, ws: WorkspaceId) -> Result<Vec<ChangeRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tables().changes.prefix(ws.as_bytes()) {
+            let (key, value) = item.into_inner()?;
+            out.push(codec::decode_change(&key, &value)?);
+        }
+        Ok(out)
+    }
+
+    /// See [`super::Store::disk_space`].
+    pub fn disk_space(&self) -> Result<u64, StoreError> {
+        Ok(self.tables().db.disk_space()?)
+    }
+}

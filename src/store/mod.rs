@@ -1,0 +1,273 @@
+//! The storage seam: one [`Store`] with an implementation per engine.
+//!
+//! A store offers batched primitives (fetch the facts a command needs, write a plan atomically)
+//! and keeps the catalog; the rules themselves live in [`crate::domain::plan`], once. Today the
+//! only engine is the embedded one ([`embedded`], on the fjall LSM engine); PostgreSQL slots in
+//! as a second variant.
+
+pub mod embedded;
+
+use std::path::PathBuf;
+
+use crate::domain::catalog::{ApiKey, Group, Workspace};
+use crate::domain::change::{ChangeRecord, Contact};
+use crate::domain::identifiers::ExternalId;
+use crate::domain::ids::{GroupId, ProfileId, WorkspaceId};
+use crate::domain::plan::WriteContext;
+use crate::domain::set_status::SetStatusCommand;
+use crate::domain::subscription::SubscriptionState;
+use crate::domain::time::Timestamp;
+
+pub use embedded::EmbeddedStore;
+
+/// Where the data lives, as given by `--database` or `CONSENTRY_DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    /// The embedded store in this directory.
+    Embedded(PathBuf),
+    /// A PostgreSQL URL (not supported by this build yet).
+    Postgres(String),
+}
+
+impl DatabaseLocation {
+    /// Reads `postgres://…`/`postgresql://…` as PostgreSQL and anything else as a directory.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err("the database location is empty".into());
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            Ok(DatabaseLocation::Postgres(raw.to_string()))
+        } else if raw.contains("://") {
+            Err(format!(
+                "unsupported database URL scheme in {:?}: use a directory path (embedded store)",
+                raw.split("://").next().unwrap_or_default()
+            ))
+        } else {
+            Ok(DatabaseLocation::Embedded(PathBuf::from(raw)))
+        }
+    }
+}
+
+/// How hard a commit works to survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Durability {
+    /// Every batch is fsynced before any request in it is answered: an acknowledged write
+    /// survives a process crash and a power loss.
+    #[default]
+    Sync,
+    /// Every batch is handed to the operating system before it is answered: an acknowledged
+    /// write survives a process crash (kill -9) but not a power loss or kernel crash.
+    Buffered,
+}
+
+/// Tuning of a store, with defaults fit for a two-core machine.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Commit durability.
+    pub durability: Durability,
+    /// Most requests committed together in one batch.
+    pub max_batch: usize,
+    /// Requests waiting for the writer before new ones wait to be queued.
+    pub queue_depth: usize,
+    /// Block cache of the embedded engine, in bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { durability: Durability::Sync, max_batch: 64, queue_depth: 1024, cache_bytes: 32 << 20 }
+    }
+}
+
+/// A failure of the storage layer. These are never the client's fault: they answer 500 (or 503
+/// while shutting down), and the request changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The engine failed (I/O error, full disk…).
+    #[error("storage engine error: {0}")]
+    Engine(String),
+    /// Stored bytes did not decode: a bug or a damaged store.
+    #[error("corrupt record in {what}: {detail}")]
+    Corrupt {
+        /// Which kind of record.
+        what: &'static str,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// The store is shutting down and takes no more writes.
+    #[error("the store is shutting down")]
+    ShuttingDown,
+    /// Another process holds the embedded store in this directory.
+    #[error("the store in {} is in use by another Consentry process", .0.display())]
+    Locked(PathBuf),
+    /// The store could not be opened.
+    #[error("{0}")]
+    Open(String),
+}
+
+impl From<fjall::Error> for StoreError {
+    fn from(err: fjall::Error) -> Self {
+        StoreError::Engine(err.to_string())
+    }
+}
+
+/// The catalog as stored: read whole at start-up, it is small (workspaces, keys, groups).
+#[derive(Debug, Clone, Default)]
+pub struct CatalogData {
+    /// All workspaces.
+    pub workspaces: Vec<Workspace>,
+    /// All API keys, revoked ones too.
+    pub api_keys: Vec<ApiKey>,
+    /// All groups, archived ones too.
+    pub groups: Vec<Group>,
+}
+
+/// A profile's group state as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateView {
+    /// The group.
+    pub group_id: GroupId,
+    /// Its state.
+    pub state: SubscriptionState,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+}
+
+/// A profile as stored, with all its states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileView {
+    /// Internal id.
+    pub id: ProfileId,
+    /// External id.
+    pub external_id: Option<String>,
+    /// Normalized email.
+    pub email: Option<String>,
+    /// E.164 phone.
+    pub phone: Option<String>,
+    /// Its states, by group id.
+    pub states: Vec<StateView>,
+}
+
+/// A profile to load in bulk (seeding a store for tests, benchmarks and imports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileImport {
+    /// External id; a profile that already has it is updated.
+    pub external_id: ExternalId,
+    /// Email.
+    pub email: Option<crate::domain::identifiers::Email>,
+    /// Phone.
+    pub phone: Option<crate::domain::identifiers::Phone>,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// Profiles created.
+    pub profiles_created: usize,
+    /// States changed (change records written).
+    pub changes: usize,
+}
+
+/// The store: one enum, one variant per engine, so that callers never know which runs.
+#[derive(Clone)]
+pub enum Store {
+    /// The embedded fjall store.
+    Embedded(EmbeddedStore),
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `location`.
+    pub fn open(location: &DatabaseLocation, options: &StoreOptions) -> Result<Store, StoreError> {
+        match location {
+            DatabaseLocation::Embedded(path) => Ok(Store::Embedded(EmbeddedStore::open(path, options)?)),
+            DatabaseLocation::Postgres(_) => Err(StoreError::Open(
+                "the PostgreSQL store is not available in this version yet; use a directory path for the embedded store".into(),
+            )),
+        }
+    }
+
+    /// Reads the whole catalog.
+    pub fn load_catalog(&self) -> Result<CatalogData, StoreError> {
+        match self {
+            Store::Embedded(s) => s.load_catalog(),
+        }
+    }
+
+    /// Creates or replaces a workspace, durably.
+    pub fn put_workspace(&self, workspace: &Workspace) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::Workspace(workspace)),
+        }
+    }
+
+    /// Creates or replaces an API key, durably.
+    pub fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::ApiKey(key)),
+        }
+    }
+
+    /// Creates or replaces a group, durably.
+    pub fn put_group(&self, group: &Group) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::Group(group)),
+        }
+    }
+
+    /// Applies a validated set command atomically and durably.
+    pub async fn set_status(&self, ctx: WriteContext, command: SetStatusCommand) -> Result<Applied, StoreError> {
+        match self {
+            Store::Embedded(s) => s.set_status(ctx, command).await,
+        }
+    }
+
+    /// Creates or updates profiles in bulk, atomically.
+    pub async fn import_profiles(&self, workspace: WorkspaceId, profiles: Vec<ProfileImport>) -> Result<Applied, StoreError> {
+        match self {
+            Store::Embedded(s) => s.import_profiles(workspace, profiles).await,
+        }
+    }
+
+    /// The profile with this external id.
+    pub fn profile_by_external_id(&self, workspace: WorkspaceId, external_id: &str) -> Result<Option<ProfileView>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.profile_by_external_id(workspace, external_id),
+        }
+    }
+
+    /// The profiles that carry this email or phone.
+    pub fn profiles_by_contact(&self, workspace: WorkspaceId, contact: &Contact) -> Result<Vec<ProfileView>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.profiles_by_contact(workspace, contact),
+        }
+    }
+
+    /// The orphaned states of an email or phone.
+    pub fn orphan_states(&self, workspace: WorkspaceId, contact: &Contact) -> Result<Vec<StateView>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.orphan_states(workspace, contact),
+        }
+    }
+
+    /// The workspace's change records, oldest first.
+    pub fn change_records(&self, workspace: WorkspaceId) -> Result<Vec<ChangeRecord>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.change_records(workspace),
+        }
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn disk_space(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Embedded(s) => s.disk_space(),
+        }
+    }
+
+    /// Stops taking writes, commits what is queued and waits for the writer to finish.
+    pub async fn close(&self) {
+        match self {
+            Store::Embedded(s) => s.close().await,
+        }
+    }
+}
