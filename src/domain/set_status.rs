@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::catalog::GroupStatus;
 use super::change::Contact;
-use super::identifiers::{Email, ExternalId, Phone};
+use super::identifiers::{Email, ExternalId, Phone, QuotedValue};
 use super::ids::GroupId;
 use super::subscription::{Channel, SubscriptionState};
 
@@ -375,16 +375,8 @@ pub fn describe(value: &Value) -> String {
     }
 }
 
-/// Quotes a client's value for an error message, JSON-escaped and cut to 64 characters, so
-/// that a hostile megabyte string never comes back in a response.
+/// Quotes a client's value for an error message: escaped and cut to 64 characters, so that a
+/// hostile megabyte string never comes back in a response.
 pub fn quote(raw: &str) -> String {
-    const LIMIT: usize = 64;
-    match raw.char_indices().nth(LIMIT) {
-        None => serde_json::to_string(raw).unwrap_or_default(),
-        Some((cut, _)) => {
-            let mut quoted = serde_json::to_string(&raw[..cut]).unwrap_or_default();
-            quoted.insert(quoted.len() - 1, '…');
-            quoted
-        }
-    }
+    QuotedValue::new(raw).to_string()
 }
