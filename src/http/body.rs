@@ -10,6 +10,10 @@ use serde_json::Value;
 
 use super::error::{ApiError, MAX_BODY_BYTES};
 
+/// How long a client may take to send its body: a connection trickling bytes must not hold
+/// its slot forever.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A parsed JSON request body.
 pub struct JsonBody(pub Value);
 
@@ -32,7 +36,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
             return Err(ApiError::PayloadTooLarge);
         }
-        let bytes = axum::body::to_bytes(Body::new(request.into_body()), MAX_BODY_BYTES).await.map_err(|err| {
+        let read = axum::body::to_bytes(Body::new(request.into_body()), MAX_BODY_BYTES);
+        let read = tokio::time::timeout(BODY_TIMEOUT, read).await.map_err(|_| ApiError::RequestTimeout)?;
+        let bytes = read.map_err(|err| {
             // `to_bytes` reports a length-limit overrun through its source chain.
             let mut source: Option<&dyn std::error::Error> = Some(&err);
             while let Some(e) = source {

@@ -34,6 +34,9 @@ pub enum ApiError {
     /// The body is larger than [`MAX_BODY_BYTES`].
     #[error("request body is larger than the 4 MB limit")]
     PayloadTooLarge,
+    /// The body did not arrive in time.
+    #[error("the request body did not arrive within 30 seconds")]
+    RequestTimeout,
     /// The body is not declared as JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -60,6 +63,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
