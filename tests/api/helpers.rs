@@ -1,0 +1,241 @@
+//! A real server per test: a fresh embedded store in its own temporary directory, bound to
+//! 127.0.0.1:0, driven over real HTTP. Until the read endpoints exist, tests read state through
+//! the store's own API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use consentry::catalog::{Catalog, DEFAULT_WORKSPACE};
+use consentry::config::Settings;
+use consentry::domain::catalog::Permission;
+use consentry::domain::change::{ChangeRecord, Contact};
+use consentry::domain::identifiers::{Email, ExternalId, Phone};
+use consentry::domain::ids::{GroupId, WorkspaceId};
+use consentry::domain::subscription::{Channel, SubscriptionState};
+use consentry::server::Application;
+use consentry::store::{ProfileImport, ProfileView, Store};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The V2 endpoint under test.
+pub const V2_PATH: &str = "/v2/subscription/status/set";
+
+/// A running server and handles on its catalog and store.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    /// The bound socket address.
+    pub addr: SocketAddr,
+    /// The secret of the `default` workspace's all-permission key.
+    pub key: String,
+    /// The `default` workspace.
+    pub workspace: WorkspaceId,
+    /// The server's catalog (creating a group here is seen by the server at once).
+    pub catalog: Arc<Catalog>,
+    /// The server's store.
+    pub store: Store,
+    /// A client that never goes through a proxy.
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    // Declared last so that it is removed after everything that uses it.
+    _dir: TempDir,
+}
+
+/// Starts a server on a fresh store.
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let app = Application::build(Settings::for_tests(dir.path())).await.expect("the server builds");
+    let key = app.bootstrap_key().expect("an empty store creates a bootstrap key").1.clone();
+    let catalog = app.catalog();
+    let store = app.store();
+    let addr = app.local_addr();
+    let workspace = catalog
+        .workspaces()
+        .into_iter()
+        .find(|w| w.name == DEFAULT_WORKSPACE)
+        .expect("the default workspace exists")
+        .id;
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address: format!("http://{addr}"),
+        addr,
+        key,
+        workspace,
+        catalog,
+        store,
+        client: client(),
+        shutdown: Some(tx),
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+/// A reqwest client that ignores any proxy configured in the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().expect("a reqwest client")
+}
+
+impl TestApp {
+    /// Stops the server gracefully and waits until it has drained its writer.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("the server task does not panic").expect("the server stops cleanly");
+        }
+    }
+
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// POSTs `body` to the V2 endpoint with the default key.
+    pub async fn post_v2(&self, body: &Value) -> reqwest::Response {
+        self.post_v2_with_key(&self.key, body).await
+    }
+
+    /// POSTs `body` to the V2 endpoint with `key`.
+    pub async fn post_v2_with_key(&self, key: &str, body: &Value) -> reqwest::Response {
+        self.client.post(self.url(V2_PATH)).bearer_auth(key).json(body).send().await.expect("the request is sent")
+    }
+
+    /// POSTs raw bytes to `path`, with the given Content-Type and key (none when `None`).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.expect("the request is sent")
+    }
+
+    /// Creates an active group in the `default` workspace.
+    pub fn create_group(&self, name: &str, channel: Channel) -> GroupId {
+        self.catalog.create_group(DEFAULT_WORKSPACE, name, channel).expect("the group is created").id
+    }
+
+    /// Creates a workspace and a key in it with `permissions`; returns its id and the key.
+    pub fn create_workspace_with_key(&self, name: &str, permissions: &[Permission]) -> (WorkspaceId, String) {
+        let workspace = self.catalog.create_workspace(name).expect("the workspace is created");
+        let (_, secret) =
+            self.catalog.create_key(name, permissions.to_vec(), Vec::new(), "test").expect("the key is created");
+        (workspace.id, secret)
+    }
+
+    /// Creates profiles `(external id, email, phone)` in the `default` workspace.
+    pub async fn import(&self, profiles: &[(&str, Option<&str>, Option<&str>)]) {
+        self.import_into(self.workspace, profiles).await;
+    }
+
+    /// Creates profiles `(external id, email, phone)` in `workspace`.
+    pub async fn import_into(&self, workspace: WorkspaceId, profiles: &[(&str, Option<&str>, Option<&str>)]) {
+        let profiles = profiles
+            .iter()
+            .map(|&(external_id, email, phone)| ProfileImport {
+                external_id: ExternalId::parse(external_id).expect("a valid external id"),
+                email: email.map(|e| Email::parse(e).expect("a valid email")),
+                phone: phone.map(|p| Phone::parse(p).expect("a valid phone")),
+            })
+            .collect();
+        self.store.import_profiles(workspace, profiles).await.expect("the import succeeds");
+    }
+
+    /// The profile with this external id in the `default` workspace.
+    pub fn profile(&self, external_id: &str) -> Option<ProfileView> {
+        self.store.profile_by_external_id(self.workspace, external_id).expect("the store reads")
+    }
+
+    /// The state of the profile with this external id in `group` (`None`: no profile, or
+    /// `Unknown`).
+    pub fn state_of(&self, external_id: &str, group: GroupId) -> Option<SubscriptionState> {
+        state_in(&self.store, self.workspace, external_id, group)
+    }
+
+    /// The `default` workspace's change records, oldest first.
+    pub fn changes(&self) -> Vec<ChangeRecord> {
+        self.store.change_records(self.workspace).expect("the store reads")
+    }
+
+    /// The orphaned identifier state of `contact` in `group`.
+    pub fn orphan_state(&self, contact: &Contact, group: GroupId) -> Option<SubscriptionState> {
+        self.store
+            .orphan_states(self.workspace, contact)
+            .expect("the store reads")
+            .into_iter()
+            .find(|s| s.group_id == group)
+            .map(|s| s.state)
+    }
+}
+
+/// The state of the profile with this external id in `group`, read from `store`.
+pub fn state_in(store: &Store, workspace: WorkspaceId, external_id: &str, group: GroupId) -> Option<SubscriptionState> {
+    store
+        .profile_by_external_id(workspace, external_id)
+        .expect("the store reads")
+        .and_then(|p| p.states.into_iter().find(|s| s.group_id == group))
+        .map(|s| s.state)
+}
+
+/// An email as the store keys it.
+pub fn email(raw: &str) -> Contact {
+    Contact::Email(Email::parse(raw).expect("a valid email"))
+}
+
+/// A phone as the store keys it.
+pub fn phone(raw: &str) -> Contact {
+    Contact::Phone(Phone::parse(raw).expect("a valid phone"))
+}
+
+/// A V2 body of one entry: `field` (`external_ids`, `emails`, `phones`) set to `values`.
+pub fn one_entry(group: GroupId, state: &str, field: &str, values: &[&str]) -> Value {
+    json!({ "subscription_groups": [ { "subscription_group_id": group.to_string(), "subscription_state": state, field: values } ] })
+}
+
+/// A V2 body of one entry for external ids.
+pub fn by_external_ids(group: GroupId, state: &str, ids: &[&str]) -> Value {
+    one_entry(group, state, "external_ids", ids)
+}
+
+/// The status and JSON body of a response. Panics (with the text) if the body is not JSON.
+pub async fn status_and_json(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("the body is read");
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("a {status} body that is not JSON ({e}): {text:?}"));
+    (status, body)
+}
+
+/// Asserts the Braze success answer: 201 and exactly `{"message":"success"}`.
+pub async fn assert_success(response: reqwest::Response) {
+    let (status, body) = status_and_json(response).await;
+    assert_eq!((status, body), (StatusCode::CREATED, json!({ "message": "success" })));
+}
+
+/// Asserts a 400 and returns its `message`.
+pub async fn assert_bad_request(response: reqwest::Response) -> String {
+    assert_error(response, StatusCode::BAD_REQUEST).await
+}
+
+/// Asserts an error status with a JSON body carrying a string `message`, and returns it.
+pub async fn assert_error(response: reqwest::Response, expected: StatusCode) -> String {
+    let (status, body) = status_and_json(response).await;
+    assert_eq!(status, expected, "unexpected status; body: {body}");
+    body["message"].as_str().unwrap_or_else(|| panic!("the error body has no string message: {body}")).to_string()
+}

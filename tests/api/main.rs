@@ -1,0 +1,9 @@
+mod admin_cli;
+mod atomicity;
+mod auth;
+mod change_records;
+mod errors;
+mod helpers;
+mod hostile;
+mod identifiers;
+mod set_status_v2;
