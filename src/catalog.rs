@@ -3,7 +3,7 @@
 //! written through to the store on every change.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use ipnet::IpNet;
 
@@ -59,9 +59,14 @@ impl Index {
 }
 
 /// Workspaces, keys and groups, cached in memory and written through to the store.
+///
+/// Changes are serialized by `changes` and written to the store before the in-memory index is
+/// touched, so the index lock is held only for the instant of the update: a catalog change
+/// never makes requests wait for an fsync.
 pub struct Catalog {
     store: Store,
     index: RwLock<Index>,
+    changes: Mutex<()>,
     max_groups: usize,
 }
 
@@ -79,7 +84,17 @@ impl Catalog {
         for group in data.groups {
             index.groups.insert(group.id, group);
         }
-        Ok(Catalog { store, index: RwLock::new(index), max_groups: DEFAULT_MAX_GROUPS_PER_WORKSPACE })
+        Ok(Catalog { store, index: RwLock::new(index), changes: Mutex::new(()), max_groups: DEFAULT_MAX_GROUPS_PER_WORKSPACE })
+    }
+
+    /// Sets the most active groups a workspace may have (Braze's 450 by default).
+    pub fn with_max_groups(mut self, max_groups: usize) -> Self {
+        self.max_groups = max_groups;
+        self
+    }
+
+    fn change(&self) -> MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The store behind the catalog.
@@ -123,13 +138,13 @@ impl Catalog {
     /// Creates a workspace.
     pub fn create_workspace(&self, name: &str) -> Result<Workspace, CatalogError> {
         validate_name("workspace", name).map_err(CatalogError::Invalid)?;
-        let mut index = self.write();
-        if index.workspaces.values().any(|w| w.name == name) {
+        let _change = self.change();
+        if self.read().workspaces.values().any(|w| w.name == name) {
             return Err(CatalogError::Conflict(format!("a workspace named {name:?} already exists")));
         }
         let workspace = Workspace { id: WorkspaceId::generate(), name: name.to_string(), created_at: Timestamp::now() };
         self.store.put_workspace(&workspace)?;
-        index.workspaces.insert(workspace.id, workspace.clone());
+        self.write().workspaces.insert(workspace.id, workspace.clone());
         Ok(workspace)
     }
 
@@ -152,11 +167,11 @@ impl Catalog {
         if permissions.is_empty() {
             return Err(CatalogError::Invalid("a key needs at least one --permission".into()));
         }
-        let mut index = self.write();
-        let workspace_id = index.workspace_named(workspace)?.id;
+        let _change = self.change();
+        let workspace_id = self.read().workspace_named(workspace)?.id;
         let (key, secret) = ApiKey::generate(workspace_id, name.to_string(), permissions, allowed_ips);
         self.store.put_api_key(&key)?;
-        index.add_key(key.clone());
+        self.write().add_key(key.clone());
         Ok((key, secret))
     }
 
@@ -172,15 +187,14 @@ impl Catalog {
 
     /// Revokes a key; it authenticates nothing from now on. Revoking twice is not an error.
     pub fn revoke_key(&self, id: &str) -> Result<ApiKey, CatalogError> {
-        let mut index = self.write();
-        let key = ApiKeyId::parse(id)
-            .and_then(|id| index.keys.get(&id))
+        let _change = self.change();
+        let mut revoked = ApiKeyId::parse(id)
+            .and_then(|id| self.read().keys.get(&id).map(|k| (**k).clone()))
             .ok_or_else(|| CatalogError::NotFound(format!("no API key with id {id:?}")))?;
-        let mut revoked = (**key).clone();
         if revoked.revoked_at.is_none() {
             revoked.revoked_at = Some(Timestamp::now());
             self.store.put_api_key(&revoked)?;
-            index.add_key(revoked.clone());
+            self.write().add_key(revoked.clone());
         }
         Ok(revoked)
     }
@@ -188,7 +202,8 @@ impl Catalog {
     /// Creates a subscription group in the named workspace.
     pub fn create_group(&self, workspace: &str, name: &str, channel: Channel) -> Result<Group, CatalogError> {
         validate_name("group", name).map_err(CatalogError::Invalid)?;
-        let mut index = self.write();
+        let _change = self.change();
+        let index = self.read();
         let workspace_id = index.workspace_named(workspace)?.id;
         let in_workspace: Vec<&Group> = index.groups.values().filter(|g| g.workspace_id == workspace_id).collect();
         if in_workspace.iter().any(|g| g.name == name) {
@@ -196,12 +211,14 @@ impl Catalog {
                 "workspace {workspace:?} already has a group named {name:?}"
             )));
         }
-        if in_workspace.len() >= self.max_groups {
+        // Archived groups keep their name (history refers to it) but not their slot.
+        let active = in_workspace.iter().filter(|g| g.status == GroupStatus::Active).count();
+        if active >= self.max_groups {
             return Err(CatalogError::Conflict(format!(
-                "workspace {workspace:?} already has {} groups, the most it may have",
-                in_workspace.len()
+                "workspace {workspace:?} already has {active} active groups, the most it may have; archive one first"
             )));
         }
+        drop(index);
         let group = Group {
             id: GroupId::generate(),
             workspace_id,
@@ -211,7 +228,7 @@ impl Catalog {
             created_at: Timestamp::now(),
         };
         self.store.put_group(&group)?;
-        index.groups.insert(group.id, group.clone());
+        self.write().groups.insert(group.id, group.clone());
         Ok(group)
     }
 
@@ -226,15 +243,14 @@ impl Catalog {
 
     /// Archives a group: it keeps its states and history but refuses changes.
     pub fn archive_group(&self, id: &str) -> Result<Group, CatalogError> {
-        let mut index = self.write();
-        let group = GroupId::parse(id)
-            .and_then(|id| index.groups.get(&id))
+        let _change = self.change();
+        let mut archived = GroupId::parse(id)
+            .and_then(|id| self.read().groups.get(&id).cloned())
             .ok_or_else(|| CatalogError::NotFound(format!("no subscription group with id {id:?}")))?;
-        let mut archived = group.clone();
         if archived.status != GroupStatus::Archived {
             archived.status = GroupStatus::Archived;
             self.store.put_group(&archived)?;
-            index.groups.insert(archived.id, archived.clone());
+            self.write().groups.insert(archived.id, archived.clone());
         }
         Ok(archived)
     }

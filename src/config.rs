@@ -15,6 +15,8 @@ pub struct Settings {
     pub database: DatabaseLocation,
     /// `host:port` to listen on; port 0 picks a free port (tests).
     pub listen: String,
+    /// Most active subscription groups a workspace may have.
+    pub max_groups_per_workspace: usize,
     /// Store tuning.
     pub store: StoreOptions,
 }
@@ -25,6 +27,7 @@ impl Settings {
         Settings {
             database: DatabaseLocation::Embedded(dir.to_path_buf()),
             listen: "127.0.0.1:0".into(),
+            max_groups_per_workspace: crate::domain::catalog::DEFAULT_MAX_GROUPS_PER_WORKSPACE,
             store: StoreOptions::default(),
         }
     }

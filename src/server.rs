@@ -31,7 +31,7 @@ impl Application {
             let settings = settings.clone();
             tokio::task::spawn_blocking(move || Store::open(&settings.database, &settings.store)).await??
         };
-        let catalog = Arc::new(Catalog::load(store.clone())?);
+        let catalog = Arc::new(Catalog::load(store.clone())?.with_max_groups(settings.max_groups_per_workspace));
         let bootstrap = catalog.bootstrap()?;
         let admin = match &settings.database {
             DatabaseLocation::Embedded(dir) => Some(admin_socket::bind(dir).map_err(|e| {
@@ -81,22 +81,20 @@ impl Application {
     }
 }
 
-/// Completes on ctrl-c or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the ctrl-c and SIGTERM handlers now and returns a future that completes on either.
+///
+/// The handlers must exist before the server announces itself: a signal that arrives earlier
+/// would otherwise meet the default action and kill the process without a graceful shutdown.
+/// Must be called inside the Tokio runtime.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests and draining the writer");
+        tracing::info!("shutting down: finishing in-flight requests and draining the writer");
+    })
 }

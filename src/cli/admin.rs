@@ -114,11 +114,13 @@ impl From<GroupsCommand> for AdminRequest {
 }
 
 /// Runs one admin command and prints its output.
-pub fn run(database: &DatabaseLocation, request: AdminRequest) -> anyhow::Result<()> {
+///
+/// Through a running server, the server's own group limit applies.
+pub fn run(database: &DatabaseLocation, max_groups: usize, request: AdminRequest) -> anyhow::Result<()> {
     let output = match Store::open(database, &StoreOptions::default()) {
         Ok(store) => {
             let result = Catalog::load(store.clone()).map_err(anyhow::Error::from).and_then(|catalog| {
-                admin::execute(&catalog, &request).map_err(anyhow::Error::from)
+                admin::execute(&catalog.with_max_groups(max_groups), &request).map_err(anyhow::Error::from)
             });
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(store.close());

@@ -17,6 +17,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "CONSENTRY_DATABASE_URL", default_value = DEFAULT_DATABASE)]
     pub database: String,
 
+    /// Most active subscription groups a workspace may have.
+    #[arg(long, global = true, env = "CONSENTRY_MAX_GROUPS_PER_WORKSPACE",
+          default_value_t = crate::domain::catalog::DEFAULT_MAX_GROUPS_PER_WORKSPACE)]
+    pub max_groups_per_workspace: usize,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -48,10 +53,10 @@ pub fn run(cli: Cli) -> i32 {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => serve::run(database, args),
-        Command::Workspaces(command) => admin::run(&database, command.into()),
-        Command::Keys(command) => admin::run(&database, command.into()),
-        Command::Groups(command) => admin::run(&database, command.into()),
+        Command::Serve(args) => serve::run(database, cli.max_groups_per_workspace, args),
+        Command::Workspaces(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
+        Command::Keys(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
+        Command::Groups(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
     };
     match result {
         Ok(()) => 0,

@@ -28,10 +28,11 @@ pub struct ServeArgs {
 }
 
 /// Starts the server and blocks until it has shut down.
-pub fn run(database: DatabaseLocation, args: ServeArgs) -> anyhow::Result<()> {
+pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
     let settings = Settings {
         database,
+        max_groups_per_workspace,
         listen: args.listen,
         store: StoreOptions {
             durability: args.durability,
@@ -42,6 +43,7 @@ pub fn run(database: DatabaseLocation, args: ServeArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        let shutdown = shutdown_signal()?;
         let app = Application::build(settings.clone()).await?;
         if let Some((key, secret)) = app.bootstrap_key() {
             let mut out = std::io::stdout().lock();
@@ -59,7 +61,7 @@ pub fn run(database: DatabaseLocation, args: ServeArgs) -> anyhow::Result<()> {
             durability = ?settings.store.durability,
             "consentry is listening"
         );
-        app.run_until(shutdown_signal()).await
+        app.run_until(shutdown).await
     })
 }
 

@@ -15,7 +15,17 @@ use super::set_status::SetStatusCommand;
 use super::subscription::SubscriptionState;
 use super::time::Timestamp;
 
-/// Who is writing, when: stamped on every change record of one request.
+/// Who is writing: the caller's workspace and the source stamped on every change record.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// The caller's workspace.
+    pub workspace_id: WorkspaceId,
+    /// The key, endpoint and request.
+    pub source: ChangeSource,
+}
+
+/// Who is writing, and when the store applies it. The store, not the handler, picks the time,
+/// so that change times follow the order in which changes were applied.
 #[derive(Debug, Clone, Copy)]
 pub struct WriteContext {
     /// The caller's workspace.
@@ -24,6 +34,13 @@ pub struct WriteContext {
     pub source: ChangeSource,
     /// The time the request is applied.
     pub at: Timestamp,
+}
+
+impl Origin {
+    /// The context of applying this origin's request at `at`.
+    pub fn at(self, at: Timestamp) -> WriteContext {
+        WriteContext { workspace_id: self.workspace_id, source: self.source, at }
+    }
 }
 
 /// The facts a store must fetch before planning a command.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Microseconds since the Unix epoch, UTC. Microseconds keep change records of one batch in
 /// order without a separate sequence, and fit an `i64` (PostgreSQL `BIGINT`) for 290,000 years.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -35,6 +35,22 @@ impl Timestamp {
             rem / 60 % 60,
             rem % 60
         )
+    }
+}
+
+/// A clock that never goes back, for stamping changes in the order a writer applies them: the
+/// wall clock can step backwards (NTP), and a history whose times disagree with its order is
+/// not trustworthy.
+#[derive(Debug, Default)]
+pub struct MonotonicClock {
+    last: Timestamp,
+}
+
+impl MonotonicClock {
+    /// The current time, or the last time handed out if the wall clock is behind it.
+    pub fn now(&mut self) -> Timestamp {
+        self.last = self.last.max(Timestamp::now());
+        self.last
     }
 }
 

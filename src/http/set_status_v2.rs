@@ -12,9 +12,8 @@ use super::error::ApiError;
 use super::AppState;
 use crate::domain::change::{ChangeSource, Endpoint};
 use crate::domain::ids::RequestId;
-use crate::domain::plan::WriteContext;
+use crate::domain::plan::Origin;
 use crate::domain::set_status;
-use crate::domain::time::Timestamp;
 
 /// Validates the body against the caller's groups, then applies it through the store.
 pub async fn handle(
@@ -29,11 +28,10 @@ pub async fn handle(
         .with_groups(workspace_id, |groups| set_status::parse_v2(&body, groups))
         .map_err(|problems| ApiError::BadRequest { message: problems.first().to_string(), errors: problems.into_list() })?;
     drop(body);
-    let ctx = WriteContext {
+    let origin = Origin {
         workspace_id,
         source: ChangeSource { api_key_id: caller.key.id, endpoint: Endpoint::V2StatusSet, request_id },
-        at: Timestamp::now(),
     };
-    state.store.set_status(ctx, command).await?;
+    state.store.set_status(origin, command).await?;
     Ok((StatusCode::CREATED, Json(json!({ "message": "success" }))))
 }

@@ -13,7 +13,7 @@ use crate::domain::catalog::{ApiKey, Group, Workspace};
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::{GroupId, ProfileId, WorkspaceId};
-use crate::domain::plan::WriteContext;
+use crate::domain::plan::Origin;
 use crate::domain::set_status::SetStatusCommand;
 use crate::domain::subscription::SubscriptionState;
 use crate::domain::time::Timestamp;
@@ -216,9 +216,9 @@ impl Store {
     }
 
     /// Applies a validated set command atomically and durably.
-    pub async fn set_status(&self, ctx: WriteContext, command: SetStatusCommand) -> Result<Applied, StoreError> {
+    pub async fn set_status(&self, origin: Origin, command: SetStatusCommand) -> Result<Applied, StoreError> {
         match self {
-            Store::Embedded(s) => s.set_status(ctx, command).await,
+            Store::Embedded(s) => s.set_status(origin, command).await,
         }
     }
 

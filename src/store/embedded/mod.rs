@@ -10,6 +10,7 @@ pub mod overlay;
 pub mod writer;
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -23,7 +24,7 @@ use super::{Applied, CatalogData, ProfileImport, ProfileView, StateView, StoreEr
 use crate::domain::catalog::{ApiKey, Group, Workspace};
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::ids::WorkspaceId;
-use crate::domain::plan::WriteContext;
+use crate::domain::plan::Origin;
 use crate::domain::set_status::SetStatusCommand;
 
 /// The name of the lock file in the data directory.
@@ -87,7 +88,12 @@ impl EmbeddedStore {
     /// Opens the store in `path`, creating the directory and the store if needed, and starts
     /// its writer.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(path)
+        // Owner-only: the directory holds personal data and the admin socket, whose access is
+        // governed by who may enter the directory.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
             .map_err(|e| StoreError::Open(format!("cannot create the data directory {}: {e}", path.display())))?;
         let lock = OpenOptions::new()
             .create(true)
@@ -160,8 +166,8 @@ impl EmbeddedStore {
     }
 
     /// See [`super::Store::set_status`].
-    pub async fn set_status(&self, ctx: WriteContext, command: SetStatusCommand) -> Result<Applied, StoreError> {
-        self.submit(Op::SetStatus(ctx, command)).await
+    pub async fn set_status(&self, origin: Origin, command: SetStatusCommand) -> Result<Applied, StoreError> {
+        self.submit(Op::SetStatus(origin, command)).await
     }
 
     /// See [`super::Store::import_profiles`].

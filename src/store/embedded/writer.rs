@@ -16,7 +16,8 @@ use super::Tables;
 use crate::domain::change::{Contact, Subject};
 use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::{ProfileId, WorkspaceId};
-use crate::domain::plan::{self, Known, WriteContext};
+use crate::domain::plan::{self, Known, Origin, WriteContext};
+use crate::domain::time::{MonotonicClock, Timestamp};
 use crate::domain::set_status::SetStatusCommand;
 use crate::store::{Applied, Durability, ProfileImport, StoreError};
 
@@ -31,7 +32,7 @@ pub struct Job {
 /// The writes the writer knows how to apply.
 pub enum Op {
     /// A validated set request.
-    SetStatus(WriteContext, SetStatusCommand),
+    SetStatus(Origin, SetStatusCommand),
     /// A bulk load of profiles.
     Import(WorkspaceId, Vec<ProfileImport>),
 }
@@ -44,6 +45,7 @@ pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, durability: Durabili
     };
     let mut jobs = Vec::with_capacity(max_batch);
     let mut results = Vec::with_capacity(max_batch);
+    let mut clock = MonotonicClock::default();
     while let Some(first) = queue.blocking_recv() {
         jobs.push(first);
         while jobs.len() < max_batch {
@@ -54,9 +56,9 @@ pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, durability: Durabili
         }
         let mut overlay = Overlay::new(tables);
         for job in &jobs {
-            // A job that fails while fetching has written nothing into the overlay (writes
-            // happen only after planning succeeds), so the rest of the batch is unaffected.
-            results.push(apply(&mut overlay, &job.op));
+            // A job that fails has written nothing into the overlay (every job reads all it
+            // needs before its first write), so the rest of the batch is unaffected.
+            results.push(apply(&mut overlay, &job.op, clock.now()));
         }
         let committed = overlay.commit(mode);
         for (job, result) in jobs.drain(..).zip(results.drain(..)) {
@@ -73,9 +75,9 @@ pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, durability: Durabili
     }
 }
 
-fn apply(overlay: &mut Overlay<'_>, op: &Op) -> Result<Applied, StoreError> {
+fn apply(overlay: &mut Overlay<'_>, op: &Op, at: Timestamp) -> Result<Applied, StoreError> {
     match op {
-        Op::SetStatus(ctx, command) => set_status(overlay, ctx, command),
+        Op::SetStatus(origin, command) => set_status(overlay, &origin.at(at), command),
         Op::Import(ws, profiles) => import(overlay, *ws, profiles),
     }
 }
@@ -184,25 +186,35 @@ fn set_status(overlay: &mut Overlay<'_>, ctx: &WriteContext, command: &SetStatus
 }
 
 fn import(overlay: &mut Overlay<'_>, ws: WorkspaceId, profiles: &[ProfileImport]) -> Result<Applied, StoreError> {
+    // Read everything first, so that a record that fails to decode leaves the batch untouched.
+    let mut records: HashMap<&ExternalId, Option<ProfileRecord>> = HashMap::with_capacity(profiles.len());
+    for profile in profiles {
+        if !records.contains_key(&profile.external_id) {
+            let existing = match overlay.get(Table::Profiles, &codec::profile_key(ws, profile.external_id.as_str()))? {
+                Some(bytes) => Some(ProfileRecord::decode(&bytes)?),
+                None => None,
+            };
+            records.insert(&profile.external_id, existing);
+        }
+    }
+
     let mut applied = Applied::default();
     for profile in profiles {
-        let key = codec::profile_key(ws, profile.external_id.as_str());
-        let mut record = match overlay.get(Table::Profiles, &key)? {
-            Some(bytes) => ProfileRecord::decode(&bytes)?,
-            None => {
-                let id = ProfileId::generate();
-                overlay.put(Table::ProfileIds, codec::profile_id_key(ws, id), profile.external_id.as_str().as_bytes().to_vec());
-                applied.profiles_created += 1;
-                ProfileRecord::new(id)
-            }
-        };
-        let email = profile.email.as_ref().map(|e| Contact::Email(e.clone()));
-        let phone = profile.phone.as_ref().map(|p| Contact::Phone(p.clone()));
-        reindex(overlay, ws, &profile.external_id, record.id, record.email.as_deref(), email.as_ref(), Table::Emails);
-        reindex(overlay, ws, &profile.external_id, record.id, record.phone.as_deref(), phone.as_ref(), Table::Phones);
-        record.email = email.map(|c| c.as_str().to_string());
-        record.phone = phone.map(|c| c.as_str().to_string());
-        overlay.put(Table::Profiles, key, record.encode());
+        let external_id = profile.external_id.as_str();
+        let slot = records.get_mut(&profile.external_id).expect("read above");
+        let record = slot.get_or_insert_with(|| {
+            let id = ProfileId::generate();
+            overlay.put(Table::ProfileIds, codec::profile_id_key(ws, id), external_id.as_bytes().to_vec());
+            applied.profiles_created += 1;
+            ProfileRecord::new(id)
+        });
+        let email = profile.email.as_ref().map(|e| e.as_str());
+        let phone = profile.phone.as_ref().map(|p| p.as_str());
+        reindex(overlay, ws, external_id, record.id, record.email.as_deref(), email, Table::Emails);
+        reindex(overlay, ws, external_id, record.id, record.phone.as_deref(), phone, Table::Phones);
+        record.email = email.map(str::to_string);
+        record.phone = phone.map(str::to_string);
+        overlay.put(Table::Profiles, codec::profile_key(ws, external_id), record.encode());
     }
     Ok(applied)
 }
@@ -211,20 +223,20 @@ fn import(overlay: &mut Overlay<'_>, ws: WorkspaceId, profiles: &[ProfileImport]
 fn reindex(
     overlay: &mut Overlay<'_>,
     ws: WorkspaceId,
-    external_id: &ExternalId,
+    external_id: &str,
     profile: ProfileId,
     old: Option<&str>,
-    new: Option<&Contact>,
+    new: Option<&str>,
     table: Table,
 ) {
-    if old == new.map(Contact::as_str) {
+    if old == new {
         return;
     }
     if let Some(old) = old {
         overlay.delete(table, codec::contact_key(ws, old, profile));
     }
     if let Some(new) = new {
-        overlay.put(table, codec::contact_key(ws, new.as_str(), profile), external_id.as_str().as_bytes().to_vec());
+        overlay.put(table, codec::contact_key(ws, new, profile), external_id.as_bytes().to_vec());
     }
 }
 
