@@ -5,6 +5,7 @@
 //! [`domain`]; [`domain`] depends on nothing of ours and does no I/O.
 
 pub mod admin;
+pub mod allocator;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -30,6 +30,7 @@ pub struct ServeArgs {
 /// Starts the server and blocks until it has shut down.
 pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
+    crate::allocator::return_freed_memory_promptly();
     let settings = Settings {
         database,
         max_groups_per_workspace,

@@ -76,7 +76,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { durability: Durability::Sync, max_batch: 64, queue_depth: 1024, cache_bytes: 32 << 20 }
+        StoreOptions { durability: Durability::Sync, max_batch: 64, queue_depth: 1024, cache_bytes: 24 << 20 }
     }
 }
 

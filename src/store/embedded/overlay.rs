@@ -52,6 +52,16 @@ impl<'a> Overlay<'a> {
         Ok(self.tables.keyspace(table).get(key)?)
     }
 
+    /// The batch's own pending value of `key`, if an earlier request of the batch wrote it.
+    pub fn pending(&self, table: Table, key: &[u8]) -> Option<Option<Slice>> {
+        self.writes[table as usize].get(key).cloned()
+    }
+
+    /// The keys of `table` the batch writes.
+    pub fn keys(&self, table: Table) -> impl Iterator<Item = &[u8]> {
+        self.writes[table as usize].keys().map(Vec::as_slice)
+    }
+
     /// Every key under `prefix` with its value, in key order, as the batch so far left them.
     pub fn prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Slice, Slice)>, StoreError> {
         let mut merged: BTreeMap<Slice, Slice> = BTreeMap::new();

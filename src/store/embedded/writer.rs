@@ -7,11 +7,14 @@
 
 use std::collections::HashMap;
 
+use std::sync::atomic::AtomicU64;
+
 use fjall::PersistMode;
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{self, ProfileRecord};
 use super::overlay::{Overlay, Table};
+use super::prefetch::{Prefetch, RecentWrites};
 use super::Tables;
 use crate::domain::change::{Contact, Subject};
 use crate::domain::identifiers::ExternalId;
@@ -31,14 +34,16 @@ pub struct Job {
 
 /// The writes the writer knows how to apply.
 pub enum Op {
-    /// A validated set request.
-    SetStatus(Origin, SetStatusCommand),
+    /// A validated set request, with its profiles read ahead.
+    SetStatus(Origin, SetStatusCommand, Prefetch),
     /// A bulk load of profiles.
     Import(WorkspaceId, Vec<ProfileImport>),
 }
 
 /// Runs the writer until every sender is dropped and the queue is empty.
-pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, durability: Durability, max_batch: usize) {
+/// After each commit it publishes the number of committed batches in `epoch` (see
+/// [`super::prefetch`]).
+pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, durability: Durability, max_batch: usize) {
     let mode = match durability {
         Durability::Sync => PersistMode::SyncAll,
         Durability::Buffered => PersistMode::Buffer,
@@ -46,6 +51,8 @@ pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, durability: Durabili
     let mut jobs = Vec::with_capacity(max_batch);
     let mut results = Vec::with_capacity(max_batch);
     let mut clock = MonotonicClock::default();
+    let mut recent = RecentWrites::default();
+    let mut batches = 0u64;
     while let Some(first) = queue.blocking_recv() {
         jobs.push(first);
         while jobs.len() < max_batch {
@@ -55,12 +62,17 @@ pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, durability: Durabili
             }
         }
         let mut overlay = Overlay::new(tables);
-        for job in &jobs {
+        for job in &mut jobs {
             // A job that fails has written nothing into the overlay (every job reads all it
             // needs before its first write), so the rest of the batch is unaffected.
-            results.push(apply(&mut overlay, &job.op, clock.now()));
+            results.push(apply(&mut overlay, &recent, &mut job.op, clock.now()));
         }
+        let written: Vec<Vec<u8>> = overlay.keys(Table::Profiles).map(<[u8]>::to_vec).collect();
         let committed = overlay.commit(mode);
+        if committed.is_ok() {
+            batches += 1;
+            recent.record(batches, written.iter().map(Vec::as_slice), epoch);
+        }
         for (job, result) in jobs.drain(..).zip(results.drain(..)) {
             let answer = match &committed {
                 Ok(()) => result,
@@ -75,36 +87,50 @@ pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, durability: Durabili
     }
 }
 
-fn apply(overlay: &mut Overlay<'_>, op: &Op, at: Timestamp) -> Result<Applied, StoreError> {
+fn apply(overlay: &mut Overlay<'_>, recent: &RecentWrites, op: &mut Op, at: Timestamp) -> Result<Applied, StoreError> {
     match op {
-        Op::SetStatus(origin, command) => set_status(overlay, &origin.at(at), command),
+        Op::SetStatus(origin, command, prefetch) => {
+            set_status(overlay, &origin.at(at), command, Reads { prefetch, recent })
+        }
         Op::Import(ws, profiles) => import(overlay, *ws, profiles),
     }
 }
 
-/// Profiles read for one request, with the key they are stored under.
-struct Loaded {
-    records: HashMap<ProfileId, (Vec<u8>, ProfileRecord)>,
+/// A request's read-ahead, and what the writer knows to check it against.
+struct Reads<'a> {
+    prefetch: &'a mut Prefetch,
+    recent: &'a RecentWrites,
 }
 
-impl Loaded {
+/// Profiles read for one request, with the key they are stored under.
+struct Loaded<'a> {
+    records: HashMap<ProfileId, (Vec<u8>, ProfileRecord)>,
+    reads: Reads<'a>,
+}
+
+impl Loaded<'_> {
+    /// The profile stored under `key` as the batch so far left it: the batch's own write if it
+    /// has one, else the prefetched record if still current, else a fresh read.
     fn load(&mut self, overlay: &Overlay<'_>, key: Vec<u8>) -> Result<Option<ProfileId>, StoreError> {
-        match overlay.get(Table::Profiles, &key)? {
-            Some(bytes) => {
-                let record = ProfileRecord::decode(&bytes)?;
-                let id = record.id;
-                self.records.entry(id).or_insert((key, record));
-                Ok(Some(id))
-            }
-            None => Ok(None),
-        }
+        let record = match overlay.pending(Table::Profiles, &key) {
+            Some(pending) => pending.map(|bytes| ProfileRecord::decode(&bytes)).transpose()?,
+            None => match self.reads.prefetch.take(&key, self.reads.recent) {
+                Some(prefetched) => prefetched,
+                None => overlay.get(Table::Profiles, &key)?.map(|bytes| ProfileRecord::decode(&bytes)).transpose()?,
+            },
+        };
+        Ok(record.map(|record| {
+            let id = record.id;
+            self.records.entry(id).or_insert((key, record));
+            id
+        }))
     }
 }
 
-fn set_status(overlay: &mut Overlay<'_>, ctx: &WriteContext, command: &SetStatusCommand) -> Result<Applied, StoreError> {
+fn set_status(overlay: &mut Overlay<'_>, ctx: &WriteContext, command: &SetStatusCommand, reads: Reads<'_>) -> Result<Applied, StoreError> {
     let ws = ctx.workspace_id;
     let lookups = command.lookups();
-    let mut loaded = Loaded { records: HashMap::with_capacity(lookups.external_ids.len()) };
+    let mut loaded = Loaded { records: HashMap::with_capacity(lookups.external_ids.len()), reads };
     let mut known = Known::default();
 
     for external_id in &lookups.external_ids {
