@@ -1,0 +1,109 @@
+//! Seeds a fresh embedded store in-process through the library: the `default` workspace and its
+//! all-permission key, the groups, and the profiles (`user-{n}`, `user{n}@example.com`, a valid
+//! E.164 phone), loaded with the store's own bulk import. The store is closed and dropped
+//! before returning, so the server process can take its lock.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use consentry::catalog::Catalog;
+use consentry::domain::identifiers::{Email, ExternalId, Phone};
+use consentry::domain::subscription::Channel;
+use consentry::store::{DatabaseLocation, ProfileImport, Store, StoreOptions};
+
+/// Profiles per import call.
+const CHUNK: u64 = 10_000;
+
+/// What the benchmark needs to know about a seeded store.
+pub struct Seeded {
+    /// The all-permission key of workspace `default`.
+    pub key: String,
+    /// The group ids, as clients send them.
+    pub groups: Vec<String>,
+    /// The channel of every group, in order.
+    pub channels: Vec<Channel>,
+    /// Time spent importing profiles.
+    pub import_time: Duration,
+}
+
+/// The channel of group number `i`: half email, a quarter SMS, a quarter WhatsApp. The
+/// benchmark's requests name external ids, which every channel takes.
+fn channel(i: usize) -> Channel {
+    match i % 4 {
+        0 | 1 => Channel::Email,
+        2 => Channel::Sms,
+        _ => Channel::Whatsapp,
+    }
+}
+
+/// The external id of profile `n`.
+pub fn external_id(n: u64) -> String {
+    format!("user-{n}")
+}
+
+/// The email of profile `n`.
+pub fn email(n: u64) -> String {
+    format!("user{n}@example.com")
+}
+
+/// The phone of profile `n`: a valid North American number (the exchange must not start with
+/// 0 or 1), one area code per 8,000,000 profiles.
+pub fn phone(n: u64) -> String {
+    format!("+1{}{:07}", 415 + n / 8_000_000, 2_000_000 + n % 8_000_000)
+}
+
+/// Creates the catalog and imports `profiles` profiles into a new store in `dir`.
+pub async fn seed(dir: &Path, profiles: u64, groups: usize) -> anyhow::Result<Seeded> {
+    let location = DatabaseLocation::Embedded(dir.to_path_buf());
+    let store = Store::open(&location, &StoreOptions::default()).context("cannot open the store")?;
+    let catalog = Catalog::load(store.clone()).context("cannot load the catalog")?;
+    let (_, key) = catalog.bootstrap()?.ok_or_else(|| anyhow!("the fresh store already had a workspace"))?;
+    let mut ids = Vec::with_capacity(groups);
+    let mut channels = Vec::with_capacity(groups);
+    for i in 0..groups {
+        let group = catalog.create_group(consentry::catalog::DEFAULT_WORKSPACE, &format!("g{i:02}"), channel(i))?;
+        ids.push(group.id.to_string());
+        channels.push(group.channel);
+    }
+    let workspace = catalog
+        .workspaces()
+        .into_iter()
+        .find(|w| w.name == consentry::catalog::DEFAULT_WORKSPACE)
+        .ok_or_else(|| anyhow!("no default workspace after bootstrap"))?
+        .id;
+
+    let start = Instant::now();
+    let mut last_report = start;
+    let mut next = 0;
+    while next < profiles {
+        let end = (next + CHUNK).min(profiles);
+        let chunk = (next..end)
+            .map(|n| -> anyhow::Result<ProfileImport> {
+                Ok(ProfileImport {
+                    external_id: ExternalId::parse(&external_id(n))?,
+                    email: Some(Email::parse(&email(n))?),
+                    phone: Some(Phone::parse(&phone(n))?),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let applied = store.import_profiles(workspace, chunk).await?;
+        anyhow::ensure!(
+            applied.profiles_created as u64 == end - next,
+            "the import created {} profiles instead of {}",
+            applied.profiles_created,
+            end - next
+        );
+        next = end;
+        if last_report.elapsed() >= Duration::from_secs(5) || next == profiles {
+            last_report = Instant::now();
+            let secs = start.elapsed().as_secs_f64();
+            eprintln!("  seeded {next} / {profiles} profiles ({:.0} profiles/s)", next as f64 / secs);
+        }
+    }
+    let import_time = start.elapsed();
+    store.close().await;
+    drop(catalog);
+    drop(store);
+    Ok(Seeded { key, groups: ids, channels, import_time })
+}

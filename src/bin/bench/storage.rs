@@ -1,0 +1,287 @@
+//! Ceiling (b): the server's per-request store work, straight into fjall, on one writer thread.
+//!
+//! A fresh fjall database gets the store's keyspaces and the same profile records (encoded by
+//! the store's own codec, so the bytes match). Then one thread does, for each change request,
+//! what the server's writer does: for each of 50 random users, point-read the profile record,
+//! decode it, set the state, encode it, write it back, and write one change record and one
+//! `changes_by_profile` entry; `B` requests go into one batch, committed with
+//! `PersistMode::SyncAll` (the server's default durability). Optionally half of the requests
+//! replay a committed change, which costs the 50 reads and decodes and writes nothing, as a
+//! no-op does in the server. The keyspaces get the store's memtable sizes, or fjall's defaults
+//! (as `perf/ceilings.md` measured) for comparison.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use consentry::domain::change::{ChangeRecord, ChangeSource, Endpoint, Subject};
+use consentry::domain::ids::{ApiKeyId, ChangeId, GroupId, ProfileId, RequestId, WorkspaceId};
+use consentry::domain::subscription::SubscriptionState;
+use consentry::domain::time::Timestamp;
+use consentry::store::embedded::codec::{
+    change_by_profile_key, change_key, contact_key, encode_change, profile_id_key, profile_key, ProfileRecord,
+};
+use consentry::store::{embedded, StoreOptions};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use crate::seed::{email, external_id, phone};
+use crate::workload::{seed, Rng};
+
+/// Profiles per prefill batch.
+const PREFILL_CHUNK: u64 = 10_000;
+/// Acknowledged change requests kept for replay.
+const RECENT: usize = 4096;
+
+/// How a storage ceiling run is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct StorageSetup {
+    /// Profiles prefilled.
+    pub profiles: u64,
+    /// Groups the requests pick from.
+    pub groups: usize,
+    /// Users per request.
+    pub users_per_request: usize,
+    /// Requests per committed batch.
+    pub batch: usize,
+    /// Whether half of the requests are no-op replays (as in the server's load).
+    pub mixed: bool,
+    /// Keyspace options.
+    pub options: Options,
+    /// How long to write.
+    pub duration: Duration,
+}
+
+/// What a storage ceiling run measured.
+#[derive(Debug, Clone)]
+pub struct StorageResult {
+    /// The setup.
+    pub setup: StorageSetup,
+    /// Time to prefill the profiles (no fsync until one final persist).
+    pub prefill_time: Duration,
+    /// Writing time.
+    pub elapsed: Duration,
+    /// Requests done (change and no-op).
+    pub requests: u64,
+    /// Change requests among them.
+    pub change_requests: u64,
+    /// Profile states written (one change record each).
+    pub state_writes: u64,
+    /// No-op replays that found a state other than the one they replay (should be ~0).
+    pub replay_mismatches: u64,
+    /// Batch commit time (build and commit), p50 and p99.
+    pub batch_p50: Duration,
+    /// See `batch_p50`.
+    pub batch_p99: Duration,
+    /// Bytes written to storage by this process during the writing phase.
+    pub bytes_written: Option<u64>,
+    /// Size of the database directory after the run.
+    pub disk: u64,
+}
+
+impl StorageResult {
+    /// A short name of the setup: `B=10, changes, store memtables`.
+    pub fn label(&self) -> String {
+        format!(
+            "B={}, {}, {}",
+            self.setup.batch,
+            if self.setup.mixed { "mixed" } else { "changes" },
+            match self.setup.options {
+                Options::Store => "store memtables",
+                Options::EngineDefaults => "engine defaults",
+            }
+        )
+    }
+
+    /// Requests per second.
+    pub fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// State writes per second.
+    pub fn write_rate(&self) -> f64 {
+        self.state_writes as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+struct Tables {
+    db: Database,
+    profiles: Keyspace,
+    changes: Keyspace,
+    changes_by_profile: Keyspace,
+}
+
+/// Which keyspace options the ceiling database gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Options {
+    /// The store's own keyspace options ([`embedded::KEYSPACES`]).
+    Store,
+    /// fjall's defaults (what `perf/ceilings.md` measured).
+    EngineDefaults,
+}
+
+/// Opens a database with the store's keyspaces and block cache size.
+fn open(dir: &Path, options: Options) -> anyhow::Result<(Tables, Vec<Keyspace>)> {
+    let db = Database::builder(dir.join("engine")).cache_size(StoreOptions::default().cache_bytes).open()?;
+    let open = |name: &str| {
+        let mib = embedded::KEYSPACES.iter().find(|(n, _)| *n == name).map_or(4, |(_, mib)| *mib);
+        db.keyspace(name, || match options {
+            Options::Store => embedded::keyspace_options(mib),
+            Options::EngineDefaults => KeyspaceCreateOptions::default(),
+        })
+    };
+    let (catalog, profile_ids, emails, phones, orphans) =
+        (open("catalog")?, open("profile_ids")?, open("emails")?, open("phones")?, open("orphans")?);
+    let tables = Tables {
+        profiles: open("profiles")?,
+        changes: open("changes")?,
+        changes_by_profile: open("changes_by_profile")?,
+        db: db.clone(),
+    };
+    Ok((tables, vec![catalog, profile_ids, emails, phones, orphans]))
+}
+
+/// Prefills `profiles` records as the store's import writes them, in plain batches without
+/// fsync, then persists once.
+fn prefill(tables: &Tables, others: &[Keyspace], ws: WorkspaceId, profiles: u64) -> anyhow::Result<()> {
+    let [_, profile_ids, emails, phones, _] = others else {
+        return Err(anyhow!("unexpected keyspaces"));
+    };
+    let mut next = 0;
+    while next < profiles {
+        let end = (next + PREFILL_CHUNK).min(profiles);
+        let mut batch = tables.db.batch();
+        for n in next..end {
+            let id = ProfileId::generate();
+            let (ext, email, phone) = (external_id(n), email(n), phone(n));
+            batch.insert(profile_ids, profile_id_key(ws, id), ext.as_bytes().to_vec());
+            batch.insert(emails, contact_key(ws, &email, id), ext.as_bytes().to_vec());
+            batch.insert(phones, contact_key(ws, &phone, id), ext.as_bytes().to_vec());
+            let record = ProfileRecord { id, email: Some(email), phone: Some(phone), states: Vec::new() };
+            batch.insert(&tables.profiles, profile_key(ws, &ext), record.encode());
+        }
+        batch.commit()?;
+        next = end;
+    }
+    tables.db.persist(PersistMode::SyncAll)?;
+    Ok(())
+}
+
+/// A committed change request, for replay.
+struct Done {
+    users: Vec<u64>,
+    group: GroupId,
+    state: SubscriptionState,
+}
+
+/// Runs one storage ceiling in a new database under `dir` (which must be empty).
+pub fn run(dir: &Path, setup: StorageSetup) -> anyhow::Result<StorageResult> {
+    let (tables, others) = open(dir, setup.options).context("cannot open the ceiling database")?;
+    let ws = WorkspaceId::generate();
+    let start = Instant::now();
+    prefill(&tables, &others, ws, setup.profiles).context("prefill failed")?;
+    let prefill_time = start.elapsed();
+
+    let groups: Vec<GroupId> = (0..setup.groups.max(1)).map(|_| GroupId::generate()).collect();
+    let api_key_id = ApiKeyId::generate();
+    let users = setup.users_per_request.min(setup.profiles as usize);
+    let mut rng = Rng::new(seed(77));
+    let mut recent: Vec<Done> = Vec::with_capacity(RECENT);
+    let mut recent_next = 0;
+    let mut pending: Vec<Done> = Vec::with_capacity(setup.batch);
+    let mut batch_times = Vec::new();
+    let (mut requests, mut change_requests, mut state_writes, mut mismatches) = (0u64, 0u64, 0u64, 0u64);
+
+    let pid = std::process::id();
+    let written_before = crate::sys::bytes_written(pid);
+    let start = Instant::now();
+    let deadline = start + setup.duration;
+    while Instant::now() < deadline {
+        let began = Instant::now();
+        let mut batch = tables.db.batch().durability(Some(PersistMode::SyncAll));
+        for _ in 0..setup.batch {
+            requests += 1;
+            if setup.mixed && !recent.is_empty() && rng.below(2) == 0 {
+                let done = &recent[rng.below(recent.len() as u64) as usize];
+                for &n in &done.users {
+                    let record = read(&tables, &profile_key(ws, &external_id(n)), n)?;
+                    if record.state(done.group) != Some(done.state) {
+                        mismatches += 1;
+                    }
+                }
+                continue;
+            }
+            change_requests += 1;
+            let group = groups[rng.below(groups.len() as u64) as usize];
+            let state = if rng.below(2) == 0 { SubscriptionState::Subscribed } else { SubscriptionState::Unsubscribed };
+            let at = Timestamp::now();
+            let source =
+                ChangeSource { api_key_id, endpoint: Endpoint::V2StatusSet, request_id: RequestId::generate() };
+            let picked = rng.distinct(users, setup.profiles);
+            for &n in &picked {
+                let key = profile_key(ws, &external_id(n));
+                let mut record = read(&tables, &key, n)?;
+                let old = record.state(group);
+                if old == Some(state) {
+                    continue;
+                }
+                record.set_state(group, state, at);
+                batch.insert(&tables.profiles, key, record.encode());
+                let change = ChangeRecord {
+                    id: ChangeId::generate(),
+                    at,
+                    workspace_id: ws,
+                    group_id: group,
+                    subject: Subject::Profile(record.id),
+                    old,
+                    new: state,
+                    source,
+                    use_double_opt_in_logic: false,
+                };
+                batch.insert(&tables.changes, change_key(ws, change.id), encode_change(&change));
+                batch.insert(&tables.changes_by_profile, change_by_profile_key(ws, record.id, change.id), Vec::new());
+                state_writes += 1;
+            }
+            pending.push(Done { users: picked, group, state });
+        }
+        batch.commit()?;
+        batch_times.push(began.elapsed());
+        for done in pending.drain(..) {
+            if recent.len() < RECENT {
+                recent.push(done);
+            } else {
+                recent[recent_next] = done;
+                recent_next = (recent_next + 1) % RECENT;
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    let bytes_written =
+        crate::sys::bytes_written(pid).zip(written_before).map(|(after, before)| after.saturating_sub(before));
+    batch_times.sort_unstable();
+    let quantile = |q: f64| {
+        let rank = ((q * batch_times.len() as f64).ceil() as usize).clamp(1, batch_times.len().max(1));
+        batch_times.get(rank - 1).copied().unwrap_or_default()
+    };
+    let (batch_p50, batch_p99) = (quantile(0.5), quantile(0.99));
+    drop(others);
+    drop(tables);
+    Ok(StorageResult {
+        setup,
+        prefill_time,
+        elapsed,
+        requests,
+        change_requests,
+        state_writes,
+        replay_mismatches: mismatches,
+        batch_p50,
+        batch_p99,
+        bytes_written,
+        disk: crate::sys::dir_size(dir),
+    })
+}
+
+/// Point-reads and decodes the profile record of user `n`, stored under `key`.
+fn read(tables: &Tables, key: &[u8], n: u64) -> anyhow::Result<ProfileRecord> {
+    let bytes = tables.profiles.get(key)?.ok_or_else(|| anyhow!("profile user-{n} is missing from the prefill"))?;
+    Ok(ProfileRecord::decode(&bytes)?)
+}
