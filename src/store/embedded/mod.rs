@@ -43,12 +43,12 @@ const ENGINE_DIR: &str = "engine";
 /// exactly these settings.
 pub const KEYSPACES: [(&str, u64); 8] = [
     ("catalog", 4),
-    ("profiles", 8),
+    ("profiles", 6),
     ("profile_ids", 4),
     ("emails", 4),
     ("phones", 4),
     ("orphans", 4),
-    ("changes", 8),
+    ("changes", 6),
     ("changes_by_profile", 4),
 ];
 
