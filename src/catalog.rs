@@ -84,7 +84,12 @@ impl Catalog {
         for group in data.groups {
             index.groups.insert(group.id, group);
         }
-        Ok(Catalog { store, index: RwLock::new(index), changes: Mutex::new(()), max_groups: DEFAULT_MAX_GROUPS_PER_WORKSPACE })
+        Ok(Catalog {
+            store,
+            index: RwLock::new(index),
+            changes: Mutex::new(()),
+            max_groups: DEFAULT_MAX_GROUPS_PER_WORKSPACE,
+        })
     }
 
     /// Sets the most active groups a workspace may have (Braze's 450 by default).
@@ -207,9 +212,7 @@ impl Catalog {
         let workspace_id = index.workspace_named(workspace)?.id;
         let in_workspace: Vec<&Group> = index.groups.values().filter(|g| g.workspace_id == workspace_id).collect();
         if in_workspace.iter().any(|g| g.name == name) {
-            return Err(CatalogError::Conflict(format!(
-                "workspace {workspace:?} already has a group named {name:?}"
-            )));
+            return Err(CatalogError::Conflict(format!("workspace {workspace:?} already has a group named {name:?}")));
         }
         // Archived groups keep their name (history refers to it) but not their slot.
         let active = in_workspace.iter().filter(|g| g.status == GroupStatus::Active).count();
@@ -264,10 +267,6 @@ struct WorkspaceGroups<'a> {
 
 impl GroupDirectory for WorkspaceGroups<'_> {
     fn find(&self, id: GroupId) -> Option<(Channel, GroupStatus)> {
-        self.index
-            .groups
-            .get(&id)
-            .filter(|g| g.workspace_id == self.workspace)
-            .map(|g| (g.channel, g.status))
+        self.index.groups.get(&id).filter(|g| g.workspace_id == self.workspace).map(|g| (g.channel, g.status))
     }
 }

@@ -34,9 +34,10 @@ impl Application {
         let catalog = Arc::new(Catalog::load(store.clone())?.with_max_groups(settings.max_groups_per_workspace));
         let bootstrap = catalog.bootstrap()?;
         let admin = match &settings.database {
-            DatabaseLocation::Embedded(dir) => Some(admin_socket::bind(dir).map_err(|e| {
-                anyhow::anyhow!("cannot create the admin socket in {}: {e}", dir.display())
-            })?),
+            DatabaseLocation::Embedded(dir) => Some(
+                admin_socket::bind(dir)
+                    .map_err(|e| anyhow::anyhow!("cannot create the admin socket in {}: {e}", dir.display()))?,
+            ),
             DatabaseLocation::Postgres(_) => None,
         };
         let listener = TcpListener::bind(&settings.listen)

@@ -90,10 +90,7 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
         AdminRequest::WorkspacesList => {
             out.stdout = table(
                 &["id", "name", "created_at"],
-                catalog
-                    .workspaces()
-                    .into_iter()
-                    .map(|w| vec![w.id.to_string(), w.name, w.created_at.to_rfc3339()]),
+                catalog.workspaces().into_iter().map(|w| vec![w.id.to_string(), w.name, w.created_at.to_rfc3339()]),
             );
         }
         AdminRequest::KeysCreate { workspace, permissions, allowed_ips, name } => {

@@ -106,7 +106,9 @@ impl From<KeysCommand> for AdminRequest {
 impl From<GroupsCommand> for AdminRequest {
     fn from(command: GroupsCommand) -> Self {
         match command {
-            GroupsCommand::Create { workspace, name, channel } => AdminRequest::GroupsCreate { workspace, name, channel },
+            GroupsCommand::Create { workspace, name, channel } => {
+                AdminRequest::GroupsCreate { workspace, name, channel }
+            }
             GroupsCommand::List { workspace } => AdminRequest::GroupsList { workspace },
             GroupsCommand::Archive { group_id } => AdminRequest::GroupsArchive { id: group_id },
         }
@@ -126,9 +128,9 @@ pub fn run(database: &DatabaseLocation, max_groups: usize, request: AdminRequest
             runtime.block_on(store.close());
             result?
         }
-        Err(StoreError::Locked(dir)) => socket::call(&dir, &request)
-            .map_err(anyhow::Error::msg)?
-            .map_err(anyhow::Error::msg)?,
+        Err(StoreError::Locked(dir)) => {
+            socket::call(&dir, &request).map_err(anyhow::Error::msg)?.map_err(anyhow::Error::msg)?
+        }
         Err(other) => return Err(other.into()),
     };
     print(&output);

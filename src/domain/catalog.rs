@@ -185,9 +185,7 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
         return Err(format!("{what} name must be 1 to 200 bytes long, got {}", name.len()));
     }
     if name.trim() != name || name.chars().any(char::is_control) {
-        return Err(format!(
-            "{what} name {name:?} has surrounding white space or control characters"
-        ));
+        return Err(format!("{what} name {name:?} has surrounding white space or control characters"));
     }
     Ok(())
 }

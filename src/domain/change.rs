@@ -26,12 +26,8 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint that changes state, in code order.
-    pub const ALL: [Endpoint; 4] = [
-        Endpoint::V2StatusSet,
-        Endpoint::V1StatusSet,
-        Endpoint::UsersTrack,
-        Endpoint::UsersDelete,
-    ];
+    pub const ALL: [Endpoint; 4] =
+        [Endpoint::V2StatusSet, Endpoint::V1StatusSet, Endpoint::UsersTrack, Endpoint::UsersDelete];
 
     /// The path, as it appears in change records.
     pub fn path(self) -> &'static str {

@@ -189,14 +189,8 @@ pub struct QuotedValue {
 impl QuotedValue {
     /// Keeps the first 64 characters of `raw` (cut on a char boundary).
     pub fn new(raw: &str) -> Self {
-        let cut = raw
-            .char_indices()
-            .nth(MAX_QUOTED_CHARS)
-            .map_or(raw.len(), |(index, _)| index);
-        QuotedValue {
-            excerpt: raw[..cut].to_owned(),
-            truncated: cut < raw.len(),
-        }
+        let cut = raw.char_indices().nth(MAX_QUOTED_CHARS).map_or(raw.len(), |(index, _)| index);
+        QuotedValue { excerpt: raw[..cut].to_owned(), truncated: cut < raw.len() }
     }
 
     /// The kept prefix of the value, unescaped.
@@ -277,10 +271,7 @@ impl fmt::Display for EmailProblem {
                  in punycode, xn--…)",
             ),
             EmailProblem::TooLong { chars } => {
-                write!(
-                    f,
-                    "it is {chars} characters long; the limit is {MAX_EMAIL_CHARS}"
-                )
+                write!(f, "it is {chars} characters long; the limit is {MAX_EMAIL_CHARS}")
             }
             EmailProblem::QuotedLocalPart => f.write_str("quoted local parts are not accepted"),
             EmailProblem::MissingAt => f.write_str("it has no @"),
@@ -294,33 +285,21 @@ impl fmt::Display for EmailProblem {
             EmailProblem::LocalPartCharacter(c) => {
                 write!(f, "the part before the @ contains {}", ShownChar(c))
             }
-            EmailProblem::LocalPartEdgeDot => {
-                f.write_str("the part before the @ starts or ends with a dot")
-            }
-            EmailProblem::LocalPartDoubleDot => {
-                f.write_str("the part before the @ contains two dots in a row")
-            }
+            EmailProblem::LocalPartEdgeDot => f.write_str("the part before the @ starts or ends with a dot"),
+            EmailProblem::LocalPartDoubleDot => f.write_str("the part before the @ contains two dots in a row"),
             EmailProblem::EmptyDomain => f.write_str("nothing comes after the @"),
             EmailProblem::IpLiteralDomain => f.write_str("IP-address domains are not accepted"),
-            EmailProblem::DomainTooLong { chars } => write!(
-                f,
-                "the domain is {chars} characters long; the limit is {MAX_DOMAIN_CHARS}"
-            ),
+            EmailProblem::DomainTooLong { chars } => {
+                write!(f, "the domain is {chars} characters long; the limit is {MAX_DOMAIN_CHARS}")
+            }
             EmailProblem::SingleLabelDomain => f.write_str("the domain needs at least two labels"),
             EmailProblem::EmptyDomainLabel => f.write_str("the domain has an empty label"),
-            EmailProblem::DomainLabelTooLong => write!(
-                f,
-                "a domain label is longer than {MAX_LABEL_CHARS} characters"
-            ),
+            EmailProblem::DomainLabelTooLong => write!(f, "a domain label is longer than {MAX_LABEL_CHARS} characters"),
             EmailProblem::DomainCharacter(c) => {
                 write!(f, "the domain contains {}", ShownChar(c))
             }
-            EmailProblem::DomainLabelHyphen => {
-                f.write_str("a domain label starts or ends with a hyphen")
-            }
-            EmailProblem::NumericTopLevelDomain => {
-                f.write_str("the top-level domain is all digits")
-            }
+            EmailProblem::DomainLabelHyphen => f.write_str("a domain label starts or ends with a hyphen"),
+            EmailProblem::NumericTopLevelDomain => f.write_str("the top-level domain is all digits"),
         }
     }
 }
@@ -331,24 +310,14 @@ impl fmt::Display for PhoneProblem {
             PhoneProblem::Empty => f.write_str("it is empty"),
             PhoneProblem::MissingPlus => f.write_str("it must start with +"),
             PhoneProblem::NonDigit(c) => {
-                write!(
-                    f,
-                    "it contains {}; only digits may follow the +",
-                    ShownChar(c)
-                )
+                write!(f, "it contains {}; only digits may follow the +", ShownChar(c))
             }
-            PhoneProblem::DigitCount { digits } => write!(
-                f,
-                "it has {digits} digits; E.164 allows {MIN_PHONE_DIGITS} to {MAX_PHONE_DIGITS}"
-            ),
+            PhoneProblem::DigitCount { digits } => {
+                write!(f, "it has {digits} digits; E.164 allows {MIN_PHONE_DIGITS} to {MAX_PHONE_DIGITS}")
+            }
             PhoneProblem::LeadingZero => f.write_str("no country calling code starts with 0"),
-            PhoneProblem::UnknownCountryCode => {
-                f.write_str("it does not start with a known country calling code")
-            }
-            PhoneProblem::ImpossibleLength {
-                country_code,
-                national_digits,
-            } => {
+            PhoneProblem::UnknownCountryCode => f.write_str("it does not start with a known country calling code"),
+            PhoneProblem::ImpossibleLength { country_code, national_digits } => {
                 write!(f, "numbers with country calling code +{country_code} have ")?;
                 let mask = possible_lengths(country_code);
                 let lengths = (0..32u32).filter(|bit| mask & (1 << bit) != 0);
@@ -411,10 +380,7 @@ impl Email {
             // Validation ran case-insensitively on the trimmed text, so this is the only
             // allocation.
             Ok(()) => Ok(Email(trimmed.to_ascii_lowercase())),
-            Err(problem) => Err(IdentifierError::InvalidEmail {
-                value: QuotedValue::new(raw),
-                problem,
-            }),
+            Err(problem) => Err(IdentifierError::InvalidEmail { value: QuotedValue::new(raw), problem }),
         }
     }
 
@@ -438,10 +404,7 @@ impl Phone {
     pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
         match check_phone(raw) {
             Ok(()) => Ok(Phone(raw.to_owned())),
-            Err(problem) => Err(IdentifierError::InvalidPhone {
-                value: QuotedValue::new(raw),
-                problem,
-            }),
+            Err(problem) => Err(IdentifierError::InvalidPhone { value: QuotedValue::new(raw), problem }),
         }
     }
 
@@ -471,9 +434,7 @@ fn check_email(address: &str) -> Result<(), EmailProblem> {
         return Err(EmailProblem::NotAscii);
     }
     if address.len() > MAX_EMAIL_CHARS {
-        return Err(EmailProblem::TooLong {
-            chars: address.len(),
-        });
+        return Err(EmailProblem::TooLong { chars: address.len() });
     }
     if address.starts_with('"') {
         return Err(EmailProblem::QuotedLocalPart);
@@ -519,15 +480,9 @@ fn check_domain(domain: &str) -> Result<(), EmailProblem> {
         return Err(EmailProblem::IpLiteralDomain);
     }
     if domain.len() > MAX_DOMAIN_CHARS {
-        return Err(EmailProblem::DomainTooLong {
-            chars: domain.len(),
-        });
+        return Err(EmailProblem::DomainTooLong { chars: domain.len() });
     }
-    if let Some(&b) = domain
-        .as_bytes()
-        .iter()
-        .find(|&&b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
-    {
+    if let Some(&b) = domain.as_bytes().iter().find(|&&b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'.')) {
         return Err(EmailProblem::DomainCharacter(char::from(b)));
     }
     let mut labels = 0usize;
@@ -556,11 +511,7 @@ fn check_domain(domain: &str) -> Result<(), EmailProblem> {
 
 fn check_phone(raw: &str) -> Result<(), PhoneProblem> {
     let Some(digits) = raw.strip_prefix('+') else {
-        return Err(if raw.is_empty() {
-            PhoneProblem::Empty
-        } else {
-            PhoneProblem::MissingPlus
-        });
+        return Err(if raw.is_empty() { PhoneProblem::Empty } else { PhoneProblem::MissingPlus });
     };
     if let Some(c) = digits.chars().find(|c| !c.is_ascii_digit()) {
         return Err(PhoneProblem::NonDigit(c));
@@ -588,10 +539,7 @@ fn check_phone(raw: &str) -> Result<(), PhoneProblem> {
     let (country_code, code_len) = found.ok_or(PhoneProblem::UnknownCountryCode)?;
     let national_digits = count - code_len;
     if possible_lengths(country_code) & (1u32 << national_digits) == 0 {
-        return Err(PhoneProblem::ImpossibleLength {
-            country_code,
-            national_digits,
-        });
+        return Err(PhoneProblem::ImpossibleLength { country_code, national_digits });
     }
 
     // `phonenumber::parse` is deliberately not called: past these checks it refused 6 of
@@ -620,10 +568,7 @@ fn possible_lengths(code: u16) -> u32 {
             // libphonenumber's isPossibleNumber also consults only the main region; taking the
             // union instead would let Canada's 7-digit UAN length make every +1 7-digit number
             // "possible".
-            let Some(main) = regions
-                .iter()
-                .find(|meta| meta.is_main_country_for_code())
-                .or_else(|| regions.first())
+            let Some(main) = regions.iter().find(|meta| meta.is_main_country_for_code()).or_else(|| regions.first())
             else {
                 continue;
             };

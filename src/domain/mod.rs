@@ -4,8 +4,8 @@
 
 pub mod catalog;
 pub mod change;
-pub mod ids;
 pub mod identifiers;
+pub mod ids;
 pub mod plan;
 pub mod set_status;
 pub mod subscription;

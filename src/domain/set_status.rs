@@ -108,8 +108,7 @@ pub struct EntryFields {
 }
 
 /// V2's field names.
-pub const V2_FIELDS: EntryFields =
-    EntryFields { external_ids: "external_ids", emails: "emails", phones: "phones" };
+pub const V2_FIELDS: EntryFields = EntryFields { external_ids: "external_ids", emails: "emails", phones: "phones" };
 
 /// Validates a V2 body (`{"subscription_groups": [...]}`).
 pub fn parse_v2(body: &Value, groups: &dyn GroupDirectory) -> Result<SetStatusCommand, Problems> {
@@ -125,18 +124,12 @@ pub fn parse_v2(body: &Value, groups: &dyn GroupDirectory) -> Result<SetStatusCo
         }
         Some(Value::Array(items)) => items,
         Some(other) => {
-            problems.push(
-                "subscription_groups",
-                format!("expected an array of objects, got {}", describe(other)),
-            );
+            problems.push("subscription_groups", format!("expected an array of objects, got {}", describe(other)));
             return Err(problems);
         }
     };
     if entries.is_empty() || entries.len() > MAX_ENTRIES {
-        problems.push(
-            "subscription_groups",
-            format!("must hold 1 to {MAX_ENTRIES} entries, got {}", entries.len()),
-        );
+        problems.push("subscription_groups", format!("must hold 1 to {MAX_ENTRIES} entries, got {}", entries.len()));
         return Err(problems);
     }
     let mut parsed = Vec::with_capacity(entries.len());
@@ -201,10 +194,7 @@ pub fn parse_entry(
             }
         },
         Some(other) => {
-            problems.push(
-                &field_path("subscription_group_id"),
-                format!("expected a string, got {}", describe(other)),
-            );
+            problems.push(&field_path("subscription_group_id"), format!("expected a string, got {}", describe(other)));
             None
         }
     };
@@ -225,10 +215,7 @@ pub fn parse_entry(
             }
         },
         Some(other) => {
-            problems.push(
-                &field_path("subscription_state"),
-                format!("expected a string, got {}", describe(other)),
-            );
+            problems.push(&field_path("subscription_state"), format!("expected a string, got {}", describe(other)));
             None
         }
     };
@@ -237,10 +224,8 @@ pub fn parse_entry(
         None | Some(Value::Null) => false,
         Some(Value::Bool(flag)) => *flag,
         Some(other) => {
-            problems.push(
-                &field_path("use_double_opt_in_logic"),
-                format!("expected a boolean, got {}", describe(other)),
-            );
+            problems
+                .push(&field_path("use_double_opt_in_logic"), format!("expected a boolean, got {}", describe(other)));
             false
         }
     };
@@ -262,10 +247,7 @@ pub fn parse_entry(
     match (&external_ids, &emails, &phones) {
         (None, None, None) => problems.push(
             entry_path,
-            format!(
-                "needs at least one of {}, {}, {}",
-                fields.external_ids, fields.emails, fields.phones
-            ),
+            format!("needs at least one of {}, {}, {}", fields.external_ids, fields.emails, fields.phones),
         ),
         (_, Some(_), Some(_)) => problems.push(
             entry_path,
@@ -280,7 +262,10 @@ pub fn parse_entry(
         if emails.is_some() && channel != Channel::Email {
             problems.push(
                 &field_path(fields.emails),
-                format!("subscription group {id} is on the {} channel; emails only address email groups", channel.as_str()),
+                format!(
+                    "subscription group {id} is on the {} channel; emails only address email groups",
+                    channel.as_str()
+                ),
             );
         }
         if phones.is_some() && !channel.uses_phones() {
@@ -311,12 +296,7 @@ pub fn parse_entry(
 
 /// Reads a list of 1 to 50 identifiers (a single string counts as a list of one), parsing each
 /// and dropping repeats of the same normalized value.
-fn parse_list<T, E>(
-    value: &Value,
-    path: &str,
-    problems: &mut Problems,
-    parse: impl Fn(&str) -> Result<T, E>,
-) -> Vec<T>
+fn parse_list<T, E>(value: &Value, path: &str, problems: &mut Problems, parse: impl Fn(&str) -> Result<T, E>) -> Vec<T>
 where
     T: Eq + std::hash::Hash + Clone,
     E: std::fmt::Display,
@@ -330,10 +310,7 @@ where
         }
     };
     if items.is_empty() || items.len() > MAX_IDENTIFIERS_PER_LIST {
-        problems.push(
-            path,
-            format!("must hold 1 to {MAX_IDENTIFIERS_PER_LIST} identifiers, got {}", items.len()),
-        );
+        problems.push(path, format!("must hold 1 to {MAX_IDENTIFIERS_PER_LIST} identifiers, got {}", items.len()));
         return Vec::new();
     }
     let single = value.is_string();

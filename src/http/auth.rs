@@ -43,10 +43,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let state = AppState::from_ref(state);
         let secret = bearer_token(parts)?;
-        let key = state
-            .catalog
-            .authenticate(secret)
-            .ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))?;
+        let key = state.catalog.authenticate(secret).ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))?;
         if !key.allows(P::PERMISSION) {
             return Err(ApiError::Forbidden(format!(
                 "this API key does not have the {} permission",
@@ -69,17 +66,16 @@ where
 
 /// The key in `Authorization: Bearer <key>`; the scheme word in any case.
 fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
-    let missing = || {
-        ApiError::Unauthorized("missing API key: send the header Authorization: Bearer YOUR-REST-API-KEY".into())
-    };
+    let missing =
+        || ApiError::Unauthorized("missing API key: send the header Authorization: Bearer YOUR-REST-API-KEY".into());
     let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
     let value = value
         .to_str()
         .map_err(|_| ApiError::Unauthorized("the Authorization header is not readable text".into()))?
         .trim();
-    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
-        ApiError::Unauthorized("the Authorization header must read Bearer YOUR-REST-API-KEY".into())
-    })?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must read Bearer YOUR-REST-API-KEY".into()))?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(ApiError::Unauthorized("the Authorization header must use the Bearer scheme".into()));
     }

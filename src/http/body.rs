@@ -24,7 +24,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let content_type = request.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("?"));
         if !content_type.is_some_and(is_json) {
             return Err(ApiError::UnsupportedMediaType(match content_type {
-                Some(other) => format!("Content-Type must be application/json, got {}", crate::domain::set_status::quote(other)),
+                Some(other) => {
+                    format!("Content-Type must be application/json, got {}", crate::domain::set_status::quote(other))
+                }
                 None => "Content-Type must be application/json".into(),
             }));
         }

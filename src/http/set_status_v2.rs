@@ -23,10 +23,10 @@ pub async fn handle(
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let workspace_id = caller.key.workspace_id;
-    let command = state
-        .catalog
-        .with_groups(workspace_id, |groups| set_status::parse_v2(&body, groups))
-        .map_err(|problems| ApiError::BadRequest { message: problems.first().to_string(), errors: problems.into_list() })?;
+    let command =
+        state.catalog.with_groups(workspace_id, |groups| set_status::parse_v2(&body, groups)).map_err(|problems| {
+            ApiError::BadRequest { message: problems.first().to_string(), errors: problems.into_list() }
+        })?;
     drop(body);
     let origin = Origin {
         workspace_id,

@@ -223,21 +223,33 @@ impl Store {
     }
 
     /// Creates or updates profiles in bulk, atomically.
-    pub async fn import_profiles(&self, workspace: WorkspaceId, profiles: Vec<ProfileImport>) -> Result<Applied, StoreError> {
+    pub async fn import_profiles(
+        &self,
+        workspace: WorkspaceId,
+        profiles: Vec<ProfileImport>,
+    ) -> Result<Applied, StoreError> {
         match self {
             Store::Embedded(s) => s.import_profiles(workspace, profiles).await,
         }
     }
 
     /// The profile with this external id.
-    pub fn profile_by_external_id(&self, workspace: WorkspaceId, external_id: &str) -> Result<Option<ProfileView>, StoreError> {
+    pub fn profile_by_external_id(
+        &self,
+        workspace: WorkspaceId,
+        external_id: &str,
+    ) -> Result<Option<ProfileView>, StoreError> {
         match self {
             Store::Embedded(s) => s.profile_by_external_id(workspace, external_id),
         }
     }
 
     /// The profiles that carry this email or phone.
-    pub fn profiles_by_contact(&self, workspace: WorkspaceId, contact: &Contact) -> Result<Vec<ProfileView>, StoreError> {
+    pub fn profiles_by_contact(
+        &self,
+        workspace: WorkspaceId,
+        contact: &Contact,
+    ) -> Result<Vec<ProfileView>, StoreError> {
         match self {
             Store::Embedded(s) => s.profiles_by_contact(workspace, contact),
         }

@@ -1,39 +1,28 @@
 //! The identifier newtypes: what each accepts, how it normalizes, and what its errors say.
 
 use consentry::domain::identifiers::{
-    warm_up, Email, ExternalId, IdentifierError, Phone, MAX_EMAIL_CHARS, MAX_EXTERNAL_ID_BYTES,
-    MAX_PHONE_DIGITS,
+    warm_up, Email, ExternalId, IdentifierError, Phone, MAX_EMAIL_CHARS, MAX_EXTERNAL_ID_BYTES, MAX_PHONE_DIGITS,
 };
 use proptest::prelude::*;
 
 fn email_error(raw: &str) -> String {
-    Email::parse(raw)
-        .expect_err("the email should be rejected")
-        .to_string()
+    Email::parse(raw).expect_err("the email should be rejected").to_string()
 }
 
 fn phone_error(raw: &str) -> String {
-    Phone::parse(raw)
-        .expect_err("the phone should be rejected")
-        .to_string()
+    Phone::parse(raw).expect_err("the phone should be rejected").to_string()
 }
 
 fn external_id_error(raw: &str) -> String {
-    ExternalId::parse(raw)
-        .expect_err("the external id should be rejected")
-        .to_string()
+    ExternalId::parse(raw).expect_err("the external id should be rejected").to_string()
 }
 
 fn email(raw: &str) -> String {
-    Email::parse(raw)
-        .unwrap_or_else(|e| panic!("{raw:?} should be accepted: {e}"))
-        .into_string()
+    Email::parse(raw).unwrap_or_else(|e| panic!("{raw:?} should be accepted: {e}")).into_string()
 }
 
 fn phone(raw: &str) -> String {
-    Phone::parse(raw)
-        .unwrap_or_else(|e| panic!("{raw:?} should be accepted: {e}"))
-        .into_string()
+    Phone::parse(raw).unwrap_or_else(|e| panic!("{raw:?} should be accepted: {e}")).into_string()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -41,15 +30,7 @@ fn phone(raw: &str) -> String {
 
 #[test]
 fn an_external_id_is_kept_exactly_as_given() {
-    for raw in [
-        "user-1",
-        " padded ",
-        "MiXeD",
-        "Bob@Example.COM",
-        "ユーザー",
-        "🙂",
-        "a\u{200b}b",
-    ] {
+    for raw in ["user-1", " padded ", "MiXeD", "Bob@Example.COM", "ユーザー", "🙂", "a\u{200b}b"] {
         let id = ExternalId::parse(raw).unwrap();
         assert_eq!(id.as_str(), raw);
         assert_eq!(id.to_string(), raw);
@@ -80,10 +61,7 @@ fn an_external_id_of_exactly_512_bytes_is_accepted() {
 
 #[test]
 fn an_external_id_over_512_bytes_is_rejected_with_its_length() {
-    assert_eq!(
-        external_id_error(&"x".repeat(600)),
-        "external id is 600 bytes long; the limit is 512"
-    );
+    assert_eq!(external_id_error(&"x".repeat(600)), "external id is 600 bytes long; the limit is 512");
     assert_eq!(
         external_id_error(&format!("{}abc", "€".repeat(170))),
         "external id is 513 bytes long; the limit is 512"
@@ -92,10 +70,7 @@ fn an_external_id_over_512_bytes_is_rejected_with_its_length() {
 
 #[test]
 fn an_external_id_with_a_control_character_is_rejected_with_its_code_point() {
-    assert_eq!(
-        external_id_error("ab\u{7}c"),
-        "external id contains a control character (U+0007)"
-    );
+    assert_eq!(external_id_error("ab\u{7}c"), "external id contains a control character (U+0007)");
     for (raw, code) in [
         ("a\tb", "U+0009"),
         ("a\nb", "U+000A"),
@@ -104,22 +79,14 @@ fn an_external_id_with_a_control_character_is_rejected_with_its_code_point() {
         ("a\u{85}b", "U+0085"),
         ("\u{9f}", "U+009F"),
     ] {
-        assert_eq!(
-            external_id_error(raw),
-            format!("external id contains a control character ({code})")
-        );
+        assert_eq!(external_id_error(raw), format!("external id contains a control character ({code})"));
     }
 }
 
 #[test]
 fn an_external_id_error_is_an_identifier_error_variant_callers_can_match() {
     assert_eq!(ExternalId::parse(""), Err(IdentifierError::EmptyExternalId));
-    assert_eq!(
-        ExternalId::parse("a\u{1b}"),
-        Err(IdentifierError::ExternalIdControlCharacter {
-            character: '\u{1b}'
-        })
-    );
+    assert_eq!(ExternalId::parse("a\u{1b}"), Err(IdentifierError::ExternalIdControlCharacter { character: '\u{1b}' }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,24 +95,15 @@ fn an_external_id_error_is_an_identifier_error_variant_callers_can_match() {
 #[test]
 fn an_email_is_trimmed_and_lower_cased() {
     assert_eq!(email("A@Example.COM "), "a@example.com");
-    assert_eq!(
-        email("\t\n Bob.Smith@Mail.Example.org\u{a0}\u{3000}"),
-        "bob.smith@mail.example.org"
-    );
+    assert_eq!(email("\t\n Bob.Smith@Mail.Example.org\u{a0}\u{3000}"), "bob.smith@mail.example.org");
     assert_eq!(Email::parse("X@Y.Z0").unwrap().to_string(), "x@y.z0");
 }
 
 #[test]
 fn an_email_keeps_every_atext_character_in_its_local_part() {
     let local = "!#$%&'*+/=?^_`{|}~-09azAZ";
-    assert_eq!(
-        email(&format!("{local}@example.com")),
-        format!("{}@example.com", local.to_ascii_lowercase())
-    );
-    assert_eq!(
-        email("first.middle.last+tag@example.com"),
-        "first.middle.last+tag@example.com"
-    );
+    assert_eq!(email(&format!("{local}@example.com")), format!("{}@example.com", local.to_ascii_lowercase()));
+    assert_eq!(email("first.middle.last+tag@example.com"), "first.middle.last+tag@example.com");
 }
 
 #[test]
@@ -157,49 +115,27 @@ fn an_email_with_a_punycode_domain_is_accepted() {
 
 #[test]
 fn an_email_with_a_non_ascii_character_is_rejected() {
-    for raw in [
-        "user@münchen.de",
-        "jörg@example.com",
-        "a\u{a0}b@example.com",
-    ] {
+    for raw in ["user@münchen.de", "jörg@example.com", "a\u{a0}b@example.com"] {
         let message = email_error(raw);
-        assert!(
-            message.contains("not a valid email address: it contains a non-ASCII character"),
-            "{message}"
-        );
+        assert!(message.contains("not a valid email address: it contains a non-ASCII character"), "{message}");
     }
 }
 
 #[test]
 fn an_incomplete_email_is_rejected_with_a_message_quoting_it() {
-    assert_eq!(
-        email_error("bob@"),
-        "\"bob@\" is not a valid email address: nothing comes after the @"
-    );
+    assert_eq!(email_error("bob@"), "\"bob@\" is not a valid email address: nothing comes after the @");
     assert_eq!(
         email_error("@example.com"),
         "\"@example.com\" is not a valid email address: nothing comes before the @"
     );
-    assert_eq!(
-        email_error("bob"),
-        "\"bob\" is not a valid email address: it has no @"
-    );
-    assert_eq!(
-        email_error("   "),
-        "\"   \" is not a valid email address: it is empty"
-    );
-    assert_eq!(
-        email_error(""),
-        "\"\" is not a valid email address: it is empty"
-    );
+    assert_eq!(email_error("bob"), "\"bob\" is not a valid email address: it has no @");
+    assert_eq!(email_error("   "), "\"   \" is not a valid email address: it is empty");
+    assert_eq!(email_error(""), "\"\" is not a valid email address: it is empty");
 }
 
 #[test]
 fn an_email_whose_domain_has_one_label_is_rejected() {
-    assert_eq!(
-        email_error("a@b"),
-        "\"a@b\" is not a valid email address: the domain needs at least two labels"
-    );
+    assert_eq!(email_error("a@b"), "\"a@b\" is not a valid email address: the domain needs at least two labels");
     assert!(email_error("root@localhost").contains("at least two labels"));
 }
 
@@ -260,19 +196,13 @@ fn an_email_domain_must_be_made_of_well_formed_labels() {
     assert!(email_error("a@example.123").ends_with("the top-level domain is all digits"));
     let label63 = "b".repeat(63);
     assert!(Email::parse(&format!("a@{label63}.com")).is_ok());
-    assert!(email_error(&format!("a@{label63}b.com"))
-        .ends_with("a domain label is longer than 63 characters"));
+    assert!(email_error(&format!("a@{label63}b.com")).ends_with("a domain label is longer than 63 characters"));
 }
 
 #[test]
 fn an_email_is_limited_to_254_characters() {
     // 64 + 1 + 189 = 254, with every label short enough.
-    let domain = format!(
-        "{}.{}.{}.com",
-        "d".repeat(61),
-        "e".repeat(61),
-        "f".repeat(61)
-    );
+    let domain = format!("{}.{}.{}.com", "d".repeat(61), "e".repeat(61), "f".repeat(61));
     let at_limit = format!("{}@{}", "a".repeat(64), domain);
     assert_eq!(at_limit.len(), MAX_EMAIL_CHARS);
     assert_eq!(email(&at_limit), at_limit);
@@ -284,18 +214,11 @@ fn an_email_is_limited_to_254_characters() {
 
 #[test]
 fn an_email_domain_may_use_all_the_room_the_254_limit_leaves() {
-    let domain = [
-        "c".repeat(63),
-        "c".repeat(63),
-        "c".repeat(63),
-        "c".repeat(60),
-    ]
-    .join(".");
+    let domain = ["c".repeat(63), "c".repeat(63), "c".repeat(63), "c".repeat(60)].join(".");
     assert_eq!(domain.len(), 252);
     assert!(Email::parse(&format!("a@{domain}")).is_ok());
     // The 254 limit on the whole address bites before the 253 limit on the domain can.
-    assert!(email_error(&format!("a@c{domain}"))
-        .ends_with("it is 255 characters long; the limit is 254"));
+    assert!(email_error(&format!("a@c{domain}")).ends_with("it is 255 characters long; the limit is 254"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -344,9 +267,7 @@ fn a_phone_with_separators_is_rejected() {
         phone_error("+1 555"),
         "\"+1 555\" is not an E.164 phone number: it contains a space; only digits may follow the +"
     );
-    assert!(
-        phone_error("+1-222-333-4444").ends_with("it contains '-'; only digits may follow the +")
-    );
+    assert!(phone_error("+1-222-333-4444").ends_with("it contains '-'; only digits may follow the +"));
     assert!(phone_error("+1.222.333.4444").contains("'.'"));
     assert!(phone_error("+1 (222) 333-4444").contains("a space"));
     assert!(phone_error("+1(222)3334444").contains("'('"));
@@ -363,17 +284,11 @@ fn a_phone_with_letters_or_an_extension_is_rejected() {
 
 #[test]
 fn a_phone_without_its_plus_is_rejected() {
-    assert_eq!(
-        phone_error("12223334444"),
-        "\"12223334444\" is not an E.164 phone number: it must start with +"
-    );
+    assert_eq!(phone_error("12223334444"), "\"12223334444\" is not an E.164 phone number: it must start with +");
     assert!(phone_error(" +12223334444").ends_with("it must start with +"));
     assert!(phone_error("\u{ff0b}12223334444").ends_with("it must start with +"));
     assert!(phone_error("+12223334444 ").contains("a space"));
-    assert_eq!(
-        phone_error(""),
-        "\"\" is not an E.164 phone number: it is empty"
-    );
+    assert_eq!(phone_error(""), "\"\" is not an E.164 phone number: it is empty");
 }
 
 #[test]
@@ -438,26 +353,17 @@ fn warming_up_the_phone_metadata_is_harmless_and_repeatable() {
 fn an_error_quotes_at_most_64_characters_of_a_huge_value() {
     let huge = "é".repeat(1_000_000);
     for message in [email_error(&huge), phone_error(&huge)] {
-        assert!(
-            message.starts_with(&format!("\"{}…\" is not", "é".repeat(64))),
-            "{message}"
-        );
+        assert!(message.starts_with(&format!("\"{}…\" is not", "é".repeat(64))), "{message}");
         assert!(message.chars().count() < 250, "{message}");
     }
     let huge_id = "x".repeat(1_000_000);
-    assert_eq!(
-        external_id_error(&huge_id),
-        "external id is 1000000 bytes long; the limit is 512"
-    );
+    assert_eq!(external_id_error(&huge_id), "external id is 1000000 bytes long; the limit is 512");
 }
 
 #[test]
 fn an_error_escapes_quotes_and_invisible_characters_in_the_value() {
     let message = email_error("a\"b\\c\n\u{7}\u{85}\u{202e}@x");
-    assert!(
-        message.starts_with(r#""a\"b\\c\n\u0007\u0085\u202e@x" is not a valid email address"#),
-        "{message}"
-    );
+    assert!(message.starts_with(r#""a\"b\\c\n\u0007\u0085\u202e@x" is not a valid email address"#), "{message}");
     assert!(!message.chars().any(char::is_control));
 }
 
@@ -466,10 +372,7 @@ fn a_quoted_value_is_truncated_on_a_character_boundary() {
     // 63 ASCII characters then multi-byte ones: the cut must not split a character.
     let raw = format!("{}🙂🙂🙂", "a".repeat(63));
     let message = phone_error(&raw);
-    assert!(
-        message.starts_with(&format!("\"{}🙂…\"", "a".repeat(63))),
-        "{message}"
-    );
+    assert!(message.starts_with(&format!("\"{}🙂…\"", "a".repeat(63))), "{message}");
     // Exactly 64 characters are shown whole, with no ellipsis.
     let raw = "b".repeat(64);
     assert!(phone_error(&raw).starts_with(&format!("\"{raw}\" is not")));
@@ -479,10 +382,7 @@ fn a_quoted_value_is_truncated_on_a_character_boundary() {
 fn identifiers_serialize_as_strings_and_deserialize_through_parse() {
     let email: Email = serde_json::from_str("\" Bob@Example.com\"").unwrap();
     assert_eq!(email.as_str(), "bob@example.com");
-    assert_eq!(
-        serde_json::to_string(&email).unwrap(),
-        "\"bob@example.com\""
-    );
+    assert_eq!(serde_json::to_string(&email).unwrap(), "\"bob@example.com\"");
     assert!(serde_json::from_str::<Phone>("\"+1 555\"").is_err());
     assert!(serde_json::from_str::<ExternalId>("\"\"").is_err());
 }
@@ -518,12 +418,7 @@ fn valid_email() -> impl Strategy<Value = String> {
 }
 
 fn control_char() -> impl Strategy<Value = char> {
-    prop::sample::select(
-        (0u32..=0x1f)
-            .chain(0x7f..=0x9f)
-            .filter_map(char::from_u32)
-            .collect::<Vec<_>>(),
-    )
+    prop::sample::select((0u32..=0x1f).chain(0x7f..=0x9f).filter_map(char::from_u32).collect::<Vec<_>>())
 }
 
 fn any_long_string() -> impl Strategy<Value = String> {

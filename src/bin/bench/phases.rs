@@ -70,7 +70,9 @@ async fn settle(pid: u32) -> Duration {
         let before = sys::cpu_time(pid);
         tokio::time::sleep(window).await;
         match (before, sys::cpu_time(pid)) {
-            (Some(before), Some(after)) if (after - before).as_secs_f64() < IDLE_CPU_SHARE * window.as_secs_f64() => break,
+            (Some(before), Some(after)) if (after - before).as_secs_f64() < IDLE_CPU_SHARE * window.as_secs_f64() => {
+                break
+            }
             (None, _) | (_, None) => break,
             _ => {}
         }

@@ -46,10 +46,7 @@ impl ProfileRecord {
 
     /// Its state in `group`.
     pub fn state(&self, group: GroupId) -> Option<SubscriptionState> {
-        self.states
-            .binary_search_by(|s| s.group_id.cmp(&group))
-            .ok()
-            .map(|i| self.states[i].state)
+        self.states.binary_search_by(|s| s.group_id.cmp(&group)).ok().map(|i| self.states[i].state)
     }
 
     /// Sets its state in `group`, keeping the states sorted.

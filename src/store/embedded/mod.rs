@@ -141,10 +141,7 @@ impl EmbeddedStore {
             }
         }
 
-        let db = Database::builder(path.join(ENGINE_DIR))
-            .cache_size(options.cache_bytes)
-            .worker_threads(1)
-            .open()?;
+        let db = Database::builder(path.join(ENGINE_DIR)).cache_size(options.cache_bytes).worker_threads(1).open()?;
         let open = |name: &str| {
             let mib = KEYSPACES.iter().find(|(n, _)| *n == name).map_or(4, |(_, mib)| *mib);
             db.keyspace(name, || keyspace_options(mib))
@@ -272,7 +269,11 @@ impl EmbeddedStore {
     }
 
     /// See [`super::Store::profile_by_external_id`].
-    pub fn profile_by_external_id(&self, ws: WorkspaceId, external_id: &str) -> Result<Option<ProfileView>, StoreError> {
+    pub fn profile_by_external_id(
+        &self,
+        ws: WorkspaceId,
+        external_id: &str,
+    ) -> Result<Option<ProfileView>, StoreError> {
         match self.tables().profiles.get(codec::profile_key(ws, external_id))? {
             Some(bytes) => Ok(Some(Self::view(external_id, ProfileRecord::decode(&bytes)?))),
             None => Ok(None),
@@ -288,8 +289,10 @@ impl EmbeddedStore {
         let mut out = Vec::new();
         for item in index.prefix(codec::contact_prefix(ws, contact.as_str())) {
             let external_id = item.value()?;
-            let external_id = String::from_utf8(external_id.to_vec())
-                .map_err(|_| StoreError::Corrupt { what: "contact index", detail: "external id is not UTF-8".into() })?;
+            let external_id = String::from_utf8(external_id.to_vec()).map_err(|_| StoreError::Corrupt {
+                what: "contact index",
+                detail: "external id is not UTF-8".into(),
+            })?;
             if let Some(view) = self.profile_by_external_id(ws, &external_id)? {
                 out.push(view);
             }

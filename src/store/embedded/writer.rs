@@ -20,8 +20,8 @@ use crate::domain::change::{Contact, Subject};
 use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::{ProfileId, WorkspaceId};
 use crate::domain::plan::{self, Known, Origin, WriteContext};
-use crate::domain::time::{MonotonicClock, Timestamp};
 use crate::domain::set_status::SetStatusCommand;
+use crate::domain::time::{MonotonicClock, Timestamp};
 use crate::store::{Applied, Durability, ProfileImport, StoreError};
 
 /// A write waiting for the writer.
@@ -43,7 +43,13 @@ pub enum Op {
 /// Runs the writer until every sender is dropped and the queue is empty.
 /// After each commit it publishes the number of committed batches in `epoch` (see
 /// [`super::prefetch`]).
-pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, durability: Durability, max_batch: usize) {
+pub fn run(
+    tables: &Tables,
+    mut queue: mpsc::Receiver<Job>,
+    epoch: &AtomicU64,
+    durability: Durability,
+    max_batch: usize,
+) {
     let mode = match durability {
         Durability::Sync => PersistMode::SyncAll,
         Durability::Buffered => PersistMode::Buffer,
@@ -127,7 +133,12 @@ impl Loaded<'_> {
     }
 }
 
-fn set_status(overlay: &mut Overlay<'_>, ctx: &WriteContext, command: &SetStatusCommand, reads: Reads<'_>) -> Result<Applied, StoreError> {
+fn set_status(
+    overlay: &mut Overlay<'_>,
+    ctx: &WriteContext,
+    command: &SetStatusCommand,
+    reads: Reads<'_>,
+) -> Result<Applied, StoreError> {
     let ws = ctx.workspace_id;
     let lookups = command.lookups();
     let mut loaded = Loaded { records: HashMap::with_capacity(lookups.external_ids.len()), reads };
@@ -143,8 +154,10 @@ fn set_status(overlay: &mut Overlay<'_>, ctx: &WriteContext, command: &SetStatus
         let mut carriers = Vec::new();
         for (key, external_id) in overlay.prefix(table, &codec::contact_prefix(ws, contact.as_str()))? {
             let expected = codec::contact_key_profile(&key)?;
-            let external_id = std::str::from_utf8(&external_id)
-                .map_err(|_| StoreError::Corrupt { what: "contact index", detail: "external id is not UTF-8".into() })?;
+            let external_id = std::str::from_utf8(&external_id).map_err(|_| StoreError::Corrupt {
+                what: "contact index",
+                detail: "external id is not UTF-8".into(),
+            })?;
             match loaded.load(overlay, codec::profile_key(ws, external_id))? {
                 Some(id) if id == expected => carriers.push(id),
                 _ => {
@@ -184,7 +197,8 @@ fn set_status(overlay: &mut Overlay<'_>, ctx: &WriteContext, command: &SetStatus
     }
     let mut dirty = Vec::new();
     for &(profile, group, state) in &plan.profile_states {
-        let (_, record) = loaded.records.get_mut(&profile).expect("the plan only names profiles it was given or created");
+        let (_, record) =
+            loaded.records.get_mut(&profile).expect("the plan only names profiles it was given or created");
         record.set_state(group, state, ctx.at);
         if !dirty.contains(&profile) {
             dirty.push(profile);
