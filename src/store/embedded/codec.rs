@@ -127,11 +127,7 @@ pub fn contact_key(ws: WorkspaceId, text: &str, profile: ProfileId) -> Vec<u8> {
 
 /// The profile id at the end of an `emails`/`phones` key.
 pub fn contact_key_profile(key: &[u8]) -> Result<ProfileId, StoreError> {
-    key.len()
-        .checked_sub(16)
-        .and_then(|at| key[at..].try_into().ok())
-        .map(ProfileId::from_bytes)
-        .ok_or_else(|| StoreError::Corrupt { what: "contact index", detail: "short key".into() })
+    trailing_id(key, "contact index").map(ProfileId::from_bytes)
 }
 
 /// Prefix of a contact's orphaned states: ws · kind · identifier · 0x00.
@@ -157,11 +153,15 @@ pub fn orphan_key(ws: WorkspaceId, contact: &Contact, group: GroupId) -> Vec<u8>
 
 /// The group id at the end of an `orphans` key.
 pub fn orphan_key_group(key: &[u8]) -> Result<GroupId, StoreError> {
+    trailing_id(key, "orphan state").map(GroupId::from_bytes)
+}
+
+/// The 16-byte id that ends a key of `what`.
+fn trailing_id(key: &[u8], what: &'static str) -> Result<[u8; 16], StoreError> {
     key.len()
         .checked_sub(16)
         .and_then(|at| key[at..].try_into().ok())
-        .map(GroupId::from_bytes)
-        .ok_or_else(|| StoreError::Corrupt { what: "orphan state", detail: "short key".into() })
+        .ok_or_else(|| StoreError::Corrupt { what, detail: "short key".into() })
 }
 
 /// `orphans` value: state · updated at.
