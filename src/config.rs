@@ -1,12 +1,19 @@
 //! Settings of a server process, from defaults, the environment and flags (clap resolves the
 //! layering: a flag beats its environment variable, which beats the default).
 
+use std::time::Duration;
+
 use crate::store::{DatabaseLocation, StoreOptions};
 
 /// The default data directory of the embedded store.
 pub const DEFAULT_DATABASE: &str = "./consentry-data";
 /// The default listen address: loopback only, so that a first start exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// How long orphaned identifier state is kept by default: 30 days, as SPEC.md says.
+pub const DEFAULT_ORPHAN_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often expired orphaned states are swept by default.
+pub const DEFAULT_ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Everything a server needs to start.
 #[derive(Debug, Clone)]
@@ -19,6 +26,10 @@ pub struct Settings {
     pub max_groups_per_workspace: usize,
     /// Store tuning.
     pub store: StoreOptions,
+    /// How long an orphaned identifier state lives after its last change.
+    pub orphan_retention: Duration,
+    /// How often the background sweep deletes expired orphaned states.
+    pub orphan_sweep_interval: Duration,
 }
 
 impl Settings {
@@ -29,6 +40,8 @@ impl Settings {
             listen: "127.0.0.1:0".into(),
             max_groups_per_workspace: crate::domain::catalog::DEFAULT_MAX_GROUPS_PER_WORKSPACE,
             store: StoreOptions::default(),
+            orphan_retention: DEFAULT_ORPHAN_RETENTION,
+            orphan_sweep_interval: DEFAULT_ORPHAN_SWEEP_INTERVAL,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `consentry serve`: runs the server until ctrl-c or SIGTERM.
 
 use std::io::Write;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -25,6 +26,15 @@ pub struct ServeArgs {
     /// Block cache of the embedded store, in MiB.
     #[arg(long, env = "CONSENTRY_CACHE_MB", default_value_t = StoreOptions::default().cache_bytes >> 20)]
     pub cache_mb: u64,
+    /// Days an orphaned identifier state (an email or phone no profile carries) is kept after
+    /// its last change.
+    #[arg(long, env = "CONSENTRY_ORPHAN_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub orphan_retention_days: u32,
+    /// Seconds between two sweeps that delete expired orphaned states.
+    #[arg(long, env = "CONSENTRY_ORPHAN_SWEEP_INTERVAL_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub orphan_sweep_interval_secs: u32,
 }
 
 /// Starts the server and blocks until it has shut down.
@@ -41,6 +51,8 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
             cache_bytes: args.cache_mb << 20,
             ..StoreOptions::default()
         },
+        orphan_retention: Duration::from_secs(u64::from(args.orphan_retention_days) * 24 * 3600),
+        orphan_sweep_interval: Duration::from_secs(u64::from(args.orphan_sweep_interval_secs)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
