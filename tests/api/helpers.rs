@@ -47,8 +47,15 @@ pub struct TestApp {
 
 /// Starts a server on a fresh store.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server on a fresh store, with the test settings changed by `configure`.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let app = Application::build(Settings::for_tests(dir.path())).await.expect("the server builds");
+    let mut settings = Settings::for_tests(dir.path());
+    configure(&mut settings);
+    let app = Application::build(settings).await.expect("the server builds");
     let key = app.bootstrap_key().expect("an empty store creates a bootstrap key").1.clone();
     let catalog = app.catalog();
     let store = app.store();
