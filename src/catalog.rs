@@ -140,6 +140,11 @@ impl Catalog {
         f(&WorkspaceGroups { index: &index, workspace })
     }
 
+    /// The group with this id, if the caller's workspace has it (archived or not).
+    pub fn group(&self, workspace: WorkspaceId, id: GroupId) -> Option<Group> {
+        self.read().groups.get(&id).filter(|g| g.workspace_id == workspace).cloned()
+    }
+
     /// Creates a workspace.
     pub fn create_workspace(&self, name: &str) -> Result<Workspace, CatalogError> {
         validate_name("workspace", name).map_err(CatalogError::Invalid)?;

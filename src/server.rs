@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -11,8 +12,9 @@ use crate::admin::socket as admin_socket;
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::domain::catalog::ApiKey;
+use crate::domain::time::Timestamp;
 use crate::http::{router, AppState};
-use crate::store::{DatabaseLocation, Store};
+use crate::store::{DatabaseLocation, Store, StoreError};
 
 /// A server that is bound and ready to run.
 pub struct Application {
@@ -20,6 +22,8 @@ pub struct Application {
     state: AppState,
     admin: Option<tokio::net::UnixListener>,
     bootstrap: Option<(ApiKey, String)>,
+    /// Orphaned-state retention and how often the sweep runs.
+    sweep: (Duration, Duration),
 }
 
 impl Application {
@@ -28,8 +32,10 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         crate::domain::identifiers::warm_up();
         let store = {
-            let settings = settings.clone();
-            tokio::task::spawn_blocking(move || Store::open(&settings.database, &settings.store)).await??
+            let mut options = settings.store.clone();
+            options.orphan_retention = settings.orphan_retention;
+            let database = settings.database.clone();
+            tokio::task::spawn_blocking(move || Store::open(&database, &options)).await??
         };
         let catalog = Arc::new(Catalog::load(store.clone())?.with_max_groups(settings.max_groups_per_workspace));
         let bootstrap = catalog.bootstrap()?;
@@ -43,7 +49,13 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
-        Ok(Application { listener, state: AppState { catalog, store }, admin, bootstrap })
+        Ok(Application {
+            listener,
+            state: AppState { catalog, store, orphan_retention: settings.orphan_retention },
+            admin,
+            bootstrap,
+            sweep: (settings.orphan_retention, settings.orphan_sweep_interval),
+        })
     }
 
     /// The bound address (the real port when port 0 was asked).
@@ -69,16 +81,36 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, finishes in-flight requests,
     /// drains the writer and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state, admin, .. } = self;
+        let Application { listener, state, admin, sweep: (retention, interval), .. } = self;
         let admin_task = admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog))));
         let store = state.store.clone();
+        let sweep = tokio::spawn(sweep_orphans(store.clone(), retention, interval));
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         if let Some(task) = admin_task {
             task.abort();
         }
+        sweep.abort();
         store.close().await;
         served.map_err(Into::into)
+    }
+}
+
+/// Deletes expired orphaned states every `interval`, for as long as the server runs.
+///
+/// Every node may run it at once: the store re-checks each state's age at the moment it
+/// deletes it, so two sweeps delete nothing twice and never delete a state refreshed meanwhile.
+async fn sweep_orphans(store: Store, retention: Duration, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match store.expire_orphans(Timestamp::now().minus(retention)).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "expired orphaned identifier states deleted"),
+            Err(StoreError::ShuttingDown) => return,
+            Err(err) => tracing::error!(error = %err, "the orphaned-state sweep failed; it will run again"),
+        }
     }
 }
 

@@ -7,6 +7,8 @@ pub mod change;
 pub mod identifiers;
 pub mod ids;
 pub mod plan;
+pub mod read;
 pub mod set_status;
 pub mod subscription;
 pub mod time;
+pub mod track;

@@ -110,6 +110,31 @@ pub struct EntryFields {
 /// V2's field names.
 pub const V2_FIELDS: EntryFields = EntryFields { external_ids: "external_ids", emails: "emails", phones: "phones" };
 
+/// V1's field names.
+pub const V1_FIELDS: EntryFields = EntryFields { external_ids: "external_id", emails: "email", phones: "phone" };
+
+/// Braze's own answer to a V1 request that sends both, kept word for word because clients
+/// match on it.
+pub const V1_EMAIL_AND_PHONE: &str = "Either an email address or a phone number should be provided, but not both.";
+
+/// Validates a V1 body: one entry at the top level, with singular field names.
+pub fn parse_v1(body: &Value, groups: &dyn GroupDirectory) -> Result<SetStatusCommand, Problems> {
+    let mut problems = Problems::default();
+    let Some(top) = body.as_object() else {
+        problems.push("request body", format!("expected a JSON object, got {}", describe(body)));
+        return Err(problems);
+    };
+    let present = |name: &str| top.get(name).is_some_and(|v| !v.is_null());
+    if present(V1_FIELDS.emails) && present(V1_FIELDS.phones) {
+        problems.push("", V1_EMAIL_AND_PHONE);
+        return Err(problems);
+    }
+    match parse_entry(top, "", V1_FIELDS, groups, &mut problems) {
+        Some(entry) if problems.is_empty() => Ok(SetStatusCommand { entries: vec![entry] }),
+        _ => Err(problems),
+    }
+}
+
 /// Validates a V2 body (`{"subscription_groups": [...]}`).
 pub fn parse_v2(body: &Value, groups: &dyn GroupDirectory) -> Result<SetStatusCommand, Problems> {
     let mut problems = Problems::default();
@@ -171,54 +196,8 @@ pub fn parse_entry(
         }
     };
 
-    let group = match obj.get("subscription_group_id") {
-        None | Some(Value::Null) => {
-            problems.push(&field_path("subscription_group_id"), "is required");
-            None
-        }
-        Some(Value::String(raw)) => match GroupId::parse(raw).and_then(|id| Some((id, groups.find(id)?))) {
-            Some((id, (channel, GroupStatus::Active))) => Some((id, channel)),
-            Some((_, (_, GroupStatus::Archived))) => {
-                problems.push(
-                    &field_path("subscription_group_id"),
-                    format!("subscription group {} is archived", quote(raw)),
-                );
-                None
-            }
-            None => {
-                problems.push(
-                    &field_path("subscription_group_id"),
-                    format!("{} is not a subscription group of this workspace", quote(raw)),
-                );
-                None
-            }
-        },
-        Some(other) => {
-            problems.push(&field_path("subscription_group_id"), format!("expected a string, got {}", describe(other)));
-            None
-        }
-    };
-
-    let state = match obj.get("subscription_state") {
-        None | Some(Value::Null) => {
-            problems.push(&field_path("subscription_state"), "is required");
-            None
-        }
-        Some(Value::String(raw)) => match SubscriptionState::parse(raw) {
-            Some(state) => Some(state),
-            None => {
-                problems.push(
-                    &field_path("subscription_state"),
-                    format!("{} is not a subscription state; use \"subscribed\" or \"unsubscribed\"", quote(raw)),
-                );
-                None
-            }
-        },
-        Some(other) => {
-            problems.push(&field_path("subscription_state"), format!("expected a string, got {}", describe(other)));
-            None
-        }
-    };
+    let group = group_field(obj.get("subscription_group_id"), &field_path("subscription_group_id"), groups, problems);
+    let state = state_field(obj.get("subscription_state"), &field_path("subscription_state"), problems);
 
     let use_double_opt_in_logic = match obj.get("use_double_opt_in_logic") {
         None | Some(Value::Null) => false,
@@ -294,9 +273,68 @@ pub fn parse_entry(
     })
 }
 
+/// Reads a `subscription_group_id` found at `path`: an active group of the caller's workspace.
+pub fn group_field(
+    value: Option<&Value>,
+    path: &str,
+    groups: &dyn GroupDirectory,
+    problems: &mut Problems,
+) -> Option<(GroupId, Channel)> {
+    match value {
+        None | Some(Value::Null) => {
+            problems.push(path, "is required");
+            None
+        }
+        Some(Value::String(raw)) => match GroupId::parse(raw).and_then(|id| Some((id, groups.find(id)?))) {
+            Some((id, (channel, GroupStatus::Active))) => Some((id, channel)),
+            Some((_, (_, GroupStatus::Archived))) => {
+                problems.push(path, format!("subscription group {} is archived", quote(raw)));
+                None
+            }
+            None => {
+                problems.push(path, format!("{} is not a subscription group of this workspace", quote(raw)));
+                None
+            }
+        },
+        Some(other) => {
+            problems.push(path, format!("expected a string, got {}", describe(other)));
+            None
+        }
+    }
+}
+
+/// Reads a `subscription_state` found at `path`: exactly `subscribed` or `unsubscribed`.
+pub fn state_field(value: Option<&Value>, path: &str, problems: &mut Problems) -> Option<SubscriptionState> {
+    match value {
+        None | Some(Value::Null) => {
+            problems.push(path, "is required");
+            None
+        }
+        Some(Value::String(raw)) => match SubscriptionState::parse(raw) {
+            Some(state) => Some(state),
+            None => {
+                problems.push(
+                    path,
+                    format!("{} is not a subscription state; use \"subscribed\" or \"unsubscribed\"", quote(raw)),
+                );
+                None
+            }
+        },
+        Some(other) => {
+            problems.push(path, format!("expected a string, got {}", describe(other)));
+            None
+        }
+    }
+}
+
 /// Reads a list of 1 to 50 identifiers (a single string counts as a list of one), parsing each
 /// and dropping repeats of the same normalized value.
-fn parse_list<T, E>(value: &Value, path: &str, problems: &mut Problems, parse: impl Fn(&str) -> Result<T, E>) -> Vec<T>
+pub fn parse_list<T, E>(
+    value: &Value,
+    path: &str,
+    problems: &mut Problems,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Vec<T>
 where
     T: Eq + std::hash::Hash + Clone,
     E: std::fmt::Display,

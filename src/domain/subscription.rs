@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ids::GroupId;
+use super::time::Timestamp;
+
 /// A profile's (or orphaned identifier's) state in one subscription group. `Unknown` is the
 /// absence of a state, not a value of this type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -69,4 +72,15 @@ impl Channel {
     pub fn uses_phones(self) -> bool {
         matches!(self, Self::Sms | Self::Whatsapp)
     }
+}
+
+/// A profile's (or orphaned identifier's) state in one group, with the time of its last change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateView {
+    /// The group.
+    pub group_id: GroupId,
+    /// Its state.
+    pub state: SubscriptionState,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
 }

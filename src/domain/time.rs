@@ -20,6 +20,11 @@ impl Timestamp {
         self.0.div_euclid(1_000_000)
     }
 
+    /// The time `span` before this one: the cut-off of a retention period.
+    pub fn minus(self, span: std::time::Duration) -> Timestamp {
+        Timestamp(self.0.saturating_sub(i64::try_from(span.as_micros()).unwrap_or(i64::MAX)))
+    }
+
     /// RFC 3339 in UTC with microseconds, for people reading the command line's output.
     pub fn to_rfc3339(self) -> String {
         let secs = self.as_secs();

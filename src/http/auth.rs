@@ -25,6 +25,30 @@ impl Required for StatusSet {
     const PERMISSION: Permission = Permission::SubscriptionStatusSet;
 }
 
+/// Requires `subscription.status.get`.
+pub struct StatusGet;
+impl Required for StatusGet {
+    const PERMISSION: Permission = Permission::SubscriptionStatusGet;
+}
+
+/// Requires `subscription.groups.get`.
+pub struct GroupsGet;
+impl Required for GroupsGet {
+    const PERMISSION: Permission = Permission::SubscriptionGroupsGet;
+}
+
+/// Requires `users.track`.
+pub struct UsersTrack;
+impl Required for UsersTrack {
+    const PERMISSION: Permission = Permission::UsersTrack;
+}
+
+/// Requires `users.delete`.
+pub struct UsersDelete;
+impl Required for UsersDelete {
+    const PERMISSION: Permission = Permission::UsersDelete;
+}
+
 /// An authenticated caller whose key carries `P`'s permission and admits the caller's address.
 /// As an extractor it runs before the body is read, so an unauthenticated caller costs no
 /// parsing and learns nothing about validation.

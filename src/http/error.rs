@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::domain::set_status::Problems;
 use crate::store::StoreError;
 
 /// Largest request body accepted, as Braze documents.
@@ -77,6 +78,12 @@ struct ErrorBody {
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<Vec<String>>,
+}
+
+impl From<Problems> for ApiError {
+    fn from(problems: Problems) -> Self {
+        ApiError::BadRequest { message: problems.first().to_string(), errors: problems.into_list() }
+    }
 }
 
 impl From<StoreError> for ApiError {

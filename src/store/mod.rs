@@ -12,12 +12,13 @@ use std::path::PathBuf;
 use crate::domain::catalog::{ApiKey, Group, Workspace};
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::identifiers::ExternalId;
-use crate::domain::ids::{GroupId, ProfileId, WorkspaceId};
+use crate::domain::ids::{ProfileId, WorkspaceId};
 use crate::domain::plan::Origin;
 use crate::domain::set_status::SetStatusCommand;
-use crate::domain::subscription::SubscriptionState;
 use crate::domain::time::Timestamp;
+use crate::domain::track::TrackCommand;
 
+pub use crate::domain::subscription::StateView;
 pub use embedded::EmbeddedStore;
 
 /// Where the data lives, as given by `--database` or `CONSENTRY_DATABASE_URL`.
@@ -72,11 +73,20 @@ pub struct StoreOptions {
     pub queue_depth: usize,
     /// Block cache of the embedded engine, in bytes.
     pub cache_bytes: u64,
+    /// How long orphaned identifier state counts after its last change; older state is
+    /// treated as absent by every write.
+    pub orphan_retention: std::time::Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { durability: Durability::Sync, max_batch: 64, queue_depth: 1024, cache_bytes: 24 << 20 }
+        StoreOptions {
+            durability: Durability::Sync,
+            max_batch: 64,
+            queue_depth: 1024,
+            cache_bytes: 24 << 20,
+            orphan_retention: crate::config::DEFAULT_ORPHAN_RETENTION,
+        }
     }
 }
 
@@ -123,17 +133,6 @@ pub struct CatalogData {
     pub groups: Vec<Group>,
 }
 
-/// A profile's group state as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StateView {
-    /// The group.
-    pub group_id: GroupId,
-    /// Its state.
-    pub state: SubscriptionState,
-    /// When it was last changed.
-    pub updated_at: Timestamp,
-}
-
 /// A profile as stored, with all its states.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileView {
@@ -160,6 +159,16 @@ pub struct ProfileImport {
     pub phone: Option<crate::domain::identifiers::Phone>,
 }
 
+/// What is known of an email or phone: the profiles that carry it, else its orphaned states.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContactView {
+    /// Profiles carrying it, in internal id order.
+    pub carriers: Vec<ProfileView>,
+    /// Its orphaned states, expired ones included (read them through
+    /// [`crate::domain::read::live_orphans`]); empty when some profile carries it.
+    pub orphans: Vec<StateView>,
+}
+
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Applied {
@@ -167,6 +176,10 @@ pub struct Applied {
     pub profiles_created: usize,
     /// States changed (change records written).
     pub changes: usize,
+    /// Profiles deleted.
+    pub profiles_deleted: usize,
+    /// Orphaned states deleted.
+    pub orphans_deleted: usize,
 }
 
 /// The store: one enum, one variant per engine, so that callers never know which runs.
@@ -222,6 +235,34 @@ impl Store {
         }
     }
 
+    /// Applies a validated `/users/track` command atomically and durably.
+    pub async fn track(&self, origin: Origin, command: TrackCommand) -> Result<Applied, StoreError> {
+        match self {
+            Store::Embedded(s) => s.track(origin, command).await,
+        }
+    }
+
+    /// Deletes the profiles of these external ids with their states, atomically and durably;
+    /// `Applied::profiles_deleted` counts those that existed.
+    pub async fn delete_profiles(
+        &self,
+        workspace: WorkspaceId,
+        external_ids: Vec<ExternalId>,
+    ) -> Result<Applied, StoreError> {
+        match self {
+            Store::Embedded(s) => s.delete_profiles(workspace, external_ids).await,
+        }
+    }
+
+    /// Deletes orphaned states last changed before `cutoff`, in every workspace; returns how
+    /// many it deleted. Safe to run concurrently with writes and with itself: each state is
+    /// checked again at the moment it is deleted.
+    pub async fn expire_orphans(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        match self {
+            Store::Embedded(s) => s.expire_orphans(cutoff).await,
+        }
+    }
+
     /// Creates or updates profiles in bulk, atomically.
     pub async fn import_profiles(
         &self,
@@ -230,6 +271,30 @@ impl Store {
     ) -> Result<Applied, StoreError> {
         match self {
             Store::Embedded(s) => s.import_profiles(workspace, profiles).await,
+        }
+    }
+
+    /// The profiles of these external ids, in the same order (`None`: no such profile).
+    pub async fn read_profiles(
+        &self,
+        workspace: WorkspaceId,
+        external_ids: &[&ExternalId],
+    ) -> Result<Vec<Option<ProfileView>>, StoreError> {
+        match self {
+            Store::Embedded(s) => {
+                external_ids.iter().map(|id| s.profile_by_external_id(workspace, id.as_str())).collect()
+            }
+        }
+    }
+
+    /// What is known of these emails and phones, in the same order.
+    pub async fn read_contacts(
+        &self,
+        workspace: WorkspaceId,
+        contacts: &[&Contact],
+    ) -> Result<Vec<ContactView>, StoreError> {
+        match self {
+            Store::Embedded(s) => contacts.iter().map(|contact| s.contact_view(workspace, contact)).collect(),
         }
     }
 

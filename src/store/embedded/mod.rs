@@ -22,12 +22,15 @@ use tokio::sync::{mpsc, oneshot};
 use self::codec::ProfileRecord;
 use self::overlay::Table;
 use self::writer::{Job, Op};
-use super::{Applied, CatalogData, ProfileImport, ProfileView, StateView, StoreError, StoreOptions};
+use super::{Applied, CatalogData, ContactView, ProfileImport, ProfileView, StateView, StoreError, StoreOptions};
 use crate::domain::catalog::{ApiKey, Group, Workspace};
 use crate::domain::change::{ChangeRecord, Contact};
+use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::plan::Origin;
 use crate::domain::set_status::SetStatusCommand;
+use crate::domain::time::Timestamp;
+use crate::domain::track::TrackCommand;
 
 /// The name of the lock file in the data directory.
 pub const LOCK_FILE: &str = "consentry.lock";
@@ -162,10 +165,14 @@ impl EmbeddedStore {
         let writer_tables = Arc::clone(&tables);
         let epoch = Arc::new(AtomicU64::new(0));
         let writer_epoch = Arc::clone(&epoch);
-        let (durability, max_batch) = (options.durability, options.max_batch.max(1));
+        let config = writer::WriterConfig {
+            durability: options.durability,
+            max_batch: options.max_batch.max(1),
+            orphan_retention: options.orphan_retention,
+        };
         let writer = std::thread::Builder::new()
             .name("consentry-writer".into())
-            .spawn(move || writer::run(&writer_tables, receiver, &writer_epoch, durability, max_batch))
+            .spawn(move || writer::run(&writer_tables, receiver, &writer_epoch, config))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
 
         Ok(EmbeddedStore {
@@ -207,6 +214,53 @@ impl EmbeddedStore {
     /// See [`super::Store::import_profiles`].
     pub async fn import_profiles(&self, ws: WorkspaceId, profiles: Vec<ProfileImport>) -> Result<Applied, StoreError> {
         self.submit(Op::Import(ws, profiles)).await
+    }
+
+    /// See [`super::Store::track`].
+    pub async fn track(&self, origin: Origin, command: TrackCommand) -> Result<Applied, StoreError> {
+        self.submit(Op::Track(origin, command)).await
+    }
+
+    /// See [`super::Store::delete_profiles`].
+    pub async fn delete_profiles(&self, ws: WorkspaceId, external_ids: Vec<ExternalId>) -> Result<Applied, StoreError> {
+        self.submit(Op::Delete(ws, external_ids)).await
+    }
+
+    /// See [`super::Store::expire_orphans`]. The scan runs on a blocking thread and hands the
+    /// writer the expired keys in chunks, so writes never wait behind a whole sweep.
+    pub async fn expire_orphans(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        const CHUNK: usize = 1024;
+        let tables = Arc::clone(&self.inner.tables);
+        let (sender, mut chunks) = mpsc::channel::<Result<Vec<Vec<u8>>, StoreError>>(2);
+        let scan = tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            for item in tables.orphans.iter() {
+                let found = item
+                    .into_inner()
+                    .map_err(StoreError::from)
+                    .and_then(|(key, value)| Ok((codec::decode_orphan(&value)?.1 < cutoff).then(|| key.to_vec())));
+                match found {
+                    Ok(Some(key)) => chunk.push(key),
+                    Ok(None) => {}
+                    Err(err) => {
+                        let _ = sender.blocking_send(Err(err));
+                        return;
+                    }
+                }
+                if chunk.len() == CHUNK && sender.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+                    return;
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = sender.blocking_send(Ok(chunk));
+            }
+        });
+        let mut deleted = 0;
+        while let Some(chunk) = chunks.recv().await {
+            deleted += self.submit(Op::ExpireOrphans(chunk?, cutoff)).await?.orphans_deleted;
+        }
+        scan.await.map_err(|e| StoreError::Engine(format!("the orphan sweep stopped: {e}")))?;
+        Ok(deleted)
     }
 
     /// See [`super::Store::close`].
@@ -298,6 +352,13 @@ impl EmbeddedStore {
             }
         }
         Ok(out)
+    }
+
+    /// One contact's carriers, or its orphaned states when it has none.
+    pub fn contact_view(&self, ws: WorkspaceId, contact: &Contact) -> Result<ContactView, StoreError> {
+        let carriers = self.profiles_by_contact(ws, contact)?;
+        let orphans = if carriers.is_empty() { self.orphan_states(ws, contact)? } else { Vec::new() };
+        Ok(ContactView { carriers, orphans })
     }
 
     /// See [`super::Store::orphan_states`].

@@ -5,9 +5,10 @@
 //! fsync over many requests. Reads never go through here: the engine serves them concurrently
 //! and sees a batch only once it is durable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use fjall::PersistMode;
 use tokio::sync::{mpsc, oneshot};
@@ -16,12 +17,14 @@ use super::codec::{self, ProfileRecord};
 use super::overlay::{Overlay, Table};
 use super::prefetch::{Prefetch, RecentWrites};
 use super::Tables;
-use crate::domain::change::{Contact, Subject};
-use crate::domain::identifiers::ExternalId;
+use crate::domain::change::{ChangeRecord, Contact, Subject};
+use crate::domain::identifiers::{Email, ExternalId, Phone};
 use crate::domain::ids::{ProfileId, WorkspaceId};
 use crate::domain::plan::{self, Known, Origin, WriteContext};
 use crate::domain::set_status::SetStatusCommand;
+use crate::domain::subscription::StateView;
 use crate::domain::time::{MonotonicClock, Timestamp};
+use crate::domain::track::{self, ProfileSnapshot, TrackCommand, TrackKnown};
 use crate::store::{Applied, Durability, ProfileImport, StoreError};
 
 /// A write waiting for the writer.
@@ -38,18 +41,30 @@ pub enum Op {
     SetStatus(Origin, SetStatusCommand, Prefetch),
     /// A bulk load of profiles.
     Import(WorkspaceId, Vec<ProfileImport>),
+    /// A validated `/users/track` request.
+    Track(Origin, TrackCommand),
+    /// Profiles to delete.
+    Delete(WorkspaceId, Vec<ExternalId>),
+    /// `orphans` keys found expired by a sweep, to delete if still older than the cut-off.
+    ExpireOrphans(Vec<Vec<u8>>, Timestamp),
+}
+
+/// How the writer commits and what it treats as expired.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Commit durability.
+    pub durability: Durability,
+    /// Most requests in one batch.
+    pub max_batch: usize,
+    /// Orphaned states older than this are absent.
+    pub orphan_retention: Duration,
 }
 
 /// Runs the writer until every sender is dropped and the queue is empty.
 /// After each commit it publishes the number of committed batches in `epoch` (see
 /// [`super::prefetch`]).
-pub fn run(
-    tables: &Tables,
-    mut queue: mpsc::Receiver<Job>,
-    epoch: &AtomicU64,
-    durability: Durability,
-    max_batch: usize,
-) {
+pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, config: WriterConfig) {
+    let WriterConfig { durability, max_batch, orphan_retention } = config;
     let mode = match durability {
         Durability::Sync => PersistMode::SyncAll,
         Durability::Buffered => PersistMode::Buffer,
@@ -71,7 +86,9 @@ pub fn run(
         for job in &mut jobs {
             // A job that fails has written nothing into the overlay (every job reads all it
             // needs before its first write), so the rest of the batch is unaffected.
-            results.push(apply(&mut overlay, &recent, &mut job.op, clock.now()));
+            let at = clock.now();
+            let reads = Reads { prefetch: None, recent: &recent, orphan_cutoff: at.minus(orphan_retention) };
+            results.push(apply(&mut overlay, reads, &mut job.op, at));
         }
         let written: Vec<Vec<u8>> = overlay.keys(Table::Profiles).map(<[u8]>::to_vec).collect();
         let committed = overlay.commit(mode);
@@ -93,19 +110,24 @@ pub fn run(
     }
 }
 
-fn apply(overlay: &mut Overlay<'_>, recent: &RecentWrites, op: &mut Op, at: Timestamp) -> Result<Applied, StoreError> {
+fn apply(overlay: &mut Overlay<'_>, reads: Reads<'_>, op: &mut Op, at: Timestamp) -> Result<Applied, StoreError> {
     match op {
         Op::SetStatus(origin, command, prefetch) => {
-            set_status(overlay, &origin.at(at), command, Reads { prefetch, recent })
+            set_status(overlay, &origin.at(at), command, Reads { prefetch: Some(prefetch), ..reads })
         }
         Op::Import(ws, profiles) => import(overlay, *ws, profiles),
+        Op::Track(origin, command) => track(overlay, &origin.at(at), command, reads),
+        Op::Delete(ws, external_ids) => delete(overlay, *ws, external_ids),
+        Op::ExpireOrphans(keys, cutoff) => expire_orphans(overlay, keys, *cutoff),
     }
 }
 
-/// A request's read-ahead, and what the writer knows to check it against.
+/// What a request reads through: its read-ahead (set requests only), what the writer knows to
+/// check it against, and the time before which orphaned states have expired.
 struct Reads<'a> {
-    prefetch: &'a mut Prefetch,
+    prefetch: Option<&'a mut Prefetch>,
     recent: &'a RecentWrites,
+    orphan_cutoff: Timestamp,
 }
 
 /// Profiles read for one request, with the key they are stored under.
@@ -120,7 +142,7 @@ impl Loaded<'_> {
     fn load(&mut self, overlay: &Overlay<'_>, key: Vec<u8>) -> Result<Option<ProfileId>, StoreError> {
         let record = match overlay.pending(Table::Profiles, &key) {
             Some(pending) => pending.map(|bytes| ProfileRecord::decode(&bytes)).transpose()?,
-            None => match self.reads.prefetch.take(&key, self.reads.recent) {
+            None => match self.reads.prefetch.as_mut().and_then(|p| p.take(&key, self.reads.recent)) {
                 Some(prefetched) => prefetched,
                 None => overlay.get(Table::Profiles, &key)?.map(|bytes| ProfileRecord::decode(&bytes)).transpose()?,
             },
@@ -171,8 +193,8 @@ fn set_status(
         if carriers.is_empty() {
             for (key, value) in overlay.prefix(Table::Orphans, &codec::orphan_prefix(ws, contact))? {
                 let group = codec::orphan_key_group(&key)?;
-                if lookups.groups.contains(&group) {
-                    let (state, _) = codec::decode_orphan(&value)?;
+                let (state, updated_at) = codec::decode_orphan(&value)?;
+                if lookups.groups.contains(&group) && updated_at >= loaded.reads.orphan_cutoff {
                     known.orphan_states.insert((contact.clone(), group), state);
                 }
             }
@@ -216,13 +238,166 @@ fn set_status(
     for (contact, group, state) in &plan.orphan_states {
         overlay.put(Table::Orphans, codec::orphan_key(ws, contact, *group), codec::encode_orphan(*state, ctx.at));
     }
-    for change in &plan.changes {
+    write_changes(overlay, ws, &plan.changes);
+    Ok(Applied { profiles_created: plan.new_profiles.len(), changes: plan.changes.len(), ..Applied::default() })
+}
+
+/// Stores change records with their by-profile index entries.
+fn write_changes(overlay: &mut Overlay<'_>, ws: WorkspaceId, changes: &[ChangeRecord]) {
+    for change in changes {
         overlay.put(Table::Changes, codec::change_key(ws, change.id), codec::encode_change(change));
         if let Subject::Profile(profile) = change.subject {
             overlay.put(Table::ChangesByProfile, codec::change_by_profile_key(ws, profile, change.id), Vec::new());
         }
     }
-    Ok(Applied { profiles_created: plan.new_profiles.len(), changes: plan.changes.len() })
+}
+
+fn track(
+    overlay: &mut Overlay<'_>,
+    ctx: &WriteContext,
+    command: &TrackCommand,
+    reads: Reads<'_>,
+) -> Result<Applied, StoreError> {
+    let ws = ctx.workspace_id;
+    let cutoff = reads.orphan_cutoff;
+    let mut loaded = Loaded { records: HashMap::new(), reads };
+    let mut known = TrackKnown::default();
+    for external_id in command.external_ids() {
+        if let Some(id) = loaded.load(overlay, codec::profile_key(ws, external_id.as_str()))? {
+            let (_, record) = &loaded.records[&id];
+            let snapshot = ProfileSnapshot {
+                id,
+                email: record.email.clone(),
+                phone: record.phone.clone(),
+                states: record.states.clone(),
+            };
+            known.profiles.insert(external_id.clone(), snapshot);
+        }
+    }
+    // Keys are collected now so that nothing is read after the first write (see `run`).
+    let mut orphan_keys = HashMap::new();
+    for contact in command.contacts_set() {
+        if !overlay.prefix(contact_table(&contact), &codec::contact_prefix(ws, contact.as_str()))?.is_empty() {
+            continue;
+        }
+        let stored = overlay.prefix(Table::Orphans, &codec::orphan_prefix(ws, &contact))?;
+        if stored.is_empty() {
+            continue;
+        }
+        let mut live = Vec::new();
+        for (key, value) in &stored {
+            let (state, updated_at) = codec::decode_orphan(value)?;
+            if updated_at >= cutoff {
+                live.push(StateView { group_id: codec::orphan_key_group(key)?, state, updated_at });
+            }
+        }
+        // Expired states are handed over too (as nothing), so that they move out with the rest.
+        known.orphans.insert(contact.clone(), live);
+        orphan_keys.insert(contact, stored.into_iter().map(|(key, _)| key.to_vec()).collect::<Vec<_>>());
+    }
+
+    let plan = track::plan_track(command, known, ctx);
+
+    let mut created = 0;
+    for tracked in &plan.profiles {
+        let after = &tracked.after;
+        let external_id = tracked.external_id.as_str();
+        let (old_email, old_phone) = match &tracked.before {
+            Some(before) => (before.email.as_deref(), before.phone.as_deref()),
+            None => {
+                created += 1;
+                overlay.put(Table::ProfileIds, codec::profile_id_key(ws, after.id), external_id.as_bytes().to_vec());
+                (None, None)
+            }
+        };
+        reindex(overlay, ws, external_id, after.id, old_email, after.email.as_deref(), Table::Emails);
+        reindex(overlay, ws, external_id, after.id, old_phone, after.phone.as_deref(), Table::Phones);
+        let mut record = ProfileRecord::new(after.id);
+        record.email = after.email.clone();
+        record.phone = after.phone.clone();
+        record.states = after.states.clone();
+        record.states.sort_by_key(|s| s.group_id);
+        overlay.put(Table::Profiles, codec::profile_key(ws, external_id), record.encode());
+    }
+    let mut orphans_deleted = 0;
+    for contact in &plan.orphans_moved {
+        for key in orphan_keys.remove(contact).unwrap_or_default() {
+            overlay.delete(Table::Orphans, key);
+            orphans_deleted += 1;
+        }
+    }
+    write_changes(overlay, ws, &plan.changes);
+    Ok(Applied { profiles_created: created, changes: plan.changes.len(), profiles_deleted: 0, orphans_deleted })
+}
+
+fn delete(overlay: &mut Overlay<'_>, ws: WorkspaceId, external_ids: &[ExternalId]) -> Result<Applied, StoreError> {
+    let mut found: Vec<(&ExternalId, ProfileRecord)> = Vec::new();
+    for external_id in external_ids {
+        if found.iter().any(|(id, _)| *id == external_id) {
+            continue;
+        }
+        if let Some(bytes) = overlay.get(Table::Profiles, &codec::profile_key(ws, external_id.as_str()))? {
+            found.push((external_id, ProfileRecord::decode(&bytes)?));
+        }
+    }
+    let deleted: HashSet<ProfileId> = found.iter().map(|(_, record)| record.id).collect();
+
+    // An email or phone whose every carrier goes keeps nothing behind: no orphaned state.
+    let mut orphan_keys = Vec::new();
+    let mut checked = HashSet::new();
+    for (_, record) in &found {
+        let contacts = [
+            record.email.as_deref().map(|e| (Table::Emails, Email::parse(e).map(Contact::Email))),
+            record.phone.as_deref().map(|p| (Table::Phones, Phone::parse(p).map(Contact::Phone))),
+        ];
+        for (table, contact) in contacts.into_iter().flatten() {
+            let contact = contact
+                .map_err(|e| StoreError::Corrupt { what: "profile", detail: format!("stored identifier: {e}") })?;
+            if !checked.insert(contact.clone()) {
+                continue;
+            }
+            let mut others = 0;
+            for (key, _) in overlay.prefix(table, &codec::contact_prefix(ws, contact.as_str()))? {
+                if !deleted.contains(&codec::contact_key_profile(&key)?) {
+                    others += 1;
+                }
+            }
+            if others == 0 {
+                for (key, _) in overlay.prefix(Table::Orphans, &codec::orphan_prefix(ws, &contact))? {
+                    orphan_keys.push(key.to_vec());
+                }
+            }
+        }
+    }
+
+    for (external_id, record) in &found {
+        overlay.delete(Table::Profiles, codec::profile_key(ws, external_id.as_str()));
+        overlay.delete(Table::ProfileIds, codec::profile_id_key(ws, record.id));
+        reindex(overlay, ws, external_id.as_str(), record.id, record.email.as_deref(), None, Table::Emails);
+        reindex(overlay, ws, external_id.as_str(), record.id, record.phone.as_deref(), None, Table::Phones);
+    }
+    let orphans_deleted = orphan_keys.len();
+    for key in orphan_keys {
+        overlay.delete(Table::Orphans, key);
+    }
+    Ok(Applied { profiles_deleted: found.len(), orphans_deleted, ..Applied::default() })
+}
+
+fn expire_orphans(overlay: &mut Overlay<'_>, keys: &[Vec<u8>], cutoff: Timestamp) -> Result<Applied, StoreError> {
+    let mut expired = Vec::new();
+    for key in keys {
+        // Checked again here: the state may have changed since the sweep read it.
+        if let Some(value) = overlay.get(Table::Orphans, key)? {
+            if codec::decode_orphan(&value)?.1 < cutoff {
+                expired.push(key.clone());
+            }
+        }
+    }
+    let orphans_deleted = expired.len();
+    for key in expired {
+        overlay.delete(Table::Orphans, key);
+    }
+    Ok(Applied { orphans_deleted, ..Applied::default() })
 }
 
 fn import(overlay: &mut Overlay<'_>, ws: WorkspaceId, profiles: &[ProfileImport]) -> Result<Applied, StoreError> {

@@ -1,0 +1,56 @@
+//! The two set endpoints, one code path: `POST /v2/subscription/status/set` (up to 25 entries
+//! of plural lists) and `POST /subscription/status/set` (V1: one entry of singular fields).
+//! They differ only in how the body is read; validation of an entry, the plan and the store
+//! are shared.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde_json::{json, Value};
+
+use super::auth::{Authorized, StatusSet};
+use super::body::JsonBody;
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::change::{ChangeSource, Endpoint};
+use crate::domain::ids::RequestId;
+use crate::domain::plan::Origin;
+use crate::domain::set_status::{self, GroupDirectory, Problems, SetStatusCommand};
+
+/// `POST /v2/subscription/status/set`.
+pub async fn handle_v2(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    caller: Authorized<StatusSet>,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    apply(state, request_id, caller, body, Endpoint::V2StatusSet, set_status::parse_v2).await
+}
+
+/// `POST /subscription/status/set` (V1).
+pub async fn handle_v1(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    caller: Authorized<StatusSet>,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    apply(state, request_id, caller, body, Endpoint::V1StatusSet, set_status::parse_v1).await
+}
+
+/// Validates the body against the caller's groups with `parse`, then applies it through the
+/// store.
+async fn apply(
+    state: AppState,
+    request_id: RequestId,
+    caller: Authorized<StatusSet>,
+    body: Value,
+    endpoint: Endpoint,
+    parse: fn(&Value, &dyn GroupDirectory) -> Result<SetStatusCommand, Problems>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let workspace_id = caller.key.workspace_id;
+    let command = state.catalog.with_groups(workspace_id, |groups| parse(&body, groups)).map_err(ApiError::from)?;
+    drop(body);
+    let origin = Origin { workspace_id, source: ChangeSource { api_key_id: caller.key.id, endpoint, request_id } };
+    state.store.set_status(origin, command).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "message": "success" }))))
+}

@@ -1,0 +1,51 @@
+//! `GET /subscription/status/get`: one group's state for up to 50 external ids, or emails, or
+//! phones, as `Subscribed`, `Unsubscribed` or `Unknown`. Reads only.
+
+use axum::extract::State;
+use axum::http::Uri;
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use super::auth::{Authorized, StatusGet};
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::read::{self, QueryParams, ReadState};
+use crate::domain::time::Timestamp;
+
+/// Answers `{"status": {identifier: state}, "message": "success"}`, one key per identifier
+/// asked, as the caller wrote it.
+pub async fn handle(
+    State(state): State<AppState>,
+    caller: Authorized<StatusGet>,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let workspace = caller.key.workspace_id;
+    let params = QueryParams::parse(uri.query());
+    let query = state.catalog.with_groups(workspace, |groups| read::parse_status_query(&params, groups))?;
+    let group = query.group_id;
+    let mut status = Map::new();
+
+    let ids: Vec<_> = query.identifiers.external_ids.iter().map(|asked| &asked.value).collect();
+    let profiles = state.store.read_profiles(workspace, &ids).await?;
+    for (asked, profile) in query.identifiers.external_ids.iter().zip(profiles) {
+        let found = profile.and_then(|p| p.states.iter().find(|s| s.group_id == group).map(|s| s.state));
+        status.insert(asked.written.clone(), ReadState::of(found).as_str().into());
+    }
+
+    let asked: Vec<_> = query.identifiers.contacts().collect();
+    let contacts: Vec<_> = asked.iter().map(|(_, contact)| contact).collect();
+    let views = state.store.read_contacts(workspace, &contacts).await?;
+    let now = Timestamp::now();
+    for ((written, _), view) in asked.iter().zip(views) {
+        let answer = if view.carriers.is_empty() {
+            let orphans = read::live_orphans(view.orphans, now, state.orphan_retention);
+            ReadState::of(orphans.iter().find(|s| s.group_id == group).map(|s| s.state))
+        } else {
+            ReadState::most_restrictive(
+                view.carriers.iter().map(|p| p.states.iter().find(|s| s.group_id == group).map(|s| s.state)),
+            )
+        };
+        status.insert((*written).to_string(), answer.as_str().into());
+    }
+    Ok(Json(json!({ "status": status, "message": "success" })))
+}

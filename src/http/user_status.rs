@@ -1,0 +1,135 @@
+//! `GET /subscription/user/status`: the profiles matching up to 50 external ids, emails or
+//! phones, each with every group it has a state in. Reads only.
+
+use std::collections::HashSet;
+
+use axum::extract::State;
+use axum::http::Uri;
+use axum::Json;
+use serde::Serialize;
+
+use super::auth::{Authorized, GroupsGet};
+use super::error::ApiError;
+use super::AppState;
+use crate::catalog::Catalog;
+use crate::domain::change::Contact;
+use crate::domain::ids::WorkspaceId;
+use crate::domain::read::{self, QueryParams, ReadState};
+use crate::domain::subscription::StateView;
+use crate::domain::time::Timestamp;
+
+/// One listed user: a profile, or an email/phone no profile carries that holds orphaned state.
+#[derive(Debug, Serialize)]
+pub struct UserEntry {
+    /// Email, normalized.
+    pub email: Option<String>,
+    /// Phone, E.164.
+    pub phone: Option<String>,
+    /// External id (`null` for an orphaned identifier).
+    pub external_id: Option<String>,
+    /// Groups it has a state in, by name.
+    pub subscription_groups: Vec<GroupEntry>,
+}
+
+/// One group state of a listed user.
+#[derive(Debug, Serialize)]
+pub struct GroupEntry {
+    /// Group id.
+    pub id: String,
+    /// Group name.
+    pub name: String,
+    /// `email`, `sms` or `whatsapp`.
+    pub channel: &'static str,
+    /// `Subscribed` or `Unsubscribed`.
+    pub status: &'static str,
+}
+
+/// The answer: one page of the matched users and how many matched in all.
+#[derive(Debug, Serialize)]
+pub struct UserStatusResponse {
+    /// The page.
+    pub users: Vec<UserEntry>,
+    /// Users matched before `limit` and `offset`.
+    pub total_count: usize,
+    /// `success`.
+    pub message: &'static str,
+}
+
+/// Lists the matched users: external ids first, then emails, then phones, in the order asked;
+/// a profile matched twice is listed once.
+pub async fn handle(
+    State(state): State<AppState>,
+    caller: Authorized<GroupsGet>,
+    uri: Uri,
+) -> Result<Json<UserStatusResponse>, ApiError> {
+    let workspace = caller.key.workspace_id;
+    let query = read::parse_user_status_query(&QueryParams::parse(uri.query()))?;
+    let mut users = Vec::new();
+    let mut listed = HashSet::new();
+
+    let ids: Vec<_> = query.identifiers.external_ids.iter().map(|asked| &asked.value).collect();
+    for profile in state.store.read_profiles(workspace, &ids).await?.into_iter().flatten() {
+        if listed.insert(profile.id) {
+            users.push(UserEntry {
+                email: profile.email,
+                phone: profile.phone,
+                external_id: profile.external_id,
+                subscription_groups: groups(&state.catalog, workspace, &profile.states),
+            });
+        }
+    }
+
+    let contacts: Vec<Contact> = query.identifiers.contacts().map(|(_, contact)| contact).collect();
+    let views = state.store.read_contacts(workspace, &contacts.iter().collect::<Vec<_>>()).await?;
+    let now = Timestamp::now();
+    for (contact, view) in contacts.iter().zip(views) {
+        if view.carriers.is_empty() {
+            let orphans = read::live_orphans(view.orphans, now, state.orphan_retention);
+            if !orphans.is_empty() {
+                let (email, phone) = match contact {
+                    Contact::Email(e) => (Some(e.as_str().to_string()), None),
+                    Contact::Phone(p) => (None, Some(p.as_str().to_string())),
+                };
+                users.push(UserEntry {
+                    email,
+                    phone,
+                    external_id: None,
+                    subscription_groups: groups(&state.catalog, workspace, &orphans),
+                });
+            }
+        }
+        for profile in view.carriers {
+            if listed.insert(profile.id) {
+                users.push(UserEntry {
+                    email: profile.email,
+                    phone: profile.phone,
+                    external_id: profile.external_id,
+                    subscription_groups: groups(&state.catalog, workspace, &profile.states),
+                });
+            }
+        }
+    }
+
+    let total_count = users.len();
+    let users = users.into_iter().skip(query.offset).take(query.limit).collect();
+    Ok(Json(UserStatusResponse { users, total_count, message: "success" }))
+}
+
+/// The groups of `states`, named and sorted by name. A state of a group that no longer exists
+/// in the catalog (it cannot be deleted today) is left out rather than shown nameless.
+fn groups(catalog: &Catalog, workspace: WorkspaceId, states: &[StateView]) -> Vec<GroupEntry> {
+    let mut out: Vec<GroupEntry> = states
+        .iter()
+        .filter_map(|s| {
+            let group = catalog.group(workspace, s.group_id)?;
+            Some(GroupEntry {
+                id: group.id.to_string(),
+                name: group.name,
+                channel: group.channel.as_str(),
+                status: ReadState::of(Some(s.state)).as_str(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    out
+}

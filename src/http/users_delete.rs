@@ -1,0 +1,54 @@
+//! `POST /users/delete`: deletes up to 50 profiles by external id with their states. Their
+//! change records stay (the history of consent outlives the profile) but hold nothing that
+//! leads back to the person.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::auth::{Authorized, UsersDelete};
+use super::body::JsonBody;
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::identifiers::ExternalId;
+use crate::domain::set_status::{describe, parse_list, Problems};
+
+/// Deletes the profiles that exist and answers how many that was.
+pub async fn handle(
+    State(state): State<AppState>,
+    caller: Authorized<UsersDelete>,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let external_ids = parse_delete(&body)?;
+    let applied = state.store.delete_profiles(caller.key.workspace_id, external_ids).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "message": "success", "deleted": applied.profiles_deleted }))))
+}
+
+/// Reads `{"external_ids": [...]}`: 1 to 50 external ids. Braze's other ways of naming users
+/// (`braze_ids`, `user_aliases`) are refused rather than ignored: a delete that silently does
+/// nothing is worse than an error.
+fn parse_delete(body: &Value) -> Result<Vec<ExternalId>, Problems> {
+    let mut problems = Problems::default();
+    let Some(top) = body.as_object() else {
+        problems.push("request body", format!("expected a JSON object, got {}", describe(body)));
+        return Err(problems);
+    };
+    for unsupported in ["braze_ids", "user_aliases"] {
+        if top.contains_key(unsupported) {
+            problems.push(unsupported, "is not supported: name the users to delete by external_ids");
+        }
+    }
+    let external_ids = match top.get("external_ids") {
+        None | Some(Value::Null) => {
+            problems.push("external_ids", "is required");
+            Vec::new()
+        }
+        Some(value) => parse_list(value, "external_ids", &mut problems, ExternalId::parse),
+    };
+    if problems.is_empty() {
+        Ok(external_ids)
+    } else {
+        Err(problems)
+    }
+}
