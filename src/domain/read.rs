@@ -181,7 +181,7 @@ pub fn parse_status_query(params: &QueryParams, groups: &dyn GroupDirectory) -> 
         check_channel(group, &identifiers, &mut problems);
     }
     if problems.is_empty() && identifiers.is_empty() {
-        problems.push("request", "needs external_id, email or phone (1 to 50 values)");
+        problems.push("query", "needs external_id, email or phone (1 to 50 values)");
     }
     match group {
         Some((group_id, _)) if problems.is_empty() => Ok(StatusQuery { group_id, identifiers }),
@@ -230,7 +230,7 @@ pub fn parse_user_status_query(params: &QueryParams) -> Result<UserStatusQuery, 
         phones: identifiers(params, "phone", &mut problems, Phone::parse),
     };
     if problems.is_empty() && identifiers.is_empty() {
-        problems.push("request", "needs external_id, email or phone (1 to 50 values each)");
+        problems.push("query", "needs external_id, email or phone (1 to 50 values each)");
     }
     let limit = match params.single("limit", &mut problems) {
         None => Some(MAX_USERS_PAGE),

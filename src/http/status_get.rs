@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::Uri;
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::auth::{Authorized, StatusGet};
 use super::error::ApiError;
@@ -12,24 +12,53 @@ use super::AppState;
 use crate::domain::read::{self, QueryParams, ReadState};
 use crate::domain::time::Timestamp;
 
+/// The answer, `status` first as Braze writes it.
+#[derive(Debug, serde::Serialize)]
+pub struct StatusResponse {
+    /// Identifier as asked to `Subscribed`, `Unsubscribed` or `Unknown`, in the order asked.
+    pub status: StatusMap,
+    /// `success`.
+    pub message: &'static str,
+}
+
+/// A JSON object whose keys keep the order the caller asked them in.
+#[derive(Debug, Default)]
+pub struct StatusMap(pub Vec<(String, ReadState)>);
+
+impl StatusMap {
+    fn insert(&mut self, key: String, state: ReadState) {
+        self.0.push((key, state));
+    }
+}
+
+impl Serialize for StatusMap {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, state) in &self.0 {
+            map.serialize_entry(key, state.as_str())?;
+        }
+        map.end()
+    }
+}
+
 /// Answers `{"status": {identifier: state}, "message": "success"}`, one key per identifier
 /// asked, as the caller wrote it.
 pub async fn handle(
     State(state): State<AppState>,
     caller: Authorized<StatusGet>,
     uri: Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusResponse>, ApiError> {
     let workspace = caller.key.workspace_id;
     let params = QueryParams::parse(uri.query());
     let query = state.catalog.with_groups(workspace, |groups| read::parse_status_query(&params, groups))?;
     let group = query.group_id;
-    let mut status = Map::new();
+    let mut status = StatusMap::default();
 
     let ids: Vec<_> = query.identifiers.external_ids.iter().map(|asked| &asked.value).collect();
     let profiles = state.store.read_profiles(workspace, &ids).await?;
     for (asked, profile) in query.identifiers.external_ids.iter().zip(profiles) {
         let found = profile.and_then(|p| p.states.iter().find(|s| s.group_id == group).map(|s| s.state));
-        status.insert(asked.written.clone(), ReadState::of(found).as_str().into());
+        status.insert(asked.written.clone(), ReadState::of(found));
     }
 
     let asked: Vec<_> = query.identifiers.contacts().collect();
@@ -45,7 +74,7 @@ pub async fn handle(
                 view.carriers.iter().map(|p| p.states.iter().find(|s| s.group_id == group).map(|s| s.state)),
             )
         };
-        status.insert((*written).to_string(), answer.as_str().into());
+        status.insert((*written).to_string(), answer);
     }
-    Ok(Json(json!({ "status": status, "message": "success" })))
+    Ok(Json(StatusResponse { status, message: "success" }))
 }

@@ -5,7 +5,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::auth::{Authorized, UsersDelete};
 use super::body::JsonBody;
@@ -14,15 +15,24 @@ use super::AppState;
 use crate::domain::identifiers::ExternalId;
 use crate::domain::set_status::{describe, parse_list, Problems};
 
+/// Braze's answer.
+#[derive(Debug, Serialize)]
+pub struct DeleteResponse {
+    /// `success`.
+    pub message: &'static str,
+    /// Profiles deleted (external ids that matched no profile are not counted).
+    pub deleted: usize,
+}
+
 /// Deletes the profiles that exist and answers how many that was.
 pub async fn handle(
     State(state): State<AppState>,
     caller: Authorized<UsersDelete>,
     JsonBody(body): JsonBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<DeleteResponse>), ApiError> {
     let external_ids = parse_delete(&body)?;
     let applied = state.store.delete_profiles(caller.key.workspace_id, external_ids).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "message": "success", "deleted": applied.profiles_deleted }))))
+    Ok((StatusCode::CREATED, Json(DeleteResponse { message: "success", deleted: applied.profiles_deleted })))
 }
 
 /// Reads `{"external_ids": [...]}`: 1 to 50 external ids. Braze's other ways of naming users
