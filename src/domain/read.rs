@@ -92,7 +92,6 @@ pub fn identifiers<T, E>(
     parse: impl Fn(&str) -> Result<T, E>,
 ) -> Vec<Asked<T>>
 where
-    T: Eq + std::hash::Hash + Clone,
     E: std::fmt::Display,
 {
     let raw: Vec<&str> = params.values(name).collect();
@@ -112,11 +111,15 @@ where
         } else {
             let _ = write!(path, "{name}[{i}]");
         }
+        // Repeats are told apart as written, not as normalized: the answer has one key per
+        // spelling the caller used, so each spelling finds its answer.
+        if seen.contains(&written) {
+            continue;
+        }
         match parse(&written) {
             Ok(parsed) => {
-                if seen.insert(parsed.clone()) {
-                    out.push(Asked { written, value: parsed });
-                }
+                seen.insert(written.clone());
+                out.push(Asked { written, value: parsed });
             }
             Err(err) => problems.push(&path, err),
         }

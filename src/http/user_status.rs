@@ -79,7 +79,10 @@ pub async fn handle(
         }
     }
 
-    let contacts: Vec<Contact> = query.identifiers.contacts().map(|(_, contact)| contact).collect();
+    // Two spellings of one email are one user.
+    let mut seen = HashSet::new();
+    let contacts: Vec<Contact> =
+        query.identifiers.contacts().map(|(_, contact)| contact).filter(|c| seen.insert(c.clone())).collect();
     let views = state.store.read_contacts(workspace, &contacts.iter().collect::<Vec<_>>()).await?;
     let now = Timestamp::now();
     for (contact, view) in contacts.iter().zip(views) {
