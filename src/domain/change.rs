@@ -94,6 +94,8 @@ pub enum Subject {
     Profile(ProfileId),
     /// An email or phone that no profile carried at the time.
     Orphan(Contact),
+    /// An email or phone erased from the history: the profiles that carried it were deleted.
+    Erased,
 }
 
 /// One state change: written atomically with the state it describes, never for a no-op.

@@ -121,6 +121,12 @@ impl SetStatusCommand {
     }
 }
 
+/// Whose state an entry sets.
+enum Target {
+    Profile(ProfileId),
+    Orphan(Contact),
+}
+
 /// Applies the command's entries in order to the known facts and returns what changed.
 ///
 /// An email or phone reaches every profile that carries it; one that no profile carries gets
@@ -146,7 +152,7 @@ pub fn plan_set_status(command: &SetStatusCommand, known: Known, ctx: &WriteCont
                 id
             });
             if reached.insert(id) {
-                targets.push(Subject::Profile(id));
+                targets.push(Target::Profile(id));
             }
         }
         for contact in &entry.contacts {
@@ -154,26 +160,32 @@ pub fn plan_set_status(command: &SetStatusCommand, known: Known, ctx: &WriteCont
                 Some(profiles) => {
                     for &id in profiles {
                         if reached.insert(id) {
-                            targets.push(Subject::Profile(id));
+                            targets.push(Target::Profile(id));
                         }
                     }
                 }
-                None => targets.push(Subject::Orphan(contact.clone())),
+                None => targets.push(Target::Orphan(contact.clone())),
             }
         }
 
-        for subject in targets.drain(..) {
-            let old = match &subject {
-                Subject::Profile(id) => states.insert((*id, group), entry.state),
-                Subject::Orphan(contact) => orphan_states.insert((contact.clone(), group), entry.state),
+        for target in targets.drain(..) {
+            let old = match &target {
+                Target::Profile(id) => states.insert((*id, group), entry.state),
+                Target::Orphan(contact) => orphan_states.insert((contact.clone(), group), entry.state),
             };
             if old == Some(entry.state) {
                 continue;
             }
-            match &subject {
-                Subject::Profile(id) => touched_states.push((*id, group)),
-                Subject::Orphan(contact) => touched_orphans.push((contact.clone(), group)),
-            }
+            let subject = match target {
+                Target::Profile(id) => {
+                    touched_states.push((id, group));
+                    Subject::Profile(id)
+                }
+                Target::Orphan(contact) => {
+                    touched_orphans.push((contact.clone(), group));
+                    Subject::Orphan(contact)
+                }
+            };
             plan.changes.push(ChangeRecord {
                 id: ChangeId::generate(),
                 at: ctx.at,

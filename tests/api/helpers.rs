@@ -246,3 +246,102 @@ pub async fn assert_error(response: reqwest::Response, expected: StatusCode) -> 
     assert_eq!(status, expected, "unexpected status; body: {body}");
     body["message"].as_str().unwrap_or_else(|| panic!("the error body has no string message: {body}")).to_string()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 3: the V1 set, the two reads, users/track and users/delete
+
+/// `POST /subscription/status/set` (V1).
+pub const V1_PATH: &str = "/subscription/status/set";
+/// `GET /subscription/status/get`.
+pub const STATUS_GET_PATH: &str = "/subscription/status/get";
+/// `GET /subscription/user/status`.
+pub const USER_STATUS_PATH: &str = "/subscription/user/status";
+/// `POST /users/track`.
+pub const TRACK_PATH: &str = "/users/track";
+/// `POST /users/delete`.
+pub const DELETE_PATH: &str = "/users/delete";
+
+impl TestApp {
+    /// POSTs `body` as JSON to `path` with the default key.
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.post_json_with_key(path, Some(&self.key), body).await
+    }
+
+    /// POSTs `body` as JSON to `path` with `key` (no Authorization header when `None`).
+    pub async fn post_json_with_key(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.expect("the request is sent")
+    }
+
+    /// GETs `path?query` with the default key; the query goes on the wire exactly as written
+    /// (a `+` stays a `+`, `[]` stays `[]`, `%5B%5D` stays encoded).
+    pub async fn get_query(&self, path: &str, query: &str) -> reqwest::Response {
+        self.get_query_with_key(path, query, Some(&self.key)).await
+    }
+
+    /// GETs `path?query` with `key` (no Authorization header when `None`), the query as written.
+    pub async fn get_query_with_key(&self, path: &str, query: &str, key: Option<&str>) -> reqwest::Response {
+        let url = reqwest::Url::parse(&format!("{}{}?{}", self.address, path, query)).expect("a valid URL");
+        assert_eq!(url.query(), Some(query), "the client would re-encode this query; the test must write it encoded");
+        let mut request = self.client.get(url);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.expect("the request is sent")
+    }
+
+    /// Creates a key in the `default` workspace with `permissions`; returns its secret.
+    pub fn create_key(&self, permissions: &[Permission]) -> String {
+        self.catalog.create_key(DEFAULT_WORKSPACE, permissions.to_vec(), Vec::new(), "limited").expect("a key").1
+    }
+
+    /// Archives a group.
+    pub fn archive_group(&self, group: GroupId) {
+        self.catalog.archive_group(&group.to_string()).expect("the group is archived");
+    }
+
+    /// The profiles carrying `contact` in the `default` workspace.
+    pub fn carriers(&self, contact: &Contact) -> Vec<ProfileView> {
+        self.store.profiles_by_contact(self.workspace, contact).expect("the store reads")
+    }
+
+    /// `GET /subscription/status/get?subscription_group_id=GROUP&rest`: status and body.
+    pub async fn status_get(&self, group: GroupId, rest: &str) -> (StatusCode, Value) {
+        status_and_json(self.get_query(STATUS_GET_PATH, &format!("subscription_group_id={group}&{rest}")).await).await
+    }
+
+    /// `GET /subscription/user/status?query`: status and body.
+    pub async fn user_status(&self, query: &str) -> (StatusCode, Value) {
+        status_and_json(self.get_query(USER_STATUS_PATH, query).await).await
+    }
+
+    /// `POST /users/track` with `{"attributes": attributes}`: status and body.
+    pub async fn track(&self, attributes: Value) -> (StatusCode, Value) {
+        status_and_json(self.post_json(TRACK_PATH, &json!({ "attributes": attributes })).await).await
+    }
+
+    /// `POST /users/delete` with `{"external_ids": ids}`: status and body.
+    pub async fn delete_users(&self, ids: &[&str]) -> (StatusCode, Value) {
+        status_and_json(self.post_json(DELETE_PATH, &json!({ "external_ids": ids })).await).await
+    }
+}
+
+/// The body of a successful status/get answer: `{"status": {identifier: status, ...}}`.
+pub fn statuses(pairs: &[(&str, &str)]) -> Value {
+    let status: serde_json::Map<String, Value> = pairs.iter().map(|&(k, v)| (k.to_string(), json!(v))).collect();
+    json!({ "status": status, "message": "success" })
+}
+
+/// One group of a user/status answer.
+pub fn group_json(id: GroupId, name: &str, channel: &str, status: &str) -> Value {
+    json!({ "id": id.to_string(), "name": name, "channel": channel, "status": status })
+}
+
+/// A V1 body: `state` in `group` for `field` (`external_id`, `email`, `phone`) set to `values`
+/// (a string or an array).
+pub fn v1_body(group: GroupId, state: &str, field: &str, values: Value) -> Value {
+    json!({ "subscription_group_id": group.to_string(), "subscription_state": state, field: values })
+}

@@ -1,9 +1,16 @@
 mod admin_cli;
 mod atomicity;
 mod auth;
+mod braze_samples;
 mod change_records;
 mod errors;
 mod helpers;
 mod hostile;
 mod identifiers;
+mod orphan_expiry;
+mod set_status_v1;
 mod set_status_v2;
+mod status_get;
+mod user_status;
+mod users_delete;
+mod users_track;

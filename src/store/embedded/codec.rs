@@ -11,6 +11,7 @@
 //! | `orphans` | ws · kind · identifier · 0x00 · group id | state · updated at |
 //! | `changes` | ws · change id (time-ordered) | [`ChangeRecord`] |
 //! | `changes_by_profile` | ws · profile id · change id | empty |
+//! | `changes_by_contact` | ws · kind · identifier · 0x00 · change id | empty |
 //!
 //! A profile's states live inside its record: the hot path (50 external ids) then costs one
 //! point read and one write per profile instead of two of each. Emails and phones are ASCII
@@ -187,6 +188,19 @@ pub fn change_key(ws: WorkspaceId, id: ChangeId) -> Vec<u8> {
     key
 }
 
+/// `changes_by_contact` key: the contact's [`orphan_prefix`] · change id. Indexes the change
+/// records that name an email or phone, so that they can be erased with it.
+pub fn change_by_contact_key(ws: WorkspaceId, contact: &Contact, id: ChangeId) -> Vec<u8> {
+    let mut key = orphan_prefix(ws, contact);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The change id at the end of a `changes_by_contact` key.
+pub fn change_by_contact_id(key: &[u8]) -> Result<ChangeId, StoreError> {
+    trailing_id(key, "change index").map(ChangeId::from_bytes)
+}
+
 /// `changes_by_profile` key: ws · profile id · change id.
 pub fn change_by_profile_key(ws: WorkspaceId, profile: ProfileId, id: ChangeId) -> Vec<u8> {
     let mut key = Vec::with_capacity(48);
@@ -215,6 +229,7 @@ pub fn encode_change(c: &ChangeRecord) -> Vec<u8> {
             out.push(2);
             put_opt_str(&mut out, Some(p.as_str()));
         }
+        Subject::Erased => out.push(3),
     }
     out.push(state_code(c.old));
     out.push(state_code(Some(c.new)));
@@ -244,6 +259,7 @@ pub fn decode_change(key: &[u8], bytes: &[u8]) -> Result<ChangeRecord, StoreErro
             let text = r.opt_str()?.unwrap_or_default();
             Subject::Orphan(Contact::Phone(Phone::parse(&text).map_err(|e| r.corrupt(&e.to_string()))?))
         }
+        3 => Subject::Erased,
         other => return Err(r.corrupt(&format!("subject tag {other}"))),
     };
     let old = r.state()?;

@@ -44,7 +44,7 @@ const ENGINE_DIR: &str = "engine";
 /// each of eight keyspaces would blow any reasonable budget. The two keyspaces every change
 /// writes get 8 MiB, the rest 4 MiB. Public so that the benchmark's storage ceiling runs with
 /// exactly these settings.
-pub const KEYSPACES: [(&str, u64); 8] = [
+pub const KEYSPACES: [(&str, u64); 9] = [
     ("catalog", 4),
     ("profiles", 6),
     ("profile_ids", 4),
@@ -53,6 +53,7 @@ pub const KEYSPACES: [(&str, u64); 8] = [
     ("orphans", 4),
     ("changes", 6),
     ("changes_by_profile", 4),
+    ("changes_by_contact", 2),
 ];
 
 /// The options a keyspace is created with, for a memtable of `memtable_mib` MiB.
@@ -76,6 +77,7 @@ pub struct Tables {
     orphans: Keyspace,
     changes: Keyspace,
     changes_by_profile: Keyspace,
+    changes_by_contact: Keyspace,
 }
 
 impl Tables {
@@ -88,6 +90,7 @@ impl Tables {
             Table::Orphans => &self.orphans,
             Table::Changes => &self.changes,
             Table::ChangesByProfile => &self.changes_by_profile,
+            Table::ChangesByContact => &self.changes_by_contact,
         }
     }
 }
@@ -158,6 +161,7 @@ impl EmbeddedStore {
             orphans: open("orphans")?,
             changes: open("changes")?,
             changes_by_profile: open("changes_by_profile")?,
+            changes_by_contact: open("changes_by_contact")?,
             db,
         });
 

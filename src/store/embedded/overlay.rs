@@ -28,9 +28,11 @@ pub enum Table {
     Changes,
     /// `changes_by_profile`
     ChangesByProfile,
+    /// `changes_by_contact`
+    ChangesByContact,
 }
 
-const TABLES: usize = 7;
+const TABLES: usize = 8;
 
 /// Pending writes per table: `None` deletes the key.
 pub struct Overlay<'a> {
@@ -129,4 +131,5 @@ const TABLE_ORDER: [Table; TABLES] = [
     Table::Orphans,
     Table::Changes,
     Table::ChangesByProfile,
+    Table::ChangesByContact,
 ];

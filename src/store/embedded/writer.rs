@@ -246,8 +246,14 @@ fn set_status(
 fn write_changes(overlay: &mut Overlay<'_>, ws: WorkspaceId, changes: &[ChangeRecord]) {
     for change in changes {
         overlay.put(Table::Changes, codec::change_key(ws, change.id), codec::encode_change(change));
-        if let Subject::Profile(profile) = change.subject {
-            overlay.put(Table::ChangesByProfile, codec::change_by_profile_key(ws, profile, change.id), Vec::new());
+        match &change.subject {
+            Subject::Profile(profile) => {
+                overlay.put(Table::ChangesByProfile, codec::change_by_profile_key(ws, *profile, change.id), Vec::new())
+            }
+            Subject::Orphan(contact) => {
+                overlay.put(Table::ChangesByContact, codec::change_by_contact_key(ws, contact, change.id), Vec::new())
+            }
+            Subject::Erased => {}
         }
     }
 }
@@ -344,6 +350,8 @@ fn delete(overlay: &mut Overlay<'_>, ws: WorkspaceId, external_ids: &[ExternalId
 
     // An email or phone whose every carrier goes keeps nothing behind: no orphaned state.
     let mut orphan_keys = Vec::new();
+    let mut erased = Vec::new();
+    let mut erased_index = Vec::new();
     let mut checked = HashSet::new();
     for (_, record) in &found {
         let contacts = [
@@ -363,8 +371,20 @@ fn delete(overlay: &mut Overlay<'_>, ws: WorkspaceId, external_ids: &[ExternalId
                 }
             }
             if others == 0 {
-                for (key, _) in overlay.prefix(Table::Orphans, &codec::orphan_prefix(ws, &contact))? {
+                let prefix = codec::orphan_prefix(ws, &contact);
+                for (key, _) in overlay.prefix(Table::Orphans, &prefix)? {
                     orphan_keys.push(key.to_vec());
+                }
+                // The history keeps the consent, not the address: records that name it are
+                // rewritten without it.
+                for (index_key, _) in overlay.prefix(Table::ChangesByContact, &prefix)? {
+                    let key = codec::change_key(ws, codec::change_by_contact_id(&index_key)?);
+                    if let Some(bytes) = overlay.get(Table::Changes, &key)? {
+                        let mut record = codec::decode_change(&key, &bytes)?;
+                        record.subject = Subject::Erased;
+                        erased.push((key, codec::encode_change(&record)));
+                    }
+                    erased_index.push(index_key.to_vec());
                 }
             }
         }
@@ -379,6 +399,12 @@ fn delete(overlay: &mut Overlay<'_>, ws: WorkspaceId, external_ids: &[ExternalId
     let orphans_deleted = orphan_keys.len();
     for key in orphan_keys {
         overlay.delete(Table::Orphans, key);
+    }
+    for (key, record) in erased {
+        overlay.put(Table::Changes, key, record);
+    }
+    for key in erased_index {
+        overlay.delete(Table::ChangesByContact, key);
     }
     Ok(Applied { profiles_deleted: found.len(), orphans_deleted, ..Applied::default() })
 }

@@ -1,0 +1,194 @@
+//! Expiry of orphaned identifier state (issue3-decisions.md, "Orphaned identifier state
+//! expiry"): retention counts from the state's last real change; an expired state is invisible
+//! at once and the background sweep deletes it.
+//!
+//! The servers here keep orphaned states for 1 second (2 seconds where a test must observe a
+//! state still alive after a wait, so that a loaded machine does not make it flaky).
+
+use std::time::{Duration, Instant};
+
+use consentry::domain::change::Subject;
+use consentry::domain::subscription::Channel;
+use consentry::domain::subscription::SubscriptionState::{Subscribed, Unsubscribed};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{assert_success, by_external_ids, email, one_entry, phone, spawn_app_with, statuses, TestApp};
+
+/// A server keeping orphaned states for `retention`, sweeping every `sweep`.
+async fn app_with(retention: Duration, sweep: Duration) -> TestApp {
+    spawn_app_with(|settings| {
+        settings.orphan_retention = retention;
+        settings.orphan_sweep_interval = sweep;
+    })
+    .await
+}
+
+const ONE_SECOND: Duration = Duration::from_secs(1);
+const SWEEP: Duration = Duration::from_millis(200);
+/// A sweep that never runs during a test.
+const NO_SWEEP: Duration = Duration::from_secs(3600);
+/// Comfortably past a 1 s retention.
+const PAST_ONE_SECOND: Duration = Duration::from_millis(1400);
+
+/// Waits up to 10 s for `done`.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_expired_orphaned_state_reads_unknown_at_once_even_before_the_sweep_deletes_it() {
+    let app = app_with(ONE_SECOND, NO_SWEEP).await;
+    let news = app.create_group("news", Channel::Email);
+    assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["o@example.com"])).await).await;
+    assert_eq!(
+        app.status_get(news, "email=o@example.com").await,
+        (StatusCode::OK, statuses(&[("o@example.com", "Subscribed")]))
+    );
+
+    tokio::time::sleep(PAST_ONE_SECOND).await;
+
+    assert_eq!(
+        app.status_get(news, "email=o@example.com").await,
+        (StatusCode::OK, statuses(&[("o@example.com", "Unknown")]))
+    );
+    assert_eq!(
+        app.user_status("email=o@example.com").await,
+        (StatusCode::OK, json!({ "users": [], "total_count": 0, "message": "success" }))
+    );
+    assert_eq!(app.orphan_state(&email("o@example.com"), news), Some(Subscribed), "no sweep ran: it is still stored");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_sweep_physically_deletes_expired_orphaned_states() {
+    let app = app_with(ONE_SECOND, SWEEP).await;
+    let news = app.create_group("news", Channel::Email);
+    let sms = app.create_group("sms", Channel::Sms);
+    assert_success(app.post_v2(&one_entry(news, "unsubscribed", "emails", &["o@example.com"])).await).await;
+    assert_success(app.post_v2(&one_entry(sms, "subscribed", "phones", &["+12223334444"])).await).await;
+    assert_eq!(app.orphan_state(&email("o@example.com"), news), Some(Unsubscribed));
+
+    tokio::time::sleep(ONE_SECOND).await;
+    eventually("the sweep deletes the email's state", || app.orphan_state(&email("o@example.com"), news).is_none())
+        .await;
+    eventually("the sweep deletes the phone's state", || app.orphan_state(&phone("+12223334444"), sms).is_none()).await;
+
+    assert_eq!(
+        app.status_get(news, "email=o@example.com").await,
+        (StatusCode::OK, statuses(&[("o@example.com", "Unknown")]))
+    );
+    assert_eq!(app.changes().len(), 2, "the history of the expired states stays");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_state_refreshed_by_a_real_change_lives_on() {
+    let retention = Duration::from_secs(2);
+    let app = app_with(retention, SWEEP).await;
+    let news = app.create_group("news", Channel::Email);
+    assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["o@example.com"])).await).await;
+    let created = Instant::now();
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_success(app.post_v2(&one_entry(news, "unsubscribed", "emails", &["o@example.com"])).await).await;
+    let refreshed = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    assert!(created.elapsed() > retention, "the first change is older than the retention");
+    let answer = app.status_get(news, "email=o@example.com").await;
+    let read_after = refreshed.elapsed();
+    assert!(read_after < retention, "the machine was too slow for this test: {read_after:?}");
+    assert_eq!(answer, (StatusCode::OK, statuses(&[("o@example.com", "Unsubscribed")])));
+    assert_eq!(app.orphan_state(&email("o@example.com"), news), Some(Unsubscribed));
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    eventually("the refreshed state expires in its turn", || app.orphan_state(&email("o@example.com"), news).is_none())
+        .await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_no_op_set_does_not_refresh_an_orphaned_state() {
+    let app = app_with(ONE_SECOND, NO_SWEEP).await;
+    let news = app.create_group("news", Channel::Email);
+    assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["o@example.com"])).await).await;
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["o@example.com"])).await).await;
+    assert_eq!(app.changes().len(), 1, "a no-op");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    assert_eq!(
+        app.status_get(news, "email=o@example.com").await,
+        (StatusCode::OK, statuses(&[("o@example.com", "Unknown")]))
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_set_after_expiry_is_a_change_from_unknown_even_to_the_same_state() {
+    let app = app_with(ONE_SECOND, NO_SWEEP).await;
+    let news = app.create_group("news", Channel::Email);
+    let sms = app.create_group("sms", Channel::Sms);
+    assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["o@example.com"])).await).await;
+    assert_success(app.post_v2(&one_entry(sms, "subscribed", "phones", &["+12223334444"])).await).await;
+
+    tokio::time::sleep(PAST_ONE_SECOND).await;
+    assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["o@example.com"])).await).await;
+    assert_success(app.post_v2(&one_entry(sms, "unsubscribed", "phones", &["+12223334444"])).await).await;
+
+    let changes = app.changes();
+    assert_eq!(changes.len(), 4, "{changes:?}");
+    assert_eq!(changes[2].subject, Subject::Orphan(email("o@example.com")));
+    assert_eq!((changes[2].old, changes[2].new), (None, Subscribed));
+    assert_eq!(changes[3].subject, Subject::Orphan(phone("+12223334444")));
+    assert_eq!((changes[3].old, changes[3].new), (None, Unsubscribed));
+    assert_eq!(
+        app.status_get(news, "email=o@example.com").await,
+        (StatusCode::OK, statuses(&[("o@example.com", "Subscribed")]))
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_set_after_the_sweep_deleted_a_state_records_old_unknown() {
+    let app = app_with(ONE_SECOND, SWEEP).await;
+    let news = app.create_group("news", Channel::Email);
+    assert_success(app.post_v2(&one_entry(news, "unsubscribed", "emails", &["o@example.com"])).await).await;
+
+    tokio::time::sleep(ONE_SECOND).await;
+    eventually("the sweep deletes the state", || app.orphan_state(&email("o@example.com"), news).is_none()).await;
+    assert_success(app.post_v2(&one_entry(news, "unsubscribed", "emails", &["o@example.com"])).await).await;
+
+    let last = app.changes().pop().unwrap();
+    assert_eq!((last.old, last.new), (None, Unsubscribed));
+    assert_eq!(app.orphan_state(&email("o@example.com"), news), Some(Unsubscribed));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn profile_states_never_expire() {
+    let app = app_with(ONE_SECOND, SWEEP).await;
+    let news = app.create_group("news", Channel::Email);
+    app.import(&[("u", Some("u@example.com"), None)]).await;
+    assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u"])).await).await;
+    assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["orphan@example.com"])).await).await;
+
+    tokio::time::sleep(ONE_SECOND).await;
+    eventually("the sweep deletes the orphaned state", || {
+        app.orphan_state(&email("orphan@example.com"), news).is_none()
+    })
+    .await;
+
+    assert_eq!(app.state_of("u", news), Some(Subscribed));
+    assert_eq!(
+        app.status_get(news, "email=u@example.com").await,
+        (StatusCode::OK, statuses(&[("u@example.com", "Subscribed")]))
+    );
+    app.shutdown().await;
+}
