@@ -1,6 +1,7 @@
 mod admin_cli;
 mod atomicity;
 mod auth;
+mod braze_client;
 mod braze_samples;
 mod change_records;
 mod errors;
