@@ -129,6 +129,17 @@ pub fn parse_v1(body: &Value, groups: &dyn GroupDirectory) -> Result<SetStatusCo
         problems.push("", V1_EMAIL_AND_PHONE);
         return Err(problems);
     }
+    // Typed Braze clients (the npm `braze-api` types, for one) require `external_id` on V1 and
+    // so send `[]` when setting by email or phone alone: that means "no external ids".
+    let trimmed;
+    let top = match top.get(V1_FIELDS.external_ids) {
+        Some(Value::Array(ids)) if ids.is_empty() && (present(V1_FIELDS.emails) || present(V1_FIELDS.phones)) => {
+            trimmed =
+                top.iter().filter(|(k, _)| *k != V1_FIELDS.external_ids).map(|(k, v)| (k.clone(), v.clone())).collect();
+            &trimmed
+        }
+        _ => top,
+    };
     match parse_entry(top, "", V1_FIELDS, groups, &mut problems) {
         Some(entry) if problems.is_empty() => Ok(SetStatusCommand { entries: vec![entry] }),
         _ => Err(problems),

@@ -604,3 +604,28 @@ async fn a_request_without_a_key_is_unauthorized() {
     assert!(app.profile("u").is_none());
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_empty_external_id_list_beside_an_email_means_no_external_ids() {
+    let app = spawn_app().await;
+    let group = app.create_group("news", Channel::Email);
+    let body = json!({ "subscription_group_id": group.to_string(), "subscription_state": "unsubscribed",
+                       "external_id": [], "email": "typed@example.com" });
+
+    assert_success(post_v1(&app, &body).await).await;
+
+    assert_eq!(app.orphan_state(&email("typed@example.com"), group), Some(Unsubscribed));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_empty_external_id_list_alone_is_still_refused() {
+    let app = spawn_app().await;
+    let group = app.create_group("news", Channel::Email);
+    let body = v1_body(group, "subscribed", "external_id", json!([]));
+
+    let message = assert_bad_request(post_v1(&app, &body).await).await;
+
+    assert!(message.starts_with("external_id: must hold 1 to 50"), "{message}");
+    app.shutdown().await;
+}
