@@ -2,7 +2,7 @@
 //! (every request authenticates and resolves groups, so this must not touch the disk) and
 //! written through to the store on every change.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use ipnet::IpNet;
@@ -147,7 +147,12 @@ impl Catalog {
         if self.read().workspaces.values().any(|w| w.name == name) {
             return Err(CatalogError::Conflict(format!("a workspace named {name:?} already exists")));
         }
-        let workspace = Workspace { id: WorkspaceId::generate(), name: name.to_string(), created_at: Timestamp::now() };
+        let workspace = Workspace {
+            id: WorkspaceId::generate(),
+            name: name.to_string(),
+            created_at: Timestamp::now(),
+            rate_limits: BTreeMap::new(),
+        };
         self.store.put_workspace(&workspace)?;
         self.write().workspaces.insert(workspace.id, workspace.clone());
         Ok(workspace)
