@@ -12,6 +12,7 @@ use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::domain::catalog::ApiKey;
 use crate::http::{router, AppState};
+use crate::ratelimit::RateLimiter;
 use crate::store::{DatabaseLocation, Store};
 
 /// A server that is bound and ready to run.
@@ -43,7 +44,10 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
-        Ok(Application { listener, state: AppState { catalog, store }, admin, bootstrap })
+        // The embedded store is served by this one process, so its rate-limit counters can live
+        // in its memory; a store shared by several nodes will need a shared counter.
+        let limiter = Arc::new(RateLimiter::in_memory());
+        Ok(Application { listener, state: AppState { catalog, store, limiter }, admin, bootstrap })
     }
 
     /// The bound address (the real port when port 0 was asked).

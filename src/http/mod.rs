@@ -4,6 +4,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod fallback;
+pub mod rate_limit;
 pub mod set_status_v2;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use axum::routing::post;
 use axum::Router;
 
 use crate::catalog::Catalog;
+use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -21,6 +23,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// The store.
     pub store: Store,
+    /// The per-workspace rate-limit counters.
+    pub limiter: Arc<RateLimiter>,
 }
 
 /// The whole API.
