@@ -2,7 +2,7 @@
 //! (every request authenticates and resolves groups, so this must not touch the disk) and
 //! written through to the store on every change.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use ipnet::IpNet;
@@ -11,6 +11,7 @@ use crate::domain::catalog::{
     validate_name, ApiKey, Group, GroupStatus, KeyHash, Permission, Workspace, DEFAULT_MAX_GROUPS_PER_WORKSPACE,
 };
 use crate::domain::ids::{ApiKeyId, GroupId, WorkspaceId};
+use crate::domain::rate_limit::{Bucket, Limit};
 use crate::domain::set_status::GroupDirectory;
 use crate::domain::subscription::Channel;
 use crate::domain::time::Timestamp;
@@ -152,7 +153,12 @@ impl Catalog {
         if self.read().workspaces.values().any(|w| w.name == name) {
             return Err(CatalogError::Conflict(format!("a workspace named {name:?} already exists")));
         }
-        let workspace = Workspace { id: WorkspaceId::generate(), name: name.to_string(), created_at: Timestamp::now() };
+        let workspace = Workspace {
+            id: WorkspaceId::generate(),
+            name: name.to_string(),
+            created_at: Timestamp::now(),
+            rate_limits: BTreeMap::new(),
+        };
         self.store.put_workspace(&workspace)?;
         self.write().workspaces.insert(workspace.id, workspace.clone());
         Ok(workspace)
@@ -163,6 +169,33 @@ impl Catalog {
         let mut list: Vec<_> = self.read().workspaces.values().cloned().collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
+    }
+
+    /// Sets the named workspace's limit for `bucket` to `requests` per `window_seconds`, or per
+    /// the window that applies now when `window_seconds` is `None` (so raising a limit does not
+    /// silently change its window). Takes effect on the next request; counts already made in
+    /// the current window still count.
+    pub fn set_rate_limit(
+        &self,
+        workspace: &str,
+        bucket: Bucket,
+        requests: u64,
+        window_seconds: Option<u64>,
+    ) -> Result<Workspace, CatalogError> {
+        let _change = self.change();
+        let mut changed = self.read().workspace_named(workspace)?.clone();
+        let window_seconds = window_seconds.unwrap_or(u64::from(changed.rate_limit(bucket).window_seconds()));
+        let limit = Limit::new(requests, window_seconds).map_err(CatalogError::Invalid)?;
+        changed.rate_limits.insert(bucket, limit);
+        self.store.put_workspace(&changed)?;
+        self.write().workspaces.insert(changed.id, changed.clone());
+        Ok(changed)
+    }
+
+    /// The limit of `bucket` for a workspace, on every request: one read-locked map lookup.
+    /// An unknown workspace (which no authenticated key can name) gets the default.
+    pub fn rate_limit(&self, workspace: WorkspaceId, bucket: Bucket) -> Limit {
+        self.read().workspaces.get(&workspace).map_or(bucket.default_limit(), |w| w.rate_limit(bucket))
     }
 
     /// Creates an API key in the named workspace and returns it with its secret.

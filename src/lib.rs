@@ -11,5 +11,6 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod ratelimit;
 pub mod server;
 pub mod store;

@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::domain::catalog::ApiKey;
 use crate::domain::time::Timestamp;
 use crate::http::{router, AppState};
+use crate::ratelimit::RateLimiter;
 use crate::store::{DatabaseLocation, Store, StoreError};
 
 /// A server that is bound and ready to run.
@@ -49,9 +50,12 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        // The embedded store is served by this one process, so its rate-limit counters can live
+        // in its memory; a store shared by several nodes will need a shared counter.
+        let limiter = Arc::new(RateLimiter::in_memory());
         Ok(Application {
             listener,
-            state: AppState { catalog, store, orphan_retention: settings.orphan_retention },
+            state: AppState { catalog, store, limiter, orphan_retention: settings.orphan_retention },
             admin,
             bootstrap,
             sweep: (settings.orphan_retention, settings.orphan_sweep_interval),

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::domain::catalog::{ApiKey, Permission};
+use crate::domain::rate_limit::Bucket;
 use crate::domain::subscription::Channel;
 
 /// One admin command.
@@ -26,6 +27,18 @@ pub enum AdminRequest {
     },
     /// `workspaces list`
     WorkspacesList,
+    /// `workspaces set-limit WORKSPACE BUCKET LIMIT [--window-seconds N]`
+    WorkspacesSetLimit {
+        /// Workspace name.
+        workspace: String,
+        /// The bucket.
+        bucket: Bucket,
+        /// Requests per window; checked by the catalog, so that both ways in (the store
+        /// directly and the server's socket) give the same answer.
+        requests: u64,
+        /// The window's length; `None` keeps the bucket's current window.
+        window_seconds: Option<u64>,
+    },
     /// `keys create`
     KeysCreate {
         /// Workspace name.
@@ -88,9 +101,28 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
             out.stderr = format!("created workspace {name:?}\n");
         }
         AdminRequest::WorkspacesList => {
+            // The limit columns come after the original ones, so that scripts reading columns
+            // by position keep working; each shows the limit in force, default or not.
+            let mut header = vec!["id", "name", "created_at"];
+            let limit_columns: Vec<String> = Bucket::ALL.iter().map(|b| format!("{b}_limit")).collect();
+            header.extend(limit_columns.iter().map(String::as_str));
             out.stdout = table(
-                &["id", "name", "created_at"],
-                catalog.workspaces().into_iter().map(|w| vec![w.id.to_string(), w.name, w.created_at.to_rfc3339()]),
+                &header,
+                catalog.workspaces().into_iter().map(|w| {
+                    let mut row = vec![w.id.to_string(), w.name.clone(), w.created_at.to_rfc3339()];
+                    row.extend(Bucket::ALL.iter().map(|&b| w.rate_limit(b).to_string()));
+                    row
+                }),
+            );
+        }
+        AdminRequest::WorkspacesSetLimit { workspace, bucket, requests, window_seconds } => {
+            let limit = catalog.set_rate_limit(workspace, *bucket, *requests, *window_seconds)?.rate_limit(*bucket);
+            out.stderr = format!(
+                "workspace {workspace:?} may now make {} requests per {} seconds to {} (bucket {:?})\n",
+                limit.requests(),
+                limit.window_seconds(),
+                bucket.endpoints(),
+                bucket.as_str()
             );
         }
         AdminRequest::KeysCreate { workspace, permissions, allowed_ips, name } => {

@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use crate::admin::{self, socket, AdminOutput, AdminRequest};
 use crate::catalog::Catalog;
 use crate::domain::catalog::Permission;
+use crate::domain::rate_limit::Bucket;
 use crate::domain::subscription::Channel;
 use crate::store::{DatabaseLocation, Store, StoreError, StoreOptions};
 
@@ -18,8 +19,22 @@ pub enum WorkspacesCommand {
         /// Its name, unique.
         name: String,
     },
-    /// List workspaces.
+    /// List workspaces, with the rate limit in force for each bucket (REQUESTS/WINDOWs).
     List,
+    /// Set a workspace's rate limit for one bucket; takes effect on the next request.
+    SetLimit {
+        /// Workspace name.
+        workspace: String,
+        /// The bucket: set (both set endpoints), get (both GET endpoints), track (users/track)
+        /// or delete (users/delete).
+        #[arg(value_parser = parse_bucket)]
+        bucket: Bucket,
+        /// Requests allowed per window (1 to 1,000,000,000).
+        limit: u64,
+        /// The window's length in seconds (1 to 86,400); default: keep the bucket's current window.
+        #[arg(long)]
+        window_seconds: Option<u64>,
+    },
 }
 
 /// `consentry keys …`
@@ -87,6 +102,9 @@ impl From<WorkspacesCommand> for AdminRequest {
         match command {
             WorkspacesCommand::Create { name } => AdminRequest::WorkspacesCreate { name },
             WorkspacesCommand::List => AdminRequest::WorkspacesList,
+            WorkspacesCommand::SetLimit { workspace, bucket, limit, window_seconds } => {
+                AdminRequest::WorkspacesSetLimit { workspace, bucket, requests: limit, window_seconds }
+            }
         }
     }
 }
@@ -146,6 +164,13 @@ fn parse_permission(raw: &str) -> Result<Permission, String> {
     Permission::parse(raw).ok_or_else(|| {
         let names: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
         format!("unknown permission {raw:?}; use one of {}", names.join(", "))
+    })
+}
+
+fn parse_bucket(raw: &str) -> Result<Bucket, String> {
+    Bucket::parse(raw).ok_or_else(|| {
+        let names: Vec<&str> = Bucket::ALL.iter().map(|b| b.as_str()).collect();
+        format!("unknown rate-limit bucket {raw:?}; use one of {}", names.join(", "))
     })
 }
 

@@ -32,7 +32,7 @@ pub struct Cli {
 pub enum Command {
     /// Start the HTTP server.
     Serve(serve::ServeArgs),
-    /// Create and list workspaces.
+    /// Create and list workspaces, and set their rate limits.
     #[command(subcommand)]
     Workspaces(admin::WorkspacesCommand),
     /// Create, list and revoke REST API keys.

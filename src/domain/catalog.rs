@@ -1,6 +1,7 @@
 //! The tenant's configuration: workspaces, API keys and subscription groups, and the rules
 //! that govern them (names, limits, permissions, IP allowlists).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -8,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ids::{ApiKeyId, GroupId, WorkspaceId};
+use super::rate_limit::{Bucket, Limit};
 use super::subscription::Channel;
 use super::time::Timestamp;
 
@@ -23,6 +25,17 @@ pub struct Workspace {
     pub name: String,
     /// When it was created.
     pub created_at: Timestamp,
+    /// The limits this workspace sets instead of the buckets' defaults. Defaulted when absent,
+    /// so workspaces stored before limits existed still load, with the default limits.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rate_limits: BTreeMap<Bucket, Limit>,
+}
+
+impl Workspace {
+    /// The limit that applies to `bucket`: the workspace's own, else the bucket's default.
+    pub fn rate_limit(&self, bucket: Bucket) -> Limit {
+        self.rate_limits.get(&bucket).copied().unwrap_or(bucket.default_limit())
+    }
 }
 
 /// What an API key may do; each endpoint requires one.

@@ -7,6 +7,7 @@ pub mod change;
 pub mod identifiers;
 pub mod ids;
 pub mod plan;
+pub mod rate_limit;
 pub mod read;
 pub mod set_status;
 pub mod subscription;

@@ -1,5 +1,6 @@
 //! Authentication and authorization: `Authorization: Bearer <key>` to an active key of one
-//! workspace, the endpoint's permission, and the key's IP allowlist.
+//! workspace, the endpoint's permission, and the key's IP allowlist; then the workspace's rate
+//! limit for the endpoint's bucket.
 
 use std::marker::PhantomData;
 use std::net::SocketAddr;
@@ -9,14 +10,20 @@ use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::{header, request::Parts};
 
 use super::error::ApiError;
+use super::rate_limit::{self, RateLimitSlot};
 use super::AppState;
 use crate::domain::catalog::{ApiKey, Permission};
+use crate::domain::rate_limit::{Bucket, Decision};
 
 /// Names the permission an endpoint requires, at the type level, so that a handler cannot
-/// forget to check it.
+/// forget to check it, nor to count the request against its rate limit.
 pub trait Required {
     /// The permission.
     const PERMISSION: Permission;
+    /// The rate-limit bucket the endpoint draws from. Each permission guards one kind of
+    /// endpoint, so it follows from the permission; a marker overrides it only if that ever
+    /// stops being true.
+    const BUCKET: Bucket = Bucket::for_permission(Self::PERMISSION);
 }
 
 /// Requires `subscription.status.set`.
@@ -49,12 +56,15 @@ impl Required for UsersDelete {
     const PERMISSION: Permission = Permission::UsersDelete;
 }
 
-/// An authenticated caller whose key carries `P`'s permission and admits the caller's address.
-/// As an extractor it runs before the body is read, so an unauthenticated caller costs no
-/// parsing and learns nothing about validation.
+/// An authenticated caller whose key carries `P`'s permission and admits the caller's address,
+/// and whose workspace is within `P`'s rate limit (this request counted). As an extractor it
+/// runs before the body is read, so an unauthenticated or rate-limited caller costs no parsing,
+/// learns nothing about validation, and changes nothing.
 pub struct Authorized<P> {
     /// The caller's key.
     pub key: Arc<ApiKey>,
+    /// The rate-limit verdict that admitted the request.
+    pub rate_limit: Decision,
     _permission: PhantomData<P>,
 }
 
@@ -84,7 +94,11 @@ where
                 return Err(ApiError::Forbidden(format!("this API key may not be used from {peer}")));
             }
         }
-        Ok(Authorized { key, _permission: PhantomData })
+        // Only after authentication and permission: a request that may not use the endpoint at
+        // all must not spend the workspace's budget (nor learn what is left of it).
+        let slot = parts.extensions.get::<RateLimitSlot>();
+        let rate_limit = rate_limit::admit(&state, slot, key.workspace_id, P::BUCKET).await?;
+        Ok(Authorized { key, rate_limit, _permission: PhantomData })
     }
 }
 

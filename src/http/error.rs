@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::domain::rate_limit::{Bucket, Limit};
 use crate::domain::set_status::Problems;
 use crate::store::StoreError;
 
@@ -41,6 +42,23 @@ pub enum ApiError {
     /// The body is not declared as JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The workspace has used up the bucket's budget for the current window.
+    #[error(
+        "rate limit exceeded: this workspace may make {} requests per {} seconds to {} (bucket {bucket:?}); \
+         retry in {retry_after} seconds",
+        limit.requests(),
+        limit.window_seconds(),
+        bucket.endpoints(),
+        bucket = bucket.as_str()
+    )]
+    TooManyRequests {
+        /// The bucket that is spent.
+        bucket: Bucket,
+        /// Its limit.
+        limit: Limit,
+        /// Seconds until the window ends, for `retry-after`.
+        retry_after: u64,
+    },
     /// The server is shutting down.
     #[error("the server is shutting down; retry on another node or in a moment")]
     Unavailable,
@@ -66,6 +84,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -98,6 +117,11 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after, .. } => Some(HeaderValue::from(*retry_after)),
+            ApiError::Unavailable => Some(HeaderValue::from_static("1")),
+            _ => None,
+        };
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error");
         }
@@ -109,8 +133,8 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(retry_after) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, retry_after);
         }
         response
     }

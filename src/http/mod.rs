@@ -4,6 +4,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod fallback;
+pub mod rate_limit;
 pub mod set_status;
 pub mod status_get;
 pub mod user_status;
@@ -17,6 +18,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::catalog::Catalog;
+use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -28,6 +30,8 @@ pub struct AppState {
     pub store: Store,
     /// How long orphaned identifier state counts after its last change.
     pub orphan_retention: Duration,
+    /// The per-workspace rate-limit counters.
+    pub limiter: Arc<RateLimiter>,
 }
 
 /// The whole API.

@@ -52,14 +52,14 @@ fn stderr(output: &Output) -> String {
 }
 
 /// Runs a command that must succeed and returns its stdout.
-fn ok(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn ok(dir: &Path, args: &[&str]) -> String {
     let output = run(dir, args);
     assert!(output.status.success(), "{args:?} failed: {}", stderr(&output));
     stdout(&output)
 }
 
 /// Runs a command that must fail; checks that it printed nothing on stdout and returns stderr.
-fn fails(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn fails(dir: &Path, args: &[&str]) -> String {
     let output = run(dir, args);
     assert!(!output.status.success(), "{args:?} succeeded: {}", stdout(&output));
     assert_eq!(stdout(&output), "", "{args:?} printed on stdout");
@@ -67,23 +67,23 @@ fn fails(dir: &Path, args: &[&str]) -> String {
 }
 
 /// The single line a `create` prints, parsed as a UUID.
-fn only_uuid(out: &str) -> Uuid {
+pub(crate) fn only_uuid(out: &str) -> Uuid {
     assert!(out.ends_with('\n') && out.lines().count() == 1, "more than one line on stdout: {out:?}");
     Uuid::parse_str(out.trim_end()).unwrap_or_else(|_| panic!("stdout is not only a UUID: {out:?}"))
 }
 
 /// Rows of a `list` table (header first), split on tabs.
-fn table(out: &str) -> Vec<Vec<String>> {
+pub(crate) fn table(out: &str) -> Vec<Vec<String>> {
     out.lines().map(|line| line.split('\t').map(str::to_string).collect()).collect()
 }
 
 /// The row whose column `column` equals `value`.
-fn row<'a>(rows: &'a [Vec<String>], column: &str, value: &str) -> &'a [String] {
+pub(crate) fn row<'a>(rows: &'a [Vec<String>], column: &str, value: &str) -> &'a [String] {
     let index = rows[0].iter().position(|c| c == column).unwrap_or_else(|| panic!("no column {column}: {:?}", rows[0]));
     rows.iter().skip(1).find(|r| r[index] == value).unwrap_or_else(|| panic!("no row with {column}={value}: {rows:?}"))
 }
 
-fn cell<'a>(rows: &'a [Vec<String>], row: &'a [String], column: &str) -> &'a str {
+pub(crate) fn cell<'a>(rows: &'a [Vec<String>], row: &'a [String], column: &str) -> &'a str {
     &row[rows[0].iter().position(|c| c == column).unwrap()]
 }
 
@@ -366,7 +366,7 @@ fn an_unsupported_database_url_scheme_fails_naming_it() {
 // A running server
 
 /// A `consentry serve` child process, killed if the test fails.
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     addr: SocketAddr,
     stdout: Option<JoinHandle<String>>,
@@ -376,7 +376,7 @@ struct Server {
 impl Server {
     /// Starts `consentry --database DIR serve --listen 127.0.0.1:0` and waits until it
     /// logs its address.
-    fn start(dir: &Path) -> Server {
+    pub(crate) fn start(dir: &Path) -> Server {
         let mut child = consentry()
             .arg("--database")
             .arg(dir)
@@ -440,7 +440,7 @@ impl Server {
     }
 
     /// Sends `signal` and waits for the process to exit; returns its status, stdout and stderr.
-    fn stop_with(&mut self, signal: &str) -> (ExitStatus, String, String) {
+    pub(crate) fn stop_with(&mut self, signal: &str) -> (ExitStatus, String, String) {
         // `kill` fails only when the process has already exited, which the wait below reports.
         let _ = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status();
         let mut child = self.child.take().unwrap();
@@ -524,16 +524,21 @@ fn bootstrap_key(stdout: &str) -> Option<String> {
     stdout.lines().find_map(|line| line.trim().strip_prefix("API key:").map(|k| k.trim().to_string()))
 }
 
-async fn post(client: &reqwest::Client, server: &Server, key: &str, body: &serde_json::Value) -> reqwest::Response {
+pub(crate) async fn post(
+    client: &reqwest::Client,
+    server: &Server,
+    key: &str,
+    body: &serde_json::Value,
+) -> reqwest::Response {
     client.post(server.url()).bearer_auth(key).json(body).send().await.expect("the request is sent")
 }
 
-fn body(group: &str, state: &str, ids: &[&str]) -> serde_json::Value {
+pub(crate) fn body(group: &str, state: &str, ids: &[&str]) -> serde_json::Value {
     json!({ "subscription_groups": [ { "subscription_group_id": group, "subscription_state": state, "external_ids": ids } ] })
 }
 
 /// The default workspace's bootstrap key, read by stopping the first start of a fresh store.
-fn first_start_key(dir: &Path) -> String {
+pub(crate) fn first_start_key(dir: &Path) -> String {
     let mut server = Server::start(dir);
     let (status, out, err) = server.stop_with("TERM");
     assert!(status.success(), "{err}");

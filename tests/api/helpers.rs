@@ -345,3 +345,35 @@ pub fn group_json(id: GroupId, name: &str, channel: &str, status: &str) -> Value
 pub fn v1_body(group: GroupId, state: &str, field: &str, values: Value) -> Value {
     json!({ "subscription_group_id": group.to_string(), "subscription_state": state, field: values })
 }
+
+/// The `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset` headers of a
+/// response, or `None` when it has none of them. Panics if only some are there or one is not a
+/// number.
+pub fn rate_limit_headers(response: &reqwest::Response) -> Option<(u64, u64, i64)> {
+    let header = |name: &str| response.headers().get(name).map(|v| v.to_str().expect("a readable header").to_string());
+    let (limit, remaining, reset) =
+        (header("x-ratelimit-limit"), header("x-ratelimit-remaining"), header("x-ratelimit-reset"));
+    match (limit, remaining, reset) {
+        (None, None, None) => None,
+        (Some(limit), Some(remaining), Some(reset)) => Some((
+            limit.parse().expect("x-ratelimit-limit is a number"),
+            remaining.parse().expect("x-ratelimit-remaining is a number"),
+            reset.parse().expect("x-ratelimit-reset is a number"),
+        )),
+        partial => panic!("only some x-ratelimit headers: {partial:?}"),
+    }
+}
+
+/// The current time in UTC epoch seconds, as `x-ratelimit-reset` counts it.
+pub fn now_secs() -> i64 {
+    consentry::domain::time::Timestamp::now().as_secs()
+}
+
+impl TestApp {
+    /// Sets the `default` workspace's limit for `bucket`, as `workspaces set-limit` does.
+    pub fn set_limit(&self, bucket: consentry::domain::rate_limit::Bucket, requests: u64, window_seconds: u64) {
+        self.catalog
+            .set_rate_limit(DEFAULT_WORKSPACE, bucket, requests, Some(window_seconds))
+            .expect("the limit is set");
+    }
+}

@@ -9,6 +9,7 @@ mod helpers;
 mod hostile;
 mod identifiers;
 mod orphan_expiry;
+mod rate_limits;
 mod set_status_v1;
 mod set_status_v2;
 mod status_get;
