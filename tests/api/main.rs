@@ -6,4 +6,5 @@ mod errors;
 mod helpers;
 mod hostile;
 mod identifiers;
+mod openapi;
 mod set_status_v2;
