@@ -261,8 +261,10 @@ pub fn parse_user_status_query(params: &QueryParams) -> Result<UserStatusQuery, 
     }
 }
 
-/// A state as the read endpoints spell it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A state as the read endpoints spell it. The schema's values are the variants' names, which
+/// are [`ReadState::as_str`]'s spellings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(description = "A state as `/subscription/status/get` answers it; `Unknown` means no state at all.")]
 pub enum ReadState {
     /// `Subscribed`
     Subscribed,

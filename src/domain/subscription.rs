@@ -7,7 +7,7 @@ use super::time::Timestamp;
 
 /// A profile's (or orphaned identifier's) state in one subscription group. `Unknown` is the
 /// absence of a state, not a value of this type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SubscriptionState {
     /// The person agreed to hear from this group.
@@ -37,7 +37,7 @@ impl SubscriptionState {
 }
 
 /// The channel a subscription group sends on; it decides which identifiers the group takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     /// Email: takes `emails`.

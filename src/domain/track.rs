@@ -48,14 +48,16 @@ pub struct TrackAttributes {
 }
 
 /// A skipped object, reported in Braze's shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TrackError {
     /// What is wrong, naming the field and the value.
     #[serde(rename = "type")]
     pub kind: String,
     /// Always `attributes`.
+    #[schema(examples("attributes"))]
     pub input_array: &'static str,
     /// The object's index in `attributes`.
+    #[schema(minimum = 0)]
     pub index: usize,
 }
 

@@ -92,10 +92,14 @@ impl ApiError {
 }
 
 /// The JSON of an error, `message` first as Braze writes it.
-#[derive(Serialize)]
-struct ErrorBody {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(description = "Every error answer: what is wrong, and every problem when validation failed.")]
+pub(crate) struct ErrorBody {
+    /// What is wrong, naming the offending place and value.
     message: String,
+    /// Every problem found, when the request failed validation.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     errors: Option<Vec<String>>,
 }
 

@@ -1,10 +1,13 @@
-//! The HTTP API: axum handlers, one file per endpoint, assembled into one router here.
+//! The HTTP API: axum handlers, one file per endpoint, assembled into one router here, and the
+//! OpenAPI document generated from the same registrations.
 
 pub mod auth;
 pub mod body;
 pub mod error;
 pub mod fallback;
+pub mod openapi;
 pub mod rate_limit;
+pub mod schema;
 pub mod set_status;
 pub mod status_get;
 pub mod user_status;
@@ -14,8 +17,10 @@ pub mod users_track;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{get, post};
+use axum::http::Method;
 use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::catalog::Catalog;
 use crate::ratelimit::RateLimiter;
@@ -34,16 +39,52 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
 }
 
+/// Every endpoint, each registered once with both its route and its OpenAPI operation:
+/// `routes!` reads the path and method from the handler's `#[utoipa::path]` and gives axum the
+/// very same ones, so no endpoint can be served without being documented, nor documented at
+/// another path or method than the one it is served at. This is the only place routes are
+/// added: a plain `.route(...)` anywhere else would serve an endpoint the document lacks.
+///
+/// `/openapi.json` is registered like the others and so lists itself: the rule "every route is
+/// in the document" then has no exception to explain or to keep up to date.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(set_status::handle_v2))
+        .routes(routes!(set_status::handle_v1))
+        .routes(routes!(status_get::handle))
+        .routes(routes!(user_status::handle))
+        .routes(routes!(users_track::handle))
+        .routes(routes!(users_delete::handle))
+        .routes(routes!(openapi::serve))
+}
+
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v2/subscription/status/set", post(set_status::handle_v2))
-        .route("/subscription/status/set", post(set_status::handle_v1))
-        .route("/subscription/status/get", get(status_get::handle))
-        .route("/subscription/user/status", get(user_status::handle))
-        .route("/users/track", post(users_track::handle))
-        .route("/users/delete", post(users_delete::handle))
+    // Generated now, once per process, rather than by the first request to read it.
+    openapi::document();
+    Router::from(api())
         .fallback(fallback::not_found)
         .layer(axum::middleware::from_fn(fallback::request_id_and_json_errors))
         .with_state(state)
+}
+
+/// The OpenAPI document of [`router`]'s endpoints, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = api().into_openapi();
+    openapi::finish(&mut doc);
+    doc
+}
+
+/// Every `(method, path)` the router serves, as registered in [`api`] (before the document is
+/// finished), in path order. A GET route also answers HEAD, as axum does for every GET.
+pub fn routes() -> Vec<(Method, String)> {
+    let registered = api().into_openapi();
+    let mut routes: Vec<(Method, String)> = registered
+        .paths
+        .paths
+        .iter()
+        .flat_map(|(path, item)| openapi::operations(item).map(move |(method, _)| (method, path.clone())))
+        .collect();
+    routes.sort_by(|a, b| (&a.1, a.0.as_str()).cmp(&(&b.1, b.0.as_str())));
+    routes
 }

@@ -6,18 +6,26 @@ use axum::http::Uri;
 use axum::Json;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::auth::{Authorized, StatusGet};
+use super::auth::{Authorized, Required, StatusGet};
 use super::error::ApiError;
+use super::openapi::{AuthErrors, QueryErrors, StoreErrors};
+use super::schema::{StatusGetQuery, SuccessMessage};
 use super::AppState;
 use crate::domain::read::{self, QueryParams, ReadState};
 use crate::domain::time::Timestamp;
 
 /// The answer, `status` first as Braze writes it.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(
+    description = "The state of each identifier asked, in the group asked.",
+    examples(json!({"status": {"user-123": "Subscribed", "user-456": "Unknown"}, "message": "success"}))
+)]
 pub struct StatusResponse {
     /// Identifier as asked to `Subscribed`, `Unsubscribed` or `Unknown`, in the order asked.
+    #[schema(value_type = HashMap<String, ReadState>)]
     pub status: StatusMap,
     /// `success`.
+    #[schema(value_type = SuccessMessage)]
     pub message: &'static str,
 }
 
@@ -43,6 +51,27 @@ impl Serialize for StatusMap {
 
 /// Answers `{"status": {identifier: state}, "message": "success"}`, one key per identifier
 /// asked, as the caller wrote it.
+#[utoipa::path(
+    get,
+    path = "/subscription/status/get",
+    tag = "subscriptions",
+    operation_id = "getSubscriptionStatus",
+    summary = "Read one group's state for up to 50 users",
+    description = "Answers one key per identifier asked, as the caller wrote it (a phone's `+` restored): \
+        `Subscribed`, `Unsubscribed` or `Unknown`. An email or phone carried by several profiles answers the most \
+        restrictive of their states; one carried by none answers its orphaned state, if any; an unknown external id \
+        answers `Unknown`. Reads only: nothing is created or written.\n\n\
+        When `external_id` is given, only external ids are looked up and `email` and `phone` are ignored; otherwise \
+        `email` or `phone`, not both. Each identifier parameter may be repeated (`email=a&email=b`) or bracketed \
+        (`email[]=a`); unknown parameters are ignored.",
+    params(StatusGetQuery),
+    responses(
+        (status = 200, description = "The states.", body = StatusResponse),
+        QueryErrors, AuthErrors, StoreErrors,
+    ),
+    security(("bearerAuth" = [])),
+    extensions(("x-permission" = json!(StatusGet::PERMISSION.as_str()))),
+)]
 pub async fn handle(
     State(state): State<AppState>,
     caller: Authorized<StatusGet>,

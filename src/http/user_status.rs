@@ -7,56 +7,86 @@ use axum::extract::State;
 use axum::http::Uri;
 use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::auth::{Authorized, GroupsGet};
+use super::auth::{Authorized, GroupsGet, Required};
 use super::error::ApiError;
+use super::openapi::{AuthErrors, QueryErrors, StoreErrors};
+use super::schema::{SubscriptionStatus, SuccessMessage, UserStatusQuery};
 use super::AppState;
 use crate::catalog::Catalog;
 use crate::domain::change::Contact;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::read::{self, QueryParams, ReadState};
-use crate::domain::subscription::StateView;
+use crate::domain::subscription::{Channel, StateView};
 use crate::domain::time::Timestamp;
 
 /// One listed user: a profile, or an email/phone no profile carries that holds orphaned state.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserEntry {
     /// Email, normalized.
+    #[schema(required = true, format = Email)]
     pub email: Option<String>,
     /// Phone, E.164.
+    #[schema(required = true, examples("+12223334444"))]
     pub phone: Option<String>,
     /// External id (`null` for an orphaned identifier).
+    #[schema(required = true)]
     pub external_id: Option<String>,
     /// Groups it has a state in, by name.
     pub subscription_groups: Vec<GroupEntry>,
 }
 
 /// One group state of a listed user.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct GroupEntry {
     /// Group id.
     pub id: String,
     /// Group name.
     pub name: String,
     /// `email`, `sms` or `whatsapp`.
+    #[schema(value_type = Channel)]
     pub channel: &'static str,
     /// `Subscribed` or `Unsubscribed`.
+    #[schema(value_type = SubscriptionStatus)]
     pub status: &'static str,
 }
 
 /// The answer: one page of the matched users and how many matched in all.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserStatusResponse {
     /// The page.
     pub users: Vec<UserEntry>,
     /// Users matched before `limit` and `offset`.
+    #[schema(minimum = 0)]
     pub total_count: usize,
     /// `success`.
+    #[schema(value_type = SuccessMessage)]
     pub message: &'static str,
 }
 
 /// Lists the matched users: external ids first, then emails, then phones, in the order asked;
 /// a profile matched twice is listed once.
+#[utoipa::path(
+    get,
+    path = "/subscription/user/status",
+    tag = "subscriptions",
+    operation_id = "getUserSubscriptionStatus",
+    summary = "List users with their subscription group states",
+    description = "Lists the users matched by the identifiers asked, external ids first, then emails, then phones, \
+        each profile once; several profiles sharing an email or phone are listed separately, in creation order. An \
+        email or phone carried by no profile but holding orphaned state is listed as one user with `external_id: \
+        null`. Each user lists only the groups it has a state in (archived groups included), by name. Reads only.\n\n\
+        At least one of `external_id`, `email` and `phone` is needed; several are allowed and their matches united. \
+        Each may be repeated (`email=a&email=b`) or bracketed (`email[]=a`); unknown parameters are ignored.",
+    params(UserStatusQuery),
+    responses(
+        (status = 200, description = "One page of the matched users.", body = UserStatusResponse),
+        QueryErrors, AuthErrors, StoreErrors,
+    ),
+    security(("bearerAuth" = [])),
+    extensions(("x-permission" = json!(GroupsGet::PERMISSION.as_str()))),
+)]
 pub async fn handle(
     State(state): State<AppState>,
     caller: Authorized<GroupsGet>,

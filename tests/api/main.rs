@@ -8,6 +8,7 @@ mod errors;
 mod helpers;
 mod hostile;
 mod identifiers;
+mod openapi;
 mod orphan_expiry;
 mod rate_limits;
 mod set_status_v1;
