@@ -20,6 +20,7 @@ use crate::domain::ids::WorkspaceId;
 use crate::domain::read::{self, QueryParams, ReadState};
 use crate::domain::subscription::{Channel, StateView};
 use crate::domain::time::Timestamp;
+use crate::store::ProfileView;
 
 /// One listed user: a profile, or an email/phone no profile carries that holds orphaned state.
 #[derive(Debug, Serialize, ToSchema)]
@@ -98,15 +99,18 @@ pub async fn handle(
     let mut listed = HashSet::new();
 
     let ids: Vec<_> = query.identifiers.external_ids.iter().map(|asked| &asked.value).collect();
-    for profile in state.store.read_profiles(workspace, &ids).await?.into_iter().flatten() {
+    let mut list_profile = |profile: ProfileView, users: &mut Vec<UserEntry>| {
         if listed.insert(profile.id) {
             users.push(UserEntry {
+                subscription_groups: groups(&state.catalog, workspace, &profile.states),
                 email: profile.email,
                 phone: profile.phone,
                 external_id: profile.external_id,
-                subscription_groups: groups(&state.catalog, workspace, &profile.states),
             });
         }
+    };
+    for profile in state.store.read_profiles(workspace, &ids).await?.into_iter().flatten() {
+        list_profile(profile, &mut users);
     }
 
     // Two spellings of one email are one user.
@@ -132,14 +136,7 @@ pub async fn handle(
             }
         }
         for profile in view.carriers {
-            if listed.insert(profile.id) {
-                users.push(UserEntry {
-                    email: profile.email,
-                    phone: profile.phone,
-                    external_id: profile.external_id,
-                    subscription_groups: groups(&state.catalog, workspace, &profile.states),
-                });
-            }
+            list_profile(profile, &mut users);
         }
     }
 

@@ -446,8 +446,7 @@ async fn the_objects_own_subscription_groups_win_over_inherited_states() {
     let last_news = app
         .changes()
         .into_iter()
-        .filter(|c| c.subject == Subject::Profile(profile) && c.group_id == news)
-        .last()
+        .rfind(|c| c.subject == Subject::Profile(profile) && c.group_id == news)
         .expect("a change record for news");
     assert_eq!(last_news.new, Unsubscribed);
     app.shutdown().await;
