@@ -43,7 +43,14 @@ impl Connection {
     /// Sends a complete request (head and body) and reads its response.
     pub async fn send(&mut self, request: &[u8]) -> io::Result<Response> {
         self.stream.write_all(request).await?;
-        self.read_response().await
+        Ok(self.read_response(false).await?.0)
+    }
+
+    /// Sends a complete request and returns its response with a copy of the body: for checking
+    /// what the server answers, not for the measured loops (which skip the copy).
+    pub async fn send_for_body(&mut self, request: &[u8]) -> io::Result<(Response, Vec<u8>)> {
+        self.stream.write_all(request).await?;
+        self.read_response(true).await
     }
 
     async fn fill(&mut self) -> io::Result<()> {
@@ -58,7 +65,7 @@ impl Connection {
         Ok(())
     }
 
-    async fn read_response(&mut self) -> io::Result<Response> {
+    async fn read_response(&mut self, keep_body: bool) -> io::Result<(Response, Vec<u8>)> {
         let head_end = loop {
             if let Some(at) = find(&self.buf[..self.filled], b"\r\n\r\n") {
                 break at + 4;
@@ -95,10 +102,11 @@ impl Connection {
             }
             self.fill().await?;
         }
+        let body = if keep_body { self.buf[head_end..total].to_vec() } else { Vec::new() };
         // Keep whatever follows (nothing, since requests are not pipelined).
         self.buf.copy_within(total..self.filled, 0);
         self.filled -= total;
-        Ok(Response { status })
+        Ok((Response { status }, body))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The load generator: a closed loop (as fast as the server answers) and an open loop (a fixed
 //! schedule, latency measured from the intended send time so that a slow server cannot hide
-//! its stalls by slowing the generator down), over keep-alive connections, sending the
-//! [`Workload`]'s requests and counting what comes back.
+//! its stalls by slowing the generator down), over keep-alive connections, sending the requests
+//! of a mix ([`Requests`]: the write mix or the read mix) and counting what comes back.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::client::Connection;
-use crate::workload::{seed, Kind, Rng, Workload};
+use crate::workload::{seed, Kind, Requests, Rng};
 
 /// What one run of the generator measured.
 #[derive(Debug, Default)]
@@ -23,11 +23,13 @@ pub struct LoadResult {
     pub changes: u64,
     /// No-op requests answered 201.
     pub noops: u64,
-    /// Failures by kind (`HTTP 500`, `io: …`).
+    /// Read requests answered 200.
+    pub reads: u64,
+    /// Failures by kind (`HTTP 500`, `io: …`), including any status but the mix's success.
     pub errors: BTreeMap<String, u64>,
-    /// Latency of every 201, in microseconds, sorted.
+    /// Latency of every success, in microseconds, sorted.
     pub latencies: Vec<u32>,
-    /// 201s completed in each second of the run.
+    /// Successes completed in each second of the run.
     pub per_second: Vec<u64>,
     /// Open loop only: requests scheduled.
     pub scheduled: u64,
@@ -42,9 +44,9 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
-    /// Requests answered 201.
+    /// Requests answered with the mix's success status (201 for writes, 200 for reads).
     pub fn ok(&self) -> u64 {
-        self.changes + self.noops
+        self.changes + self.noops + self.reads
     }
 
     /// Requests that failed.
@@ -52,7 +54,7 @@ impl LoadResult {
         self.errors.values().sum()
     }
 
-    /// 201s per second.
+    /// Successes per second.
     pub fn rate(&self) -> f64 {
         self.ok() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -86,6 +88,7 @@ impl LoadResult {
     fn merge(&mut self, tally: Tally) {
         self.changes += tally.changes;
         self.noops += tally.noops;
+        self.reads += tally.reads;
         for (kind, count) in tally.errors {
             *self.errors.entry(kind).or_default() += count;
         }
@@ -99,6 +102,7 @@ struct Tally {
     latencies: Vec<u32>,
     changes: u64,
     noops: u64,
+    reads: u64,
     errors: BTreeMap<String, u64>,
 }
 
@@ -170,9 +174,9 @@ async fn connect_all(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<Clien
 }
 
 /// Sends one request and counts its outcome; returns when it completed.
-async fn exchange(
+async fn exchange<W: Requests>(
     client: &mut Client,
-    workload: &Workload,
+    workload: &W,
     rng: &mut Rng,
     tally: &mut Tally,
     since: Option<Instant>,
@@ -182,16 +186,15 @@ async fn exchange(
     let outcome = client.send(&request).await;
     let done = Instant::now();
     match outcome {
-        Ok(201) => {
+        Ok(status) if status == W::SUCCESS => {
             let latency = done.saturating_duration_since(since.unwrap_or(sent));
             tally.latencies.push(latency.as_micros().min(u128::from(u32::MAX)) as u32);
             match kind {
-                Kind::Change => {
-                    tally.changes += 1;
-                    workload.acknowledged(request);
-                }
+                Kind::Change => tally.changes += 1,
                 Kind::NoOp => tally.noops += 1,
+                Kind::Read => tally.reads += 1,
             }
+            workload.acknowledged(kind, request);
         }
         Ok(status) => *tally.errors.entry(format!("HTTP {status}")).or_default() += 1,
         Err(err) => *tally.errors.entry(err).or_default() += 1,
@@ -201,9 +204,9 @@ async fn exchange(
 
 /// Closed loop: `connections` connections each send their next request as soon as the previous
 /// one is answered, for `duration`. Requests still in flight at the end are not counted.
-pub async fn closed_loop(
+pub async fn closed_loop<W: Requests>(
     addr: SocketAddr,
-    workload: Arc<Workload>,
+    workload: Arc<W>,
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<LoadResult> {
@@ -220,7 +223,7 @@ pub async fn closed_loop(
             let mut tally = Tally { latencies: Vec::with_capacity(1 << 14), ..Tally::default() };
             while Instant::now() < deadline {
                 let mut one = Tally::default();
-                let done = exchange(&mut client, &workload, &mut rng, &mut one, None).await;
+                let done = exchange(&mut client, &*workload, &mut rng, &mut one, None).await;
                 if done > deadline {
                     break;
                 }
@@ -246,6 +249,7 @@ fn merge_tally(into: &mut Tally, one: Tally) {
     into.latencies.extend(one.latencies);
     into.changes += one.changes;
     into.noops += one.noops;
+    into.reads += one.reads;
     for (kind, count) in one.errors {
         *into.errors.entry(kind).or_default() += count;
     }
@@ -293,9 +297,9 @@ impl Dispatch {
 /// Open loop: a request is due every `1/rate` s for `duration`; each is handed to an idle
 /// connection of a pool of `pool`, and its latency runs from when it was due, so queueing
 /// behind a slow server (or a busy pool) counts.
-pub async fn open_loop(
+pub async fn open_loop<W: Requests>(
     addr: SocketAddr,
-    workload: Arc<Workload>,
+    workload: Arc<W>,
     rate: f64,
     duration: Duration,
     pool: usize,
@@ -324,7 +328,7 @@ pub async fn open_loop(
                 let now_in_flight = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
                 max_in_flight.fetch_max(now_in_flight, Ordering::Relaxed);
                 let mut one = Tally::default();
-                let done = exchange(&mut client, &workload, &mut rng, &mut one, Some(due)).await;
+                let done = exchange(&mut client, &*workload, &mut rng, &mut one, Some(due)).await;
                 in_flight.fetch_sub(1, Ordering::Relaxed);
                 if one.errors.is_empty() {
                     timeline.record(done);

@@ -1,4 +1,5 @@
-//! `cargo run --release --bin bench`: the load benchmark of `POST /v2/subscription/status/set`.
+//! `cargo run --release --bin bench`: the load benchmark of `POST /v2/subscription/status/set`,
+//! and of `GET /subscription/status/get` while writes run.
 //!
 //! In one run it:
 //! 1. seeds a fresh embedded store in-process (the `default` workspace and key, 20 groups,
@@ -6,13 +7,15 @@
 //! 2. starts the real server (`consentry serve`, unchanged) in a child process on that store;
 //! 3. drives it from a load generator in this process with requests of 50 random external ids,
 //!    half of them changing states and half replaying an acknowledged change (no-ops):
-//!    phase A as fast as it answers (closed loop), phase B at a fixed rate (open loop, latency
-//!    from the intended send time); then stops it with SIGTERM and measures its peak RSS and
-//!    the store on disk;
+//!    phase B at a fixed rate (open loop, latency from the intended send time), phase A as fast
+//!    as it answers (closed loop); then phase C: reads of 50 random profiles' states (by
+//!    external id, then by email) as fast as it answers, while the same writes run open loop at
+//!    half of phase A's rate; then stops it with SIGTERM and measures its peak RSS and the store
+//!    on disk;
 //! 4. measures two ceilings on the same machine in the same run: (a) an axum server that
 //!    parses the same JSON and answers 201 without a store, (b) the same store writes straight
 //!    into fjall with the same durability, batched;
-//! 5. prints the figures, the ratios and a verdict per target of the issue.
+//! 5. prints the figures, the ratios and a verdict per target of the issues.
 //!
 //! The report goes to stdout, progress to stderr. Every child process is killed if the bench
 //! fails, panics or is interrupted, and exits by itself if the bench is killed.
@@ -41,6 +44,7 @@ use clap::Parser;
 
 use children::ScratchDir;
 use load::LoadResult;
+use phases::ReadPhase;
 use report::{int, line, mb, rate, row, secs, section};
 use storage::StorageResult;
 use workload::Workload;
@@ -48,7 +52,8 @@ use workload::Workload;
 /// Users per request, as the issue's workload says.
 const USERS_PER_REQUEST: usize = 50;
 
-/// Load benchmark of Consentry's POST /v2/subscription/status/set on the embedded store.
+/// Load benchmark of Consentry's POST /v2/subscription/status/set, and of GET
+/// /subscription/status/get under writes, on the embedded store.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
 struct Args {
@@ -70,8 +75,16 @@ struct Args {
     /// Phase A and ceiling (a) concurrent connections.
     #[arg(long, default_value_t = 64)]
     connections: usize,
-    /// Phase B connection pool: enough that a due request never waits for a free connection
-    /// (if it does, its wait still counts in its latency).
+    /// Duration of each phase C sub-phase (reads by external id, then by email) in seconds;
+    /// 0 skips phase C.
+    #[arg(long, default_value_t = 30)]
+    read_duration: u64,
+    /// Phase C concurrent read connections (closed loop): enough to keep the server's two
+    /// cores busy with reads.
+    #[arg(long, default_value_t = 32)]
+    read_connections: usize,
+    /// Phase B and phase C writes connection pool: enough that a due request never waits for a
+    /// free connection (if it does, its wait still counts in its latency).
     #[arg(long, default_value_t = 256)]
     latency_connections: usize,
     /// Duration of each ceiling run, in seconds.
@@ -148,7 +161,12 @@ async fn stop_on_signal() {
 struct Summary {
     phase_a: Option<LoadResult>,
     phase_b: Option<LoadResult>,
+    /// Phase C's sub-phases, in order (empty when skipped).
+    phase_c: Vec<ReadPhase>,
+    /// The server's peak RSS for the whole run.
     peak_rss: Option<u64>,
+    /// The server's peak RSS through phase A, before phase C's reads.
+    peak_rss_phase_a: Option<u64>,
     /// Mean requests per commit of the server's writer in phase A, when `perf` could count.
     server_batch: Option<f64>,
     exit_ok: bool,
@@ -164,7 +182,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let data_dir = scratch.path().join("data");
     let machine = sys::machine(&parent);
 
-    line("Consentry load benchmark: POST /v2/subscription/status/set, embedded store");
+    line(
+        "Consentry load benchmark: POST /v2/subscription/status/set, and GET /subscription/status/get under writes, \
+         embedded store",
+    );
     section("Machine");
     row("date (UTC)", &machine.date);
     row("CPUs", machine.cpus);
@@ -178,6 +199,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     eprintln!("seeding {} profiles into {}", args.profiles, data_dir.display());
     let seeded = seed::seed(&data_dir, args.profiles, args.groups).await.context("seeding failed")?;
     let seeded_size = sys::dir_size(&data_dir);
+    let rate_limits = seed::raise_rate_limits(&data_dir).context("cannot raise the workspace's rate limits")?;
     section("Setup");
     let count = |c| seeded.channels.iter().filter(|&&x| x == c).count();
     use consentry::domain::subscription::Channel;
@@ -195,6 +217,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     row("request", format!("1 entry of {USERS_PER_REQUEST} distinct random external ids"));
     row("mix", "half change (random users, group, state), half exact replay of an acknowledged change (no-op)");
     row(
+        "read request (phase C)",
+        format!(
+            "GET /subscription/status/get, a random group, {USERS_PER_REQUEST} distinct random seeded profiles \
+             by external id (C1), then by email (C2, email groups only)"
+        ),
+    );
+    row(
         "seeding",
         format!(
             "{} profiles in {} ({} profiles/s, Store::import_profiles, chunks of 10,000)",
@@ -204,6 +233,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         ),
     );
     row("store on disk after seeding", mb(seeded_size));
+    row("rate limits", rate_limits);
     row(
         "load generator",
         format!("this process, tokio with {} worker thread(s), own HTTP/1.1 client, keep-alive", args.client_threads),
@@ -218,7 +248,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     let mut summary = Summary::default();
     let workload = Workload::new(&seeded.key, seeded.groups.clone(), args.profiles, USERS_PER_REQUEST);
-    let server_ok = phases::run_server(&args, scratch.path(), &data_dir, &workload, &mut summary).await?;
+    let server_ok = phases::run_server(&args, scratch.path(), &data_dir, &seeded, &workload, &mut summary).await?;
 
     if !args.skip_ceilings {
         phases::run_ceilings(&args, scratch.path(), &seeded, &mut summary).await?;

@@ -62,6 +62,26 @@ pub fn phone(n: u64) -> String {
     format!("+1{}{:07}", 415 + n / 8_000_000, 2_000_000 + n % 8_000_000)
 }
 
+/// Raises the `default` workspace's rate limits so that the benchmark measures the server and
+/// not its throttle; runs on the seeded store after it is closed and before the server starts.
+/// Returns what it did, for the report.
+///
+/// RATE LIMITS: wire here once per-workspace rate limits exist (defaults: `set` endpoints
+/// 5,000 per minute, `get` endpoints 250,000 per hour; phase A alone sends ~120,000 writes a
+/// minute and phase C ~100,000+ reads a minute). The intended calls, through the production
+/// command line in-process as [`crate::children::serve_child`] runs `serve`:
+///
+/// ```text
+/// consentry --database DIR workspaces set-limit default set 1000000000 --window-seconds 60
+/// consentry --database DIR workspaces set-limit default get 1000000000 --window-seconds 60
+/// ```
+///
+/// e.g. for each `(bucket, …)`: `consentry::cli::run(Cli::parse_from(argv))`, failing the bench
+/// on a non-zero exit code. Until then the server has no limits and there is nothing to raise.
+pub fn raise_rate_limits(_dir: &Path) -> anyhow::Result<String> {
+    Ok("none to raise (this server has no per-workspace rate limits yet)".to_string())
+}
+
 /// Creates the catalog and imports `profiles` profiles into a new store in `dir`.
 pub async fn seed(dir: &Path, profiles: u64, groups: usize) -> anyhow::Result<Seeded> {
     let location = DatabaseLocation::Embedded(dir.to_path_buf());

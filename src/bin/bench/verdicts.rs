@@ -1,11 +1,13 @@
-//! The end of the report: the server's throughput against each ceiling, and a verdict per
-//! target of issue 2.
+//! The end of the report: the server's throughput against each ceiling, a verdict per target of
+//! issue 2, and the read figures of phase C (which have no target: only a failed request fails
+//! them).
 
 use std::time::Duration;
 
 use crate::load::LoadResult;
 use crate::report::{self, int, line, mb, ms, percent, rate, section};
 use crate::storage::{self, StorageResult};
+use crate::USERS_PER_REQUEST;
 use crate::{Args, Summary};
 
 /// Prints the ratios and a verdict per target of the issue.
@@ -62,6 +64,12 @@ pub fn print_verdicts(args: &Args, summary: &Summary) {
         ),
     );
     if let Some(peak) = summary.peak_rss {
+        // The peak covers phase C's reads too; through phase A is the figure of the runs
+        // recorded before phase C existed.
+        let phase_c = match summary.peak_rss_phase_a {
+            Some(a) if !summary.phase_c.is_empty() => format!(" (through phase A, before the reads: {})", mb(a)),
+            _ => String::new(),
+        };
         let note = if args.profiles != 1_000_000 {
             format!(" [with {} profiles, not 1,000,000]", int(args.profiles))
         } else {
@@ -70,8 +78,42 @@ pub fn print_verdicts(args: &Args, summary: &Summary) {
         report::verdict(
             Some(peak < 200_000_000),
             "server RSS under 200 MB with 1,000,000 profiles",
-            &format!("peak {}{note}", mb(peak)),
+            &format!("peak {}{phase_c}{note}", mb(peak)),
         );
     }
     report::verdict(Some(summary.exit_ok), "server exits 0 on SIGTERM", if summary.exit_ok { "yes" } else { "no" });
+
+    if summary.phase_c.is_empty() {
+        return;
+    }
+    section("Reads under writes (status/get; no target: FAIL only on a failed read or write)");
+    for phase in &summary.phase_c {
+        let (reads, writes) = (&phase.reads, &phase.writes);
+        let short = if writes.rate() < 0.99 * phase.write_target {
+            format!(" [writes reached only {} of their target]", percent(writes.rate(), phase.write_target))
+        } else {
+            String::new()
+        };
+        let probe = if phase.probe_problems.is_empty() {
+            String::new()
+        } else {
+            format!(", {} wrong sample answers", phase.probe_problems.len())
+        };
+        report::verdict(
+            Some(phase.clean()),
+            &format!("{USERS_PER_REQUEST} {}s per read, writes at half phase A's rate", phase.by.param()),
+            &format!(
+                "{} reads/s ({} identifiers/s), p99 {}, {} read errors; writes {} of {} requests/s, p99 {}, {} \
+                 write errors{probe}{short}",
+                rate(reads.rate()),
+                rate(reads.rate() * USERS_PER_REQUEST as f64),
+                ms(reads.quantile(0.99)),
+                int(reads.error_count()),
+                rate(writes.rate()),
+                rate(phase.write_target),
+                ms(writes.quantile(0.99)),
+                int(writes.error_count()),
+            ),
+        );
+    }
 }

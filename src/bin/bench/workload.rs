@@ -1,7 +1,9 @@
-//! The request mix. Every request is `POST /v2/subscription/status/set` with one entry of 50
-//! distinct random external ids. Half of them change states (fresh random users, a random
-//! group, a random state); the other half replay, byte for byte, a recent change request the
-//! server already acknowledged, which changes nothing.
+//! The request mixes. The write mix ([`Workload`]): every request is
+//! `POST /v2/subscription/status/set` with one entry of 50 distinct random external ids. Half of
+//! them change states (fresh random users, a random group, a random state); the other half
+//! replay, byte for byte, a recent change request the server already acknowledged, which changes
+//! nothing. The read mix ([`ReadWorkload`]): every request is `GET /subscription/status/get` for
+//! a random group and 50 distinct random seeded profiles, named by external id or by email.
 
 use std::sync::{Arc, Mutex};
 
@@ -57,6 +59,21 @@ pub enum Kind {
     Change,
     /// Replays an acknowledged change: changes nothing.
     NoOp,
+    /// Reads 50 users' state in a group.
+    Read,
+}
+
+/// A source of requests for the load generator: the write mix or the read mix.
+pub trait Requests: Send + Sync + 'static {
+    /// The status a successful request answers (201 for writes, 200 for reads); anything else
+    /// counts as an error.
+    const SUCCESS: u16;
+
+    /// The next request, head and body, and what it does.
+    fn next(&self, rng: &mut Rng) -> (Kind, Arc<[u8]>);
+
+    /// Called with every request answered [`Self::SUCCESS`], so that the mix can replay it.
+    fn acknowledged(&self, _kind: Kind, _request: Arc<[u8]>) {}
 }
 
 /// The request mix: how to build a request, and the recent acknowledged changes to replay.
@@ -116,10 +133,14 @@ impl Workload {
         request.push_str(&body);
         Arc::from(request.into_bytes())
     }
+}
 
-    /// The next request: a replay of a recent acknowledged change half of the time (once there
-    /// is one), a fresh change otherwise.
-    pub fn next(&self, rng: &mut Rng) -> (Kind, Arc<[u8]>) {
+impl Requests for Workload {
+    const SUCCESS: u16 = 201;
+
+    /// A replay of a recent acknowledged change half of the time (once there is one), a fresh
+    /// change otherwise.
+    fn next(&self, rng: &mut Rng) -> (Kind, Arc<[u8]>) {
         if rng.below(2) == 0 {
             let recent = self.recent.lock().expect("recent lock");
             if !recent.items.is_empty() {
@@ -130,8 +151,12 @@ impl Workload {
         (Kind::Change, self.change(rng))
     }
 
-    /// Remembers an acknowledged change request for replay.
-    pub fn acknowledged(&self, request: Arc<[u8]>) {
+    /// Remembers an acknowledged change request for replay (replays and reads are not
+    /// remembered: a replay is already in the list).
+    fn acknowledged(&self, kind: Kind, request: Arc<[u8]>) {
+        if kind != Kind::Change {
+            return;
+        }
         let mut recent = self.recent.lock().expect("recent lock");
         if recent.items.len() < RECENT {
             recent.items.push(request);
@@ -140,5 +165,81 @@ impl Workload {
             recent.items[at] = request;
             recent.next = (at + 1) % RECENT;
         }
+    }
+}
+
+/// How a read names the profiles it asks about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadBy {
+    /// `external_id=user-{n}`: point reads of the profiles.
+    ExternalId,
+    /// `email=user{n}@example.com`: a lookup in the email index, then the profiles.
+    Email,
+}
+
+impl ReadBy {
+    /// The query parameter, as the report names the sub-phase.
+    pub fn param(self) -> &'static str {
+        match self {
+            ReadBy::ExternalId => "external_id",
+            ReadBy::Email => "email",
+        }
+    }
+}
+
+/// The read mix: `GET /subscription/status/get` for a random group and `per_request` distinct
+/// random seeded profiles, every one of which exists (so that every identifier costs the
+/// server a real lookup, not a miss).
+pub struct ReadWorkload {
+    groups: Vec<String>,
+    profiles: u64,
+    per_request: usize,
+    by: ReadBy,
+    /// The request head after the request line: the same for every request.
+    headers: String,
+}
+
+impl ReadWorkload {
+    /// A read mix against `groups` (ids), over the seeded profiles `0` … `profiles-1`.
+    pub fn new(key: &str, groups: Vec<String>, profiles: u64, per_request: usize, by: ReadBy) -> Arc<ReadWorkload> {
+        Arc::new(ReadWorkload {
+            groups,
+            profiles,
+            per_request: per_request.min(profiles as usize),
+            by,
+            headers: format!(" HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n\r\n"),
+        })
+    }
+
+    /// A fresh read request.
+    pub fn request(&self, rng: &mut Rng) -> Arc<[u8]> {
+        let group = &self.groups[rng.below(self.groups.len() as u64) as usize];
+        let mut request = String::with_capacity(128 + self.per_request * 40 + self.headers.len());
+        request.push_str("GET /subscription/status/get?subscription_group_id=");
+        request.push_str(group);
+        for user in rng.distinct(self.per_request, self.profiles) {
+            match self.by {
+                ReadBy::ExternalId => {
+                    request.push_str("&external_id=");
+                    request.push_str(&crate::seed::external_id(user));
+                }
+                ReadBy::Email => {
+                    // Percent-encoded as an HTTP client encodes a query value; the server
+                    // decodes it.
+                    request.push_str("&email=");
+                    request.push_str(&crate::seed::email(user).replace('@', "%40"));
+                }
+            }
+        }
+        request.push_str(&self.headers);
+        Arc::from(request.into_bytes())
+    }
+}
+
+impl Requests for ReadWorkload {
+    const SUCCESS: u16 = 200;
+
+    fn next(&self, rng: &mut Rng) -> (Kind, Arc<[u8]>) {
+        (Kind::Read, self.request(rng))
     }
 }
