@@ -199,7 +199,6 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     eprintln!("seeding {} profiles into {}", args.profiles, data_dir.display());
     let seeded = seed::seed(&data_dir, args.profiles, args.groups).await.context("seeding failed")?;
     let seeded_size = sys::dir_size(&data_dir);
-    let rate_limits = seed::raise_rate_limits(&data_dir).context("cannot raise the workspace's rate limits")?;
     section("Setup");
     let count = |c| seeded.channels.iter().filter(|&&x| x == c).count();
     use consentry::domain::subscription::Channel;
@@ -233,7 +232,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         ),
     );
     row("store on disk after seeding", mb(seeded_size));
-    row("rate limits", rate_limits);
+    row("rate limits", seed::RATE_LIMITS);
     row(
         "load generator",
         format!("this process, tokio with {} worker thread(s), own HTTP/1.1 client, keep-alive", args.client_threads),

@@ -1,9 +1,9 @@
 //! Seeds a fresh embedded store in-process through the library: the `default` workspace and its
 //! all-permission key, the groups, and the profiles (`user-{n}`, `user{n}@example.com`, a valid
 //! E.164 phone), loaded with the store's own bulk import. The store is closed and dropped
-//! before returning, so the server process can take its lock. The workspace's `set` rate limit
-//! is raised far above what the load can reach, so the benchmark measures the store, not the
-//! limiter's refusals.
+//! before returning, so the server process can take its lock. The workspace's `set` and `get`
+//! rate limits are raised far above what the load can reach, so the benchmark measures the
+//! store, not the limiter's refusals.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,10 +16,14 @@ use consentry::domain::rate_limit::Bucket;
 use consentry::domain::subscription::Channel;
 use consentry::store::{DatabaseLocation, ProfileImport, Store, StoreOptions};
 
-/// The benchmark workspace's `set` limit per minute. The default (Braze's 5,000 a minute) is
-/// what a closed-loop phase at ~2,000 requests/s spends in under 3 seconds, after which every
-/// request would be a cheap 429 and the figures would measure nothing of the store.
-const SET_LIMIT_PER_MINUTE: u64 = 1_000_000_000;
+/// The benchmark workspace's `set` and `get` limits per minute. The defaults (Braze's 5,000
+/// writes a minute, 250,000 reads an hour) are what the closed-loop phases spend in seconds,
+/// after which every request would be a cheap 429 and the figures would measure nothing of the
+/// store.
+const LIMIT_PER_MINUTE: u64 = 1_000_000_000;
+
+/// What [`seed`] does to the rate limits, for the report.
+pub const RATE_LIMITS: &str = "set and get raised to 1,000,000,000 a minute (workspaces set-limit)";
 
 /// Profiles per import call.
 const CHUNK: u64 = 10_000;
@@ -62,26 +66,6 @@ pub fn phone(n: u64) -> String {
     format!("+1{}{:07}", 415 + n / 8_000_000, 2_000_000 + n % 8_000_000)
 }
 
-/// Raises the `default` workspace's rate limits so that the benchmark measures the server and
-/// not its throttle; runs on the seeded store after it is closed and before the server starts.
-/// Returns what it did, for the report.
-///
-/// RATE LIMITS: wire here once per-workspace rate limits exist (defaults: `set` endpoints
-/// 5,000 per minute, `get` endpoints 250,000 per hour; phase A alone sends ~120,000 writes a
-/// minute and phase C ~100,000+ reads a minute). The intended calls, through the production
-/// command line in-process as [`crate::children::serve_child`] runs `serve`:
-///
-/// ```text
-/// consentry --database DIR workspaces set-limit default set 1000000000 --window-seconds 60
-/// consentry --database DIR workspaces set-limit default get 1000000000 --window-seconds 60
-/// ```
-///
-/// e.g. for each `(bucket, …)`: `consentry::cli::run(Cli::parse_from(argv))`, failing the bench
-/// on a non-zero exit code. Until then the server has no limits and there is nothing to raise.
-pub fn raise_rate_limits(_dir: &Path) -> anyhow::Result<String> {
-    Ok("none to raise (this server has no per-workspace rate limits yet)".to_string())
-}
-
 /// Creates the catalog and imports `profiles` profiles into a new store in `dir`.
 pub async fn seed(dir: &Path, profiles: u64, groups: usize) -> anyhow::Result<Seeded> {
     let location = DatabaseLocation::Embedded(dir.to_path_buf());
@@ -89,15 +73,15 @@ pub async fn seed(dir: &Path, profiles: u64, groups: usize) -> anyhow::Result<Se
     let catalog = Catalog::load(store.clone()).context("cannot load the catalog")?;
     let (_, key) = catalog.bootstrap()?.ok_or_else(|| anyhow!("the fresh store already had a workspace"))?;
     // Through the same admin command as `consentry workspaces set-limit default set …`.
-    admin::execute(
-        &catalog,
-        &AdminRequest::WorkspacesSetLimit {
+    for bucket in [Bucket::Set, Bucket::Get] {
+        let request = AdminRequest::WorkspacesSetLimit {
             workspace: consentry::catalog::DEFAULT_WORKSPACE.into(),
-            bucket: Bucket::Set,
-            requests: SET_LIMIT_PER_MINUTE,
+            bucket,
+            requests: LIMIT_PER_MINUTE,
             window_seconds: Some(60),
-        },
-    )?;
+        };
+        admin::execute(&catalog, &request)?;
+    }
     let mut ids = Vec::with_capacity(groups);
     let mut channels = Vec::with_capacity(groups);
     for i in 0..groups {
