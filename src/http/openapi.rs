@@ -24,6 +24,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBui
 use utoipa::{IntoResponses, ToSchema};
 
 use super::error::{ApiError, ErrorBody, MAX_BODY_BYTES};
+use crate::domain::rate_limit::Bucket;
 use crate::domain::set_status::MAX_REPORTED_PROBLEMS;
 
 /// The name of the bearer scheme in `components.securitySchemes`, as the operations'
@@ -321,9 +322,14 @@ fn error_responses() -> BTreeMap<String, RefOr<Response>> {
             error_response(
                 "The workspace has used up this endpoint's rate limit for the current window; the request was not \
                  processed. Retry after `retry-after` seconds.",
+                // The server's own wording, so that the example cannot drift from it.
                 serde_json::json!({
-                    "message": "rate limit exceeded: this workspace may make 5000 requests per 60 seconds to the set \
-                                endpoints; retry in 12 seconds"
+                    "message": ApiError::TooManyRequests {
+                        bucket: Bucket::Set,
+                        limit: Bucket::Set.default_limit(),
+                        retry_after: 12,
+                    }
+                    .to_string()
                 }),
                 &limited_retry,
             ),
