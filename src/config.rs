@@ -30,6 +30,9 @@ pub struct Settings {
     pub orphan_retention: Duration,
     /// How often the background sweep deletes expired orphaned states.
     pub orphan_sweep_interval: Duration,
+    /// `redis://host:port` of the rate-limit counters shared by several nodes; `None` keeps
+    /// them in this process.
+    pub rate_limit_redis: Option<String>,
 }
 
 impl Settings {
@@ -42,6 +45,7 @@ impl Settings {
             store: StoreOptions::default(),
             orphan_retention: DEFAULT_ORPHAN_RETENTION,
             orphan_sweep_interval: DEFAULT_ORPHAN_SWEEP_INTERVAL,
+            rate_limit_redis: None,
         }
     }
 }

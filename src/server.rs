@@ -50,9 +50,12 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
-        // The embedded store is served by this one process, so its rate-limit counters can live
-        // in its memory; a store shared by several nodes will need a shared counter.
-        let limiter = Arc::new(RateLimiter::in_memory());
+        // One process serves an embedded store, so its counters can live in its memory; nodes
+        // that share a database share their counters through Redis.
+        let limiter = Arc::new(match &settings.rate_limit_redis {
+            Some(url) => RateLimiter::in_redis(url).map_err(|e| anyhow::anyhow!("--rate-limit-redis: {e}"))?,
+            None => RateLimiter::in_memory(),
+        });
         Ok(Application {
             listener,
             state: AppState { catalog, store, limiter, orphan_retention: settings.orphan_retention },

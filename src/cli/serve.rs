@@ -35,6 +35,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSENTRY_ORPHAN_SWEEP_INTERVAL_SECS", default_value_t = 3600,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub orphan_sweep_interval_secs: u32,
+    /// `redis://host:port`: keep the rate-limit counters in this Redis, so that every node
+    /// pointed at it shares one budget per workspace. Without it, each process counts alone.
+    #[arg(long, env = "CONSENTRY_RATE_LIMIT_REDIS")]
+    pub rate_limit_redis: Option<String>,
 }
 
 /// Starts the server and blocks until it has shut down.
@@ -53,6 +57,7 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
         },
         orphan_retention: Duration::from_secs(u64::from(args.orphan_retention_days) * 24 * 3600),
         orphan_sweep_interval: Duration::from_secs(u64::from(args.orphan_sweep_interval_secs)),
+        rate_limit_redis: args.rate_limit_redis,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {

@@ -13,6 +13,7 @@ mod orphan_expiry;
 mod rate_limits;
 mod set_status_v1;
 mod set_status_v2;
+mod shared_rate_limits;
 mod status_get;
 mod user_status;
 mod users_delete;

@@ -5,7 +5,10 @@
 //! `INSERT … ON CONFLICT DO UPDATE SET n = n + 1 RETURNING n`). So a shared backend is one more
 //! variant of [`RateLimiter`] with the same [`RateLimiter::acquire`], and the rules (buckets,
 //! limits, windows, what the headers say) stay in [`crate::domain::rate_limit`], written once.
-//! The embedded store runs on one node, so its counters live in process memory.
+//! The embedded store runs on one node, so its counters live in process memory by default;
+//! nodes that share a database share their counters through Redis ([`redis`]).
+
+pub mod redis;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,12 +21,19 @@ use crate::domain::time::Timestamp;
 pub enum RateLimiter {
     /// In this process: right for the embedded store, which one node serves.
     Memory(MemoryLimiter),
+    /// In Redis: one budget for every node pointed at it.
+    Redis(redis::RedisLimiter),
 }
 
 impl RateLimiter {
     /// Counters in process memory.
     pub fn in_memory() -> RateLimiter {
         RateLimiter::Memory(MemoryLimiter::default())
+    }
+
+    /// Counters in the Redis at `redis://host:port`.
+    pub fn in_redis(url: &str) -> Result<RateLimiter, redis::RedisError> {
+        redis::RedisLimiter::new(url).map(RateLimiter::Redis)
     }
 
     /// Counts one request of `workspace` against `bucket`'s `limit` in the window `now` falls
@@ -36,6 +46,7 @@ impl RateLimiter {
     pub async fn acquire(&self, workspace: WorkspaceId, bucket: Bucket, limit: Limit, now: Timestamp) -> Decision {
         match self {
             RateLimiter::Memory(memory) => memory.acquire(workspace, bucket, limit, now),
+            RateLimiter::Redis(redis) => redis.acquire(workspace, bucket, limit, now).await,
         }
     }
 }

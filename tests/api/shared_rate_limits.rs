@@ -1,0 +1,94 @@
+//! Rate-limit counters shared through Redis (`serve --rate-limit-redis`): every node pointed at
+//! the same Redis spends one budget per workspace. Needs the Redis on 127.0.0.1:6379 that the
+//! machine runs; an unreachable Redis fails these tests rather than skipping them.
+
+use consentry::domain::ids::WorkspaceId;
+use consentry::domain::rate_limit::{Bucket, Limit};
+use consentry::domain::subscription::Channel;
+use consentry::domain::time::Timestamp;
+use consentry::ratelimit::RateLimiter;
+use reqwest::StatusCode;
+
+use crate::helpers::{assert_error, assert_success, by_external_ids, rate_limit_headers, spawn_app_with};
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+fn day_limit(requests: u64) -> Limit {
+    Limit::new(requests, 86_400).expect("a valid limit")
+}
+
+#[tokio::test]
+async fn two_nodes_counting_in_one_redis_share_one_budget() {
+    let node_a = RateLimiter::in_redis(REDIS).expect("a redis URL");
+    let node_b = RateLimiter::in_redis(REDIS).expect("a redis URL");
+    let workspace = WorkspaceId::generate();
+    let limit = day_limit(3);
+    let now = Timestamp::now();
+
+    let first = node_a.acquire(workspace, Bucket::Set, limit, now).await;
+    let second = node_b.acquire(workspace, Bucket::Set, limit, now).await;
+    let third = node_a.acquire(workspace, Bucket::Set, limit, now).await;
+    let fourth = node_b.acquire(workspace, Bucket::Set, limit, now).await;
+
+    assert_eq!(
+        [first, second, third, fourth].map(|d| (d.allowed, d.remaining)),
+        [(true, 2), (true, 1), (true, 0), (false, 0)],
+        "is Redis running on 127.0.0.1:6379? an unreachable Redis admits everything"
+    );
+}
+
+#[tokio::test]
+async fn buckets_and_workspaces_count_apart_in_redis() {
+    let limiter = RateLimiter::in_redis(REDIS).expect("a redis URL");
+    let (one, other) = (WorkspaceId::generate(), WorkspaceId::generate());
+    let limit = day_limit(1);
+    let now = Timestamp::now();
+
+    assert!(limiter.acquire(one, Bucket::Set, limit, now).await.allowed);
+    assert!(limiter.acquire(one, Bucket::Get, limit, now).await.allowed, "another bucket");
+    assert!(limiter.acquire(other, Bucket::Set, limit, now).await.allowed, "another workspace");
+    assert!(!limiter.acquire(one, Bucket::Set, limit, now).await.allowed, "the spent one");
+}
+
+#[tokio::test]
+async fn a_server_refuses_once_another_node_has_spent_the_shared_budget() {
+    let app = spawn_app_with(|settings| settings.rate_limit_redis = Some(REDIS.into())).await;
+    let group = app.create_group("news", Channel::Email);
+    app.set_limit(Bucket::Set, 3, 86_400);
+    let response = app.post_v2(&by_external_ids(group, "subscribed", &["a"])).await;
+    assert_eq!(rate_limit_headers(&response).map(|(l, r, _)| (l, r)), Some((3, 2)));
+    assert_success(response).await;
+
+    // Another node serving the same workspace spends the rest of the budget.
+    let other_node = RateLimiter::in_redis(REDIS).expect("a redis URL");
+    let limit = day_limit(3);
+    other_node.acquire(app.workspace, Bucket::Set, limit, Timestamp::now()).await;
+    other_node.acquire(app.workspace, Bucket::Set, limit, Timestamp::now()).await;
+
+    let refused = app.post_v2(&by_external_ids(group, "unsubscribed", &["a"])).await;
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_error(refused, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(app.state_of("a", group), Some(consentry::domain::subscription::SubscriptionState::Subscribed));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_admits_requests_rather_than_refusing_consent_changes() {
+    let app = spawn_app_with(|settings| settings.rate_limit_redis = Some("redis://127.0.0.1:1".into())).await;
+    let group = app.create_group("news", Channel::Email);
+    app.set_limit(Bucket::Set, 1, 86_400);
+
+    for state in ["subscribed", "unsubscribed", "subscribed"] {
+        assert_success(app.post_v2(&by_external_ids(group, state, &["a"])).await).await;
+    }
+    app.shutdown().await;
+}
+
+#[test]
+fn a_redis_url_with_credentials_or_another_scheme_is_refused_with_the_reason() {
+    for url in ["http://127.0.0.1:6379", "redis://user:pw@127.0.0.1:6379", "redis://127.0.0.1:6379/2", "redis://"] {
+        let err = RateLimiter::in_redis(url).err().unwrap_or_else(|| panic!("{url} was accepted"));
+        assert!(err.to_string().contains("redis://"), "{url}: {err}");
+    }
+    assert!(RateLimiter::in_redis("redis://localhost").is_ok(), "the port defaults to 6379");
+}
