@@ -46,6 +46,20 @@ struct Index {
 }
 
 impl Index {
+    fn of(data: crate::store::CatalogData) -> Index {
+        let mut index = Index::default();
+        for workspace in data.workspaces {
+            index.workspaces.insert(workspace.id, workspace);
+        }
+        for key in data.api_keys {
+            index.add_key(key);
+        }
+        for group in data.groups {
+            index.groups.insert(group.id, group);
+        }
+        index
+    }
+
     fn workspace_named(&self, name: &str) -> Result<&Workspace, CatalogError> {
         self.workspaces
             .values()
@@ -74,23 +88,26 @@ pub struct Catalog {
 impl Catalog {
     /// Loads the whole catalog from the store.
     pub fn load(store: Store) -> Result<Catalog, CatalogError> {
-        let data = store.load_catalog()?;
-        let mut index = Index::default();
-        for workspace in data.workspaces {
-            index.workspaces.insert(workspace.id, workspace);
-        }
-        for key in data.api_keys {
-            index.add_key(key);
-        }
-        for group in data.groups {
-            index.groups.insert(group.id, group);
-        }
+        let index = Index::of(store.load_catalog()?);
         Ok(Catalog {
             store,
             index: RwLock::new(index),
             changes: Mutex::new(()),
             max_groups: DEFAULT_MAX_GROUPS_PER_WORKSPACE,
         })
+    }
+
+    /// Reads the whole catalog again from the store and serves that from now on, so that what
+    /// other processes sharing the store changed (a key revoked, a group created by the command
+    /// line on another machine) takes effect here.
+    ///
+    /// Holds the change lock, so that a change made through this catalog meanwhile is either
+    /// already stored (and read back) or waits for the reload to finish.
+    pub fn reload(&self) -> Result<(), CatalogError> {
+        let _change = self.change();
+        let index = Index::of(self.store.load_catalog()?);
+        *self.write() = index;
+        Ok(())
     }
 
     /// Sets the most active groups a workspace may have (Braze's 450 by default).

@@ -33,6 +33,9 @@ pub struct Settings {
     /// `redis://host:port` of the rate-limit counters shared by several nodes; `None` keeps
     /// them in this process.
     pub rate_limit_redis: Option<String>,
+    /// How often the catalog is read again from the store, for stores that other processes
+    /// change too (PostgreSQL); `None` for a store this process alone serves.
+    pub catalog_refresh: Option<Duration>,
 }
 
 impl Settings {
@@ -46,6 +49,7 @@ impl Settings {
             orphan_retention: DEFAULT_ORPHAN_RETENTION,
             orphan_sweep_interval: DEFAULT_ORPHAN_SWEEP_INTERVAL,
             rate_limit_redis: None,
+            catalog_refresh: None,
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct Application {
     bootstrap: Option<(ApiKey, String)>,
     /// Orphaned-state retention and how often the sweep runs.
     sweep: (Duration, Duration),
+    /// How often the catalog is read again, for a store other processes change.
+    catalog_refresh: Option<Duration>,
 }
 
 impl Application {
@@ -62,6 +64,7 @@ impl Application {
             admin,
             bootstrap,
             sweep: (settings.orphan_retention, settings.orphan_sweep_interval),
+            catalog_refresh: settings.catalog_refresh,
         })
     }
 
@@ -88,7 +91,8 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, finishes in-flight requests,
     /// drains the writer and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state, admin, sweep: (retention, interval), .. } = self;
+        let Application { listener, state, admin, sweep: (retention, interval), catalog_refresh, .. } = self;
+        let refresh = catalog_refresh.map(|every| tokio::spawn(refresh_catalog(Arc::clone(&state.catalog), every)));
         let admin_task = admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog))));
         let store = state.store.clone();
         let sweep = tokio::spawn(sweep_orphans(store.clone(), retention, interval));
@@ -98,6 +102,9 @@ impl Application {
             task.abort();
         }
         sweep.abort();
+        if let Some(task) = refresh {
+            task.abort();
+        }
         store.close().await;
         served.map_err(Into::into)
     }
@@ -117,6 +124,23 @@ async fn sweep_orphans(store: Store, retention: Duration, interval: Duration) {
             Ok(deleted) => tracing::info!(deleted, "expired orphaned identifier states deleted"),
             Err(StoreError::ShuttingDown) => return,
             Err(err) => tracing::error!(error = %err, "the orphaned-state sweep failed; it will run again"),
+        }
+    }
+}
+
+/// Reads the catalog again every `every`, for as long as the server runs: keys, groups and
+/// limits that other processes sharing the store changed take effect here within that time.
+async fn refresh_catalog(catalog: Arc<Catalog>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let catalog = Arc::clone(&catalog);
+        match tokio::task::spawn_blocking(move || catalog.reload()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "reloading the catalog failed; serving the last one read"),
+            Err(err) => tracing::error!(error = %err, "the catalog reload task failed"),
         }
     }
 }

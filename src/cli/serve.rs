@@ -45,6 +45,9 @@ pub struct ServeArgs {
 pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
     crate::allocator::return_freed_memory_promptly();
+    // Other processes change a shared database's catalog: re-read it every second, so that a
+    // revoked key stops working everywhere within a second.
+    let catalog_refresh = matches!(database, DatabaseLocation::Postgres(_)).then(|| Duration::from_secs(1));
     let settings = Settings {
         database,
         max_groups_per_workspace,
@@ -58,6 +61,7 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
         orphan_retention: Duration::from_secs(u64::from(args.orphan_retention_days) * 24 * 3600),
         orphan_sweep_interval: Duration::from_secs(u64::from(args.orphan_sweep_interval_secs)),
         rate_limit_redis: args.rate_limit_redis,
+        catalog_refresh,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {

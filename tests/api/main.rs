@@ -3,6 +3,7 @@ mod atomicity;
 mod auth;
 mod braze_client;
 mod braze_samples;
+mod catalog_refresh;
 mod change_records;
 mod errors;
 mod helpers;
