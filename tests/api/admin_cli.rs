@@ -31,6 +31,8 @@ fn consentry() -> Command {
         "CONSENTRY_DURABILITY",
         "CONSENTRY_MAX_BATCH",
         "CONSENTRY_CACHE_MB",
+        "CONSENTRY_PG_POOL_SIZE",
+        "CONSENTRY_PG_STATEMENT_TIMEOUT_MS",
     ] {
         command.env_remove(var);
     }
@@ -340,17 +342,25 @@ fn the_database_flag_beats_the_environment_variable() {
 }
 
 #[test]
-fn a_postgres_url_fails_with_a_clear_message() {
-    for url in ["postgres://x", "postgresql://user@localhost/consentry"] {
+fn an_unreachable_postgres_database_fails_with_a_clear_message_without_the_password() {
+    // Port 9 (discard) on loopback: nothing listens there, so the connection is refused at once.
+    for url in ["postgres://consentry:hunter2@127.0.0.1:9/consentry", "postgresql://user:hunter2@127.0.0.1:9/db"] {
         let output = consentry().args(["--database", url, "workspaces", "list"]).output().unwrap();
         assert!(!output.status.success());
         let message = stderr(&output);
-        assert!(message.contains("PostgreSQL"), "{url}: {message}");
-        assert!(message.contains("not available"), "{url}: {message}");
+        assert!(message.contains("cannot connect to PostgreSQL at 127.0.0.1:9/"), "{url}: {message}");
+        assert!(!message.contains("hunter2"), "{url}: the password leaked: {message}");
+        assert!(!message.contains("panicked"), "{url}: {message}");
 
         let output = consentry().env("CONSENTRY_DATABASE_URL", url).args(["workspaces", "list"]).output().unwrap();
         assert!(!output.status.success());
         assert!(stderr(&output).contains("PostgreSQL"), "{url}: {}", stderr(&output));
+
+        let output = consentry().args(["--database", url, "serve", "--listen", "127.0.0.1:0"]).output().unwrap();
+        assert!(!output.status.success());
+        let message = stderr(&output);
+        assert!(message.contains("cannot connect to PostgreSQL at 127.0.0.1:9/"), "serve {url}: {message}");
+        assert!(!message.contains("hunter2") && !message.contains("panicked"), "serve {url}: {message}");
     }
 }
 
