@@ -10,6 +10,7 @@ mod hostile;
 mod identifiers;
 mod openapi;
 mod orphan_expiry;
+mod postgres_store;
 mod rate_limits;
 mod set_status_v1;
 mod set_status_v2;
