@@ -89,14 +89,41 @@ impl Application {
         let admin_task = admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog))));
         let store = state.store.clone();
         let sweep = tokio::spawn(sweep_orphans(store.clone(), retention, interval));
+        // A shared database is changed by other processes too (admin commands, other nodes):
+        // the catalog they change is read again every second. The embedded store has one
+        // process, whose admin socket changes the catalog in place.
+        let refresh = matches!(store, Store::Postgres(_))
+            .then(|| tokio::spawn(refresh_catalog(Arc::clone(&state.catalog), CATALOG_REFRESH)));
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         if let Some(task) = admin_task {
             task.abort();
         }
         sweep.abort();
+        if let Some(refresh) = refresh {
+            refresh.abort();
+        }
         store.close().await;
         served.map_err(Into::into)
+    }
+}
+
+/// How often a server on a shared database reads the catalog again.
+pub const CATALOG_REFRESH: Duration = Duration::from_secs(1);
+
+/// Reads the catalog from the store every `interval`, for as long as the server runs.
+async fn refresh_catalog(catalog: Arc<Catalog>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let catalog = Arc::clone(&catalog);
+        match tokio::task::spawn_blocking(move || catalog.reload()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "reading the catalog again failed; it will be tried again"),
+            Err(err) => tracing::error!(error = %err, "the catalog refresh stopped"),
+        }
     }
 }
 

@@ -512,3 +512,31 @@ impl TestApp {
             .expect("the limit is set");
     }
 }
+
+/// Where a test that runs the real binary keeps its store: a temporary directory, or in the
+/// PostgreSQL pass a database of its own. `path()` is what goes after `--database` (for
+/// PostgreSQL, the URL, carried as a path so that the tests read the same for both stores).
+pub struct StoreLocation {
+    path: std::path::PathBuf,
+    _database: Option<TestDatabase>,
+    _dir: TempDir,
+}
+
+impl StoreLocation {
+    /// A fresh, empty store location of the kind the suite runs against.
+    pub fn new() -> StoreLocation {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        match test_store() {
+            TestStore::Embedded => StoreLocation { path: dir.path().to_path_buf(), _database: None, _dir: dir },
+            TestStore::Postgres => {
+                let database = TestDatabase::create();
+                StoreLocation { path: database.url.clone().into(), _database: Some(database), _dir: dir }
+            }
+        }
+    }
+
+    /// The `--database` argument.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
