@@ -161,9 +161,9 @@ pub fn admin_statement(url: &str, sql: String) -> Result<(), String> {
 
 /// Settings for a fresh store of the kind the suite runs against, in `dir` or in a new
 /// database (returned, to be kept alive as long as the server).
-pub fn test_settings(dir: &std::path::Path) -> (Settings, Option<TestDatabase>) {
+pub fn test_settings_on(store: TestStore, dir: &std::path::Path) -> (Settings, Option<TestDatabase>) {
     let mut settings = Settings::for_tests(dir);
-    let database = match test_store() {
+    let database = match store {
         TestStore::Embedded => None,
         TestStore::Postgres => {
             let database = TestDatabase::create();
@@ -183,8 +183,13 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server on a fresh store, with the test settings changed by `configure`.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on(test_store(), configure).await
+}
+
+/// Starts a server on a fresh store of kind `store`, whatever the suite runs against.
+pub async fn spawn_app_on(store: TestStore, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (mut settings, database) = test_settings(dir.path());
+    let (mut settings, database) = test_settings_on(store, dir.path());
     configure(&mut settings);
     let app = Application::build(settings).await.expect("the server builds");
     let key = app.bootstrap_key().expect("an empty store creates a bootstrap key").1.clone();

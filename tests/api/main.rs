@@ -15,6 +15,7 @@ mod rate_limits;
 mod set_status_v1;
 mod set_status_v2;
 mod status_get;
+mod store_parity;
 mod user_status;
 mod users_delete;
 mod users_track;
