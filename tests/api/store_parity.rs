@@ -88,13 +88,16 @@ async fn send(app: &TestApp, groups: &[GroupId], op: &Op) -> (u16, Value) {
     (status.as_u16(), body)
 }
 
+/// Group states as `(group index, state)`, sorted.
+type States = Vec<(usize, String)>;
+
 /// What an app holds, in terms both apps share: groups by index, profiles by external id,
 /// profile subjects by order of first appearance.
 #[derive(Debug, PartialEq, Eq)]
 struct Observed {
-    profiles: Vec<(String, Option<String>, Vec<(usize, String)>)>,
+    profiles: Vec<(String, Option<String>, States)>,
     carriers: Vec<(String, Vec<String>)>,
-    orphans: Vec<(String, Vec<(usize, String)>)>,
+    orphans: Vec<(String, States)>,
     changes: Vec<String>,
 }
 
