@@ -165,3 +165,21 @@ fn migrate_on_the_embedded_store_says_it_needs_none() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("needs no migrations"), "{output:?}");
 }
+
+#[tokio::test]
+async fn the_statement_timeout_option_cancels_a_statement_that_runs_longer() {
+    if test_store() != TestStore::Postgres {
+        return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
+    }
+    let database = TestDatabase::create();
+    let options = consentry::store::StoreOptions {
+        pg_statement_timeout: std::time::Duration::from_millis(100),
+        ..consentry::store::StoreOptions::default()
+    };
+    let config = consentry::store::postgres::connection_config(&database.url, &options).unwrap();
+    let (client, connection) = config.connect(NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.query_one("SELECT pg_sleep(0.01)", &[]).await.expect("a short statement runs");
+    let err = client.query_one("SELECT pg_sleep(2)", &[]).await.expect_err("a long statement is cancelled");
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{err}");
+}

@@ -105,8 +105,9 @@ impl PostgresStore {
     }
 }
 
-/// The connection settings of `url` with the options' statement timeout.
-fn connection_config(url: &str, options: &StoreOptions) -> Result<tokio_postgres::Config, StoreError> {
+/// The connection settings of `url` with the options' statement timeout: what the pool and
+/// the side connections connect with.
+pub fn connection_config(url: &str, options: &StoreOptions) -> Result<tokio_postgres::Config, StoreError> {
     let mut config: tokio_postgres::Config =
         url.parse().map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {e}")))?;
     // The server-side limit of one statement, so that a stuck query frees its connection.
