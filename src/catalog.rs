@@ -116,15 +116,14 @@ impl Catalog {
     }
 
     /// Reads the catalog from the store again, taking in changes made by other processes
-    /// sharing it (admin commands and other nodes on PostgreSQL). Blocking: call it off the
-    /// request path.
+    /// sharing it (admin commands and other nodes on PostgreSQL).
     ///
     /// A local change that completes while the store is read may be missing from what was
     /// read, so the result is then dropped (the next reload takes it in) rather than allowed
     /// to undo that change in memory.
-    pub fn reload(&self) -> Result<(), CatalogError> {
+    pub async fn reload(&self) -> Result<(), CatalogError> {
         let before = self.generation.load(Ordering::Acquire);
-        let fresh = Index::from_data(self.store.load_catalog()?);
+        let fresh = Index::from_data(self.store.read_catalog().await?);
         let _change = self.change();
         if self.generation.load(Ordering::Acquire) == before {
             *self.write() = fresh;

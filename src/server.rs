@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::admin::socket as admin_socket;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogError};
 use crate::config::Settings;
 use crate::domain::catalog::ApiKey;
 use crate::domain::time::Timestamp;
@@ -118,11 +118,10 @@ async fn refresh_catalog(catalog: Arc<Catalog>, interval: Duration) {
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        let catalog = Arc::clone(&catalog);
-        match tokio::task::spawn_blocking(move || catalog.reload()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::error!(error = %err, "reading the catalog again failed; it will be tried again"),
-            Err(err) => tracing::error!(error = %err, "the catalog refresh stopped"),
+        match catalog.reload().await {
+            Ok(()) => {}
+            Err(CatalogError::Store(StoreError::ShuttingDown)) => return,
+            Err(err) => tracing::error!(error = %err, "reading the catalog again failed; it will be tried again"),
         }
     }
 }

@@ -230,6 +230,15 @@ impl Store {
         }
     }
 
+    /// Reads the whole catalog from async code (the periodic reload of a shared database):
+    /// on PostgreSQL through the pool rather than a connection of its own.
+    pub async fn read_catalog(&self) -> Result<CatalogData, StoreError> {
+        match self {
+            Store::Embedded(s) => s.load_catalog(),
+            Store::Postgres(s) => s.read_catalog().await,
+        }
+    }
+
     /// Creates or replaces a workspace, durably.
     pub fn put_workspace(&self, workspace: &Workspace) -> Result<(), StoreError> {
         match self {

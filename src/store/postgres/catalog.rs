@@ -15,31 +15,13 @@ const GROUP: i16 = 3;
 impl PostgresStore {
     /// See [`crate::store::Store::load_catalog`].
     pub fn load_catalog(&self) -> Result<CatalogData, StoreError> {
-        self.blocking(|client| {
-            Box::pin(async move {
-                let rows = client
-                    .query("SELECT kind, body FROM catalog ORDER BY kind, id", &[])
-                    .await
-                    .map_err(|e| retry::db_error(&e))?;
-                let mut data = CatalogData::default();
-                for row in rows {
-                    let body: &str = row.get(1);
-                    let corrupt = |e: serde_json::Error| StoreError::Corrupt { what: "catalog", detail: e.to_string() };
-                    match row.get::<_, i16>(0) {
-                        WORKSPACE => data.workspaces.push(serde_json::from_str(body).map_err(corrupt)?),
-                        API_KEY => data.api_keys.push(serde_json::from_str(body).map_err(corrupt)?),
-                        GROUP => data.groups.push(serde_json::from_str(body).map_err(corrupt)?),
-                        other => {
-                            return Err(StoreError::Corrupt {
-                                what: "catalog",
-                                detail: format!("unknown kind {other}"),
-                            })
-                        }
-                    }
-                }
-                Ok(data)
-            })
-        })
+        self.blocking(|client| Box::pin(async move { read_catalog(&*client).await }))
+    }
+
+    /// See [`crate::store::Store::read_catalog`]: the same on a pooled connection.
+    pub async fn read_catalog(&self) -> Result<CatalogData, StoreError> {
+        let client = self.client().await?;
+        read_catalog(&**client).await
     }
 
     /// See [`crate::store::Store::put_workspace`].
@@ -65,6 +47,24 @@ impl PostgresStore {
             })
         })
     }
+}
+
+/// The whole catalog, in one statement.
+async fn read_catalog(client: &impl tokio_postgres::GenericClient) -> Result<CatalogData, StoreError> {
+    let rows =
+        client.query("SELECT kind, body FROM catalog ORDER BY kind, id", &[]).await.map_err(|e| retry::db_error(&e))?;
+    let mut data = CatalogData::default();
+    for row in rows {
+        let body: &str = row.get(1);
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt { what: "catalog", detail: e.to_string() };
+        match row.get::<_, i16>(0) {
+            WORKSPACE => data.workspaces.push(serde_json::from_str(body).map_err(corrupt)?),
+            API_KEY => data.api_keys.push(serde_json::from_str(body).map_err(corrupt)?),
+            GROUP => data.groups.push(serde_json::from_str(body).map_err(corrupt)?),
+            other => return Err(StoreError::Corrupt { what: "catalog", detail: format!("unknown kind {other}") }),
+        }
+    }
+    Ok(data)
 }
 
 fn upsert<'c>(

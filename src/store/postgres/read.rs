@@ -191,14 +191,6 @@ async fn changes(client: &impl GenericClient, ws: WorkspaceId) -> Result<Vec<Cha
     Ok(out)
 }
 
-pub(super) fn tx_error(err: TxError) -> StoreError {
-    match err {
-        TxError::Db(e) => retry::db_error(&e),
-        TxError::Conflict(what) => StoreError::Engine(format!("conflict on {what}")),
-        TxError::Store(e) => e,
-    }
-}
-
 impl PostgresStore {
     /// See [`crate::store::Store::read_profiles`].
     pub async fn read_profiles(
@@ -208,7 +200,7 @@ impl PostgresStore {
     ) -> Result<Vec<Option<ProfileView>>, StoreError> {
         let client = self.client().await?;
         let asked: Vec<&str> = external_ids.iter().map(|id| id.as_str()).collect();
-        let found = profiles_by_external_ids(&**client, ws, &asked).await.map_err(tx_error)?;
+        let found = profiles_by_external_ids(&**client, ws, &asked).await.map_err(TxError::into_store_error)?;
         Ok(asked.iter().map(|id| found.iter().find(|p| p.external_id.as_deref() == Some(*id)).cloned()).collect())
     }
 
@@ -256,8 +248,9 @@ impl PostgresStore {
         let contact = contact.clone();
         self.blocking(move |client| {
             Box::pin(async move {
-                let found =
-                    orphans(&*client, ws, contact_kind(&contact), &[contact.as_str()]).await.map_err(tx_error)?;
+                let found = orphans(&*client, ws, contact_kind(&contact), &[contact.as_str()])
+                    .await
+                    .map_err(TxError::into_store_error)?;
                 Ok(found.into_iter().map(|(_, view)| view).collect())
             })
         })
@@ -265,7 +258,9 @@ impl PostgresStore {
 
     /// See [`crate::store::Store::change_records`].
     pub fn change_records(&self, ws: WorkspaceId) -> Result<Vec<ChangeRecord>, StoreError> {
-        self.blocking(move |client| Box::pin(async move { changes(&*client, ws).await.map_err(tx_error) }))
+        self.blocking(move |client| {
+            Box::pin(async move { changes(&*client, ws).await.map_err(TxError::into_store_error) })
+        })
     }
 }
 

@@ -61,7 +61,8 @@ impl TxError {
         }
     }
 
-    fn into_store_error(self) -> StoreError {
+    /// The store error a failed transaction answers with.
+    pub fn into_store_error(self) -> StoreError {
         match self {
             TxError::Db(err) => db_error(&err),
             TxError::Conflict(what) => StoreError::Engine(format!("gave up after repeated conflicts on {what}")),
