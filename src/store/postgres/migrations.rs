@@ -103,6 +103,9 @@ fn migrate<'c>(
         if found.is_some() {
             return Ok(false);
         }
+        // A migration may rewrite a large table: the request-path statement timeout does not
+        // apply to it.
+        tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
         tx.batch_execute(sql).await?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
