@@ -3,6 +3,7 @@
 //! written through to the store on every change.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use ipnet::IpNet;
@@ -46,20 +47,6 @@ struct Index {
 }
 
 impl Index {
-    fn of(data: crate::store::CatalogData) -> Index {
-        let mut index = Index::default();
-        for workspace in data.workspaces {
-            index.workspaces.insert(workspace.id, workspace);
-        }
-        for key in data.api_keys {
-            index.add_key(key);
-        }
-        for group in data.groups {
-            index.groups.insert(group.id, group);
-        }
-        index
-    }
-
     fn workspace_named(&self, name: &str) -> Result<&Workspace, CatalogError> {
         self.workspaces
             .values()
@@ -82,31 +69,65 @@ pub struct Catalog {
     store: Store,
     index: RwLock<Index>,
     changes: Mutex<()>,
+    /// Local changes completed; see [`Catalog::reload`].
+    generation: AtomicU64,
     max_groups: usize,
+}
+
+/// Held while a local change is made; counts the change as completed when dropped.
+struct ChangeGuard<'a> {
+    _lock: MutexGuard<'a, ()>,
+    generation: &'a AtomicU64,
+}
+
+impl Drop for ChangeGuard<'_> {
+    fn drop(&mut self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Index {
+    fn from_data(data: crate::store::CatalogData) -> Index {
+        let mut index = Index::default();
+        for workspace in data.workspaces {
+            index.workspaces.insert(workspace.id, workspace);
+        }
+        for key in data.api_keys {
+            index.add_key(key);
+        }
+        for group in data.groups {
+            index.groups.insert(group.id, group);
+        }
+        index
+    }
 }
 
 impl Catalog {
     /// Loads the whole catalog from the store.
     pub fn load(store: Store) -> Result<Catalog, CatalogError> {
-        let index = Index::of(store.load_catalog()?);
+        let index = Index::from_data(store.load_catalog()?);
         Ok(Catalog {
             store,
             index: RwLock::new(index),
             changes: Mutex::new(()),
+            generation: AtomicU64::new(0),
             max_groups: DEFAULT_MAX_GROUPS_PER_WORKSPACE,
         })
     }
 
-    /// Reads the whole catalog again from the store and serves that from now on, so that what
-    /// other processes sharing the store changed (a key revoked, a group created by the command
-    /// line on another machine) takes effect here.
+    /// Reads the catalog from the store again, taking in changes made by other processes
+    /// sharing it (admin commands and other nodes on PostgreSQL).
     ///
-    /// Holds the change lock, so that a change made through this catalog meanwhile is either
-    /// already stored (and read back) or waits for the reload to finish.
-    pub fn reload(&self) -> Result<(), CatalogError> {
+    /// A local change that completes while the store is read may be missing from what was
+    /// read, so the result is then dropped (the next reload takes it in) rather than allowed
+    /// to undo that change in memory.
+    pub async fn reload(&self) -> Result<(), CatalogError> {
+        let before = self.generation.load(Ordering::Acquire);
+        let fresh = Index::from_data(self.store.read_catalog().await?);
         let _change = self.change();
-        let index = Index::of(self.store.load_catalog()?);
-        *self.write() = index;
+        if self.generation.load(Ordering::Acquire) == before {
+            *self.write() = fresh;
+        }
         Ok(())
     }
 
@@ -116,8 +137,9 @@ impl Catalog {
         self
     }
 
-    fn change(&self) -> MutexGuard<'_, ()> {
-        self.changes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn change(&self) -> ChangeGuard<'_> {
+        let lock = self.changes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        ChangeGuard { _lock: lock, generation: &self.generation }
     }
 
     /// The store behind the catalog.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::admin::socket as admin_socket;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogError};
 use crate::config::Settings;
 use crate::domain::catalog::ApiKey;
 use crate::domain::time::Timestamp;
@@ -92,21 +92,42 @@ impl Application {
     /// drains the writer and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Application { listener, state, admin, sweep: (retention, interval), catalog_refresh, .. } = self;
-        let refresh = catalog_refresh.map(|every| tokio::spawn(refresh_catalog(Arc::clone(&state.catalog), every)));
         let admin_task = admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog))));
         let store = state.store.clone();
         let sweep = tokio::spawn(sweep_orphans(store.clone(), retention, interval));
+        // A shared database is changed by other processes too (admin commands, other nodes):
+        // the catalog they change is read again (every second by default, see `serve`). The
+        // embedded store has one process, whose admin socket changes the catalog in place.
+        let refresh = catalog_refresh.map(|every| tokio::spawn(refresh_catalog(Arc::clone(&state.catalog), every)));
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         if let Some(task) = admin_task {
             task.abort();
         }
         sweep.abort();
-        if let Some(task) = refresh {
-            task.abort();
+        if let Some(refresh) = refresh {
+            refresh.abort();
         }
         store.close().await;
         served.map_err(Into::into)
+    }
+}
+
+/// How often a server on a shared database reads the catalog again.
+pub const CATALOG_REFRESH: Duration = Duration::from_secs(1);
+
+/// Reads the catalog from the store every `interval`, for as long as the server runs.
+async fn refresh_catalog(catalog: Arc<Catalog>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match catalog.reload().await {
+            Ok(()) => {}
+            Err(CatalogError::Store(StoreError::ShuttingDown)) => return,
+            Err(err) => tracing::error!(error = %err, "reading the catalog again failed; it will be tried again"),
+        }
     }
 }
 
@@ -124,23 +145,6 @@ async fn sweep_orphans(store: Store, retention: Duration, interval: Duration) {
             Ok(deleted) => tracing::info!(deleted, "expired orphaned identifier states deleted"),
             Err(StoreError::ShuttingDown) => return,
             Err(err) => tracing::error!(error = %err, "the orphaned-state sweep failed; it will run again"),
-        }
-    }
-}
-
-/// Reads the catalog again every `every`, for as long as the server runs: keys, groups and
-/// limits that other processes sharing the store changed take effect here within that time.
-async fn refresh_catalog(catalog: Arc<Catalog>, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        let catalog = Arc::clone(&catalog);
-        match tokio::task::spawn_blocking(move || catalog.reload()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::error!(error = %err, "reloading the catalog failed; serving the last one read"),
-            Err(err) => tracing::error!(error = %err, "the catalog reload task failed"),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! this one holds the shared flags and the dispatch.
 
 pub mod admin;
+pub mod migrate;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,9 @@ pub enum Command {
     /// Create, list and archive subscription groups.
     #[command(subcommand)]
     Groups(admin::GroupsCommand),
+    /// Apply the PostgreSQL store's pending migrations and exit (the server also applies
+    /// them at start-up); the embedded store needs none.
+    Migrate,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -57,6 +61,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Workspaces(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Keys(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Groups(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
+        Command::Migrate => migrate::run(&database),
     };
     match result {
         Ok(()) => 0,

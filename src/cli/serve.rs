@@ -39,6 +39,16 @@ pub struct ServeArgs {
     /// pointed at it shares one budget per workspace. Without it, each process counts alone.
     #[arg(long, env = "CONSENTRY_RATE_LIMIT_REDIS")]
     pub rate_limit_redis: Option<String>,
+    /// Most connections to PostgreSQL (PostgreSQL store only).
+    #[arg(long, env = "CONSENTRY_PG_POOL_SIZE", default_value_t = StoreOptions::default().pg_pool_size as u32,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub pg_pool_size: u32,
+    /// Milliseconds a PostgreSQL statement may run before the database cancels it
+    /// (PostgreSQL store only).
+    #[arg(long, env = "CONSENTRY_PG_STATEMENT_TIMEOUT_MS",
+          default_value_t = StoreOptions::default().pg_statement_timeout.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub pg_statement_timeout_ms: u64,
 }
 
 /// Starts the server and blocks until it has shut down.
@@ -47,7 +57,7 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
     crate::allocator::return_freed_memory_promptly();
     // Other processes change a shared database's catalog: re-read it every second, so that a
     // revoked key stops working everywhere within a second.
-    let catalog_refresh = matches!(database, DatabaseLocation::Postgres(_)).then(|| Duration::from_secs(1));
+    let catalog_refresh = matches!(database, DatabaseLocation::Postgres(_)).then_some(crate::server::CATALOG_REFRESH);
     let settings = Settings {
         database,
         max_groups_per_workspace,
@@ -56,6 +66,8 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
             durability: args.durability,
             max_batch: usize::from(args.max_batch),
             cache_bytes: args.cache_mb << 20,
+            pg_pool_size: args.pg_pool_size as usize,
+            pg_statement_timeout: Duration::from_millis(args.pg_statement_timeout_ms),
             ..StoreOptions::default()
         },
         orphan_retention: Duration::from_secs(u64::from(args.orphan_retention_days) * 24 * 3600),
@@ -79,7 +91,7 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
         }
         tracing::info!(
             address = %app.local_addr(),
-            database = ?settings.database,
+            database = %settings.database,
             durability = ?settings.store.durability,
             "consentry is listening"
         );

@@ -1,11 +1,12 @@
 //! The storage seam: one [`Store`] with an implementation per engine.
 //!
 //! A store offers batched primitives (fetch the facts a command needs, write a plan atomically)
-//! and keeps the catalog; the rules themselves live in [`crate::domain::plan`], once. Today the
-//! only engine is the embedded one ([`embedded`], on the fjall LSM engine); PostgreSQL slots in
-//! as a second variant.
+//! and keeps the catalog; the rules themselves live in [`crate::domain::plan`], once. Two
+//! engines: the embedded one ([`embedded`], on the fjall LSM engine, the default) and
+//! [`postgres`], which several server processes can share.
 
 pub mod embedded;
+pub mod postgres;
 
 use std::path::PathBuf;
 
@@ -20,14 +21,29 @@ use crate::domain::track::TrackCommand;
 
 pub use crate::domain::subscription::StateView;
 pub use embedded::EmbeddedStore;
+pub use postgres::PostgresStore;
 
 /// Where the data lives, as given by `--database` or `CONSENTRY_DATABASE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseLocation {
     /// The embedded store in this directory.
     Embedded(PathBuf),
-    /// A PostgreSQL URL (not supported by this build yet).
+    /// A PostgreSQL URL.
     Postgres(String),
+}
+
+impl std::fmt::Display for DatabaseLocation {
+    /// The location for logs and messages: a directory as it is, a URL as `host:port/database`
+    /// only, so that a password in it is never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseLocation::Embedded(path) => write!(f, "{}", path.display()),
+            DatabaseLocation::Postgres(url) => match url.parse::<tokio_postgres::Config>() {
+                Ok(config) => write!(f, "postgres://{}", postgres::describe(&config)),
+                Err(_) => f.write_str("postgres://(invalid URL)"),
+            },
+        }
+    }
 }
 
 impl DatabaseLocation {
@@ -76,6 +92,10 @@ pub struct StoreOptions {
     /// How long orphaned identifier state counts after its last change; older state is
     /// treated as absent by every write.
     pub orphan_retention: std::time::Duration,
+    /// Most connections the PostgreSQL store opens.
+    pub pg_pool_size: usize,
+    /// Longest a PostgreSQL statement may run before the server cancels it.
+    pub pg_statement_timeout: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -86,6 +106,8 @@ impl Default for StoreOptions {
             queue_depth: 1024,
             cache_bytes: 24 << 20,
             orphan_retention: crate::config::DEFAULT_ORPHAN_RETENTION,
+            pg_pool_size: 16,
+            pg_statement_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -187,6 +209,8 @@ pub struct Applied {
 pub enum Store {
     /// The embedded fjall store.
     Embedded(EmbeddedStore),
+    /// The PostgreSQL store.
+    Postgres(PostgresStore),
 }
 
 impl Store {
@@ -194,9 +218,7 @@ impl Store {
     pub fn open(location: &DatabaseLocation, options: &StoreOptions) -> Result<Store, StoreError> {
         match location {
             DatabaseLocation::Embedded(path) => Ok(Store::Embedded(EmbeddedStore::open(path, options)?)),
-            DatabaseLocation::Postgres(_) => Err(StoreError::Open(
-                "the PostgreSQL store is not available in this version yet; use a directory path for the embedded store".into(),
-            )),
+            DatabaseLocation::Postgres(url) => Ok(Store::Postgres(PostgresStore::open(url, options)?)),
         }
     }
 
@@ -204,6 +226,16 @@ impl Store {
     pub fn load_catalog(&self) -> Result<CatalogData, StoreError> {
         match self {
             Store::Embedded(s) => s.load_catalog(),
+            Store::Postgres(s) => s.load_catalog(),
+        }
+    }
+
+    /// Reads the whole catalog from async code (the periodic reload of a shared database):
+    /// on PostgreSQL through the pool rather than a connection of its own.
+    pub async fn read_catalog(&self) -> Result<CatalogData, StoreError> {
+        match self {
+            Store::Embedded(s) => s.load_catalog(),
+            Store::Postgres(s) => s.read_catalog().await,
         }
     }
 
@@ -211,6 +243,7 @@ impl Store {
     pub fn put_workspace(&self, workspace: &Workspace) -> Result<(), StoreError> {
         match self {
             Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::Workspace(workspace)),
+            Store::Postgres(s) => s.put_workspace(workspace),
         }
     }
 
@@ -218,6 +251,7 @@ impl Store {
     pub fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
         match self {
             Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::ApiKey(key)),
+            Store::Postgres(s) => s.put_api_key(key),
         }
     }
 
@@ -225,6 +259,7 @@ impl Store {
     pub fn put_group(&self, group: &Group) -> Result<(), StoreError> {
         match self {
             Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::Group(group)),
+            Store::Postgres(s) => s.put_group(group),
         }
     }
 
@@ -232,6 +267,7 @@ impl Store {
     pub async fn set_status(&self, origin: Origin, command: SetStatusCommand) -> Result<Applied, StoreError> {
         match self {
             Store::Embedded(s) => s.set_status(origin, command).await,
+            Store::Postgres(s) => s.set_status(origin, command).await,
         }
     }
 
@@ -239,6 +275,7 @@ impl Store {
     pub async fn track(&self, origin: Origin, command: TrackCommand) -> Result<Applied, StoreError> {
         match self {
             Store::Embedded(s) => s.track(origin, command).await,
+            Store::Postgres(s) => s.track(origin, command).await,
         }
     }
 
@@ -251,6 +288,7 @@ impl Store {
     ) -> Result<Applied, StoreError> {
         match self {
             Store::Embedded(s) => s.delete_profiles(workspace, external_ids).await,
+            Store::Postgres(s) => s.delete_profiles(workspace, external_ids).await,
         }
     }
 
@@ -260,6 +298,7 @@ impl Store {
     pub async fn expire_orphans(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
         match self {
             Store::Embedded(s) => s.expire_orphans(cutoff).await,
+            Store::Postgres(s) => s.expire_orphans(cutoff).await,
         }
     }
 
@@ -271,6 +310,7 @@ impl Store {
     ) -> Result<Applied, StoreError> {
         match self {
             Store::Embedded(s) => s.import_profiles(workspace, profiles).await,
+            Store::Postgres(s) => s.import_profiles(workspace, profiles).await,
         }
     }
 
@@ -284,6 +324,7 @@ impl Store {
             Store::Embedded(s) => {
                 external_ids.iter().map(|id| s.profile_by_external_id(workspace, id.as_str())).collect()
             }
+            Store::Postgres(s) => s.read_profiles(workspace, external_ids).await,
         }
     }
 
@@ -295,6 +336,7 @@ impl Store {
     ) -> Result<Vec<ContactView>, StoreError> {
         match self {
             Store::Embedded(s) => contacts.iter().map(|contact| s.contact_view(workspace, contact)).collect(),
+            Store::Postgres(s) => s.read_contacts(workspace, contacts).await,
         }
     }
 
@@ -306,6 +348,7 @@ impl Store {
     ) -> Result<Option<ProfileView>, StoreError> {
         match self {
             Store::Embedded(s) => s.profile_by_external_id(workspace, external_id),
+            Store::Postgres(s) => s.profile_by_external_id(workspace, external_id),
         }
     }
 
@@ -317,6 +360,7 @@ impl Store {
     ) -> Result<Vec<ProfileView>, StoreError> {
         match self {
             Store::Embedded(s) => s.profiles_by_contact(workspace, contact),
+            Store::Postgres(s) => s.profiles_by_contact(workspace, contact),
         }
     }
 
@@ -324,6 +368,7 @@ impl Store {
     pub fn orphan_states(&self, workspace: WorkspaceId, contact: &Contact) -> Result<Vec<StateView>, StoreError> {
         match self {
             Store::Embedded(s) => s.orphan_states(workspace, contact),
+            Store::Postgres(s) => s.orphan_states(workspace, contact),
         }
     }
 
@@ -331,6 +376,7 @@ impl Store {
     pub fn change_records(&self, workspace: WorkspaceId) -> Result<Vec<ChangeRecord>, StoreError> {
         match self {
             Store::Embedded(s) => s.change_records(workspace),
+            Store::Postgres(s) => s.change_records(workspace),
         }
     }
 
@@ -338,6 +384,7 @@ impl Store {
     pub fn disk_space(&self) -> Result<u64, StoreError> {
         match self {
             Store::Embedded(s) => s.disk_space(),
+            Store::Postgres(s) => s.disk_space(),
         }
     }
 
@@ -345,6 +392,7 @@ impl Store {
     pub async fn close(&self) {
         match self {
             Store::Embedded(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
         }
     }
 }

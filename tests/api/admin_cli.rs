@@ -14,10 +14,9 @@ use consentry::domain::subscription::SubscriptionState::{Subscribed, Unsubscribe
 use consentry::store::{DatabaseLocation, Store, StoreOptions};
 use reqwest::StatusCode;
 use serde_json::json;
-use tempfile::TempDir;
 use uuid::Uuid;
 
-use crate::helpers::{assert_success, client, state_in, V2_PATH};
+use crate::helpers::{assert_success, client, embedded_only, state_in, StoreLocation, V2_PATH};
 
 const BIN: &str = env!("CARGO_BIN_EXE_consentry");
 
@@ -31,6 +30,8 @@ fn consentry() -> Command {
         "CONSENTRY_DURABILITY",
         "CONSENTRY_MAX_BATCH",
         "CONSENTRY_CACHE_MB",
+        "CONSENTRY_PG_POOL_SIZE",
+        "CONSENTRY_PG_STATEMENT_TIMEOUT_MS",
     ] {
         command.env_remove(var);
     }
@@ -92,7 +93,7 @@ pub(crate) fn cell<'a>(rows: &'a [Vec<String>], row: &'a [String], column: &str)
 
 #[test]
 fn workspaces_create_prints_only_the_new_id_and_list_shows_it() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
 
     let output = run(dir.path(), &["workspaces", "create", "acme"]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -105,7 +106,7 @@ fn workspaces_create_prints_only_the_new_id_and_list_shows_it() {
 
 #[test]
 fn keys_create_prints_only_the_key_and_list_never_shows_it() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     ok(dir.path(), &["workspaces", "create", "acme"]);
 
     let out = ok(
@@ -137,7 +138,7 @@ fn keys_create_prints_only_the_key_and_list_never_shows_it() {
 
 #[test]
 fn keys_create_records_the_ip_allowlist() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     ok(dir.path(), &["workspaces", "create", "acme"]);
 
     ok(
@@ -164,7 +165,7 @@ fn keys_create_records_the_ip_allowlist() {
 
 #[test]
 fn keys_revoke_marks_the_key_revoked() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     ok(dir.path(), &["workspaces", "create", "acme"]);
     ok(
         dir.path(),
@@ -183,7 +184,7 @@ fn keys_revoke_marks_the_key_revoked() {
 
 #[test]
 fn groups_create_prints_only_the_new_id_and_list_and_archive_work() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     ok(dir.path(), &["workspaces", "create", "acme"]);
 
     let id = only_uuid(&ok(
@@ -212,7 +213,7 @@ fn groups_create_prints_only_the_new_id_and_list_and_archive_work() {
 
 #[test]
 fn an_unknown_workspace_is_refused_naming_it() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     ok(dir.path(), &["workspaces", "create", "acme"]);
 
     for args in [
@@ -228,7 +229,7 @@ fn an_unknown_workspace_is_refused_naming_it() {
 
 #[test]
 fn an_unknown_permission_is_refused_naming_it() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     ok(dir.path(), &["workspaces", "create", "acme"]);
 
     let message =
@@ -240,7 +241,7 @@ fn an_unknown_permission_is_refused_naming_it() {
 
 #[test]
 fn a_key_without_permissions_is_refused() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     ok(dir.path(), &["workspaces", "create", "acme"]);
 
     let message = fails(dir.path(), &["keys", "create", "--workspace", "acme"]);
@@ -250,7 +251,7 @@ fn a_key_without_permissions_is_refused() {
 
 #[test]
 fn a_bad_cidr_is_refused_naming_it() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     ok(dir.path(), &["workspaces", "create", "acme"]);
 
     for bad in ["10.0.0.0/33", "not-an-ip", "300.1.1.1"] {
@@ -266,7 +267,7 @@ fn a_bad_cidr_is_refused_naming_it() {
 
 #[test]
 fn a_duplicate_group_name_is_refused_naming_it() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     ok(dir.path(), &["workspaces", "create", "acme"]);
     ok(dir.path(), &["groups", "create", "--workspace", "acme", "--name", "news", "--channel", "email"]);
 
@@ -278,7 +279,7 @@ fn a_duplicate_group_name_is_refused_naming_it() {
 
 #[test]
 fn a_duplicate_workspace_name_is_refused_naming_it() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     ok(dir.path(), &["workspaces", "create", "acme"]);
 
     let message = fails(dir.path(), &["workspaces", "create", "acme"]);
@@ -288,7 +289,7 @@ fn a_duplicate_workspace_name_is_refused_naming_it() {
 
 #[test]
 fn a_bad_channel_is_refused_naming_it() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     ok(dir.path(), &["workspaces", "create", "acme"]);
 
     let message = fails(dir.path(), &["groups", "create", "--workspace", "acme", "--name", "news", "--channel", "fax"]);
@@ -298,7 +299,7 @@ fn a_bad_channel_is_refused_naming_it() {
 
 #[test]
 fn revoking_or_archiving_an_unknown_id_is_refused_naming_it() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     ok(dir.path(), &["workspaces", "create", "acme"]);
     let unknown = Uuid::new_v4().to_string();
 
@@ -310,7 +311,7 @@ fn revoking_or_archiving_an_unknown_id_is_refused_naming_it() {
 
 #[test]
 fn the_database_environment_variable_works_like_the_flag() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
 
     let output =
         consentry().env("CONSENTRY_DATABASE_URL", dir.path()).args(["workspaces", "create", "acme"]).output().unwrap();
@@ -323,8 +324,8 @@ fn the_database_environment_variable_works_like_the_flag() {
 
 #[test]
 fn the_database_flag_beats_the_environment_variable() {
-    let flag_dir = TempDir::new().unwrap();
-    let env_dir = TempDir::new().unwrap();
+    let flag_dir = StoreLocation::new();
+    let env_dir = StoreLocation::new();
 
     let output = consentry()
         .env("CONSENTRY_DATABASE_URL", env_dir.path())
@@ -340,17 +341,25 @@ fn the_database_flag_beats_the_environment_variable() {
 }
 
 #[test]
-fn a_postgres_url_fails_with_a_clear_message() {
-    for url in ["postgres://x", "postgresql://user@localhost/consentry"] {
+fn an_unreachable_postgres_database_fails_with_a_clear_message_without_the_password() {
+    // Port 9 (discard) on loopback: nothing listens there, so the connection is refused at once.
+    for url in ["postgres://consentry:hunter2@127.0.0.1:9/consentry", "postgresql://user:hunter2@127.0.0.1:9/db"] {
         let output = consentry().args(["--database", url, "workspaces", "list"]).output().unwrap();
         assert!(!output.status.success());
         let message = stderr(&output);
-        assert!(message.contains("PostgreSQL"), "{url}: {message}");
-        assert!(message.contains("not available"), "{url}: {message}");
+        assert!(message.contains("cannot connect to PostgreSQL at 127.0.0.1:9/"), "{url}: {message}");
+        assert!(!message.contains("hunter2"), "{url}: the password leaked: {message}");
+        assert!(!message.contains("panicked"), "{url}: {message}");
 
         let output = consentry().env("CONSENTRY_DATABASE_URL", url).args(["workspaces", "list"]).output().unwrap();
         assert!(!output.status.success());
         assert!(stderr(&output).contains("PostgreSQL"), "{url}: {}", stderr(&output));
+
+        let output = consentry().args(["--database", url, "serve", "--listen", "127.0.0.1:0"]).output().unwrap();
+        assert!(!output.status.success());
+        let message = stderr(&output);
+        assert!(message.contains("cannot connect to PostgreSQL at 127.0.0.1:9/"), "serve {url}: {message}");
+        assert!(!message.contains("hunter2") && !message.contains("panicked"), "serve {url}: {message}");
     }
 }
 
@@ -524,6 +533,21 @@ fn bootstrap_key(stdout: &str) -> Option<String> {
     stdout.lines().find_map(|line| line.trim().strip_prefix("API key:").map(|k| k.trim().to_string()))
 }
 
+/// The store at a `--database` argument, as the binary reads it.
+fn location(path: &Path) -> DatabaseLocation {
+    DatabaseLocation::parse(path.to_str().expect("a UTF-8 location")).expect("a valid location")
+}
+
+/// Waits until a running server has taken in an admin command run beside it. On the embedded
+/// store the command went through the server's admin socket and took effect at once; on
+/// PostgreSQL it went to the database, which the server reads again every
+/// `consentry::server::CATALOG_REFRESH`.
+pub(crate) async fn settle() {
+    if !embedded_only() {
+        tokio::time::sleep(consentry::server::CATALOG_REFRESH * 2 + Duration::from_millis(200)).await;
+    }
+}
+
 pub(crate) async fn post(
     client: &reqwest::Client,
     server: &Server,
@@ -547,7 +571,7 @@ pub(crate) fn first_start_key(dir: &Path) -> String {
 
 #[tokio::test]
 async fn serve_prints_the_bootstrap_key_once_and_sigterm_exits_zero() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
 
     let mut first = Server::start(dir.path());
     let (status, out, err) = first.stop_with("TERM");
@@ -562,6 +586,7 @@ async fn serve_prints_the_bootstrap_key_once_and_sigterm_exits_zero() {
         dir.path(),
         &["groups", "create", "--workspace", "default", "--name", "news", "--channel", "email"],
     ));
+    settle().await;
     assert_success(post(&client(), &second, &key, &body(&group.to_string(), "subscribed", &["u"])).await).await;
     let (status, out, err) = second.stop_with("TERM");
     assert_eq!(status.code(), Some(0), "{err}");
@@ -570,7 +595,7 @@ async fn serve_prints_the_bootstrap_key_once_and_sigterm_exits_zero() {
 
 #[tokio::test]
 async fn admin_commands_run_through_a_running_server_and_take_effect_at_once() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     let key = first_start_key(dir.path());
     let mut server = Server::start(dir.path());
     let http = client();
@@ -580,6 +605,7 @@ async fn admin_commands_run_through_a_running_server_and_take_effect_at_once() {
         &["groups", "create", "--workspace", "default", "--name", "news", "--channel", "email"],
     ));
     let group = group.to_string();
+    settle().await;
     assert_success(post(&http, &server, &key, &body(&group, "subscribed", &["u1"])).await).await;
 
     let created = ok(
@@ -587,15 +613,18 @@ async fn admin_commands_run_through_a_running_server_and_take_effect_at_once() {
         &["keys", "create", "--workspace", "default", "--permission", "subscription.status.set", "--name", "ci"],
     );
     let new_key = only_uuid(&created).to_string();
+    settle().await;
     assert_success(post(&http, &server, &new_key, &body(&group, "subscribed", &["u2"])).await).await;
 
     let rows = table(&ok(dir.path(), &["keys", "list", "--workspace", "default"]));
     let id = cell(&rows, row(&rows, "name", "ci"), "id").to_string();
     ok(dir.path(), &["keys", "revoke", &id]);
+    settle().await;
     let response = post(&http, &server, &new_key, &body(&group, "subscribed", &["u3"])).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
     ok(dir.path(), &["groups", "archive", &group]);
+    settle().await;
     let response = post(&http, &server, &key, &body(&group, "unsubscribed", &["u1"])).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 
@@ -612,7 +641,10 @@ async fn admin_commands_run_through_a_running_server_and_take_effect_at_once() {
 
 #[test]
 fn a_second_server_on_the_same_store_refuses_to_start_with_a_clear_message() {
-    let dir = TempDir::new().unwrap();
+    if !embedded_only() {
+        return; // the lock of a data directory: PostgreSQL is shared by any number of servers
+    }
+    let dir = StoreLocation::new();
     let mut first = Server::start(dir.path());
 
     let output = consentry()
@@ -631,7 +663,7 @@ fn a_second_server_on_the_same_store_refuses_to_start_with_a_clear_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_right_after_a_burst_of_acknowledged_writes_loses_none_of_them() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     let key = first_start_key(dir.path());
     let group = only_uuid(&ok(
         dir.path(),
@@ -664,8 +696,7 @@ async fn kill_9_right_after_a_burst_of_acknowledged_writes_loses_none_of_them() 
     let (status, _, _) = server.stop_with("KILL");
     assert!(!status.success(), "the server was killed");
 
-    let store = Store::open(&DatabaseLocation::Embedded(dir.path().to_path_buf()), &StoreOptions::default())
-        .expect("the store opens after kill -9");
+    let store = Store::open(&location(dir.path()), &StoreOptions::default()).expect("the store opens after kill -9");
     let catalog = Catalog::load(store.clone()).expect("the catalog loads");
     let workspace = catalog.workspaces().into_iter().find(|w| w.name == "default").unwrap().id;
     let group = consentry::domain::ids::GroupId::parse(&group.to_string()).unwrap();
@@ -681,7 +712,7 @@ async fn kill_9_right_after_a_burst_of_acknowledged_writes_loses_none_of_them() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_burst_of_writes_exits_zero_and_keeps_every_acknowledged_write() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     let key = first_start_key(dir.path());
     let group = only_uuid(&ok(
         dir.path(),
@@ -717,7 +748,7 @@ async fn sigterm_during_a_burst_of_writes_exits_zero_and_keeps_every_acknowledge
     }
     assert!(!acknowledged.is_empty(), "the burst got some writes in");
 
-    let store = Store::open(&DatabaseLocation::Embedded(dir.path().to_path_buf()), &StoreOptions::default()).unwrap();
+    let store = Store::open(&location(dir.path()), &StoreOptions::default()).unwrap();
     let workspace =
         Catalog::load(store.clone()).unwrap().workspaces().into_iter().find(|w| w.name == "default").unwrap().id;
     let group = consentry::domain::ids::GroupId::parse(&group.to_string()).unwrap();

@@ -191,7 +191,8 @@ async fn a_graceful_shutdown_answers_in_flight_requests_and_keeps_every_acknowle
         }));
     }
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    app.shutdown().await;
+    // Kept until the end: the stopped store is read below.
+    let _stopped = app.shutdown().await;
 
     let mut acknowledged = 0;
     for task in tasks {

@@ -18,7 +18,7 @@ async fn a_group_created_by_another_process_is_served_after_a_reload() {
     let group = other_process.create_group(DEFAULT_WORKSPACE, "news", Channel::Email).expect("a group").id;
 
     assert_bad_request(app.post_v2(&by_external_ids(group, "subscribed", &["a"])).await).await;
-    app.catalog.reload().expect("the catalog reloads");
+    app.catalog.reload().await.expect("the catalog reloads");
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["a"])).await).await;
     app.shutdown().await;
 }
@@ -35,7 +35,7 @@ async fn a_key_revoked_by_another_process_stops_working_after_a_reload() {
     other_process.revoke_key(&key.id.to_string()).expect("the key is revoked");
 
     assert_success(app.post_v2_with_key(&secret, &by_external_ids(group, "subscribed", &["a"])).await).await;
-    app.catalog.reload().expect("the catalog reloads");
+    app.catalog.reload().await.expect("the catalog reloads");
     assert_error(
         app.post_v2_with_key(&secret, &by_external_ids(group, "subscribed", &["a"])).await,
         StatusCode::UNAUTHORIZED,
@@ -67,7 +67,7 @@ async fn a_reload_keeps_what_this_catalog_itself_changed() {
     let app = spawn_app().await;
     let group = app.create_group("news", Channel::Email);
 
-    app.catalog.reload().expect("the catalog reloads");
+    app.catalog.reload().await.expect("the catalog reloads");
 
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["a"])).await).await;
     app.shutdown().await;

@@ -1,6 +1,10 @@
-//! A real server per test: a fresh embedded store in its own temporary directory, bound to
-//! 127.0.0.1:0, driven over real HTTP. Until the read endpoints exist, tests read state through
-//! the store's own API.
+//! A real server per test: a fresh store, bound to 127.0.0.1:0, driven over real HTTP. Tests
+//! read state through the endpoints and, where no endpoint shows it, the store's own API.
+//!
+//! The store is chosen by `CONSENTRY_TEST_STORE`: `embedded` (the default: a temporary
+//! directory per test) or `postgres` (a database created per test on
+//! `CONSENTRY_TEST_DATABASE_URL`, by default `postgres://postgres@127.0.0.1:5432/test`, and
+//! dropped with the test's app). The same tests run against both stores.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,8 +45,135 @@ pub struct TestApp {
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The test's own PostgreSQL database, dropped with the app (PostgreSQL runs only).
+    _database: Option<TestDatabase>,
     // Declared last so that it is removed after everything that uses it.
     _dir: TempDir,
+}
+
+/// The data of a stopped test server, kept until this is dropped.
+pub struct StoppedApp {
+    _database: Option<TestDatabase>,
+    _dir: TempDir,
+}
+
+/// The store the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestStore {
+    /// The embedded store, in a temporary directory.
+    Embedded,
+    /// PostgreSQL, a database per test.
+    Postgres,
+}
+
+/// The store `CONSENTRY_TEST_STORE` asks for (`embedded` when unset).
+pub fn test_store() -> TestStore {
+    match std::env::var("CONSENTRY_TEST_STORE").as_deref() {
+        Err(_) | Ok("") | Ok("embedded") => TestStore::Embedded,
+        Ok("postgres") => TestStore::Postgres,
+        Ok(other) => panic!("CONSENTRY_TEST_STORE={other:?}: use embedded or postgres"),
+    }
+}
+
+/// Whether the suite runs against the embedded store. Tests of what only the embedded store
+/// has (its data directory, lock file, admin socket) return early otherwise.
+pub fn embedded_only() -> bool {
+    test_store() == TestStore::Embedded
+}
+
+/// The server every test database is created on.
+pub fn admin_database_url() -> String {
+    std::env::var("CONSENTRY_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A database of its own for one test: created fresh, dropped (with any connection still
+/// open to it) when this is dropped.
+pub struct TestDatabase {
+    /// Its name.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// Creates a database with a random name. Panics with a clear message when PostgreSQL is
+    /// not reachable: the PostgreSQL run was asked for explicitly, so it must not pass by
+    /// skipping.
+    pub fn create() -> TestDatabase {
+        let name = format!("consentry_t_{}", uuid::Uuid::new_v4().simple());
+        let admin = admin_database_url();
+        admin_statement(&admin, format!("CREATE DATABASE {name}")).unwrap_or_else(|e| {
+            panic!(
+                "CONSENTRY_TEST_STORE=postgres but the test database cannot be created on {}: {e} \
+                 (set CONSENTRY_TEST_DATABASE_URL, or start PostgreSQL)",
+                redacted(&admin)
+            )
+        });
+        let url = with_database(&admin, &name);
+        TestDatabase { name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Best effort: a database left behind by a crashed run costs only disk space.
+        let _ = admin_statement(&admin_database_url(), format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let mut parsed = reqwest::Url::parse(url).expect("a valid CONSENTRY_TEST_DATABASE_URL");
+    parsed.set_path(&format!("/{name}"));
+    parsed.to_string()
+}
+
+/// `url` without its password, for messages.
+fn redacted(url: &str) -> String {
+    let mut parsed = match reqwest::Url::parse(url) {
+        Ok(parsed) => parsed,
+        Err(_) => return "(an invalid URL)".into(),
+    };
+    let _ = parsed.set_password(None);
+    parsed.to_string()
+}
+
+/// Runs one statement on `url` from a thread of its own (a test may be inside a
+/// current-thread runtime, where blocking on a future is not allowed).
+pub fn admin_statement(url: &str, sql: String) -> Result<(), String> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        runtime.block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.map_err(|e| {
+                format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default())
+            })?;
+            let driver = tokio::spawn(connection);
+            let result = client.batch_execute(&sql).await.map_err(|e| e.to_string());
+            drop(client);
+            let _ = driver.await;
+            result
+        })
+    })
+    .join()
+    .map_err(|_| "the thread panicked".to_string())?
+}
+
+/// Settings for a fresh store of the kind the suite runs against, in `dir` or in a new
+/// database (returned, to be kept alive as long as the server).
+pub fn test_settings_on(store: TestStore, dir: &std::path::Path) -> (Settings, Option<TestDatabase>) {
+    let mut settings = Settings::for_tests(dir);
+    let database = match store {
+        TestStore::Embedded => None,
+        TestStore::Postgres => {
+            let database = TestDatabase::create();
+            settings.database = consentry::store::DatabaseLocation::Postgres(database.url.clone());
+            // Tests run side by side on two cores: a few connections each is plenty.
+            settings.store.pg_pool_size = 4;
+            Some(database)
+        }
+    };
+    (settings, database)
 }
 
 /// Starts a server on a fresh store.
@@ -52,8 +183,13 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server on a fresh store, with the test settings changed by `configure`.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on(test_store(), configure).await
+}
+
+/// Starts a server on a fresh store of kind `store`, whatever the suite runs against.
+pub async fn spawn_app_on(store: TestStore, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut settings = Settings::for_tests(dir.path());
+    let (mut settings, database) = test_settings_on(store, dir.path());
     configure(&mut settings);
     let app = Application::build(settings).await.expect("the server builds");
     let key = app.bootstrap_key().expect("an empty store creates a bootstrap key").1.clone();
@@ -80,6 +216,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         client: client(),
         shutdown: Some(tx),
         server: Some(server),
+        _database: database,
         _dir: dir,
     }
 }
@@ -90,14 +227,17 @@ pub fn client() -> reqwest::Client {
 }
 
 impl TestApp {
-    /// Stops the server gracefully and waits until it has drained its writer.
-    pub async fn shutdown(mut self) {
+    /// Stops the server gracefully and waits until it has drained its writer. The returned
+    /// guard keeps the stopped store's data (directory or database) for as long as the test
+    /// holds it, for reading what the server left behind.
+    pub async fn shutdown(mut self) -> StoppedApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(server) = self.server.take() {
             server.await.expect("the server task does not panic").expect("the server stops cleanly");
         }
+        StoppedApp { _database: self._database.take(), _dir: self._dir }
     }
 
     /// The full URL of `path`.
@@ -375,5 +515,33 @@ impl TestApp {
         self.catalog
             .set_rate_limit(DEFAULT_WORKSPACE, bucket, requests, Some(window_seconds))
             .expect("the limit is set");
+    }
+}
+
+/// Where a test that runs the real binary keeps its store: a temporary directory, or in the
+/// PostgreSQL pass a database of its own. `path()` is what goes after `--database` (for
+/// PostgreSQL, the URL, carried as a path so that the tests read the same for both stores).
+pub struct StoreLocation {
+    path: std::path::PathBuf,
+    _database: Option<TestDatabase>,
+    _dir: TempDir,
+}
+
+impl StoreLocation {
+    /// A fresh, empty store location of the kind the suite runs against.
+    pub fn new() -> StoreLocation {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        match test_store() {
+            TestStore::Embedded => StoreLocation { path: dir.path().to_path_buf(), _database: None, _dir: dir },
+            TestStore::Postgres => {
+                let database = TestDatabase::create();
+                StoreLocation { path: database.url.clone().into(), _database: Some(database), _dir: dir }
+            }
+        }
+    }
+
+    /// The `--database` argument.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
     }
 }

@@ -16,12 +16,11 @@ use consentry::domain::time::Timestamp;
 use consentry::ratelimit::{MemoryLimiter, RateLimiter};
 use reqwest::StatusCode;
 use serde_json::json;
-use tempfile::TempDir;
 
-use crate::admin_cli::{body, cell, fails, first_start_key, ok, only_uuid, post, row, table, Server};
+use crate::admin_cli::{body, cell, fails, first_start_key, ok, only_uuid, post, row, settle, table, Server};
 use crate::helpers::{
     assert_bad_request, assert_error, assert_success, by_external_ids, client, now_secs, rate_limit_headers, spawn_app,
-    status_and_json, V2_PATH,
+    status_and_json, StoreLocation, V2_PATH,
 };
 
 const DAY: u64 = 86_400;
@@ -294,7 +293,7 @@ async fn a_raised_limit_takes_effect_on_the_next_request() {
 
 #[test]
 fn set_limit_on_a_store_no_server_holds_is_stored_and_listed() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     ok(dir.path(), &["workspaces", "create", "acme"]);
     ok(dir.path(), &["workspaces", "create", "other"]);
 
@@ -325,7 +324,7 @@ fn set_limit_on_a_store_no_server_holds_is_stored_and_listed() {
 
 #[tokio::test]
 async fn set_limit_through_a_running_server_applies_at_once_and_is_persisted() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     let key = first_start_key(dir.path());
     let group = only_uuid(&ok(
         dir.path(),
@@ -340,6 +339,7 @@ async fn set_limit_through_a_running_server_applies_at_once_and_is_persisted() {
     assert_success(before).await;
 
     ok(dir.path(), &["workspaces", "set-limit", "default", "set", "1", "--window-seconds", "86400"]);
+    settle().await;
     let first = post(&http, &server, &key, &body(&group, "subscribed", &["u2"])).await;
     assert_eq!(rate_limit_headers(&first).map(|(l, r, _)| (l, r)), Some((1, 0)));
     assert_success(first).await;
@@ -357,7 +357,7 @@ async fn set_limit_through_a_running_server_applies_at_once_and_is_persisted() {
 
 #[test]
 fn set_limit_refuses_bad_input_naming_the_value() {
-    let dir = TempDir::new().unwrap();
+    let dir = StoreLocation::new();
     ok(dir.path(), &["workspaces", "create", "acme"]);
 
     let message = fails(dir.path(), &["workspaces", "set-limit", "acme", "sett", "5"]);

@@ -1,0 +1,83 @@
+//! The catalog (workspaces, keys, groups) in PostgreSQL: the same serde JSON the embedded store
+//! keeps, one row per item, read whole at start-up.
+
+use tokio_postgres::IsolationLevel;
+
+use super::retry::{self, BoxFuture, TxError};
+use super::PostgresStore;
+use crate::domain::catalog::{ApiKey, Group, Workspace};
+use crate::store::{CatalogData, StoreError};
+
+const WORKSPACE: i16 = 1;
+const API_KEY: i16 = 2;
+const GROUP: i16 = 3;
+
+impl PostgresStore {
+    /// See [`crate::store::Store::load_catalog`].
+    pub fn load_catalog(&self) -> Result<CatalogData, StoreError> {
+        self.blocking(|client| Box::pin(async move { read_catalog(&*client).await }))
+    }
+
+    /// See [`crate::store::Store::read_catalog`]: the same on a pooled connection.
+    pub async fn read_catalog(&self) -> Result<CatalogData, StoreError> {
+        let client = self.client().await?;
+        read_catalog(&**client).await
+    }
+
+    /// See [`crate::store::Store::put_workspace`].
+    pub fn put_workspace(&self, workspace: &Workspace) -> Result<(), StoreError> {
+        self.put(WORKSPACE, workspace.id.0, serde_json::to_string(workspace))
+    }
+
+    /// See [`crate::store::Store::put_api_key`].
+    pub fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.put(API_KEY, key.id.0, serde_json::to_string(key))
+    }
+
+    /// See [`crate::store::Store::put_group`].
+    pub fn put_group(&self, group: &Group) -> Result<(), StoreError> {
+        self.put(GROUP, group.id.0, serde_json::to_string(group))
+    }
+
+    fn put(&self, kind: i16, id: uuid::Uuid, body: serde_json::Result<String>) -> Result<(), StoreError> {
+        let body = body.map_err(|e| StoreError::Engine(e.to_string()))?;
+        self.blocking(move |client| {
+            Box::pin(async move {
+                retry::transaction(client, IsolationLevel::Serializable, &(kind, id, body), upsert).await
+            })
+        })
+    }
+}
+
+/// The whole catalog, in one statement.
+async fn read_catalog(client: &impl tokio_postgres::GenericClient) -> Result<CatalogData, StoreError> {
+    let rows =
+        client.query("SELECT kind, body FROM catalog ORDER BY kind, id", &[]).await.map_err(|e| retry::db_error(&e))?;
+    let mut data = CatalogData::default();
+    for row in rows {
+        let body: &str = row.get(1);
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt { what: "catalog", detail: e.to_string() };
+        match row.get::<_, i16>(0) {
+            WORKSPACE => data.workspaces.push(serde_json::from_str(body).map_err(corrupt)?),
+            API_KEY => data.api_keys.push(serde_json::from_str(body).map_err(corrupt)?),
+            GROUP => data.groups.push(serde_json::from_str(body).map_err(corrupt)?),
+            other => return Err(StoreError::Corrupt { what: "catalog", detail: format!("unknown kind {other}") }),
+        }
+    }
+    Ok(data)
+}
+
+fn upsert<'c>(
+    tx: &'c tokio_postgres::Transaction<'_>,
+    item: &'c (i16, uuid::Uuid, String),
+) -> BoxFuture<'c, Result<(), TxError>> {
+    Box::pin(async move {
+        tx.execute(
+            "INSERT INTO catalog (kind, id, body) VALUES ($1, $2, $3) \
+             ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
+            &[&item.0, &item.1, &item.2],
+        )
+        .await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,224 @@
+//! The PostgreSQL store: the same operations as the embedded store, on a database that any
+//! number of server processes may share.
+//!
+//! Every write is one SERIALIZABLE transaction through [`retry::transaction`]: it fetches the
+//! facts the domain planner needs, calls the planner (the rules live there, once), and writes
+//! the plan with one batched statement per table. Nothing is cached between requests, so
+//! several nodes stay consistent through the database alone. The SQL is written for
+//! CockroachDB and YugabyteDB too (see `ARCHITECTURE.md`, "Must hold").
+//!
+//! The seam's synchronous methods (the catalog, and the reads tests use) may be called from
+//! inside a Tokio runtime, even a current-thread one, where blocking on a future panics. They
+//! therefore run on a short-lived thread of their own, with its own current-thread runtime and
+//! its own connection (the pool's connections are driven by tasks of the main runtime, which
+//! that thread cannot use). They are rare (catalog changes) or test-only, so the connection
+//! per call costs nothing that matters.
+
+pub mod catalog;
+pub mod migrations;
+pub mod read;
+pub mod retry;
+pub mod write;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::{Client, NoTls};
+
+use self::retry::BoxFuture;
+use super::{StoreError, StoreOptions};
+use crate::domain::change::Contact;
+use crate::domain::subscription::SubscriptionState;
+
+/// The PostgreSQL store. Cloning is cheap: clones share the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    /// For the side connections of the synchronous methods.
+    config: tokio_postgres::Config,
+    orphan_retention: Duration,
+    closed: AtomicBool,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url`, applies the migrations it lacks and sets up the pool
+    /// (whose connections open on first use, on the runtime that uses them).
+    pub fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let config = connection_config(url, options)?;
+        apply_migrations(&config)?;
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(options.pg_pool_size.max(1))
+            .build()
+            .map_err(|e| StoreError::Open(format!("cannot create the PostgreSQL pool: {e}")))?;
+        Ok(PostgresStore {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                orphan_retention: options.orphan_retention,
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// A pooled connection, unless the store is closed.
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(StoreError::ShuttingDown);
+        }
+        self.inner.pool.get().await.map_err(|e| StoreError::Engine(format!("no PostgreSQL connection: {e}")))
+    }
+
+    /// Runs `work` on a side connection, synchronously (see the module's documentation).
+    fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    {
+        blocking(&self.inner.config, work)
+    }
+
+    /// Stops taking work and closes the pool.
+    pub async fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.pool.close();
+    }
+
+    /// Bytes the database occupies.
+    pub fn disk_space(&self) -> Result<u64, StoreError> {
+        self.blocking(|client| {
+            Box::pin(async move {
+                let row = client
+                    .query_one("SELECT pg_database_size(current_database())", &[])
+                    .await
+                    .map_err(|e| retry::db_error(&e))?;
+                Ok(row.get::<_, i64>(0).max(0) as u64)
+            })
+        })
+    }
+}
+
+/// The connection settings of `url` with the options' statement timeout: what the pool and
+/// the side connections connect with.
+pub fn connection_config(url: &str, options: &StoreOptions) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config =
+        url.parse().map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {e}")))?;
+    // The server-side limit of one statement, so that a stuck query frees its connection.
+    let timeout_ms = options.pg_statement_timeout.as_millis().max(1);
+    config.options(format!("-c statement_timeout={timeout_ms}"));
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    Ok(config)
+}
+
+/// Applies the pending migrations; an unreachable database is reported with where it was
+/// looked for (never the password) and why.
+fn apply_migrations(config: &tokio_postgres::Config) -> Result<Vec<i32>, StoreError> {
+    let target = describe(config);
+    blocking(config, |client| Box::pin(migrations::apply(client))).map_err(|e| match e {
+        StoreError::Open(message) if message.starts_with(CANNOT_CONNECT) => {
+            StoreError::Open(format!("cannot connect to PostgreSQL at {target}: {}", &message[CANNOT_CONNECT.len()..]))
+        }
+        other => other,
+    })
+}
+
+/// Applies the pending migrations of the database at `url` (`consentry migrate`); returns the
+/// versions applied.
+pub fn migrate(url: &str, options: &StoreOptions) -> Result<Vec<i32>, StoreError> {
+    apply_migrations(&connection_config(url, options)?)
+}
+
+/// How [`blocking`] begins the message of a failed connection.
+const CANNOT_CONNECT: &str = "cannot connect: ";
+
+/// Runs `work` on a new connection made from `config`, on a thread of its own with its own
+/// runtime, and waits for it.
+fn blocking<T, F>(config: &tokio_postgres::Config, work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+{
+    let config = config.clone();
+    let thread = std::thread::Builder::new()
+        .name("consentry-pg-sync".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| StoreError::Engine(format!("cannot start a runtime: {e}")))?;
+            runtime.block_on(async move {
+                let (mut client, connection) = config
+                    .connect(NoTls)
+                    .await
+                    .map_err(|e| StoreError::Open(format!("{CANNOT_CONNECT}{}", connect_reason(&e))))?;
+                let driver = tokio::spawn(connection);
+                let result = work(&mut client).await;
+                drop(client);
+                let _ = driver.await;
+                result
+            })
+        })
+        .map_err(|e| StoreError::Engine(format!("cannot start a thread: {e}")))?;
+    thread.join().map_err(|_| StoreError::Engine("a PostgreSQL side thread panicked".into()))?
+}
+
+/// Why a connection failed, with its cause (the driver's own text says only "error connecting").
+fn connect_reason(err: &tokio_postgres::Error) -> String {
+    use std::error::Error as _;
+    match err.source() {
+        Some(source) => format!("{err}: {source}"),
+        None => err.to_string(),
+    }
+}
+
+/// `host:port/database` of a config, for messages: never its password.
+pub fn describe(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().or(config.get_user()).unwrap_or("postgres"))
+}
+
+/// A state as stored.
+fn state_code(state: SubscriptionState) -> i16 {
+    match state {
+        SubscriptionState::Subscribed => 1,
+        SubscriptionState::Unsubscribed => 2,
+    }
+}
+
+/// A stored state code.
+fn state_from(code: i16) -> Result<SubscriptionState, StoreError> {
+    match code {
+        1 => Ok(SubscriptionState::Subscribed),
+        2 => Ok(SubscriptionState::Unsubscribed),
+        other => Err(StoreError::Corrupt { what: "state", detail: format!("state code {other}") }),
+    }
+}
+
+/// Contact kinds as `orphans.kind` and `changes.subject_kind` store them.
+const EMAIL: i16 = 1;
+const PHONE: i16 = 2;
+/// `changes.subject_kind` of a profile subject and of an erased one.
+const SUBJECT_PROFILE: i16 = 0;
+const SUBJECT_ERASED: i16 = 3;
+
+/// The stored kind of a contact.
+fn contact_kind(contact: &Contact) -> i16 {
+    match contact {
+        Contact::Email(_) => EMAIL,
+        Contact::Phone(_) => PHONE,
+    }
+}

@@ -1,0 +1,270 @@
+//! Reads: profiles with their states, the carriers and orphaned states of emails and phones,
+//! and the change records. Each profile read is one statement (one snapshot) joining the
+//! profiles with their states; results come in the embedded store's orders (profiles by
+//! internal id, states by group id, change records by id), UUIDs comparing bytewise in both.
+
+use std::collections::HashMap;
+
+use tokio_postgres::{GenericClient, IsolationLevel, Row};
+use uuid::Uuid;
+
+use super::retry::{self, BoxFuture, TxError};
+use super::{contact_kind, state_from, PostgresStore, EMAIL, PHONE, SUBJECT_ERASED, SUBJECT_PROFILE};
+use crate::domain::change::{ChangeRecord, ChangeSource, Contact, Endpoint, Subject};
+use crate::domain::identifiers::{Email, ExternalId, Phone};
+use crate::domain::ids::{ApiKeyId, ChangeId, GroupId, ProfileId, RequestId, WorkspaceId};
+use crate::domain::time::Timestamp;
+use crate::store::{ContactView, ProfileView, StateView, StoreError};
+
+const PROFILE_COLUMNS: &str = "p.profile_id, p.external_id, p.email, p.phone, s.group_id, s.state, s.updated_at";
+const STATES_JOIN: &str = "LEFT JOIN states s ON s.workspace_id = p.workspace_id AND s.profile_id = p.profile_id";
+
+/// Rows of [`PROFILE_COLUMNS`] (ordered by profile id, then group id) as profile views.
+fn profile_views(rows: &[Row]) -> Result<Vec<ProfileView>, StoreError> {
+    let mut out: Vec<ProfileView> = Vec::new();
+    for row in rows {
+        let id = ProfileId(row.get(0));
+        if out.last().is_none_or(|last| last.id != id) {
+            out.push(ProfileView {
+                id,
+                external_id: Some(row.get(1)),
+                email: row.get(2),
+                phone: row.get(3),
+                states: Vec::new(),
+            });
+        }
+        if let Some(group) = row.get::<_, Option<Uuid>>(4) {
+            let view = StateView {
+                group_id: GroupId(group),
+                state: state_from(row.get(5))?,
+                updated_at: Timestamp(row.get(6)),
+            };
+            out.last_mut().expect("pushed above").states.push(view);
+        }
+    }
+    Ok(out)
+}
+
+/// The profiles of `external_ids` that exist, with their states, by profile id.
+pub async fn profiles_by_external_ids(
+    client: &impl GenericClient,
+    ws: WorkspaceId,
+    external_ids: &[&str],
+) -> Result<Vec<ProfileView>, TxError> {
+    let sql = format!(
+        "SELECT {PROFILE_COLUMNS} FROM profiles p {STATES_JOIN} \
+         WHERE p.workspace_id = $1 AND p.external_id = ANY($2) ORDER BY p.profile_id, s.group_id"
+    );
+    let rows = client.query(&sql, &[&ws.0, &external_ids]).await?;
+    Ok(profile_views(&rows)?)
+}
+
+/// The profiles carrying any of `identifiers` (emails when `kind` is email, else phones).
+pub async fn carriers(
+    client: &impl GenericClient,
+    ws: WorkspaceId,
+    kind: i16,
+    identifiers: &[&str],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let column = if kind == EMAIL { "email" } else { "phone" };
+    let sql = format!(
+        "SELECT {PROFILE_COLUMNS} FROM profiles p {STATES_JOIN} \
+         WHERE p.workspace_id = $1 AND p.{column} = ANY($2) ORDER BY p.profile_id, s.group_id"
+    );
+    client.query(&sql, &[&ws.0, &identifiers]).await
+}
+
+/// The orphaned states of `identifiers` of `kind`: (identifier, state), by identifier then group.
+pub async fn orphans(
+    client: &impl GenericClient,
+    ws: WorkspaceId,
+    kind: i16,
+    identifiers: &[&str],
+) -> Result<Vec<(String, StateView)>, TxError> {
+    let rows = client
+        .query(
+            "SELECT identifier, group_id, state, updated_at FROM orphans \
+             WHERE workspace_id = $1 AND kind = $2 AND identifier = ANY($3) ORDER BY identifier, group_id",
+            &[&ws.0, &kind, &identifiers],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let view = StateView {
+            group_id: GroupId(row.get(1)),
+            state: state_from(row.get(2))?,
+            updated_at: Timestamp(row.get(3)),
+        };
+        out.push((row.get(0), view));
+    }
+    Ok(out)
+}
+
+/// What is known of each contact: carriers, else orphaned states.
+async fn contact_views(
+    client: &impl GenericClient,
+    ws: WorkspaceId,
+    contacts: &[Contact],
+) -> Result<Vec<ContactView>, TxError> {
+    let mut carried: HashMap<(i16, String), Vec<ProfileView>> = HashMap::new();
+    let mut orphaned: HashMap<(i16, String), Vec<StateView>> = HashMap::new();
+    for kind in [EMAIL, PHONE] {
+        let asked: Vec<&str> = contacts.iter().filter(|c| contact_kind(c) == kind).map(Contact::as_str).collect();
+        if asked.is_empty() {
+            continue;
+        }
+        let rows = carriers(client, ws, kind, &asked).await?;
+        for view in profile_views(&rows)? {
+            let text = if kind == EMAIL { view.email.clone() } else { view.phone.clone() };
+            carried.entry((kind, text.unwrap_or_default())).or_default().push(view);
+        }
+        let lonely: Vec<&str> = asked.into_iter().filter(|a| !carried.contains_key(&(kind, a.to_string()))).collect();
+        if !lonely.is_empty() {
+            for (identifier, view) in orphans(client, ws, kind, &lonely).await? {
+                orphaned.entry((kind, identifier)).or_default().push(view);
+            }
+        }
+    }
+    Ok(contacts
+        .iter()
+        .map(|contact| {
+            let key = (contact_kind(contact), contact.as_str().to_string());
+            ContactView {
+                carriers: carried.get(&key).cloned().unwrap_or_default(),
+                orphans: orphaned.get(&key).cloned().unwrap_or_default(),
+            }
+        })
+        .collect())
+}
+
+fn read_contacts_attempt<'c>(
+    tx: &'c tokio_postgres::Transaction<'_>,
+    (ws, contacts): &'c (WorkspaceId, Vec<Contact>),
+) -> BoxFuture<'c, Result<Vec<ContactView>, TxError>> {
+    Box::pin(contact_views(tx, *ws, contacts))
+}
+
+/// All of a workspace's change records, by id.
+async fn changes(client: &impl GenericClient, ws: WorkspaceId) -> Result<Vec<ChangeRecord>, TxError> {
+    let rows = client
+        .query(
+            "SELECT change_id, at, group_id, subject_kind, profile_id, identifier, old_state, new_state, \
+             api_key_id, endpoint, request_id, use_double_opt_in_logic \
+             FROM changes WHERE workspace_id = $1 ORDER BY change_id",
+            &[&ws.0],
+        )
+        .await?;
+    let corrupt = |detail: String| TxError::Store(StoreError::Corrupt { what: "change record", detail });
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let identifier: Option<String> = row.get(5);
+        let subject = match row.get::<_, i16>(3) {
+            SUBJECT_PROFILE => Subject::Profile(ProfileId(
+                row.get::<_, Option<Uuid>>(4).ok_or_else(|| corrupt("profile subject without a profile".into()))?,
+            )),
+            EMAIL => Subject::Orphan(Contact::Email(
+                Email::parse(&identifier.unwrap_or_default()).map_err(|e| corrupt(e.to_string()))?,
+            )),
+            PHONE => Subject::Orphan(Contact::Phone(
+                Phone::parse(&identifier.unwrap_or_default()).map_err(|e| corrupt(e.to_string()))?,
+            )),
+            SUBJECT_ERASED => Subject::Erased,
+            other => return Err(corrupt(format!("subject kind {other}"))),
+        };
+        let endpoint = u8::try_from(row.get::<_, i16>(9)).ok().and_then(Endpoint::from_code);
+        out.push(ChangeRecord {
+            id: ChangeId(row.get(0)),
+            at: Timestamp(row.get(1)),
+            workspace_id: ws,
+            group_id: GroupId(row.get(2)),
+            subject,
+            old: row.get::<_, Option<i16>>(6).map(state_from).transpose()?,
+            new: state_from(row.get(7))?,
+            source: ChangeSource {
+                api_key_id: ApiKeyId(row.get(8)),
+                endpoint: endpoint.ok_or_else(|| corrupt("endpoint".into()))?,
+                request_id: RequestId(row.get(10)),
+            },
+            use_double_opt_in_logic: row.get(11),
+        });
+    }
+    Ok(out)
+}
+
+impl PostgresStore {
+    /// See [`crate::store::Store::read_profiles`].
+    pub async fn read_profiles(
+        &self,
+        ws: WorkspaceId,
+        external_ids: &[&ExternalId],
+    ) -> Result<Vec<Option<ProfileView>>, StoreError> {
+        let client = self.client().await?;
+        let asked: Vec<&str> = external_ids.iter().map(|id| id.as_str()).collect();
+        let found = profiles_by_external_ids(&**client, ws, &asked).await.map_err(TxError::into_store_error)?;
+        Ok(asked.iter().map(|id| found.iter().find(|p| p.external_id.as_deref() == Some(*id)).cloned()).collect())
+    }
+
+    /// See [`crate::store::Store::read_contacts`].
+    pub async fn read_contacts(&self, ws: WorkspaceId, contacts: &[&Contact]) -> Result<Vec<ContactView>, StoreError> {
+        let mut client = self.client().await?;
+        let data = (ws, contacts.iter().map(|c| (*c).clone()).collect::<Vec<_>>());
+        retry::transaction(&mut client, IsolationLevel::RepeatableRead, &data, read_contacts_attempt).await
+    }
+
+    /// See [`crate::store::Store::profile_by_external_id`].
+    pub fn profile_by_external_id(
+        &self,
+        ws: WorkspaceId,
+        external_id: &str,
+    ) -> Result<Option<ProfileView>, StoreError> {
+        let external_id = external_id.to_string();
+        self.blocking(move |client| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {PROFILE_COLUMNS} FROM profiles p {STATES_JOIN} \
+                     WHERE p.workspace_id = $1 AND p.external_id = $2 ORDER BY p.profile_id, s.group_id"
+                );
+                let rows = client.query(&sql, &[&ws.0, &external_id]).await.map_err(|e| retry::db_error(&e))?;
+                Ok(profile_views(&rows)?.into_iter().next())
+            })
+        })
+    }
+
+    /// See [`crate::store::Store::profiles_by_contact`].
+    pub fn profiles_by_contact(&self, ws: WorkspaceId, contact: &Contact) -> Result<Vec<ProfileView>, StoreError> {
+        let contact = contact.clone();
+        self.blocking(move |client| {
+            Box::pin(async move {
+                let rows = carriers(&*client, ws, contact_kind(&contact), &[contact.as_str()])
+                    .await
+                    .map_err(|e| retry::db_error(&e))?;
+                profile_views(&rows)
+            })
+        })
+    }
+
+    /// See [`crate::store::Store::orphan_states`].
+    pub fn orphan_states(&self, ws: WorkspaceId, contact: &Contact) -> Result<Vec<StateView>, StoreError> {
+        let contact = contact.clone();
+        self.blocking(move |client| {
+            Box::pin(async move {
+                let found = orphans(&*client, ws, contact_kind(&contact), &[contact.as_str()])
+                    .await
+                    .map_err(TxError::into_store_error)?;
+                Ok(found.into_iter().map(|(_, view)| view).collect())
+            })
+        })
+    }
+
+    /// See [`crate::store::Store::change_records`].
+    pub fn change_records(&self, ws: WorkspaceId) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.blocking(move |client| {
+            Box::pin(async move { changes(&*client, ws).await.map_err(TxError::into_store_error) })
+        })
+    }
+}
+
+/// A profile view as the track planner takes it.
+pub fn profile_snapshot(view: ProfileView) -> crate::domain::track::ProfileSnapshot {
+    crate::domain::track::ProfileSnapshot { id: view.id, email: view.email, phone: view.phone, states: view.states }
+}

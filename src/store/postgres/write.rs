@@ -1,0 +1,529 @@
+//! Writes: each one SERIALIZABLE transaction through [`retry::transaction`] that fetches the
+//! facts, lets the domain planner decide, and writes the plan with one batched statement per
+//! table (`INSERT ... SELECT FROM UNNEST(...) ON CONFLICT ...`). The write time and every id
+//! are chosen again on each attempt, so a retried attempt is a fresh one.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use tokio_postgres::{IsolationLevel, Transaction};
+use uuid::Uuid;
+
+use super::read::{self, profile_snapshot};
+use super::retry::{self, BoxFuture, TxError};
+use super::{contact_kind, state_code, PostgresStore, EMAIL, PHONE, SUBJECT_ERASED, SUBJECT_PROFILE};
+use crate::domain::change::{ChangeRecord, Contact, Subject};
+use crate::domain::identifiers::ExternalId;
+use crate::domain::ids::{ProfileId, WorkspaceId};
+use crate::domain::plan::{self, Known, Origin};
+use crate::domain::set_status::SetStatusCommand;
+use crate::domain::subscription::SubscriptionState;
+use crate::domain::time::Timestamp;
+use crate::domain::track::{self, TrackCommand, TrackKnown};
+use crate::store::{Applied, ProfileImport, StoreError};
+
+/// Inserts new profiles `(id, external id, email, phone)`; a row that another transaction
+/// inserted first fails the attempt so that the next one reads it.
+async fn insert_profiles(
+    tx: &Transaction<'_>,
+    ws: WorkspaceId,
+    rows: &[(Uuid, &str, Option<&str>, Option<&str>)],
+) -> Result<(), TxError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let external_ids: Vec<&str> = rows.iter().map(|r| r.1).collect();
+    let emails: Vec<Option<&str>> = rows.iter().map(|r| r.2).collect();
+    let phones: Vec<Option<&str>> = rows.iter().map(|r| r.3).collect();
+    let inserted = tx
+        .execute(
+            "INSERT INTO profiles (workspace_id, profile_id, external_id, email, phone) \
+             SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
+            &[&ws.0, &ids, &external_ids, &emails, &phones],
+        )
+        .await?;
+    if inserted as usize != rows.len() {
+        return Err(TxError::Conflict("a new profile's external id"));
+    }
+    Ok(())
+}
+
+/// Sets the email and phone of existing profiles `(id, email, phone)`.
+async fn update_profiles(
+    tx: &Transaction<'_>,
+    ws: WorkspaceId,
+    rows: &[(Uuid, Option<&str>, Option<&str>)],
+) -> Result<(), TxError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let emails: Vec<Option<&str>> = rows.iter().map(|r| r.1).collect();
+    let phones: Vec<Option<&str>> = rows.iter().map(|r| r.2).collect();
+    tx.execute(
+        "UPDATE profiles p SET email = u.email, phone = u.phone \
+         FROM UNNEST($2::uuid[], $3::text[], $4::text[]) AS u(profile_id, email, phone) \
+         WHERE p.workspace_id = $1 AND p.profile_id = u.profile_id",
+        &[&ws.0, &ids, &emails, &phones],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Upserts profile states `(profile, group, state)` at `at`; each key once (the planner's
+/// output is deduplicated, and ON CONFLICT may not touch a row twice in one statement).
+async fn upsert_states(
+    tx: &Transaction<'_>,
+    ws: WorkspaceId,
+    rows: &[(Uuid, Uuid, SubscriptionState, Timestamp)],
+) -> Result<(), TxError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let profiles: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let groups: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
+    let states: Vec<i16> = rows.iter().map(|r| state_code(r.2)).collect();
+    let times: Vec<i64> = rows.iter().map(|r| r.3 .0).collect();
+    tx.execute(
+        "INSERT INTO states (workspace_id, profile_id, group_id, state, updated_at) \
+         SELECT $1, * FROM UNNEST($2::uuid[], $3::uuid[], $4::int2[], $5::int8[]) \
+         ON CONFLICT (workspace_id, profile_id, group_id) \
+         DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+        &[&ws.0, &profiles, &groups, &states, &times],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Stores change records.
+async fn insert_changes(tx: &Transaction<'_>, ws: WorkspaceId, changes: &[ChangeRecord]) -> Result<(), TxError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(changes.len());
+    let mut ats = Vec::with_capacity(changes.len());
+    let mut groups = Vec::with_capacity(changes.len());
+    let mut kinds = Vec::with_capacity(changes.len());
+    let mut profiles: Vec<Option<Uuid>> = Vec::with_capacity(changes.len());
+    let mut identifiers: Vec<Option<&str>> = Vec::with_capacity(changes.len());
+    let mut olds: Vec<Option<i16>> = Vec::with_capacity(changes.len());
+    let mut news = Vec::with_capacity(changes.len());
+    let mut keys = Vec::with_capacity(changes.len());
+    let mut endpoints = Vec::with_capacity(changes.len());
+    let mut requests = Vec::with_capacity(changes.len());
+    let mut double_opt_ins = Vec::with_capacity(changes.len());
+    for change in changes {
+        ids.push(change.id.0);
+        ats.push(change.at.0);
+        groups.push(change.group_id.0);
+        let (kind, profile, identifier) = match &change.subject {
+            Subject::Profile(id) => (SUBJECT_PROFILE, Some(id.0), None),
+            Subject::Orphan(contact) => (contact_kind(contact), None, Some(contact.as_str())),
+            Subject::Erased => (SUBJECT_ERASED, None, None),
+        };
+        kinds.push(kind);
+        profiles.push(profile);
+        identifiers.push(identifier);
+        olds.push(change.old.map(state_code));
+        news.push(state_code(change.new));
+        keys.push(change.source.api_key_id.0);
+        endpoints.push(i16::from(change.source.endpoint.code()));
+        requests.push(change.source.request_id.0);
+        double_opt_ins.push(change.use_double_opt_in_logic);
+    }
+    tx.execute(
+        "INSERT INTO changes (workspace_id, change_id, at, group_id, subject_kind, profile_id, identifier, \
+         old_state, new_state, api_key_id, endpoint, request_id, use_double_opt_in_logic) \
+         SELECT $1, * FROM UNNEST($2::uuid[], $3::int8[], $4::uuid[], $5::int2[], $6::uuid[], $7::text[], \
+         $8::int2[], $9::int2[], $10::uuid[], $11::int2[], $12::uuid[], $13::bool[])",
+        &[
+            &ws.0,
+            &ids,
+            &ats,
+            &groups,
+            &kinds,
+            &profiles,
+            &identifiers,
+            &olds,
+            &news,
+            &keys,
+            &endpoints,
+            &requests,
+            &double_opt_ins,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The identifiers of `kind` among `contacts`.
+fn of_kind(contacts: &[Contact], kind: i16) -> Vec<&str> {
+    contacts.iter().filter(|c| contact_kind(c) == kind).map(Contact::as_str).collect()
+}
+
+/// Which of `identifiers` of `kind` some profile carries (other than `excluding`).
+async fn carried(
+    tx: &Transaction<'_>,
+    ws: WorkspaceId,
+    kind: i16,
+    identifiers: &[&str],
+    excluding: &[Uuid],
+) -> Result<HashSet<String>, TxError> {
+    if identifiers.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let column = if kind == EMAIL { "email" } else { "phone" };
+    let sql = format!(
+        "SELECT DISTINCT {column} FROM profiles \
+         WHERE workspace_id = $1 AND {column} = ANY($2) AND NOT (profile_id = ANY($3))"
+    );
+    let rows = tx.query(&sql, &[&ws.0, &identifiers, &excluding]).await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// What a set attempt works on.
+struct SetData {
+    origin: Origin,
+    command: SetStatusCommand,
+    retention: Duration,
+}
+
+fn set_status_attempt<'c>(tx: &'c Transaction<'_>, data: &'c SetData) -> BoxFuture<'c, Result<Applied, TxError>> {
+    Box::pin(async move {
+        let at = Timestamp::now();
+        let ctx = data.origin.at(at);
+        let ws = ctx.workspace_id;
+        let cutoff = at.minus(data.retention);
+        let lookups = data.command.lookups();
+        let mut known = Known::default();
+
+        let asked: Vec<&str> = lookups.external_ids.iter().map(ExternalId::as_str).collect();
+        let mut profile_ids: Vec<Uuid> = Vec::new();
+        if !asked.is_empty() {
+            let rows = tx
+                .query(
+                    "SELECT profile_id, external_id FROM profiles WHERE workspace_id = $1 AND external_id = ANY($2)",
+                    &[&ws.0, &asked],
+                )
+                .await?;
+            for row in rows {
+                let id: Uuid = row.get(0);
+                let external_id: &str = row.get(1);
+                let external_id = ExternalId::parse(external_id).map_err(|e| {
+                    TxError::Store(StoreError::Corrupt { what: "profile", detail: format!("external id: {e}") })
+                })?;
+                known.profiles_by_external_id.insert(external_id, ProfileId(id));
+                profile_ids.push(id);
+            }
+        }
+        let groups: Vec<Uuid> = lookups.groups.iter().map(|g| g.0).collect();
+        for kind in [EMAIL, PHONE] {
+            let identifiers = of_kind(&lookups.contacts, kind);
+            if identifiers.is_empty() {
+                continue;
+            }
+            let column = if kind == EMAIL { "email" } else { "phone" };
+            let sql = format!(
+                "SELECT {column}, profile_id FROM profiles WHERE workspace_id = $1 AND {column} = ANY($2) \
+                 ORDER BY profile_id"
+            );
+            let mut by_identifier: HashMap<String, Vec<ProfileId>> = HashMap::new();
+            for row in tx.query(&sql, &[&ws.0, &identifiers]).await? {
+                let id: Uuid = row.get(1);
+                by_identifier.entry(row.get(0)).or_default().push(ProfileId(id));
+                profile_ids.push(id);
+            }
+            let lonely: Vec<&str> = identifiers.iter().copied().filter(|i| !by_identifier.contains_key(*i)).collect();
+            for contact in lookups.contacts.iter().filter(|c| contact_kind(c) == kind) {
+                if let Some(carriers) = by_identifier.remove(contact.as_str()) {
+                    known.carriers.insert(contact.clone(), carriers);
+                }
+            }
+            if lonely.is_empty() {
+                continue;
+            }
+            let rows = tx
+                .query(
+                    "SELECT identifier, group_id, state FROM orphans WHERE workspace_id = $1 AND kind = $2 \
+                     AND identifier = ANY($3) AND group_id = ANY($4) AND updated_at >= $5",
+                    &[&ws.0, &kind, &lonely, &groups, &cutoff.0],
+                )
+                .await?;
+            for row in rows {
+                let identifier: &str = row.get(0);
+                let Some(contact) =
+                    lookups.contacts.iter().find(|c| contact_kind(c) == kind && c.as_str() == identifier)
+                else {
+                    continue;
+                };
+                known
+                    .orphan_states
+                    .insert((contact.clone(), crate::domain::ids::GroupId(row.get(1))), super::state_from(row.get(2))?);
+            }
+        }
+        profile_ids.sort_unstable();
+        profile_ids.dedup();
+        if !profile_ids.is_empty() {
+            let rows = tx
+                .query(
+                    "SELECT profile_id, group_id, state FROM states WHERE workspace_id = $1 \
+                     AND profile_id = ANY($2) AND group_id = ANY($3)",
+                    &[&ws.0, &profile_ids, &groups],
+                )
+                .await?;
+            for row in rows {
+                known.states.insert(
+                    (ProfileId(row.get(0)), crate::domain::ids::GroupId(row.get(1))),
+                    super::state_from(row.get(2))?,
+                );
+            }
+        }
+
+        let plan = plan::plan_set_status(&data.command, known, &ctx);
+
+        let new: Vec<(Uuid, &str, Option<&str>, Option<&str>)> =
+            plan.new_profiles.iter().map(|p| (p.id.0, p.external_id.as_str(), None, None)).collect();
+        insert_profiles(tx, ws, &new).await?;
+        let states: Vec<_> = plan.profile_states.iter().map(|&(p, g, s)| (p.0, g.0, s, at)).collect();
+        upsert_states(tx, ws, &states).await?;
+        if !plan.orphan_states.is_empty() {
+            let kinds: Vec<i16> = plan.orphan_states.iter().map(|(c, _, _)| contact_kind(c)).collect();
+            let identifiers: Vec<&str> = plan.orphan_states.iter().map(|(c, _, _)| c.as_str()).collect();
+            let groups: Vec<Uuid> = plan.orphan_states.iter().map(|(_, g, _)| g.0).collect();
+            let states: Vec<i16> = plan.orphan_states.iter().map(|(_, _, s)| state_code(*s)).collect();
+            let times: Vec<i64> = vec![at.0; states.len()];
+            tx.execute(
+                "INSERT INTO orphans (workspace_id, kind, identifier, group_id, state, updated_at) \
+                 SELECT $1, * FROM UNNEST($2::int2[], $3::text[], $4::uuid[], $5::int2[], $6::int8[]) \
+                 ON CONFLICT (workspace_id, kind, identifier, group_id) \
+                 DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                &[&ws.0, &kinds, &identifiers, &groups, &states, &times],
+            )
+            .await?;
+        }
+        insert_changes(tx, ws, &plan.changes).await?;
+        Ok(Applied { profiles_created: plan.new_profiles.len(), changes: plan.changes.len(), ..Applied::default() })
+    })
+}
+
+/// What a track attempt works on.
+struct TrackData {
+    origin: Origin,
+    command: TrackCommand,
+    retention: Duration,
+}
+
+fn track_attempt<'c>(tx: &'c Transaction<'_>, data: &'c TrackData) -> BoxFuture<'c, Result<Applied, TxError>> {
+    Box::pin(async move {
+        let at = Timestamp::now();
+        let ctx = data.origin.at(at);
+        let ws = ctx.workspace_id;
+        let cutoff = at.minus(data.retention);
+        let mut known = TrackKnown::default();
+
+        let asked: Vec<&str> = data.command.external_ids().into_iter().map(ExternalId::as_str).collect();
+        if !asked.is_empty() {
+            for view in read::profiles_by_external_ids(tx, ws, &asked).await? {
+                let external_id = view.external_id.as_deref().unwrap_or_default();
+                let external_id = ExternalId::parse(external_id).map_err(|e| {
+                    TxError::Store(StoreError::Corrupt { what: "profile", detail: format!("external id: {e}") })
+                })?;
+                known.profiles.insert(external_id, profile_snapshot(view));
+            }
+        }
+        let contacts = data.command.contacts_set();
+        for kind in [EMAIL, PHONE] {
+            let identifiers = of_kind(&contacts, kind);
+            let taken = carried(tx, ws, kind, &identifiers, &[]).await?;
+            let lonely: Vec<&str> = identifiers.into_iter().filter(|i| !taken.contains(*i)).collect();
+            if lonely.is_empty() {
+                continue;
+            }
+            for (identifier, view) in read::orphans(tx, ws, kind, &lonely).await? {
+                let Some(contact) = contacts.iter().find(|c| contact_kind(c) == kind && c.as_str() == identifier)
+                else {
+                    continue;
+                };
+                // Expired states are handed over as nothing, so that they move out with the rest.
+                let live = known.orphans.entry(contact.clone()).or_default();
+                if view.updated_at >= cutoff {
+                    live.push(view);
+                }
+            }
+        }
+
+        let plan = track::plan_track(&data.command, known, &ctx);
+
+        let mut new = Vec::new();
+        let mut changed = Vec::new();
+        let mut states = Vec::new();
+        for tracked in &plan.profiles {
+            let after = &tracked.after;
+            match &tracked.before {
+                None => {
+                    new.push((after.id.0, tracked.external_id.as_str(), after.email.as_deref(), after.phone.as_deref()))
+                }
+                Some(before) => {
+                    if before.email != after.email || before.phone != after.phone {
+                        changed.push((after.id.0, after.email.as_deref(), after.phone.as_deref()));
+                    }
+                }
+            }
+            for state in &after.states {
+                let unchanged = tracked.before.as_ref().is_some_and(|b| b.states.iter().any(|s| s == state));
+                if !unchanged {
+                    states.push((after.id.0, state.group_id.0, state.state, state.updated_at));
+                }
+            }
+        }
+        insert_profiles(tx, ws, &new).await?;
+        update_profiles(tx, ws, &changed).await?;
+        upsert_states(tx, ws, &states).await?;
+        let mut orphans_deleted = 0;
+        for kind in [EMAIL, PHONE] {
+            let moved = of_kind(&plan.orphans_moved, kind);
+            if !moved.is_empty() {
+                orphans_deleted += tx
+                    .execute(
+                        "DELETE FROM orphans WHERE workspace_id = $1 AND kind = $2 AND identifier = ANY($3)",
+                        &[&ws.0, &kind, &moved],
+                    )
+                    .await? as usize;
+            }
+        }
+        insert_changes(tx, ws, &plan.changes).await?;
+        Ok(Applied { profiles_created: new.len(), changes: plan.changes.len(), profiles_deleted: 0, orphans_deleted })
+    })
+}
+
+fn delete_attempt<'c>(
+    tx: &'c Transaction<'_>,
+    (ws, external_ids): &'c (WorkspaceId, Vec<ExternalId>),
+) -> BoxFuture<'c, Result<Applied, TxError>> {
+    Box::pin(async move {
+        let ws = *ws;
+        let mut asked: Vec<&str> = external_ids.iter().map(ExternalId::as_str).collect();
+        asked.sort_unstable();
+        asked.dedup();
+        let rows = tx
+            .query(
+                "SELECT profile_id, email, phone FROM profiles WHERE workspace_id = $1 AND external_id = ANY($2)",
+                &[&ws.0, &asked],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(Applied::default());
+        }
+        let deleted: Vec<Uuid> = rows.iter().map(|row| row.get(0)).collect();
+        let mut orphans_deleted = 0;
+        for (kind, column) in [(EMAIL, 1), (PHONE, 2)] {
+            let mut identifiers: Vec<String> = rows.iter().filter_map(|row| row.get(column)).collect();
+            identifiers.sort_unstable();
+            identifiers.dedup();
+            let identifiers: Vec<&str> = identifiers.iter().map(String::as_str).collect();
+            let kept = carried(tx, ws, kind, &identifiers, &deleted).await?;
+            // An email or phone whose every carrier goes keeps nothing behind: no orphaned
+            // state, and the history keeps the consent but not the address.
+            let gone: Vec<&str> = identifiers.into_iter().filter(|i| !kept.contains(*i)).collect();
+            if gone.is_empty() {
+                continue;
+            }
+            orphans_deleted += tx
+                .execute(
+                    "DELETE FROM orphans WHERE workspace_id = $1 AND kind = $2 AND identifier = ANY($3)",
+                    &[&ws.0, &kind, &gone],
+                )
+                .await? as usize;
+            tx.execute(
+                "UPDATE changes SET subject_kind = $4, identifier = NULL \
+                 WHERE workspace_id = $1 AND subject_kind = $2 AND identifier = ANY($3)",
+                &[&ws.0, &kind, &gone, &SUBJECT_ERASED],
+            )
+            .await?;
+        }
+        tx.execute("DELETE FROM states WHERE workspace_id = $1 AND profile_id = ANY($2)", &[&ws.0, &deleted]).await?;
+        tx.execute("DELETE FROM profiles WHERE workspace_id = $1 AND profile_id = ANY($2)", &[&ws.0, &deleted]).await?;
+        Ok(Applied { profiles_deleted: deleted.len(), orphans_deleted, ..Applied::default() })
+    })
+}
+
+fn import_attempt<'c>(
+    tx: &'c Transaction<'_>,
+    (ws, profiles): &'c (WorkspaceId, Vec<ProfileImport>),
+) -> BoxFuture<'c, Result<Applied, TxError>> {
+    Box::pin(async move {
+        let ws = *ws;
+        // The last entry of an external id wins, as if the entries were applied in order.
+        let mut order: Vec<&str> = Vec::new();
+        let mut last: HashMap<&str, &ProfileImport> = HashMap::new();
+        for profile in profiles {
+            let id = profile.external_id.as_str();
+            if last.insert(id, profile).is_none() {
+                order.push(id);
+            }
+        }
+        let rows = tx
+            .query(
+                "SELECT external_id, profile_id FROM profiles WHERE workspace_id = $1 AND external_id = ANY($2)",
+                &[&ws.0, &order],
+            )
+            .await?;
+        let existing: HashMap<String, Uuid> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        let mut new = Vec::new();
+        let mut changed = Vec::new();
+        for id in order {
+            let profile = last[id];
+            let email = profile.email.as_ref().map(|e| e.as_str());
+            let phone = profile.phone.as_ref().map(|p| p.as_str());
+            match existing.get(id) {
+                Some(&profile_id) => changed.push((profile_id, email, phone)),
+                None => new.push((ProfileId::generate().0, id, email, phone)),
+            }
+        }
+        insert_profiles(tx, ws, &new).await?;
+        update_profiles(tx, ws, &changed).await?;
+        Ok(Applied { profiles_created: new.len(), ..Applied::default() })
+    })
+}
+
+fn expire_attempt<'c>(tx: &'c Transaction<'_>, cutoff: &'c Timestamp) -> BoxFuture<'c, Result<usize, TxError>> {
+    Box::pin(async move {
+        // The age is checked by the DELETE itself, so a state refreshed meanwhile stays.
+        Ok(tx.execute("DELETE FROM orphans WHERE updated_at < $1", &[&cutoff.0]).await? as usize)
+    })
+}
+
+impl PostgresStore {
+    /// See [`crate::store::Store::set_status`].
+    pub async fn set_status(&self, origin: Origin, command: SetStatusCommand) -> Result<Applied, StoreError> {
+        let mut client = self.client().await?;
+        let data = SetData { origin, command, retention: self.inner.orphan_retention };
+        retry::transaction(&mut client, IsolationLevel::Serializable, &data, set_status_attempt).await
+    }
+
+    /// See [`crate::store::Store::track`].
+    pub async fn track(&self, origin: Origin, command: TrackCommand) -> Result<Applied, StoreError> {
+        let mut client = self.client().await?;
+        let data = TrackData { origin, command, retention: self.inner.orphan_retention };
+        retry::transaction(&mut client, IsolationLevel::Serializable, &data, track_attempt).await
+    }
+
+    /// See [`crate::store::Store::delete_profiles`].
+    pub async fn delete_profiles(&self, ws: WorkspaceId, external_ids: Vec<ExternalId>) -> Result<Applied, StoreError> {
+        let mut client = self.client().await?;
+        retry::transaction(&mut client, IsolationLevel::Serializable, &(ws, external_ids), delete_attempt).await
+    }
+
+    /// See [`crate::store::Store::import_profiles`].
+    pub async fn import_profiles(&self, ws: WorkspaceId, profiles: Vec<ProfileImport>) -> Result<Applied, StoreError> {
+        let mut client = self.client().await?;
+        retry::transaction(&mut client, IsolationLevel::Serializable, &(ws, profiles), import_attempt).await
+    }
+
+    /// See [`crate::store::Store::expire_orphans`].
+    pub async fn expire_orphans(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        retry::transaction(&mut client, IsolationLevel::Serializable, &cutoff, expire_attempt).await
+    }
+}
