@@ -377,7 +377,7 @@ fn an_unsupported_database_url_scheme_fails_naming_it() {
 /// A `consentry serve` child process, killed if the test fails.
 pub(crate) struct Server {
     child: Option<Child>,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     stdout: Option<JoinHandle<String>>,
     stderr: Option<JoinHandle<String>>,
 }

@@ -9,6 +9,7 @@ mod errors;
 mod helpers;
 mod hostile;
 mod identifiers;
+mod multi_node;
 mod openapi;
 mod orphan_expiry;
 mod postgres_store;

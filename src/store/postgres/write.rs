@@ -191,10 +191,8 @@ struct SetData {
 
 fn set_status_attempt<'c>(tx: &'c Transaction<'_>, data: &'c SetData) -> BoxFuture<'c, Result<Applied, TxError>> {
     Box::pin(async move {
-        let at = Timestamp::now();
-        let ctx = data.origin.at(at);
-        let ws = ctx.workspace_id;
-        let cutoff = at.minus(data.retention);
+        let ws = data.origin.workspace_id;
+        let cutoff = Timestamp::now().minus(data.retention);
         let lookups = data.command.lookups();
         let mut known = Known::default();
 
@@ -280,6 +278,12 @@ fn set_status_attempt<'c>(tx: &'c Transaction<'_>, data: &'c SetData) -> BoxFutu
             }
         }
 
+        // Stamped after the reads, so after this transaction's snapshot: a conflicting
+        // transaction this one saw committed was stamped before its commit, hence earlier,
+        // and the change times of one row follow its commit order whatever the scheduling
+        // between BEGIN and the first read.
+        let at = Timestamp::now();
+        let ctx = data.origin.at(at);
         let plan = plan::plan_set_status(&data.command, known, &ctx);
 
         let new: Vec<(Uuid, &str, Option<&str>, Option<&str>)> =
@@ -316,10 +320,8 @@ struct TrackData {
 
 fn track_attempt<'c>(tx: &'c Transaction<'_>, data: &'c TrackData) -> BoxFuture<'c, Result<Applied, TxError>> {
     Box::pin(async move {
-        let at = Timestamp::now();
-        let ctx = data.origin.at(at);
-        let ws = ctx.workspace_id;
-        let cutoff = at.minus(data.retention);
+        let ws = data.origin.workspace_id;
+        let cutoff = Timestamp::now().minus(data.retention);
         let mut known = TrackKnown::default();
 
         let asked: Vec<&str> = data.command.external_ids().into_iter().map(ExternalId::as_str).collect();
@@ -353,6 +355,12 @@ fn track_attempt<'c>(tx: &'c Transaction<'_>, data: &'c TrackData) -> BoxFuture<
             }
         }
 
+        // Stamped after the reads, so after this transaction's snapshot: a conflicting
+        // transaction this one saw committed was stamped before its commit, hence earlier,
+        // and the change times of one row follow its commit order whatever the scheduling
+        // between BEGIN and the first read.
+        let at = Timestamp::now();
+        let ctx = data.origin.at(at);
         let plan = track::plan_track(&data.command, known, &ctx);
 
         let mut new = Vec::new();
