@@ -54,7 +54,7 @@ async fn three_nodes_on_one_database_keep_one_unbroken_history_under_conflicting
                 let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (node * 10 + worker + 1) as u64);
                 let mut acknowledged = Vec::new();
                 for _ in 0..REQUESTS_PER_NODE / 4 {
-                    let state = if rng.next() % 2 == 0 { "subscribed" } else { "unsubscribed" };
+                    let state = if rng.next().is_multiple_of(2) { "subscribed" } else { "unsubscribed" };
                     let first = (rng.next() % PROFILES.len() as u64) as usize;
                     let ids = [PROFILES[first], PROFILES[(first + 1) % PROFILES.len()]];
                     let body = serde_json::json!({ "subscription_groups": [{
