@@ -192,8 +192,8 @@ struct SetData {
 fn set_status_attempt<'c>(tx: &'c Transaction<'_>, data: &'c SetData) -> BoxFuture<'c, Result<Applied, TxError>> {
     Box::pin(async move {
         let ws = data.origin.workspace_id;
-        let cutoff = Timestamp::now().minus(data.retention);
         let lookups = data.command.lookups();
+        let mut orphan_rows = Vec::new();
         let mut known = Known::default();
 
         let asked: Vec<&str> = lookups.external_ids.iter().map(ExternalId::as_str).collect();
@@ -243,9 +243,9 @@ fn set_status_attempt<'c>(tx: &'c Transaction<'_>, data: &'c SetData) -> BoxFutu
             }
             let rows = tx
                 .query(
-                    "SELECT identifier, group_id, state FROM orphans WHERE workspace_id = $1 AND kind = $2 \
-                     AND identifier = ANY($3) AND group_id = ANY($4) AND updated_at >= $5",
-                    &[&ws.0, &kind, &lonely, &groups, &cutoff.0],
+                    "SELECT identifier, group_id, state, updated_at FROM orphans WHERE workspace_id = $1 \
+                     AND kind = $2 AND identifier = ANY($3) AND group_id = ANY($4)",
+                    &[&ws.0, &kind, &lonely, &groups],
                 )
                 .await?;
             for row in rows {
@@ -255,9 +255,8 @@ fn set_status_attempt<'c>(tx: &'c Transaction<'_>, data: &'c SetData) -> BoxFutu
                 else {
                     continue;
                 };
-                known
-                    .orphan_states
-                    .insert((contact.clone(), crate::domain::ids::GroupId(row.get(1))), super::state_from(row.get(2))?);
+                let key = (contact.clone(), crate::domain::ids::GroupId(row.get(1)));
+                orphan_rows.push((key, super::state_from(row.get(2))?, Timestamp(row.get(3))));
             }
         }
         profile_ids.sort_unstable();
@@ -278,12 +277,19 @@ fn set_status_attempt<'c>(tx: &'c Transaction<'_>, data: &'c SetData) -> BoxFutu
             }
         }
 
-        // Stamped after the reads, so after this transaction's snapshot: a conflicting
-        // transaction this one saw committed was stamped before its commit, hence earlier,
-        // and the change times of one row follow its commit order whatever the scheduling
-        // between BEGIN and the first read.
+        // The write time is taken after the first read, so after the transaction's snapshot:
+        // a transaction that saw another's commit is stamped later than it, and two that did
+        // not see each other's writes of one row cannot both commit. Change times then never
+        // contradict the order of the changes to one profile or address.
         let at = Timestamp::now();
         let ctx = data.origin.at(at);
+        let cutoff = at.minus(data.retention);
+        for (key, state, updated_at) in orphan_rows {
+            if updated_at >= cutoff {
+                known.orphan_states.insert(key, state);
+            }
+        }
+
         let plan = plan::plan_set_status(&data.command, known, &ctx);
 
         let new: Vec<(Uuid, &str, Option<&str>, Option<&str>)> =
@@ -321,8 +327,8 @@ struct TrackData {
 fn track_attempt<'c>(tx: &'c Transaction<'_>, data: &'c TrackData) -> BoxFuture<'c, Result<Applied, TxError>> {
     Box::pin(async move {
         let ws = data.origin.workspace_id;
-        let cutoff = Timestamp::now().minus(data.retention);
         let mut known = TrackKnown::default();
+        let mut orphan_views = Vec::new();
 
         let asked: Vec<&str> = data.command.external_ids().into_iter().map(ExternalId::as_str).collect();
         if !asked.is_empty() {
@@ -347,20 +353,22 @@ fn track_attempt<'c>(tx: &'c Transaction<'_>, data: &'c TrackData) -> BoxFuture<
                 else {
                     continue;
                 };
-                // Expired states are handed over as nothing, so that they move out with the rest.
-                let live = known.orphans.entry(contact.clone()).or_default();
-                if view.updated_at >= cutoff {
-                    live.push(view);
-                }
+                orphan_views.push((contact.clone(), view));
             }
         }
 
-        // Stamped after the reads, so after this transaction's snapshot: a conflicting
-        // transaction this one saw committed was stamped before its commit, hence earlier,
-        // and the change times of one row follow its commit order whatever the scheduling
-        // between BEGIN and the first read.
+        // Taken after the first read, as in `set_status_attempt`.
         let at = Timestamp::now();
         let ctx = data.origin.at(at);
+        let cutoff = at.minus(data.retention);
+        for (contact, view) in orphan_views {
+            // Expired states are handed over as nothing, so that they move out with the rest.
+            let live = known.orphans.entry(contact).or_default();
+            if view.updated_at >= cutoff {
+                live.push(view);
+            }
+        }
+
         let plan = track::plan_track(&data.command, known, &ctx);
 
         let mut new = Vec::new();
