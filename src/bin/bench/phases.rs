@@ -137,17 +137,7 @@ pub async fn run_server(
     ));
     row("scheduled / answered 201", format!("{} / {}", int(phase_b.scheduled), int(phase_b.ok())));
     row("achieved rate", format!("{} requests/s", rate(phase_b.rate())));
-    row("latency p50 / p99 / max", format!("{} (from the intended send time)", report::latencies(&phase_b)));
-    row("errors (non-201)", report::errors(&phase_b));
-    row("most requests in flight", format!("{} (pool of {})", phase_b.max_in_flight, args.latency_connections));
-    row(
-        "longest pick-up delay",
-        format!(
-            "{} from due to sent; of which the scheduler's timer woke up to {} late",
-            ms(phase_b.max_send_delay),
-            ms(phase_b.max_schedule_lag)
-        ),
-    );
+    open_loop_rows("", &phase_b, args.latency_connections);
     print_costs(&before, &after, duration, phase_b.ok(), "request");
 
     eprintln!("waiting for the server to become idle after phase B");
@@ -427,19 +417,28 @@ async fn run_reads(
             report::percent(write_result.rate(), write_target)
         ),
     );
-    row("  latency p50 / p99 / max", format!("{} (from the intended send time)", report::latencies(&write_result)));
-    row("  errors (non-201)", report::errors(&write_result));
-    row("  most requests in flight", format!("{} (pool of {})", write_result.max_in_flight, args.latency_connections));
-    row(
-        "  longest pick-up delay",
-        format!(
-            "{} from due to sent; of which the scheduler's timer woke up to {} late",
-            ms(write_result.max_send_delay),
-            ms(write_result.max_schedule_lag)
-        ),
-    );
+    open_loop_rows("  ", &write_result, args.latency_connections);
     print_costs(&before, &after, duration, write_result.ok(), "write request");
     Ok(ReadPhase { by, reads: read_result, writes: write_result, write_target, probe_problems: sample.problems })
+}
+
+/// The rows every open-loop write load reports (phase B, and the writes under phase C's
+/// reads), each label prefixed by `indent`.
+fn open_loop_rows(indent: &str, result: &LoadResult, pool: usize) {
+    row(
+        &format!("{indent}latency p50 / p99 / max"),
+        format!("{} (from the intended send time)", report::latencies(result)),
+    );
+    row(&format!("{indent}errors (non-201)"), report::errors(result));
+    row(&format!("{indent}most requests in flight"), format!("{} (pool of {pool})", result.max_in_flight));
+    row(
+        &format!("{indent}longest pick-up delay"),
+        format!(
+            "{} from due to sent; of which the scheduler's timer woke up to {} late",
+            ms(result.max_send_delay),
+            ms(result.max_schedule_lag)
+        ),
+    );
 }
 
 /// Runs ceiling (a) and the ceiling (b) variants.
