@@ -121,12 +121,23 @@ async fn refresh_catalog(catalog: Arc<Catalog>, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
+    // While the database is down this fails every tick: say so when it starts and when it
+    // ends, not every second.
+    let mut failing = false;
     loop {
         ticks.tick().await;
         match catalog.reload().await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("the catalog is read again");
+            }
             Ok(()) => {}
             Err(CatalogError::Store(StoreError::ShuttingDown)) => return,
-            Err(err) => tracing::error!(error = %err, "reading the catalog again failed; it will be tried again"),
+            Err(err) if failing => tracing::debug!(error = %err, "reading the catalog again failed"),
+            Err(err) => {
+                failing = true;
+                tracing::error!(error = %err, "reading the catalog again failed; it will be tried every tick");
+            }
         }
     }
 }

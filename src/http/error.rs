@@ -62,6 +62,9 @@ pub enum ApiError {
     /// The server is shutting down.
     #[error("the server is shutting down; retry on another node or in a moment")]
     Unavailable,
+    /// The database cannot be reached; the detail is logged, not returned.
+    #[error("the database is unavailable; retry in a moment")]
+    StoreUnavailable(String),
     /// Something failed on our side; the detail is logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -85,7 +88,7 @@ impl ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,6 +116,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::ShuttingDown => ApiError::Unavailable,
+            StoreError::Unavailable(detail) => ApiError::StoreUnavailable(detail),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -123,11 +127,13 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let retry_after = match &self {
             ApiError::TooManyRequests { retry_after, .. } => Some(HeaderValue::from(*retry_after)),
-            ApiError::Unavailable => Some(HeaderValue::from_static("1")),
+            ApiError::Unavailable | ApiError::StoreUnavailable(_) => Some(HeaderValue::from_static("1")),
             _ => None,
         };
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(%detail, "internal error");
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            ApiError::StoreUnavailable(detail) => tracing::warn!(%detail, "answered 503: the database is unavailable"),
+            _ => {}
         }
         let body = match self {
             ApiError::BadRequest { message, errors } => ErrorBody { message, errors: Some(errors) },

@@ -345,7 +345,7 @@ fn error_responses() -> BTreeMap<String, RefOr<Response>> {
         (
             "Unavailable",
             error_response(
-                "The server is shutting down; nothing was applied. Retry on another node or after `retry-after`.",
+                "The server is shutting down (nothing was applied) or cannot reach its database. Retry on another node or after `retry-after`: every write is idempotent.",
                 message(ApiError::Unavailable),
                 &limited_retry,
             ),

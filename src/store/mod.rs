@@ -112,8 +112,8 @@ impl Default for StoreOptions {
     }
 }
 
-/// A failure of the storage layer. These are never the client's fault: they answer 500 (or 503
-/// while shutting down), and the request changed nothing.
+/// A failure of the storage layer. These are never the client's fault: they answer 500, or 503
+/// while shutting down or while the database is unreachable.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The engine failed (I/O error, full disk…).
@@ -130,6 +130,10 @@ pub enum StoreError {
     /// The store is shutting down and takes no more writes.
     #[error("the store is shutting down")]
     ShuttingDown,
+    /// The database cannot be reached, dropped the connection or did not answer in time. The
+    /// server keeps running and reconnects when the database is back; a client may retry.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// Another process holds the embedded store in this directory.
     #[error("the store in {} is in use by another Consentry process", .0.display())]
     Locked(PathBuf),

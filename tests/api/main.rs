@@ -12,6 +12,7 @@ mod identifiers;
 mod multi_node;
 mod openapi;
 mod orphan_expiry;
+mod postgres_outage;
 mod postgres_store;
 mod rate_limits;
 mod set_status_v1;

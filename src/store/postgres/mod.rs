@@ -54,8 +54,14 @@ impl PostgresStore {
         apply_migrations(&config)?;
         let manager =
             Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        // Bounded waits, so that a request meets a 503 instead of hanging when the database
+        // is gone or every connection is busy: for a free connection as long as one statement
+        // may run, for a new one as long as a connection attempt.
         let pool = Pool::builder(manager)
             .max_size(options.pg_pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(options.pg_statement_timeout.max(Duration::from_millis(1))))
+            .create_timeout(Some(config.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT)))
             .build()
             .map_err(|e| StoreError::Open(format!("cannot create the PostgreSQL pool: {e}")))?;
         Ok(PostgresStore {
@@ -73,7 +79,10 @@ impl PostgresStore {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(StoreError::ShuttingDown);
         }
-        self.inner.pool.get().await.map_err(|e| StoreError::Engine(format!("no PostgreSQL connection: {e}")))
+        self.inner.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(err) => retry::db_error(&err),
+            other => StoreError::Unavailable(format!("no PostgreSQL connection: {other}")),
+        })
     }
 
     /// Runs `work` on a side connection, synchronously (see the module's documentation).
@@ -114,7 +123,7 @@ pub fn connection_config(url: &str, options: &StoreOptions) -> Result<tokio_post
     let timeout_ms = options.pg_statement_timeout.as_millis().max(1);
     config.options(format!("-c statement_timeout={timeout_ms}"));
     if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
+        config.connect_timeout(CONNECT_TIMEOUT);
     }
     Ok(config)
 }
@@ -136,6 +145,9 @@ fn apply_migrations(config: &tokio_postgres::Config) -> Result<Vec<i32>, StoreEr
 pub fn migrate(url: &str, options: &StoreOptions) -> Result<Vec<i32>, StoreError> {
     apply_migrations(&connection_config(url, options)?)
 }
+
+/// How long a connection attempt may take unless the URL says (`connect_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How [`blocking`] begins the message of a failed connection.
 const CANNOT_CONNECT: &str = "cannot connect: ";

@@ -78,11 +78,34 @@ pub fn is_serialization_failure(err: &tokio_postgres::Error) -> bool {
 
 /// A driver error as a store error, with the server's message when there is one (never the
 /// connection string: the driver does not put it in its errors).
+///
+/// A lost connection, a server shutting down or starting up, and a statement cut by the
+/// statement timeout are [`StoreError::Unavailable`]: the database, not the request, is at
+/// fault, and the same request may succeed in a moment.
 pub fn db_error(err: &tokio_postgres::Error) -> StoreError {
     match err.as_db_error() {
+        Some(db) if is_unavailability(db.code()) => {
+            StoreError::Unavailable(format!("PostgreSQL error {}: {}", db.code().code(), db.message()))
+        }
         Some(db) => StoreError::Engine(format!("PostgreSQL error {}: {}", db.code().code(), db.message())),
-        None => StoreError::Engine(format!("PostgreSQL: {err}")),
+        // No server error: the socket failed or the connection was closed.
+        None => StoreError::Unavailable(format!("PostgreSQL connection lost: {err}")),
     }
+}
+
+/// Whether a server error says the database cannot serve right now (class 08, connection
+/// exception; 57P01–57P03, shut down or starting; 57014, the statement timeout; 53300, too
+/// many connections).
+fn is_unavailability(code: &SqlState) -> bool {
+    code.code().starts_with("08")
+        || [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::QUERY_CANCELED,
+            SqlState::TOO_MANY_CONNECTIONS,
+        ]
+        .contains(code)
 }
 
 /// Runs `attempt` in a transaction at `isolation` on `client` and commits it, again from the
