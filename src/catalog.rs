@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use ipnet::IpNet;
 
 use crate::domain::catalog::{
-    validate_name, ApiKey, Group, GroupStatus, KeyHash, Permission, Workspace, DEFAULT_MAX_GROUPS_PER_WORKSPACE,
+    validate_name, Admission, ApiKey, Group, GroupStatus, KeyHash, Permission, Workspace,
+    DEFAULT_MAX_GROUPS_PER_WORKSPACE,
 };
 use crate::domain::ids::{ApiKeyId, GroupId, WorkspaceId};
 use crate::domain::rate_limit::{Bucket, Limit};
@@ -36,6 +37,14 @@ pub enum CatalogError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A store error, with the store's refusal of an admission as the conflict it is.
+fn refusal(err: StoreError) -> CatalogError {
+    match err {
+        StoreError::Refused(reason) => CatalogError::Conflict(reason),
+        other => CatalogError::Store(other),
+    }
 }
 
 #[derive(Default)]
@@ -142,6 +151,13 @@ impl Catalog {
         ChangeGuard { _lock: lock, generation: &self.generation }
     }
 
+    /// Refuses `admission` if it collides with the catalog held in memory (the store checks
+    /// it again against what is stored).
+    fn admit(&self, admission: &Admission) -> Result<(), CatalogError> {
+        let index = self.read();
+        admission.check(index.workspaces.values(), index.groups.values()).map_err(CatalogError::Conflict)
+    }
+
     /// The store behind the catalog.
     pub fn store(&self) -> &Store {
         &self.store
@@ -157,11 +173,23 @@ impl Catalog {
 
     /// On a store without workspaces, creates the `default` workspace and a key with every
     /// permission, and returns that key's secret (to be shown once). Otherwise returns `None`.
+    ///
+    /// Nodes started together on an empty database all try: one creates the workspace and
+    /// its key, the others find it created and take in the catalog as it now is.
     pub fn bootstrap(&self) -> Result<Option<(ApiKey, String)>, CatalogError> {
         if !self.read().workspaces.is_empty() {
             return Ok(None);
         }
-        self.create_workspace(DEFAULT_WORKSPACE)?;
+        match self.create_workspace(DEFAULT_WORKSPACE) {
+            Ok(_) => {}
+            Err(CatalogError::Conflict(_)) => {
+                let fresh = Index::from_data(self.store.load_catalog()?);
+                let _change = self.change();
+                *self.write() = fresh;
+                return Ok(None);
+            }
+            Err(other) => return Err(other),
+        }
         let created = self.create_key(DEFAULT_WORKSPACE, Permission::ALL.to_vec(), Vec::new(), "bootstrap")?;
         Ok(Some(created))
     }
@@ -189,16 +217,15 @@ impl Catalog {
     pub fn create_workspace(&self, name: &str) -> Result<Workspace, CatalogError> {
         validate_name("workspace", name).map_err(CatalogError::Invalid)?;
         let _change = self.change();
-        if self.read().workspaces.values().any(|w| w.name == name) {
-            return Err(CatalogError::Conflict(format!("a workspace named {name:?} already exists")));
-        }
+        let admission = Admission::Workspace { name: name.to_string() };
+        self.admit(&admission)?;
         let workspace = Workspace {
             id: WorkspaceId::generate(),
             name: name.to_string(),
             created_at: Timestamp::now(),
             rate_limits: BTreeMap::new(),
         };
-        self.store.put_workspace(&workspace)?;
+        self.store.insert_workspace(&workspace, &admission).map_err(refusal)?;
         self.write().workspaces.insert(workspace.id, workspace.clone());
         Ok(workspace)
     }
@@ -285,20 +312,14 @@ impl Catalog {
     pub fn create_group(&self, workspace: &str, name: &str, channel: Channel) -> Result<Group, CatalogError> {
         validate_name("group", name).map_err(CatalogError::Invalid)?;
         let _change = self.change();
-        let index = self.read();
-        let workspace_id = index.workspace_named(workspace)?.id;
-        let in_workspace: Vec<&Group> = index.groups.values().filter(|g| g.workspace_id == workspace_id).collect();
-        if in_workspace.iter().any(|g| g.name == name) {
-            return Err(CatalogError::Conflict(format!("workspace {workspace:?} already has a group named {name:?}")));
-        }
-        // Archived groups keep their name (history refers to it) but not their slot.
-        let active = in_workspace.iter().filter(|g| g.status == GroupStatus::Active).count();
-        if active >= self.max_groups {
-            return Err(CatalogError::Conflict(format!(
-                "workspace {workspace:?} already has {active} active groups, the most it may have; archive one first"
-            )));
-        }
-        drop(index);
+        let workspace_id = self.read().workspace_named(workspace)?.id;
+        let admission = Admission::Group {
+            workspace: workspace_id,
+            workspace_name: workspace.to_string(),
+            name: name.to_string(),
+            max_active: self.max_groups,
+        };
+        self.admit(&admission)?;
         let group = Group {
             id: GroupId::generate(),
             workspace_id,
@@ -307,7 +328,7 @@ impl Catalog {
             status: GroupStatus::Active,
             created_at: Timestamp::now(),
         };
-        self.store.put_group(&group)?;
+        self.store.insert_group(&group, &admission).map_err(refusal)?;
         self.write().groups.insert(group.id, group.clone());
         Ok(group)
     }

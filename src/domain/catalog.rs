@@ -191,6 +191,65 @@ pub struct Group {
     pub created_at: Timestamp,
 }
 
+/// What a new workspace or group must not collide with, checked against everything stored.
+///
+/// The catalog checks it against what it holds in memory, and the PostgreSQL store checks it
+/// again inside the transaction that inserts the item: several processes create workspaces and
+/// groups in one database (nodes bootstrapping at once, admin commands), and only a check in
+/// that transaction sees what the others committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// No workspace has this name.
+    Workspace {
+        /// The new workspace's name.
+        name: String,
+    },
+    /// The workspace has no group of this name (archived ones included: history refers to
+    /// them by name) and fewer than `max_active` active groups.
+    Group {
+        /// The workspace the group goes into.
+        workspace: WorkspaceId,
+        /// Its name, for messages.
+        workspace_name: String,
+        /// The new group's name.
+        name: String,
+        /// The most active groups a workspace may have.
+        max_active: usize,
+    },
+}
+
+impl Admission {
+    /// Whether the item may join `workspaces` and `groups`; the refusal says why.
+    pub fn check<'a>(
+        &self,
+        mut workspaces: impl Iterator<Item = &'a Workspace>,
+        groups: impl Iterator<Item = &'a Group>,
+    ) -> Result<(), String> {
+        match self {
+            Admission::Workspace { name } => match workspaces.any(|w| &w.name == name) {
+                true => Err(format!("a workspace named {name:?} already exists")),
+                false => Ok(()),
+            },
+            Admission::Group { workspace, workspace_name, name, max_active } => {
+                let mut active = 0;
+                for group in groups.filter(|g| g.workspace_id == *workspace) {
+                    if &group.name == name {
+                        return Err(format!("workspace {workspace_name:?} already has a group named {name:?}"));
+                    }
+                    active += usize::from(group.status == GroupStatus::Active);
+                }
+                if active >= *max_active {
+                    return Err(format!(
+                        "workspace {workspace_name:?} already has {active} active groups, the most it may have; \
+                         archive one first"
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Checks a workspace, key or group name given on the command line: names are for people and
 /// scripts, so they are short, printable and without surrounding white space.
 pub fn validate_name(what: &str, name: &str) -> Result<(), String> {

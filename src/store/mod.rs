@@ -10,7 +10,7 @@ pub mod postgres;
 
 use std::path::PathBuf;
 
-use crate::domain::catalog::{ApiKey, Group, Workspace};
+use crate::domain::catalog::{Admission, ApiKey, Group, Workspace};
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::{ProfileId, WorkspaceId};
@@ -137,6 +137,9 @@ pub enum StoreError {
     /// Another process holds the embedded store in this directory.
     #[error("the store in {} is in use by another Consentry process", .0.display())]
     Locked(PathBuf),
+    /// A new catalog item collides with one another process stored (a name, a limit).
+    #[error("{0}")]
+    Refused(String),
     /// The store could not be opened.
     #[error("{0}")]
     Open(String),
@@ -256,6 +259,24 @@ impl Store {
         match self {
             Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::ApiKey(key)),
             Store::Postgres(s) => s.put_api_key(key),
+        }
+    }
+
+    /// Creates a workspace, durably, unless it breaks `admission` against what is stored;
+    /// [`StoreError::Refused`] then says why. The embedded store has one process, whose
+    /// catalog has checked it already; PostgreSQL checks again in the inserting transaction.
+    pub fn insert_workspace(&self, workspace: &Workspace, admission: &Admission) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::Workspace(workspace)),
+            Store::Postgres(s) => s.insert_workspace(workspace, admission),
+        }
+    }
+
+    /// Creates a group, durably, unless it breaks `admission` (as [`Store::insert_workspace`]).
+    pub fn insert_group(&self, group: &Group, admission: &Admission) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::Group(group)),
+            Store::Postgres(s) => s.insert_group(group, admission),
         }
     }
 

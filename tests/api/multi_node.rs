@@ -150,3 +150,100 @@ impl XorShift {
         self.0
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_started_together_on_an_empty_database_create_one_default_workspace_and_one_key() {
+    let database = TestDatabase::create();
+    let dir = tempfile::tempdir().unwrap();
+    let builds = (0..NODES).map(|_| {
+        let mut settings = consentry::config::Settings::for_tests(dir.path());
+        settings.database = DatabaseLocation::Postgres(database.url.clone());
+        settings.store.pg_pool_size = 2;
+        tokio::spawn(consentry::server::Application::build(settings))
+    });
+    let mut apps = Vec::new();
+    for build in builds.collect::<Vec<_>>() {
+        apps.push(build.await.unwrap().expect("every node starts"));
+    }
+    let keys: Vec<_> = apps.iter().filter_map(|app| app.bootstrap_key().cloned()).collect();
+    assert_eq!(keys.len(), 1, "exactly one node creates and prints the bootstrap key");
+
+    let store = Store::open(&DatabaseLocation::Postgres(database.url.clone()), &StoreOptions::default()).unwrap();
+    let stored = store.load_catalog().unwrap();
+    assert_eq!(stored.workspaces.len(), 1, "{:?}", stored.workspaces);
+    assert_eq!(stored.api_keys.len(), 1, "{:?}", stored.api_keys);
+    for app in &apps {
+        // Every node, the ones that lost the race included, knows the one workspace at once, and
+        // the winner's key after its next periodic read of the catalog (the winner may have
+        // stored the workspace but not yet the key when the others read it).
+        let workspaces = app.catalog().workspaces();
+        assert_eq!(workspaces.iter().map(|w| w.id).collect::<Vec<_>>(), vec![stored.workspaces[0].id]);
+        app.catalog().reload().await.unwrap();
+        assert!(app.catalog().authenticate(&keys[0].1).is_some());
+    }
+}
+
+/// Runs `consentry --database URL ARGS…` in `count` processes at once; returns how many
+/// succeeded and the errors of the others.
+fn run_together(url: &Path, count: usize, args: impl Fn(usize) -> Vec<String>) -> (usize, Vec<String>) {
+    let children: Vec<_> = (0..count)
+        .map(|i| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
+                .env_remove("CONSENTRY_DATABASE_URL")
+                .arg("--database")
+                .arg(url)
+                .args(args(i))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("the binary runs")
+        })
+        .collect();
+    let mut succeeded = 0;
+    let mut errors = Vec::new();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        if output.status.success() {
+            succeeded += 1;
+        } else {
+            errors.push(String::from_utf8_lossy(&output.stderr).trim().to_string());
+        }
+    }
+    (succeeded, errors)
+}
+
+#[test]
+fn admin_commands_racing_on_one_database_never_create_two_workspaces_or_groups_with_one_name() {
+    let database = TestDatabase::create();
+    let url = Path::new(&database.url);
+    let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+
+    let (succeeded, errors) = run_together(url, 4, |_| strings(&["workspaces", "create", "acme"]));
+    assert_eq!(succeeded, 1, "{errors:?}");
+    for error in &errors {
+        assert_eq!(error, "error: a workspace named \"acme\" already exists");
+    }
+
+    let group = ["groups", "create", "--workspace", "acme", "--name", "news", "--channel", "email"];
+    let (succeeded, errors) = run_together(url, 4, |_| strings(&group));
+    assert_eq!(succeeded, 1, "{errors:?}");
+    for error in &errors {
+        assert_eq!(error, "error: workspace \"acme\" already has a group named \"news\"");
+    }
+
+    // The per-workspace limit of active groups holds across processes too: 1 + 2 of 4.
+    let (succeeded, errors) = run_together(url, 4, |i| {
+        let name = format!("g{i}");
+        let mut args = strings(&["--max-groups-per-workspace", "3", "groups", "create", "--workspace", "acme"]);
+        args.extend(strings(&["--name", &name, "--channel", "sms"]));
+        args
+    });
+    assert_eq!(succeeded, 2, "{errors:?}");
+    for error in &errors {
+        assert!(error.contains("already has 3 active groups, the most it may have"), "{error}");
+    }
+    let store = Store::open(&DatabaseLocation::Postgres(database.url.clone()), &StoreOptions::default()).unwrap();
+    let stored = store.load_catalog().unwrap();
+    assert_eq!(stored.workspaces.iter().filter(|w| w.name == "acme").count(), 1);
+    assert_eq!(stored.groups.len(), 3, "{:?}", stored.groups);
+}

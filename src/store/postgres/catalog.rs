@@ -5,7 +5,7 @@ use tokio_postgres::IsolationLevel;
 
 use super::retry::{self, BoxFuture, TxError};
 use super::PostgresStore;
-use crate::domain::catalog::{ApiKey, Group, Workspace};
+use crate::domain::catalog::{Admission, ApiKey, Group, Workspace};
 use crate::store::{CatalogData, StoreError};
 
 const WORKSPACE: i16 = 1;
@@ -39,6 +39,35 @@ impl PostgresStore {
         self.put(GROUP, group.id.0, serde_json::to_string(group))
     }
 
+    /// See [`crate::store::Store::insert_workspace`].
+    pub fn insert_workspace(&self, workspace: &Workspace, admission: &Admission) -> Result<(), StoreError> {
+        self.insert(WORKSPACE, workspace.id.0, serde_json::to_string(workspace), admission)
+    }
+
+    /// See [`crate::store::Store::insert_group`].
+    pub fn insert_group(&self, group: &Group, admission: &Admission) -> Result<(), StoreError> {
+        self.insert(GROUP, group.id.0, serde_json::to_string(group), admission)
+    }
+
+    /// Inserts an item if `admission` holds against the workspaces and groups stored, in one
+    /// SERIALIZABLE transaction: of two processes inserting colliding items at once, one
+    /// fails to serialize, runs again, and then sees the other's item.
+    fn insert(
+        &self,
+        kind: i16,
+        id: uuid::Uuid,
+        body: serde_json::Result<String>,
+        admission: &Admission,
+    ) -> Result<(), StoreError> {
+        let body = body.map_err(|e| StoreError::Engine(e.to_string()))?;
+        let admission = admission.clone();
+        self.blocking(move |client| {
+            Box::pin(async move {
+                retry::transaction(client, IsolationLevel::Serializable, &((kind, id, body), admission), admit).await
+            })
+        })
+    }
+
     fn put(&self, kind: i16, id: uuid::Uuid, body: serde_json::Result<String>) -> Result<(), StoreError> {
         let body = body.map_err(|e| StoreError::Engine(e.to_string()))?;
         self.blocking(move |client| {
@@ -51,8 +80,14 @@ impl PostgresStore {
 
 /// The whole catalog, in one statement.
 async fn read_catalog(client: &impl tokio_postgres::GenericClient) -> Result<CatalogData, StoreError> {
-    let rows =
-        client.query("SELECT kind, body FROM catalog ORDER BY kind, id", &[]).await.map_err(|e| retry::db_error(&e))?;
+    let rows = client.query(READ_CATALOG, &[]).await.map_err(|e| retry::db_error(&e))?;
+    catalog_of(rows)
+}
+
+const READ_CATALOG: &str = "SELECT kind, body FROM catalog ORDER BY kind, id";
+
+/// The catalog in `rows` of `kind, body`.
+fn catalog_of(rows: Vec<tokio_postgres::Row>) -> Result<CatalogData, StoreError> {
     let mut data = CatalogData::default();
     for row in rows {
         let body: &str = row.get(1);
@@ -65,6 +100,22 @@ async fn read_catalog(client: &impl tokio_postgres::GenericClient) -> Result<Cat
         }
     }
     Ok(data)
+}
+
+/// One attempt of [`PostgresStore::insert`]: read what is stored, check, insert.
+fn admit<'c>(
+    tx: &'c tokio_postgres::Transaction<'_>,
+    (item, admission): &'c ((i16, uuid::Uuid, String), Admission),
+) -> BoxFuture<'c, Result<(), TxError>> {
+    Box::pin(async move {
+        // Read through the transaction, so that a concurrent insert is a serialization failure
+        // to retry rather than a collision missed.
+        let stored = catalog_of(tx.query(READ_CATALOG, &[]).await?)?;
+        admission
+            .check(stored.workspaces.iter(), stored.groups.iter())
+            .map_err(|reason| TxError::Store(StoreError::Refused(reason)))?;
+        upsert(tx, item).await
+    })
 }
 
 fn upsert<'c>(

@@ -1,9 +1,9 @@
 //! The PostgreSQL schema, as numbered migrations embedded in the binary.
 //!
 //! Each migration runs once, in order, in its own transaction together with the row that
-//! records it in `schema_migrations`; a second process that raced to apply the same one fails
-//! on that row's primary key and rolls back, so start-up on several nodes at once is safe
-//! without advisory locks. The SQL keeps to what CockroachDB and YugabyteDB accept too: no
+//! records it in `schema_migrations`; a second process that raced to apply the same one
+//! collides with the first one's tables, rolls back and tries again, and then finds the
+//! migration recorded, so start-up on several nodes at once is safe without advisory locks. The SQL keeps to what CockroachDB and YugabyteDB accept too: no
 //! sequences, extensions or triggers, integer widths spelled out, UUIDs supplied by the app.
 //!
 //! Codes stored as `INT2`: states 1 subscribed, 2 unsubscribed (as the embedded codec); contact
@@ -80,7 +80,14 @@ const CREATE_TABLE: &str =
 
 /// Applies every migration not applied yet; returns the versions it applied.
 pub async fn apply(client: &mut Client) -> Result<Vec<i32>, StoreError> {
-    client.batch_execute(CREATE_TABLE).await.map_err(|e| retry::db_error(&e))?;
+    // Processes starting together on an empty database race to create this table; the loser
+    // sees the winner's table as a unique violation and finds it there on a second try.
+    if let Err(err) = client.batch_execute(CREATE_TABLE).await {
+        if !created_concurrently(&err) {
+            return Err(retry::db_error(&err));
+        }
+        client.batch_execute(CREATE_TABLE).await.map_err(|e| retry::db_error(&e))?;
+    }
     let mut applied = Vec::new();
     for &(version, sql) in MIGRATIONS {
         let done = retry::transaction(client, tokio_postgres::IsolationLevel::Serializable, &(version, sql), migrate)
@@ -106,7 +113,12 @@ fn migrate<'c>(
         // A migration may rewrite a large table: the request-path statement timeout does not
         // apply to it.
         tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
-        tx.batch_execute(sql).await?;
+        // A process applying the same migration at the same moment makes ours collide with
+        // its uncommitted tables; once it commits, the next attempt finds the version recorded.
+        tx.batch_execute(sql).await.map_err(|err| match created_concurrently(&err) {
+            true => TxError::Conflict("a migration another process applies at the same time"),
+            false => TxError::Db(err),
+        })?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
             &[&version, &crate::domain::time::Timestamp::now().0],
@@ -114,4 +126,11 @@ fn migrate<'c>(
         .await?;
         Ok(true)
     })
+}
+
+/// Whether `err` is what creating a table or index that another transaction has just created
+/// fails with: a unique violation in the system catalog, or "already exists".
+fn created_concurrently(err: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    matches!(err.code(), Some(code) if [SqlState::UNIQUE_VIOLATION, SqlState::DUPLICATE_TABLE, SqlState::DUPLICATE_OBJECT].contains(code))
 }
