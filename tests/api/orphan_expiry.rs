@@ -192,3 +192,32 @@ async fn profile_states_never_expire() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_running_at_once_delete_each_expired_state_exactly_once() {
+    // As on several nodes sharing one database: four sweeps at the same moment.
+    let app = app_with(ONE_SECOND, NO_SWEEP).await;
+    let news = app.create_group("news", Channel::Email);
+    let emails: Vec<String> = (0..40).map(|i| format!("o{i}@example.com")).collect();
+    let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
+    assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &emails)).await).await;
+    tokio::time::sleep(PAST_ONE_SECOND).await;
+
+    let cutoff = consentry::domain::time::Timestamp::now().minus(ONE_SECOND);
+    let sweeps: Vec<_> = (0..4)
+        .map(|_| {
+            let store = app.store.clone();
+            tokio::spawn(async move { store.expire_orphans(cutoff).await })
+        })
+        .collect();
+    let mut deleted = 0;
+    for sweep in sweeps {
+        deleted += sweep.await.unwrap().expect("every sweep succeeds");
+    }
+    assert_eq!(deleted, emails.len(), "the sweeps together delete each expired state once");
+    for address in &emails {
+        assert_eq!(app.orphan_state(&email(address), news), None, "{address}");
+    }
+    assert_eq!(app.changes().len(), emails.len(), "the history of the expired states stays");
+    app.shutdown().await;
+}
