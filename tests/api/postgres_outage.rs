@@ -2,7 +2,8 @@
 //! never a hang, a 500 or a half-applied change, and the server serves again by itself once
 //! the database is back. The outage is real: the server reaches PostgreSQL through a TCP
 //! proxy that the test closes (dropping every connection and refusing new ones) and opens
-//! again on the same port. Runs in the suite's PostgreSQL pass.
+//! again on the same port. A statement stuck behind a lock past the statement timeout is the
+//! same: a 503, and nothing applied. Runs in the suite's PostgreSQL pass.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -125,5 +126,37 @@ async fn a_server_answers_503_while_its_database_is_down_and_serves_again_when_i
     assert_eq!(app.state_of("bob", group), Some(SubscriptionState::Subscribed));
     // The refused write left nothing behind: one change per profile.
     assert_eq!(app.changes().len(), 2, "{:?}", app.changes());
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_stuck_behind_a_lock_past_the_statement_timeout_answers_503_and_changes_nothing() {
+    if test_store() != TestStore::Postgres {
+        return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
+    }
+    let mut url = String::new();
+    let app = spawn_app_on(TestStore::Postgres, |settings| {
+        settings.store.pg_statement_timeout = Duration::from_millis(300);
+        let DatabaseLocation::Postgres(database) = &settings.database else { unreachable!("a PostgreSQL test app") };
+        url = database.clone();
+    })
+    .await;
+    let group = app.create_group("News", Channel::Email);
+    let (locker, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    locker.batch_execute("BEGIN; LOCK TABLE profiles IN ACCESS EXCLUSIVE MODE").await.unwrap();
+
+    let started = Instant::now();
+    let response = app.post_v2(&by_external_ids(group, "subscribed", &["ada"])).await;
+    let (status, body) = status_and_json(response).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["message"], "the database is unavailable; retry in a moment");
+    assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
+
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(app.state_of("ada", group), None, "the refused write left nothing");
+    assert!(app.changes().is_empty());
+    let (status, _) = status_and_json(app.post_v2(&by_external_ids(group, "subscribed", &["ada"])).await).await;
+    assert_eq!(status, StatusCode::CREATED);
     app.shutdown().await;
 }
