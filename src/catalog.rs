@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use ipnet::IpNet;
 
 use crate::domain::catalog::{
-    validate_name, Admission, ApiKey, Group, GroupStatus, KeyHash, Permission, Workspace,
+    validate_name, Admission, ApiKey, Group, GroupStatus, KeyHash, LimitChange, Permission, Workspace,
     DEFAULT_MAX_GROUPS_PER_WORKSPACE,
 };
 use crate::domain::ids::{ApiKeyId, GroupId, WorkspaceId};
@@ -250,10 +250,9 @@ impl Catalog {
     ) -> Result<Workspace, CatalogError> {
         let _change = self.change();
         let mut changed = self.read().workspace_named(workspace)?.clone();
-        let window_seconds = window_seconds.unwrap_or(u64::from(changed.rate_limit(bucket).window_seconds()));
-        let limit = Limit::new(requests, window_seconds).map_err(CatalogError::Invalid)?;
-        changed.rate_limits.insert(bucket, limit);
-        self.store.put_workspace(&changed)?;
+        let change = LimitChange { bucket, requests, window_seconds };
+        change.apply(&mut changed).map_err(CatalogError::Invalid)?;
+        let changed = self.store.change_workspace_limit(&changed, &change).map_err(refusal)?;
         self.write().workspaces.insert(changed.id, changed.clone());
         Ok(changed)
     }

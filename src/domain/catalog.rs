@@ -250,6 +250,32 @@ impl Admission {
     }
 }
 
+/// A change of one workspace's rate limit, applied to the workspace as stored.
+///
+/// The PostgreSQL store applies it inside the transaction that reads the stored workspace, so
+/// that two processes changing two buckets of one workspace at once both keep their change;
+/// writing back a whole workspace read earlier would undo the other's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitChange {
+    /// The bucket whose limit changes.
+    pub bucket: Bucket,
+    /// Requests per window.
+    pub requests: u64,
+    /// The window, or `None` to keep the window that applies now.
+    pub window_seconds: Option<u64>,
+}
+
+impl LimitChange {
+    /// Sets the limit on `workspace`; the error names the refused value.
+    pub fn apply(&self, workspace: &mut Workspace) -> Result<(), String> {
+        let window_seconds =
+            self.window_seconds.unwrap_or(u64::from(workspace.rate_limit(self.bucket).window_seconds()));
+        let limit = Limit::new(self.requests, window_seconds)?;
+        workspace.rate_limits.insert(self.bucket, limit);
+        Ok(())
+    }
+}
+
 /// Checks a workspace, key or group name given on the command line: names are for people and
 /// scripts, so they are short, printable and without surrounding white space.
 pub fn validate_name(what: &str, name: &str) -> Result<(), String> {

@@ -242,8 +242,20 @@ fn admin_commands_racing_on_one_database_never_create_two_workspaces_or_groups_w
     for error in &errors {
         assert!(error.contains("already has 3 active groups, the most it may have"), "{error}");
     }
+    // Four processes changing four buckets of one workspace at once: none undoes another's.
+    let buckets = ["set", "get", "track", "delete"];
+    let (succeeded, errors) = run_together(url, 4, |i| {
+        let requests = (100 + i).to_string();
+        strings(&["workspaces", "set-limit", "acme", buckets[i], &requests, "--window-seconds", "7"])
+    });
+    assert_eq!(succeeded, 4, "{errors:?}");
+
     let store = Store::open(&DatabaseLocation::Postgres(database.url.clone()), &StoreOptions::default()).unwrap();
     let stored = store.load_catalog().unwrap();
-    assert_eq!(stored.workspaces.iter().filter(|w| w.name == "acme").count(), 1);
+    let acme: Vec<_> = stored.workspaces.iter().filter(|w| w.name == "acme").collect();
+    assert_eq!(acme.len(), 1);
     assert_eq!(stored.groups.len(), 3, "{:?}", stored.groups);
+    let limits: Vec<(String, u64)> =
+        acme[0].rate_limits.iter().map(|(bucket, limit)| (format!("{bucket:?}"), limit.requests())).collect();
+    assert_eq!(limits.len(), 4, "every bucket's change was kept: {limits:?}");
 }

@@ -5,7 +5,8 @@ use tokio_postgres::IsolationLevel;
 
 use super::retry::{self, BoxFuture, TxError};
 use super::PostgresStore;
-use crate::domain::catalog::{Admission, ApiKey, Group, Workspace};
+use crate::domain::catalog::{Admission, ApiKey, Group, LimitChange, Workspace};
+use crate::domain::ids::WorkspaceId;
 use crate::store::{CatalogData, StoreError};
 
 const WORKSPACE: i16 = 1;
@@ -68,6 +69,16 @@ impl PostgresStore {
         })
     }
 
+    /// See [`crate::store::Store::change_workspace_limit`].
+    pub fn change_workspace_limit(&self, id: WorkspaceId, change: &LimitChange) -> Result<Workspace, StoreError> {
+        let change = change.clone();
+        self.blocking(move |client| {
+            Box::pin(async move {
+                retry::transaction(client, IsolationLevel::Serializable, &(id, change), change_limit).await
+            })
+        })
+    }
+
     fn put(&self, kind: i16, id: uuid::Uuid, body: serde_json::Result<String>) -> Result<(), StoreError> {
         let body = body.map_err(|e| StoreError::Engine(e.to_string()))?;
         self.blocking(move |client| {
@@ -115,6 +126,26 @@ fn admit<'c>(
             .check(stored.workspaces.iter(), stored.groups.iter())
             .map_err(|reason| TxError::Store(StoreError::Refused(reason)))?;
         upsert(tx, item).await
+    })
+}
+
+/// One attempt of [`PostgresStore::change_workspace_limit`]: read the stored workspace, change
+/// it, write it back.
+fn change_limit<'c>(
+    tx: &'c tokio_postgres::Transaction<'_>,
+    (id, change): &'c (WorkspaceId, LimitChange),
+) -> BoxFuture<'c, Result<Workspace, TxError>> {
+    Box::pin(async move {
+        let row = tx
+            .query_opt("SELECT body FROM catalog WHERE kind = $1 AND id = $2", &[&WORKSPACE, &id.0])
+            .await?
+            .ok_or_else(|| StoreError::Refused(format!("workspace {id} no longer exists")))?;
+        let mut workspace: Workspace = serde_json::from_str(row.get(0))
+            .map_err(|e| StoreError::Corrupt { what: "catalog", detail: e.to_string() })?;
+        change.apply(&mut workspace).map_err(StoreError::Refused)?;
+        let body = serde_json::to_string(&workspace).map_err(|e| StoreError::Engine(e.to_string()))?;
+        upsert(tx, &(WORKSPACE, id.0, body)).await?;
+        Ok(workspace)
     })
 }
 
