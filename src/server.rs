@@ -53,10 +53,13 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         // One process serves an embedded store, so its counters can live in its memory; nodes
-        // that share a database share their counters through Redis.
+        // that share a PostgreSQL database share their counters in it, or in Redis if given.
         let limiter = Arc::new(match &settings.rate_limit_redis {
             Some(url) => RateLimiter::in_redis(url).map_err(|e| anyhow::anyhow!("--rate-limit-redis: {e}"))?,
-            None => RateLimiter::in_memory(),
+            None => match &store {
+                Store::Postgres(shared) => RateLimiter::in_postgres(shared.clone()),
+                Store::Embedded(_) => RateLimiter::in_memory(),
+            },
         });
         Ok(Application {
             listener,

@@ -6,11 +6,14 @@
 //! variant of [`RateLimiter`] with the same [`RateLimiter::acquire`], and the rules (buckets,
 //! limits, windows, what the headers say) stay in [`crate::domain::rate_limit`], written once.
 //! The embedded store runs on one node, so its counters live in process memory by default;
-//! nodes that share a database share their counters through Redis ([`redis`]).
+//! nodes that share a PostgreSQL database share their counters in it ([`postgres`]) or, when
+//! given one, in Redis ([`redis`]).
 
+pub mod postgres;
 pub mod redis;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
 use crate::domain::ids::WorkspaceId;
@@ -23,6 +26,8 @@ pub enum RateLimiter {
     Memory(MemoryLimiter),
     /// In Redis: one budget for every node pointed at it.
     Redis(redis::RedisLimiter),
+    /// In the PostgreSQL database: one budget for every node on it.
+    Postgres(postgres::PostgresLimiter),
 }
 
 impl RateLimiter {
@@ -36,6 +41,11 @@ impl RateLimiter {
         redis::RedisLimiter::new(url).map(RateLimiter::Redis)
     }
 
+    /// Counters in the database of a PostgreSQL store.
+    pub fn in_postgres(store: crate::store::postgres::PostgresStore) -> RateLimiter {
+        RateLimiter::Postgres(postgres::PostgresLimiter::new(store))
+    }
+
     /// Counts one request of `workspace` against `bucket`'s `limit` in the window `now` falls
     /// in, and answers whether it may proceed. A rejected request is counted too (a shared
     /// counter cannot compare before it increments without a second round trip), which only
@@ -47,6 +57,34 @@ impl RateLimiter {
         match self {
             RateLimiter::Memory(memory) => memory.acquire(workspace, bucket, limit, now),
             RateLimiter::Redis(redis) => redis.acquire(workspace, bucket, limit, now).await,
+            RateLimiter::Postgres(postgres) => postgres.acquire(workspace, bucket, limit, now).await,
+        }
+    }
+}
+
+/// Logs a shared counter's failures at most once a minute: while it is down, every request
+/// fails to count, and one line a minute says so as well as thousands would.
+#[derive(Debug)]
+struct OutageLog {
+    /// The second of the last logged failure.
+    logged_at: AtomicI64,
+}
+
+impl Default for OutageLog {
+    fn default() -> Self {
+        OutageLog { logged_at: AtomicI64::new(i64::MIN) }
+    }
+}
+
+impl OutageLog {
+    /// Logs `detail` unless a failure was logged less than a minute before `now`.
+    fn report(&self, now: Timestamp, detail: &str) {
+        let second = now.as_secs();
+        let last = self.logged_at.load(Ordering::Relaxed);
+        if second.saturating_sub(last) >= 60
+            && self.logged_at.compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            tracing::error!(error = %detail, "rate limits not enforced: the shared counter is unreachable");
         }
     }
 }

@@ -9,13 +9,14 @@
 //! minute): a consent service that refuses unsubscribes because its throttle is down would do
 //! more harm than one that briefly does not throttle.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
+use super::OutageLog;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::rate_limit::{Bucket, Decision, Limit};
 use crate::domain::time::Timestamp;
@@ -54,8 +55,7 @@ pub struct RedisLimiter {
     address: String,
     connections: Vec<Mutex<Option<BufReader<TcpStream>>>>,
     next: AtomicUsize,
-    /// The second of the last logged failure, so that an outage logs once a minute.
-    logged_at: AtomicI64,
+    outage: OutageLog,
 }
 
 impl RedisLimiter {
@@ -76,7 +76,7 @@ impl RedisLimiter {
             address,
             connections: (0..CONNECTIONS).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
-            logged_at: AtomicI64::new(i64::MIN),
+            outage: OutageLog::default(),
         })
     }
 
@@ -94,13 +94,7 @@ impl RedisLimiter {
                     Ok(Err(err)) => err.to_string(),
                     _ => format!("redis at {} did not answer within {TIMEOUT:?}", self.address),
                 };
-                let second = now.as_secs();
-                let last = self.logged_at.load(Ordering::Relaxed);
-                if second.saturating_sub(last) >= 60
-                    && self.logged_at.compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed).is_ok()
-                {
-                    tracing::error!(error = %detail, "rate limits not enforced: the shared counter is unreachable");
-                }
+                self.outage.report(now, &detail);
                 limit.decide(0, window)
             }
         }

@@ -1,6 +1,8 @@
-//! Rate-limit counters shared through Redis (`serve --rate-limit-redis`): every node pointed at
-//! the same Redis spends one budget per workspace. Needs the Redis on 127.0.0.1:6379 that the
-//! machine runs; an unreachable Redis fails these tests rather than skipping them.
+//! Rate-limit counters shared by several nodes: through Redis (`serve --rate-limit-redis`) or,
+//! by default on the PostgreSQL store, in the database. Every node pointed at the same Redis or
+//! database spends one budget per workspace. Needs the Redis on 127.0.0.1:6379 and the
+//! PostgreSQL on 127.0.0.1:5432 that the machine runs; an unreachable one fails these tests
+//! rather than skipping them.
 
 use consentry::domain::ids::WorkspaceId;
 use consentry::domain::rate_limit::{Bucket, Limit};
@@ -9,7 +11,12 @@ use consentry::domain::time::Timestamp;
 use consentry::ratelimit::RateLimiter;
 use reqwest::StatusCode;
 
-use crate::helpers::{assert_error, assert_success, by_external_ids, rate_limit_headers, spawn_app_with};
+use consentry::store::{DatabaseLocation, Store, StoreOptions};
+
+use crate::helpers::{
+    assert_error, assert_success, by_external_ids, rate_limit_headers, spawn_app_on, spawn_app_with, TestDatabase,
+    TestStore,
+};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 
@@ -91,4 +98,97 @@ fn a_redis_url_with_credentials_or_another_scheme_is_refused_with_the_reason() {
         assert!(err.to_string().contains("redis://"), "{url}: {err}");
     }
     assert!(RateLimiter::in_redis("redis://localhost").is_ok(), "the port defaults to 6379");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counters in PostgreSQL: the default of nodes on a PostgreSQL store. These run whatever
+// `CONSENTRY_TEST_STORE` says: the PostgreSQL on 127.0.0.1:5432 is part of the machine.
+
+/// A PostgreSQL store on `database`, as another node would open it.
+fn node_on(database: &TestDatabase) -> consentry::store::postgres::PostgresStore {
+    let location = DatabaseLocation::Postgres(database.url.clone());
+    match Store::open(&location, &StoreOptions { pg_pool_size: 2, ..StoreOptions::default() }).expect("the store opens")
+    {
+        Store::Postgres(store) => store,
+        Store::Embedded(_) => unreachable!("a postgres:// location"),
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_counting_in_one_postgresql_database_share_one_budget() {
+    let database = TestDatabase::create();
+    let (node_a, node_b) = (RateLimiter::in_postgres(node_on(&database)), RateLimiter::in_postgres(node_on(&database)));
+    let workspace = WorkspaceId::generate();
+    let limit = day_limit(3);
+    let now = Timestamp::now();
+
+    let first = node_a.acquire(workspace, Bucket::Set, limit, now).await;
+    let second = node_b.acquire(workspace, Bucket::Set, limit, now).await;
+    let third = node_a.acquire(workspace, Bucket::Set, limit, now).await;
+    let fourth = node_b.acquire(workspace, Bucket::Set, limit, now).await;
+    assert_eq!(
+        [first, second, third, fourth].map(|d| (d.allowed, d.remaining)),
+        [(true, 2), (true, 1), (true, 0), (false, 0)]
+    );
+    assert!(node_a.acquire(workspace, Bucket::Get, limit, now).await.allowed, "another bucket counts apart");
+    assert!(node_a.acquire(WorkspaceId::generate(), Bucket::Set, limit, now).await.allowed, "another workspace too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_racing_through_two_nodes_are_admitted_exactly_up_to_the_shared_limit() {
+    let database = TestDatabase::create();
+    let nodes = [RateLimiter::in_postgres(node_on(&database)), RateLimiter::in_postgres(node_on(&database))];
+    let nodes = std::sync::Arc::new(nodes);
+    let workspace = WorkspaceId::generate();
+    let limit = day_limit(25);
+    let now = Timestamp::now();
+    let racers: Vec<_> = (0..40)
+        .map(|i| {
+            let nodes = std::sync::Arc::clone(&nodes);
+            tokio::spawn(async move { nodes[i % 2].acquire(workspace, Bucket::Set, limit, now).await.allowed })
+        })
+        .collect();
+    let mut admitted = 0;
+    for racer in racers {
+        admitted += usize::from(racer.await.unwrap());
+    }
+    assert_eq!(admitted, 25);
+}
+
+#[tokio::test]
+async fn a_server_on_postgresql_refuses_once_another_node_has_spent_the_budget_without_redis() {
+    let app = spawn_app_on(TestStore::Postgres, |_| {}).await;
+    let group = app.create_group("news", Channel::Email);
+    app.set_limit(Bucket::Set, 3, 86_400);
+    let response = app.post_v2(&by_external_ids(group, "subscribed", &["a"])).await;
+    assert_eq!(rate_limit_headers(&response).map(|(l, r, _)| (l, r)), Some((3, 2)));
+    assert_success(response).await;
+
+    let Store::Postgres(shared) = &app.store else { unreachable!("a PostgreSQL app") };
+    let other_node = RateLimiter::in_postgres(shared.clone());
+    for _ in 0..2 {
+        other_node.acquire(app.workspace, Bucket::Set, day_limit(3), Timestamp::now()).await;
+    }
+
+    let refused = app.post_v2(&by_external_ids(group, "unsubscribed", &["a"])).await;
+    assert_error(refused, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(app.state_of("a", group), Some(consentry::domain::subscription::SubscriptionState::Subscribed));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_counters_of_ended_windows_are_deleted() {
+    let database = TestDatabase::create();
+    let store = node_on(&database);
+    let limiter = RateLimiter::in_postgres(store.clone());
+    let workspace = WorkspaceId::generate();
+    let now = Timestamp::now();
+    let short = Limit::new(10, 1).unwrap();
+    limiter.acquire(workspace, Bucket::Set, short, now).await;
+    limiter.acquire(workspace, Bucket::Get, day_limit(10), now).await;
+
+    let ended = short.window_at(now).end();
+    assert_eq!(store.forget_windows_ended_before(ended).await.unwrap(), 0, "a window is kept until its end");
+    assert_eq!(store.forget_windows_ended_before(ended + 1).await.unwrap(), 1, "only the ended window goes");
+    assert_eq!(limiter.acquire(workspace, Bucket::Get, day_limit(10), now).await.remaining, 8, "the day's count stays");
 }

@@ -16,9 +16,10 @@ use super::retry::{self, BoxFuture, TxError};
 use crate::store::StoreError;
 
 /// The migrations, in the order they apply; a migration is never edited once released.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE catalog (
     kind INT2 NOT NULL,
     id UUID NOT NULL,
@@ -73,7 +74,25 @@ CREATE TABLE changes (
 CREATE INDEX changes_by_profile ON changes (workspace_id, profile_id, change_id);
 CREATE INDEX changes_by_identifier ON changes (workspace_id, subject_kind, identifier, change_id);
 "#,
-)];
+    ),
+    // Rate-limit counters shared by the nodes (`crate::ratelimit::postgres`): one row per
+    // workspace, bucket and clock window, deleted a minute after the window ends.
+    (
+        3,
+        r#"
+CREATE TABLE rate_limit_counters (
+    workspace_id UUID NOT NULL,
+    bucket TEXT NOT NULL,
+    window_seconds INT4 NOT NULL,
+    window_start BIGINT NOT NULL,
+    window_end BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (workspace_id, bucket, window_seconds, window_start)
+);
+CREATE INDEX rate_limit_counters_by_end ON rate_limit_counters (window_end);
+"#,
+    ),
+];
 
 const CREATE_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS schema_migrations (version INT4 PRIMARY KEY, applied_at BIGINT NOT NULL)";
