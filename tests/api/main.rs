@@ -13,6 +13,7 @@ mod multi_node;
 mod openapi;
 mod orphan_expiry;
 mod postgres_store;
+mod postgres_tls;
 mod rate_limits;
 mod set_status_v1;
 mod set_status_v2;

@@ -1,0 +1,371 @@
+//! TLS to PostgreSQL as the URL's libpq parameters ask for it (`sslmode`, `sslrootcert`,
+//! `sslcert`, `sslkey`). The URL checks run in both passes; the connections need the machine's
+//! PostgreSQL with `ssl = on` (Debian's default, with its self-signed "snakeoil" certificate),
+//! so they run in the PostgreSQL pass and return at once in the embedded one. Whether a
+//! connection is encrypted is asked of the server itself (`pg_stat_ssl`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use consentry::domain::identifiers::ExternalId;
+use consentry::store::postgres::tls::{self, RootCert, SslMode};
+use consentry::store::postgres::{connection_config, connection_settings};
+use consentry::store::{DatabaseLocation, StoreOptions};
+use tempfile::TempDir;
+use tokio_postgres::NoTls;
+
+use crate::helpers::{admin_database_url, spawn_app_on, test_store, TestDatabase, TestStore};
+
+/// `url` with `params` added to its query.
+fn with_params(url: &str, params: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{params}")
+}
+
+/// `url` with its host replaced.
+fn with_host(url: &str, host: &str) -> String {
+    let mut parsed = reqwest::Url::parse(url).expect("a valid test database URL");
+    parsed.set_host(Some(host)).expect("a valid host");
+    parsed.to_string()
+}
+
+/// Connects to `url` the way the store does and asks the server whether this connection is
+/// encrypted; an error carries the driver's reason.
+async fn encrypted(url: &str) -> Result<bool, String> {
+    let (config, connector) = connection_settings(url, &StoreOptions::default()).map_err(|e| e.to_string())?;
+    let (client, connection) = connector
+        .connect(&config)
+        .await
+        .map_err(|e| format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()))?;
+    let driver = tokio::spawn(connection);
+    let row = client
+        .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(client);
+    let _ = driver.await;
+    Ok(row.get(0))
+}
+
+/// A plain connection to the admin database, for looking at the server.
+async fn admin() -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio_postgres::connect(&admin_database_url(), NoTls).await.expect("the admin database answers");
+    tokio::spawn(connection);
+    client
+}
+
+/// The certificate the server presents (its `ssl_cert_file`), after checking that TLS is on.
+async fn server_certificate() -> PathBuf {
+    let admin = admin().await;
+    let ssl: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    assert_eq!(ssl, "on", "these tests need the PostgreSQL under test to have ssl = on (Debian's default)");
+    let file: String = admin.query_one("SHOW ssl_cert_file", &[]).await.unwrap().get(0);
+    let path = PathBuf::from(file);
+    assert!(std::fs::read(&path).is_ok(), "the server's certificate {} is not readable by the tests", path.display());
+    path
+}
+
+/// The `openssl` command-line tool, which the tests use to read and make certificates.
+fn openssl(args: &[&str]) -> String {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("these tests need the openssl command-line tool: {e}"));
+    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The DNS names and IP addresses of a certificate's subjectAltName.
+fn certificate_names(path: &Path) -> Vec<String> {
+    let text = openssl(&["x509", "-noout", "-ext", "subjectAltName", "-in", path.to_str().unwrap()]);
+    text.lines()
+        .skip(1)
+        .flat_map(|line| line.split(','))
+        .filter_map(|entry| {
+            let entry = entry.trim();
+            entry.strip_prefix("DNS:").or_else(|| entry.strip_prefix("IP Address:")).map(str::to_string)
+        })
+        .collect()
+}
+
+/// A fresh self-signed CA certificate and its key in `dir`: a root that signed nothing the
+/// server has.
+fn throwaway_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={name}"),
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    (cert, key)
+}
+
+fn needs_postgres() -> bool {
+    test_store() == TestStore::Postgres
+}
+
+// What the URL says, checked without connecting (both passes).
+
+#[test]
+fn the_tls_parameters_are_taken_out_of_the_url_and_everything_else_is_kept_as_written() {
+    let url = "postgres://app:p%40ss@db.example:6432/consents?application_name=a%20b&sslmode=verify-ca\
+               &sslrootcert=%2Fetc%2Fca%20dir%2Froot.pem&connect_timeout=3&sslcert=/c.pem&sslkey=/k.pem";
+    let (rest, params) = tls::split_url(url).unwrap();
+    assert_eq!(rest, "postgres://app:p%40ss@db.example:6432/consents?application_name=a%20b&connect_timeout=3");
+    assert_eq!(params.mode, Some(SslMode::VerifyCa));
+    assert_eq!(params.root_cert, Some(RootCert::File("/etc/ca dir/root.pem".into())));
+    assert_eq!(params.client_cert, Some("/c.pem".into()));
+    assert_eq!(params.client_key, Some("/k.pem".into()));
+
+    // A '?' in the credentials is not the query, as for the driver.
+    let (rest, params) = tls::split_url("postgresql://app:p?w@db/consents?sslmode=disable").unwrap();
+    assert_eq!(rest, "postgresql://app:p?w@db/consents");
+    assert_eq!(params.effective_mode(), SslMode::Disable);
+
+    let (rest, params) = tls::split_url("postgres://db/consents").unwrap();
+    assert_eq!(rest, "postgres://db/consents");
+    assert_eq!(params.effective_mode(), SslMode::Prefer, "libpq's default");
+    assert_eq!(tls::split_url("postgres://db/c?sslrootcert=system").unwrap().1.effective_mode(), SslMode::VerifyFull);
+
+    // The driver never sees what it would reject, and messages still show where the database is.
+    let verify_full = "postgres://app:secret@db.example:6432/consents?sslmode=verify-full&sslrootcert=/x.pem";
+    let config = connection_config(verify_full, &StoreOptions::default()).expect("the driver's part parses");
+    assert_eq!(config.get_dbname(), Some("consents"));
+    assert_eq!(DatabaseLocation::Postgres(verify_full.into()).to_string(), "postgres://db.example:6432/consents");
+}
+
+#[test]
+fn an_unknown_sslmode_is_refused_naming_sslmode_and_the_value() {
+    for mode in ["verify-fully", "on", ""] {
+        let url = format!("postgres://app:hunter2@127.0.0.1:5432/db?sslmode={mode}");
+        let err = connection_settings(&url, &StoreOptions::default()).err().expect("refused").to_string();
+        assert!(err.contains(&format!("invalid sslmode \"{mode}\"")), "{err}");
+        assert!(err.contains("verify-full"), "the message lists the valid modes: {err}");
+        assert!(!err.contains("hunter2"), "the password is never shown: {err}");
+    }
+}
+
+#[test]
+fn a_missing_or_unusable_sslrootcert_is_refused_naming_its_path() {
+    let dir = TempDir::new().unwrap();
+    let missing = dir.path().join("no-such-root.pem");
+    let url = format!("postgres://app:hunter2@db/c?sslmode=verify-ca&sslrootcert={}", missing.display());
+    let err = connection_settings(&url, &StoreOptions::default()).err().expect("refused").to_string();
+    assert!(err.contains(&format!("sslrootcert {}: cannot read it", missing.display())), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "this is not a certificate\n").unwrap();
+    let url = format!("postgres://db/c?sslmode=require&sslrootcert={}", garbage.display());
+    let err = connection_settings(&url, &StoreOptions::default()).err().expect("refused").to_string();
+    assert!(err.contains(&format!("sslrootcert {}: no certificate in it", garbage.display())), "{err}");
+
+    let err = connection_settings("postgres://db/c?sslmode=verify-full", &StoreOptions::default())
+        .err()
+        .expect("verify-full without a root is refused")
+        .to_string();
+    assert!(err.contains("sslmode=verify-full needs sslrootcert"), "{err}");
+}
+
+#[test]
+fn sslrootcert_system_refuses_a_mode_weaker_than_verify_full_as_libpq_does() {
+    let err = connection_settings("postgres://db/c?sslrootcert=system&sslmode=require", &StoreOptions::default())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("sslmode=require cannot be used with sslrootcert=system"), "{err}");
+}
+
+#[test]
+fn a_client_certificate_needs_its_key_and_a_key_that_is_not_one_is_refused_naming_it() {
+    let dir = TempDir::new().unwrap();
+    let (cert, key) = throwaway_certificate(dir.path(), "client");
+    let url = format!("postgres://db/c?sslmode=require&sslcert={}&sslkey={}", cert.display(), key.display());
+    let (_, connector) = connection_settings(&url, &StoreOptions::default()).expect("a matching pair loads");
+    assert_eq!(connector.mode(), SslMode::Require);
+
+    let only_cert = format!("postgres://db/c?sslcert={}", cert.display());
+    let err = connection_settings(&only_cert, &StoreOptions::default()).err().expect("refused").to_string();
+    assert!(err.contains("sslcert is given without sslkey"), "{err}");
+
+    // The certificate's file holds no key.
+    let url = format!("postgres://db/c?sslcert={}&sslkey={}", cert.display(), cert.display());
+    let err = connection_settings(&url, &StoreOptions::default()).err().expect("refused").to_string();
+    assert!(err.contains(&format!("sslkey {}:", cert.display())), "{err}");
+
+    // A key that belongs to another certificate.
+    let (_, other_key) = throwaway_certificate(dir.path(), "other");
+    let url = format!("postgres://db/c?sslcert={}&sslkey={}", cert.display(), other_key.display());
+    let err = connection_settings(&url, &StoreOptions::default()).err().expect("refused").to_string();
+    assert!(err.contains(&format!("sslkey {} does not go with sslcert", other_key.display())), "{err}");
+}
+
+// Real connections (PostgreSQL pass).
+
+#[tokio::test]
+async fn each_sslmode_encrypts_exactly_when_libpq_would_against_a_server_with_tls() {
+    if !needs_postgres() {
+        return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
+    }
+    server_certificate().await;
+    let database = TestDatabase::create();
+    for (params, expected) in [
+        ("sslmode=disable", false),
+        ("sslmode=allow", false),
+        ("sslmode=prefer", true),
+        ("application_name=default_is_prefer", true),
+        ("sslmode=require", true),
+    ] {
+        let url = with_params(&database.url, params);
+        assert_eq!(encrypted(&url).await, Ok(expected), "{params}");
+    }
+}
+
+#[tokio::test]
+async fn verify_ca_with_the_servers_certificate_as_root_connects_and_with_another_root_fails_clearly() {
+    if !needs_postgres() {
+        return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
+    }
+    let root = server_certificate().await;
+    let database = TestDatabase::create();
+    let good = with_params(&database.url, &format!("sslmode=verify-ca&sslrootcert={}", root.display()));
+    assert_eq!(encrypted(&good).await, Ok(true), "verify-ca does not check the host name (127.0.0.1 here)");
+
+    let dir = TempDir::new().unwrap();
+    let (wrong, _) = throwaway_certificate(dir.path(), "wrong-root");
+    for mode in ["verify-ca", "verify-full", "require"] {
+        let url = with_params(&database.url, &format!("sslmode={mode}&sslrootcert={}", wrong.display()));
+        let err = encrypted(&url).await.expect_err("a root that did not sign the server's certificate");
+        assert!(
+            err.contains("error performing TLS handshake: invalid peer certificate: UnknownIssuer"),
+            "{mode}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn verify_full_checks_the_host_name_against_the_certificate() {
+    if !needs_postgres() {
+        return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
+    }
+    let root = server_certificate().await;
+    let names = certificate_names(&root);
+    let database = TestDatabase::create();
+    let verify_full = format!("sslmode=verify-full&sslrootcert={}", root.display());
+
+    assert!(!names.iter().any(|n| n == "127.0.0.1"), "the test expects a certificate without the IP address");
+    let by_address = with_params(&with_host(&database.url, "127.0.0.1"), &verify_full);
+    let err = encrypted(&by_address).await.expect_err("127.0.0.1 is not a name of the certificate");
+    assert!(err.contains("certificate not valid for name \"127.0.0.1\""), "{err}");
+
+    // The certificate's own name, reached at 127.0.0.1 (libpq's hostaddr: the name is checked,
+    // the address is dialled).
+    let name = names.iter().find(|n| n.parse::<std::net::IpAddr>().is_err()).expect("the certificate has a DNS name");
+    let by_name = with_params(&with_host(&database.url, name), &format!("hostaddr=127.0.0.1&{verify_full}"));
+    assert_eq!(encrypted(&by_name).await, Ok(true), "{name} is a name of the certificate");
+}
+
+#[tokio::test]
+async fn prefer_falls_back_to_a_plain_connection_when_the_certificate_fails_verification_as_libpq_does() {
+    if !needs_postgres() {
+        return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
+    }
+    server_certificate().await;
+    let database = TestDatabase::create();
+    let dir = TempDir::new().unwrap();
+    let (wrong, _) = throwaway_certificate(dir.path(), "wrong-root");
+    let url = with_params(&database.url, &format!("sslmode=prefer&sslrootcert={}", wrong.display()));
+    assert_eq!(encrypted(&url).await, Ok(false));
+}
+
+/// The server's own connections to its database: (encrypted, all), once it has served a read.
+async fn server_backends(params: &str) -> (i64, i64) {
+    let mut database_name = String::new();
+    let app = spawn_app_on(TestStore::Postgres, |settings| {
+        let DatabaseLocation::Postgres(url) = &settings.database else { unreachable!("a PostgreSQL store") };
+        database_name = url.rsplit('/').next().unwrap().to_string();
+        settings.database = DatabaseLocation::Postgres(with_params(url, params));
+    })
+    .await;
+    // A read through the pool, which keeps its connection open afterwards.
+    app.store.read_profiles(app.workspace, &[&ExternalId::parse("someone").unwrap()]).await.expect("the read works");
+    let row = admin()
+        .await
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.datname = $1",
+            &[&database_name],
+        )
+        .await
+        .unwrap();
+    let _stopped = app.shutdown().await;
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn a_server_started_with_sslmode_require_talks_to_postgresql_only_over_tls() {
+    if !needs_postgres() {
+        return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
+    }
+    server_certificate().await;
+    let (encrypted, all) = server_backends("sslmode=require").await;
+    assert!(all >= 1, "the pool keeps a connection");
+    assert_eq!(encrypted, all);
+}
+
+#[tokio::test]
+async fn a_server_started_with_sslmode_disable_talks_to_postgresql_in_the_clear() {
+    if !needs_postgres() {
+        return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
+    }
+    server_certificate().await;
+    let (encrypted, all) = server_backends("sslmode=disable").await;
+    assert!(all >= 1, "the pool keeps a connection");
+    assert_eq!(encrypted, 0);
+}
+
+#[tokio::test]
+async fn the_server_refuses_to_start_when_verify_full_does_not_match_the_host_and_says_why() {
+    if !needs_postgres() {
+        return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
+    }
+    let root = server_certificate().await;
+    let database = TestDatabase::create();
+    let url = with_params(
+        &with_host(&database.url, "127.0.0.1"),
+        &format!("sslmode=verify-full&sslrootcert={}", root.display()),
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_consentry"))
+        .env_remove("CONSENTRY_DATABASE_URL")
+        .env_remove("CONSENTRY_LISTEN")
+        .env("NO_COLOR", "1")
+        .args(["--database", &url, "serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let port = reqwest::Url::parse(&database.url).unwrap().port().unwrap_or(5432);
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to PostgreSQL at 127.0.0.1:{port}/{}: error performing TLS handshake: invalid peer \
+             certificate: certificate not valid for name \"127.0.0.1\"",
+            database.name
+        )),
+        "{stderr}"
+    );
+}
