@@ -369,3 +369,100 @@ async fn the_server_refuses_to_start_when_verify_full_does_not_match_the_host_an
         "{stderr}"
     );
 }
+
+// libpq's name rules where webpki is stricter, against a TLS stand-in (both passes).
+
+/// A stand-in for a PostgreSQL server with TLS on 127.0.0.1: for each of `connections`
+/// clients, answers the SSLRequest with 'S', does the TLS handshake with `cert` and `key`, says
+/// whether the handshake completed (the client accepted the certificate) and hangs up.
+fn tls_stand_in(cert: &Path, key: &Path, connections: usize) -> (u16, std::sync::mpsc::Receiver<bool>) {
+    use std::io::{Read, Write};
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let chain = CertificateDer::pem_file_iter(cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = std::sync::Arc::new(
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (handshakes, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for _ in 0..connections {
+            let (mut socket, _) = listener.accept().unwrap();
+            socket.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+            let mut ssl_request = [0u8; 8];
+            socket.read_exact(&mut ssl_request).unwrap();
+            assert_eq!(ssl_request, [0, 0, 0, 8, 4, 210, 22, 47], "the client asks for TLS first");
+            socket.write_all(b"S").unwrap();
+            let mut tls = rustls::ServerConnection::new(std::sync::Arc::clone(&config)).unwrap();
+            let mut completed = true;
+            while tls.is_handshaking() {
+                if tls.complete_io(&mut socket).is_err() {
+                    completed = false;
+                    break;
+                }
+            }
+            let _ = handshakes.send(completed);
+        }
+    });
+    (port, receiver)
+}
+
+/// Connects to a stand-in with `url` and says whether the client accepted its certificate; a
+/// refusal must be the certificate's name.
+async fn accepts(url: &str, handshakes: &std::sync::mpsc::Receiver<bool>) -> bool {
+    let err = encrypted(url).await.expect_err("the stand-in hangs up after the handshake");
+    let completed = handshakes.recv_timeout(std::time::Duration::from_secs(10)).expect("the stand-in was reached");
+    if !completed {
+        assert!(err.contains("invalid peer certificate: certificate not valid for name"), "{url}: {err}");
+    }
+    completed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_full_accepts_a_self_signed_certificate_named_only_by_its_common_name_as_libpq_does() {
+    let dir = TempDir::new().unwrap();
+    // Made as PostgreSQL's documentation makes a server certificate: self-signed, marked as a CA,
+    // named by its Common Name only.
+    let (cert, key) = throwaway_certificate(dir.path(), "db.consentry.test");
+    assert!(certificate_names(&cert).is_empty(), "no subjectAltName");
+    let constraints = openssl(&["x509", "-noout", "-ext", "basicConstraints", "-in", cert.to_str().unwrap()]);
+    assert!(constraints.contains("CA:TRUE"), "{constraints}");
+    let (port, handshakes) = tls_stand_in(&cert, &key, 4);
+    let url = |host: &str, mode: &str| {
+        format!("postgres://app@{host}:{port}/db?hostaddr=127.0.0.1&sslmode={mode}&sslrootcert={}", cert.display())
+    };
+    assert!(accepts(&url("db.consentry.test", "verify-full"), &handshakes).await);
+    assert!(accepts(&url("DB.Consentry.Test", "verify-full"), &handshakes).await, "names ignore case");
+    assert!(!accepts(&url("other.consentry.test", "verify-full"), &handshakes).await);
+    assert!(accepts(&url("other.consentry.test", "verify-ca"), &handshakes).await, "verify-ca ignores the name");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_common_name_stands_for_one_label_and_an_address_may_be_the_common_name() {
+    let dir = TempDir::new().unwrap();
+    let (wildcard, key) = throwaway_certificate(dir.path(), "*.consentry.test");
+    let (port, handshakes) = tls_stand_in(&wildcard, &key, 3);
+    let url = |host: &str| {
+        format!(
+            "postgres://app@{host}:{port}/db?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={}",
+            wildcard.display()
+        )
+    };
+    assert!(accepts(&url("db.consentry.test"), &handshakes).await);
+    assert!(!accepts(&url("a.db.consentry.test"), &handshakes).await, "the * is one label");
+    assert!(!accepts(&url("consentry.test"), &handshakes).await);
+
+    let (address, key) = throwaway_certificate(dir.path(), "127.0.0.1");
+    let (port, handshakes) = tls_stand_in(&address, &key, 1);
+    let url = format!("postgres://app@127.0.0.1:{port}/db?sslmode=verify-full&sslrootcert={}", address.display());
+    assert!(accepts(&url, &handshakes).await);
+}

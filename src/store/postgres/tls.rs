@@ -15,6 +15,10 @@
 //! | `verify-ca` | always | chain against `sslrootcert` |
 //! | `verify-full` | always | chain, and the host name (an IP address host must be an IP SAN) |
 //!
+//! Certificates are checked by webpki, relaxed where it is stricter than libpq (see
+//! `Verifier`): a self-signed server certificate listed in `sslrootcert` is trusted even when
+//! marked as a CA, and `verify-full` falls back to the Common Name as libpq does.
+//!
 //! Unlike libpq, nothing is read from `~/.postgresql/` (root.crt, postgresql.crt/.key) or from
 //! `PGSSL*` variables: a service's TLS is what its URL says. `sslrootcert=system` (libpq 16)
 //! loads the platform's CA bundle and, as in libpq, makes `verify-full` the default and any
@@ -31,12 +35,15 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::task::JoinHandle;
 use tokio_postgres::config::SslMode as DriverSslMode;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
+use x509_cert::der::{Decode, Tag, Tagged};
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::SubjectAltName;
 
 use crate::store::StoreError;
 
@@ -202,9 +209,12 @@ impl Connector {
                 mode.as_str()
             )));
         }
-        let roots = match &params.root_cert {
-            Some(RootCert::File(path)) => Some(load_roots(path)?),
-            Some(RootCert::System) => Some(system_roots()?),
+        let (roots, root_certs) = match &params.root_cert {
+            Some(RootCert::File(path)) => {
+                let (roots, certs) = load_roots(path)?;
+                (Some(roots), certs)
+            }
+            Some(RootCert::System) => (Some(system_roots()?), Vec::new()),
             None if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) => {
                 return Err(StoreError::Open(format!(
                     "sslmode={} needs sslrootcert: the path of a PEM file of the CA certificates to trust, or \
@@ -212,11 +222,12 @@ impl Connector {
                     mode.as_str()
                 )))
             }
-            None => None,
+            None => (None, Vec::new()),
         };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = Verifier {
             roots: roots.map(Arc::new),
+            root_certs,
             check_name: mode == SslMode::VerifyFull,
             algorithms: provider.signature_verification_algorithms,
         };
@@ -313,18 +324,20 @@ fn is_tls_failure(err: &tokio_postgres::Error) -> bool {
     false
 }
 
-/// The CA certificates of the PEM file `sslrootcert` names.
-fn load_roots(path: &Path) -> Result<RootCertStore, StoreError> {
+/// The CA certificates of the PEM file `sslrootcert` names, as trust anchors and as written.
+fn load_roots(path: &Path) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), StoreError> {
     let fail = |why: String| StoreError::Open(format!("sslrootcert {}: {why}", path.display()));
     let mut roots = RootCertStore::empty();
+    let mut certs = Vec::new();
     for cert in CertificateDer::pem_file_iter(path).map_err(|e| fail(pem_error(e)))? {
         let cert = cert.map_err(|e| fail(pem_error(e)))?;
-        roots.add(cert).map_err(|e| fail(format!("not a usable CA certificate: {e}")))?;
+        roots.add(cert.clone()).map_err(|e| fail(format!("not a usable CA certificate: {e}")))?;
+        certs.push(cert);
     }
     if roots.is_empty() {
         return Err(fail("no certificate in it (expected PEM `BEGIN CERTIFICATE` blocks)".into()));
     }
-    Ok(roots)
+    Ok((roots, certs))
 }
 
 /// The platform's CA bundle, where OpenSSL (and so libpq) finds it: `SSL_CERT_FILE`, else the
@@ -381,9 +394,17 @@ fn pem_error(err: rustls::pki_types::pem::Error) -> String {
 /// Checks the server's certificate as the mode asks: against the roots when there are any, and
 /// its name under `verify-full`. The handshake's signatures are always checked, so that the
 /// session is at least bound to the certificate shown (which channel binding relies on).
+///
+/// Where webpki is stricter than OpenSSL (and so libpq), it is relaxed to libpq's rules, so
+/// that a certificate libpq accepts is accepted: a server certificate that is itself in
+/// `sslrootcert` is trusted even when it is marked as a CA (as the self-signed certificates that
+/// PostgreSQL's documentation makes with `openssl req -x509` are), and the host name may match
+/// the Common Name when the certificate has no subjectAltName of the host's kind.
 #[derive(Debug)]
 struct Verifier {
     roots: Option<Arc<RootCertStore>>,
+    /// The certificates of the `sslrootcert` file, as written.
+    root_certs: Vec<CertificateDer<'static>>,
     check_name: bool,
     algorithms: WebPkiSupportedAlgorithms,
 }
@@ -399,15 +420,22 @@ impl ServerCertVerifier for Verifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         if let Some(roots) = &self.roots {
             let cert = ParsedCertificate::try_from(end_entity)?;
-            rustls::client::verify_server_cert_signed_by_trust_anchor(
+            let chained = rustls::client::verify_server_cert_signed_by_trust_anchor(
                 &cert,
                 roots,
                 intermediates,
                 now,
                 self.algorithms.all,
-            )?;
+            );
+            match chained {
+                Ok(()) => {}
+                Err(_) if self.root_certs.iter().any(|root| root.as_ref() == end_entity.as_ref()) => {
+                    check_validity(end_entity, now)?;
+                }
+                Err(e) => return Err(e),
+            }
             if self.check_name {
-                rustls::client::verify_server_name(&cert, server_name)?;
+                verify_name(&cert, end_entity, server_name)?;
             }
         }
         Ok(ServerCertVerified::assertion())
@@ -433,5 +461,114 @@ impl ServerCertVerifier for Verifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+/// Whether `now` is within the certificate's validity period.
+fn check_validity(der: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls::Error> {
+    let cert = x509_cert::Certificate::from_der(der.as_ref())
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let validity = &cert.tbs_certificate.validity;
+    let now = now.as_secs();
+    if now < validity.not_before.to_unix_duration().as_secs() {
+        return Err(rustls::Error::InvalidCertificate(CertificateError::NotValidYet));
+    }
+    if now > validity.not_after.to_unix_duration().as_secs() {
+        return Err(rustls::Error::InvalidCertificate(CertificateError::Expired));
+    }
+    Ok(())
+}
+
+/// Checks that the certificate names the host, as libpq does: webpki's check of the
+/// subjectAltNames, then libpq's further matches, which webpki does not make: an address host
+/// against a DNS name written as that address, and the Common Name (a leading `*.` matching
+/// one label) when the certificate has no subjectAltName of the host's kind.
+fn verify_name(
+    cert: &ParsedCertificate<'_>,
+    der: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+) -> Result<(), rustls::Error> {
+    let Err(err) = rustls::client::verify_server_name(cert, server_name) else {
+        return Ok(());
+    };
+    let Some(names) = CertificateNames::of(der) else {
+        return Err(err);
+    };
+    let matches = |patterns: &[String], host: &str| patterns.iter().any(|pattern| name_matches(pattern, host));
+    let matched = match server_name {
+        ServerName::DnsName(host) => names.dns.is_empty() && matches(&names.common_names, host.as_ref()),
+        ServerName::IpAddress(ip) => {
+            let host = std::net::IpAddr::from(*ip).to_string();
+            matches(&names.dns, &host) || (!names.has_ip && matches(&names.common_names, &host))
+        }
+        _ => false,
+    };
+    if matched {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+/// The names a certificate gives its subject.
+#[derive(Default)]
+struct CertificateNames {
+    /// The DNS names of its subjectAltName.
+    dns: Vec<String>,
+    /// Whether its subjectAltName has an IP address.
+    has_ip: bool,
+    /// The Common Names of its subject.
+    common_names: Vec<String>,
+}
+
+impl CertificateNames {
+    /// The names of a DER certificate; `None` when it does not decode.
+    fn of(der: &CertificateDer<'_>) -> Option<CertificateNames> {
+        use x509_cert::der::oid::db::{rfc4519::CN, rfc5280::ID_CE_SUBJECT_ALT_NAME};
+        let cert = x509_cert::Certificate::from_der(der.as_ref()).ok()?;
+        let mut names = CertificateNames::default();
+        for extension in cert.tbs_certificate.extensions.iter().flatten() {
+            if extension.extn_id != ID_CE_SUBJECT_ALT_NAME {
+                continue;
+            }
+            for name in SubjectAltName::from_der(extension.extn_value.as_bytes()).ok()?.0 {
+                match name {
+                    GeneralName::DnsName(dns) => names.dns.push(dns.to_string()),
+                    GeneralName::IpAddress(_) => names.has_ip = true,
+                    _ => {}
+                }
+            }
+        }
+        for attribute in cert.tbs_certificate.subject.0.iter().flat_map(|rdn| rdn.0.iter()) {
+            let text_tag = matches!(
+                attribute.value.tag(),
+                Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::TeletexString
+            );
+            if attribute.oid == CN && text_tag {
+                if let Ok(name) = std::str::from_utf8(attribute.value.value()) {
+                    names.common_names.push(name.to_string());
+                }
+            }
+        }
+        Some(names)
+    }
+}
+
+/// libpq's match of a certificate name against the host: equal ignoring ASCII case, or a
+/// `*.rest` pattern whose `*` stands for one label (no dot).
+fn name_matches(pattern: &str, host: &str) -> bool {
+    if pattern.eq_ignore_ascii_case(host) {
+        return true;
+    }
+    let Some(rest) = pattern.strip_prefix('*').filter(|rest| rest.starts_with('.')) else {
+        return false;
+    };
+    if host.len() <= rest.len() {
+        return false;
+    }
+    let split = host.len() - rest.len();
+    match (host.get(..split), host.get(split..)) {
+        (Some(label), Some(tail)) => tail.eq_ignore_ascii_case(rest) && !label.contains('.'),
+        _ => false,
     }
 }
