@@ -466,3 +466,39 @@ async fn a_wildcard_common_name_stands_for_one_label_and_an_address_may_be_the_c
     let url = format!("postgres://app@127.0.0.1:{port}/db?sslmode=verify-full&sslrootcert={}", address.display());
     assert!(accepts(&url, &handshakes).await);
 }
+
+#[test]
+fn sslrootcert_system_verifies_against_the_platform_bundle_or_ssl_cert_file() {
+    if !needs_postgres() {
+        return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
+    }
+    let root = tokio::runtime::Runtime::new().unwrap().block_on(server_certificate());
+    let name = certificate_names(&root)
+        .into_iter()
+        .find(|n| n.parse::<std::net::IpAddr>().is_err())
+        .expect("the certificate has a DNS name");
+    let database = TestDatabase::create();
+    // verify-full is implied: the certificate's name is checked, at 127.0.0.1.
+    let url = with_params(&with_host(&database.url, &name), "hostaddr=127.0.0.1&sslrootcert=system");
+    let migrate = |cert_file: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_consentry"));
+        command.env_remove("CONSENTRY_DATABASE_URL").env_remove("SSL_CERT_FILE");
+        if let Some(file) = cert_file {
+            command.env("SSL_CERT_FILE", file);
+        }
+        command.args(["--database", &url, "migrate"]).output().expect("the binary runs")
+    };
+    // The machine's self-signed certificate is in no platform bundle.
+    let refused = migrate(None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("invalid peer certificate: UnknownIssuer")
+            || stderr.contains("sslrootcert=system: no CA bundle"),
+        "{stderr}"
+    );
+    // SSL_CERT_FILE names the bundle, as for OpenSSL.
+    let trusted = migrate(Some(&root));
+    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
+    assert!(String::from_utf8_lossy(&trusted.stdout).contains("applied migrations 1"), "{trusted:?}");
+}

@@ -10,10 +10,10 @@
 //! | --- | --- | --- |
 //! | `disable` | never | — |
 //! | `allow` | only if the server refuses a plain connection | chain if `sslrootcert` is given |
-//! | `prefer` (default) | if the server can; falls back to plain if the TLS handshake fails | chain if `sslrootcert` is given |
+//! | `prefer` (default) | if the server can; plain again if the handshake fails | chain if `sslrootcert` is given |
 //! | `require` | always | chain if `sslrootcert` is given (libpq: "like verify-ca") |
 //! | `verify-ca` | always | chain against `sslrootcert` |
-//! | `verify-full` | always | chain, and the host name (an IP address host must be an IP SAN) |
+//! | `verify-full` | always | chain, and that it names the host (an address host: an IP SAN) |
 //!
 //! Certificates are checked by webpki, relaxed where it is stricter than libpq (see
 //! `Verifier`): a self-signed server certificate listed in `sslrootcert` is trusted even when
