@@ -502,3 +502,97 @@ fn sslrootcert_system_verifies_against_the_platform_bundle_or_ssl_cert_file() {
     assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
     assert!(String::from_utf8_lossy(&trusted.stdout).contains("applied migrations 1"), "{trusted:?}");
 }
+
+/// A stand-in for a PostgreSQL server that refuses every connection once it has its startup
+/// message, saying whether it came over TLS ("refused over TLS") or not ("refused in the
+/// clear"); it reports "tls" or "plain" for each connection, in order.
+fn refusing_stand_in(cert: &Path, key: &Path) -> (u16, std::sync::mpsc::Receiver<&'static str>) {
+    use std::io::{Read, Write};
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    fn refuse(stream: &mut impl Write, message: &str) {
+        let mut body = Vec::new();
+        for (field, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', "28000"), (b'M', message)] {
+            body.push(field);
+            body.extend_from_slice(value.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut error_response = vec![b'E'];
+        error_response.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        error_response.extend_from_slice(&body);
+        stream.write_all(&error_response).unwrap();
+        stream.flush().unwrap();
+    }
+
+    let chain = CertificateDer::pem_file_iter(cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = std::sync::Arc::new(
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (reports, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for socket in listener.incoming() {
+            let mut socket = socket.unwrap();
+            socket.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+            let mut head = [0u8; 8];
+            socket.read_exact(&mut head).unwrap();
+            if head == [0, 0, 0, 8, 4, 210, 22, 47] {
+                socket.write_all(b"S").unwrap();
+                let connection = rustls::ServerConnection::new(std::sync::Arc::clone(&config)).unwrap();
+                let mut tls = rustls::StreamOwned::new(connection, socket);
+                let mut length = [0u8; 4];
+                tls.read_exact(&mut length).unwrap();
+                let mut rest = vec![0u8; u32::from_be_bytes(length) as usize - 4];
+                tls.read_exact(&mut rest).unwrap();
+                refuse(&mut tls, "refused over TLS");
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+                let _ = reports.send("tls");
+            } else {
+                let length = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+                let mut rest = vec![0u8; length - 8];
+                socket.read_exact(&mut rest).unwrap();
+                refuse(&mut socket, "refused in the clear");
+                let _ = reports.send("plain");
+            }
+        }
+    });
+    (port, receiver)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_and_prefer_make_libpqs_second_attempt_when_the_server_refuses_the_first() {
+    let dir = TempDir::new().unwrap();
+    let (cert, key) = throwaway_certificate(dir.path(), "db.consentry.test");
+    for (mode, attempts, last_refusal) in [
+        ("disable", vec!["plain"], "refused in the clear"),
+        ("allow", vec!["plain", "tls"], "refused over TLS"),
+        ("prefer", vec!["tls", "plain"], "refused in the clear"),
+        ("require", vec!["tls"], "refused over TLS"),
+    ] {
+        let (port, reports) = refusing_stand_in(&cert, &key);
+        let url = format!("postgres://app@127.0.0.1:{port}/db?sslmode={mode}");
+        let err = encrypted(&url).await.expect_err("the stand-in refuses every connection");
+        assert!(err.contains(last_refusal), "{mode}: {err}");
+        // Every expected attempt, then a moment to be sure no further one comes.
+        let mut seen = Vec::new();
+        loop {
+            let wait = if seen.len() < attempts.len() { 5000 } else { 300 };
+            match reports.recv_timeout(std::time::Duration::from_millis(wait)) {
+                Ok(report) => seen.push(report),
+                Err(_) => break,
+            }
+        }
+        assert_eq!(seen, attempts, "{mode}");
+    }
+}

@@ -10,7 +10,7 @@
 //! | --- | --- | --- |
 //! | `disable` | never | — |
 //! | `allow` | only if the server refuses a plain connection | chain if `sslrootcert` is given |
-//! | `prefer` (default) | if the server can; plain again if the handshake fails | chain if `sslrootcert` is given |
+//! | `prefer` (default) | if the server can; plain again if that fails | chain if `sslrootcert` is given |
 //! | `require` | always | chain if `sslrootcert` is given (libpq: "like verify-ca") |
 //! | `verify-ca` | always | chain against `sslrootcert` |
 //! | `verify-full` | always | chain, and that it names the host (an address host: an IP SAN) |
@@ -28,6 +28,7 @@ use std::error::Error as _;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -38,7 +39,7 @@ use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::task::JoinHandle;
 use tokio_postgres::config::SslMode as DriverSslMode;
-use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, Config, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use x509_cert::der::{Decode, Tag, Tagged};
@@ -264,26 +265,73 @@ impl Connector {
 
     /// Connects with `config` (whose own `sslmode` is ignored) as the mode asks, including
     /// libpq's second attempts: `allow` retries encrypted when the server refuses a plain
-    /// connection, `prefer` retries plain when the TLS handshake fails.
+    /// connection; `prefer` retries plain when the TLS handshake fails or the server refuses the
+    /// connection it made over TLS.
     pub async fn connect(&self, config: &Config) -> Result<(Client, Connection), tokio_postgres::Error> {
-        let attempt = |mode: DriverSslMode| {
+        let attempt = |mode: DriverSslMode, tls_started: Arc<AtomicBool>| {
             let mut config = config.clone();
             config.ssl_mode(mode);
-            let tls = self.tls.clone();
+            let tls = Tracked { inner: self.tls.clone(), started: tls_started };
             async move { config.connect(tls).await }
         };
+        let tls_started = Arc::new(AtomicBool::new(false));
         match self.mode {
-            SslMode::Disable => attempt(DriverSslMode::Disable).await,
-            SslMode::Allow => match attempt(DriverSslMode::Disable).await {
-                Err(e) if e.as_db_error().is_some() => attempt(DriverSslMode::Require).await,
+            SslMode::Disable => attempt(DriverSslMode::Disable, tls_started).await,
+            SslMode::Allow => match attempt(DriverSslMode::Disable, Arc::clone(&tls_started)).await {
+                Err(e) if e.as_db_error().is_some() => attempt(DriverSslMode::Require, tls_started).await,
                 other => other,
             },
-            SslMode::Prefer => match attempt(DriverSslMode::Prefer).await {
-                Err(e) if is_tls_failure(&e) => attempt(DriverSslMode::Disable).await,
+            SslMode::Prefer => match attempt(DriverSslMode::Prefer, Arc::clone(&tls_started)).await {
+                Err(e) if tls_started.load(Ordering::Relaxed) && (is_tls_failure(&e) || e.as_db_error().is_some()) => {
+                    attempt(DriverSslMode::Disable, tls_started).await
+                }
                 other => other,
             },
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => attempt(DriverSslMode::Require).await,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                attempt(DriverSslMode::Require, tls_started).await
+            }
         }
+    }
+}
+
+/// The rustls connector, noting whether the server agreed to TLS (the driver calls
+/// [`TlsConnect::connect`] only then), which decides `prefer`'s second attempt.
+#[derive(Clone)]
+struct Tracked {
+    inner: MakeRustlsConnect,
+    started: Arc<AtomicBool>,
+}
+
+/// The connector [`MakeRustlsConnect`] makes for one host.
+type RustlsConnect = <MakeRustlsConnect as MakeTlsConnect<Socket>>::TlsConnect;
+
+impl MakeTlsConnect<Socket> for Tracked {
+    type Stream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+    type TlsConnect = TrackedConnect;
+    type Error = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Error;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<TrackedConnect, Self::Error> {
+        Ok(TrackedConnect {
+            inner: MakeTlsConnect::<Socket>::make_tls_connect(&mut self.inner, domain)?,
+            started: Arc::clone(&self.started),
+        })
+    }
+}
+
+/// See [`Tracked`].
+struct TrackedConnect {
+    inner: RustlsConnect,
+    started: Arc<AtomicBool>,
+}
+
+impl TlsConnect<Socket> for TrackedConnect {
+    type Stream = <RustlsConnect as TlsConnect<Socket>>::Stream;
+    type Error = <RustlsConnect as TlsConnect<Socket>>::Error;
+    type Future = <RustlsConnect as TlsConnect<Socket>>::Future;
+
+    fn connect(self, stream: Socket) -> Self::Future {
+        self.started.store(true, Ordering::Relaxed);
+        self.inner.connect(stream)
     }
 }
 
