@@ -182,6 +182,15 @@ fn a_missing_or_unusable_sslrootcert_is_refused_naming_its_path() {
 }
 
 #[test]
+fn a_tls_parameter_of_libpq_that_is_not_supported_is_refused_by_name_rather_than_ignored() {
+    let err = connection_settings("postgres://db/c?sslmode=verify-full&sslcrl=/crl.pem", &StoreOptions::default())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("unknown option `sslcrl`"), "{err}");
+}
+
+#[test]
 fn sslrootcert_system_refuses_a_mode_weaker_than_verify_full_as_libpq_does() {
     let err = connection_settings("postgres://db/c?sslrootcert=system&sslmode=require", &StoreOptions::default())
         .err()

@@ -133,7 +133,7 @@ pub fn connection_config(url: &str, options: &StoreOptions) -> Result<tokio_post
 /// The driver's settings of a URL without TLS parameters.
 fn driver_config(url: &str, options: &StoreOptions) -> Result<tokio_postgres::Config, StoreError> {
     let mut config: tokio_postgres::Config =
-        url.parse().map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {e}")))?;
+        url.parse().map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {}", connect_reason(&e))))?;
     // The server-side limit of one statement, so that a stuck query frees its connection.
     let timeout_ms = options.pg_statement_timeout.as_millis().max(1);
     config.options(format!("-c statement_timeout={timeout_ms}"));
@@ -197,7 +197,8 @@ where
     thread.join().map_err(|_| StoreError::Engine("a PostgreSQL side thread panicked".into()))?
 }
 
-/// Why a connection failed, with its cause (the driver's own text says only "error connecting").
+/// Why a connection failed or a URL was refused, with its cause (the driver's own text says
+/// only "error connecting" or "invalid connection string").
 fn connect_reason(err: &tokio_postgres::Error) -> String {
     use std::error::Error as _;
     match err.source() {
