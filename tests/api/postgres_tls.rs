@@ -1,8 +1,10 @@
 //! TLS to PostgreSQL as the URL's libpq parameters ask for it (`sslmode`, `sslrootcert`,
-//! `sslcert`, `sslkey`). The URL checks run in both passes; the connections need the machine's
-//! PostgreSQL with `ssl = on` (Debian's default, with its self-signed "snakeoil" certificate),
-//! so they run in the PostgreSQL pass and return at once in the embedded one. Whether a
-//! connection is encrypted is asked of the server itself (`pg_stat_ssl`).
+//! `sslcert`, `sslkey`). The URL checks, and the checks against TLS stand-ins (for certificates
+//! and refusals the machine's server cannot be made to show), run in both passes. Connections
+//! to the machine's PostgreSQL, which must have `ssl = on` (Debian's default, with its
+//! self-signed "snakeoil" certificate), run in the PostgreSQL pass and return at once in the
+//! embedded one; whether a connection is encrypted is asked of the server (`pg_stat_ssl`).
+//! Certificates are read and made with the `openssl` command-line tool.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
