@@ -38,7 +38,7 @@ impl std::fmt::Display for DatabaseLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DatabaseLocation::Embedded(path) => write!(f, "{}", path.display()),
-            DatabaseLocation::Postgres(url) => match url.parse::<tokio_postgres::Config>() {
+            DatabaseLocation::Postgres(url) => match postgres::connection_config(url, &StoreOptions::default()) {
                 Ok(config) => write!(f, "postgres://{}", postgres::describe(&config)),
                 Err(_) => f.write_str("postgres://(invalid URL)"),
             },

@@ -14,6 +14,7 @@ mod openapi;
 mod orphan_expiry;
 mod postgres_outage;
 mod postgres_store;
+mod postgres_tls;
 mod rate_limits;
 mod set_status_v1;
 mod set_status_v2;

@@ -19,6 +19,7 @@ pub mod counters;
 pub mod migrations;
 pub mod read;
 pub mod retry;
+pub mod tls;
 pub mod write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use self::retry::BoxFuture;
 use super::{StoreError, StoreOptions};
@@ -43,6 +44,7 @@ struct Inner {
     pool: Pool,
     /// For the side connections of the synchronous methods.
     config: tokio_postgres::Config,
+    connector: tls::Connector,
     orphan_retention: Duration,
     closed: AtomicBool,
 }
@@ -51,10 +53,13 @@ impl PostgresStore {
     /// Connects to the database at `url`, applies the migrations it lacks and sets up the pool
     /// (whose connections open on first use, on the runtime that uses them).
     pub fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
-        let config = connection_config(url, options)?;
-        apply_migrations(&config)?;
-        let manager =
-            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let (config, connector) = connection_settings(url, options)?;
+        apply_migrations(&config, &connector)?;
+        let manager = Manager::from_connect(
+            config.clone(),
+            connector.clone(),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         // Bounded waits, so that a request meets a 503 instead of hanging when the database
         // is gone or every connection is busy: for a free connection as long as one statement
         // may run, for a new one as long as a connection attempt.
@@ -69,6 +74,7 @@ impl PostgresStore {
             inner: Arc::new(Inner {
                 pool,
                 config,
+                connector,
                 orphan_retention: options.orphan_retention,
                 closed: AtomicBool::new(false),
             }),
@@ -92,7 +98,7 @@ impl PostgresStore {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
-        blocking(&self.inner.config, work)
+        blocking(&self.inner.config, &self.inner.connector, work)
     }
 
     /// Stops taking work and closes the pool.
@@ -115,11 +121,29 @@ impl PostgresStore {
     }
 }
 
-/// The connection settings of `url` with the options' statement timeout: what the pool and
-/// the side connections connect with.
+/// What every connection to the database at `url` is made with: the driver's settings (see
+/// [`connection_config`]) and the connector of the URL's TLS parameters, whose
+/// [`connect`](tls::Connector::connect) makes the connection. The pool, the side connections and
+/// any command that connects all go through here.
+pub fn connection_settings(
+    url: &str,
+    options: &StoreOptions,
+) -> Result<(tokio_postgres::Config, tls::Connector), StoreError> {
+    let (driver_url, tls_params) = tls::split_url(url)?;
+    let config = driver_config(&driver_url, options)?;
+    Ok((config, tls::Connector::new(&tls_params)?))
+}
+
+/// The driver's settings of `url`, its TLS parameters taken out (they need
+/// [`connection_settings`]'s connector), with the options' statement timeout.
 pub fn connection_config(url: &str, options: &StoreOptions) -> Result<tokio_postgres::Config, StoreError> {
+    driver_config(&tls::split_url(url)?.0, options)
+}
+
+/// The driver's settings of a URL without TLS parameters.
+fn driver_config(url: &str, options: &StoreOptions) -> Result<tokio_postgres::Config, StoreError> {
     let mut config: tokio_postgres::Config =
-        url.parse().map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {e}")))?;
+        url.parse().map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {}", connect_reason(&e))))?;
     // The server-side limit of one statement, so that a stuck query frees its connection.
     let timeout_ms = options.pg_statement_timeout.as_millis().max(1);
     config.options(format!("-c statement_timeout={timeout_ms}"));
@@ -131,9 +155,9 @@ pub fn connection_config(url: &str, options: &StoreOptions) -> Result<tokio_post
 
 /// Applies the pending migrations; an unreachable database is reported with where it was
 /// looked for (never the password) and why.
-fn apply_migrations(config: &tokio_postgres::Config) -> Result<Vec<i32>, StoreError> {
+fn apply_migrations(config: &tokio_postgres::Config, connector: &tls::Connector) -> Result<Vec<i32>, StoreError> {
     let target = describe(config);
-    blocking(config, |client| Box::pin(migrations::apply(client))).map_err(|e| match e {
+    blocking(config, connector, |client| Box::pin(migrations::apply(client))).map_err(|e| match e {
         StoreError::Open(message) if message.starts_with(CANNOT_CONNECT) => {
             StoreError::Open(format!("cannot connect to PostgreSQL at {target}: {}", &message[CANNOT_CONNECT.len()..]))
         }
@@ -144,7 +168,8 @@ fn apply_migrations(config: &tokio_postgres::Config) -> Result<Vec<i32>, StoreEr
 /// Applies the pending migrations of the database at `url` (`consentry migrate`); returns the
 /// versions applied.
 pub fn migrate(url: &str, options: &StoreOptions) -> Result<Vec<i32>, StoreError> {
-    apply_migrations(&connection_config(url, options)?)
+    let (config, connector) = connection_settings(url, options)?;
+    apply_migrations(&config, &connector)
 }
 
 /// How long a connection attempt may take unless the URL says (`connect_timeout`).
@@ -153,14 +178,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How [`blocking`] begins the message of a failed connection.
 const CANNOT_CONNECT: &str = "cannot connect: ";
 
-/// Runs `work` on a new connection made from `config`, on a thread of its own with its own
-/// runtime, and waits for it.
-fn blocking<T, F>(config: &tokio_postgres::Config, work: F) -> Result<T, StoreError>
+/// Runs `work` on a new connection made from `config` by `connector`, on a thread of its own
+/// with its own runtime, and waits for it.
+fn blocking<T, F>(config: &tokio_postgres::Config, connector: &tls::Connector, work: F) -> Result<T, StoreError>
 where
     T: Send + 'static,
     F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
 {
     let config = config.clone();
+    let connector = connector.clone();
     let thread = std::thread::Builder::new()
         .name("consentry-pg-sync".into())
         .spawn(move || {
@@ -169,8 +195,8 @@ where
                 .build()
                 .map_err(|e| StoreError::Engine(format!("cannot start a runtime: {e}")))?;
             runtime.block_on(async move {
-                let (mut client, connection) = config
-                    .connect(NoTls)
+                let (mut client, connection) = connector
+                    .connect(&config)
                     .await
                     .map_err(|e| StoreError::Open(format!("{CANNOT_CONNECT}{}", connect_reason(&e))))?;
                 let driver = tokio::spawn(connection);
@@ -184,7 +210,8 @@ where
     thread.join().map_err(|_| StoreError::Engine("a PostgreSQL side thread panicked".into()))?
 }
 
-/// Why a connection failed, with its cause (the driver's own text says only "error connecting").
+/// Why a connection failed or a URL was refused, with its cause (the driver's own text says
+/// only "error connecting" or "invalid connection string").
 fn connect_reason(err: &tokio_postgres::Error) -> String {
     use std::error::Error as _;
     match err.source() {
