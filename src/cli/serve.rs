@@ -36,7 +36,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub orphan_sweep_interval_secs: u32,
     /// `redis://host:port`: keep the rate-limit counters in this Redis, so that every node
-    /// pointed at it shares one budget per workspace. Without it, each process counts alone.
+    /// pointed at it shares one budget per workspace. Without it, the PostgreSQL store counts
+    /// in the database (shared too, at a higher cost) and the embedded store in memory.
     #[arg(long, env = "CONSENTRY_RATE_LIMIT_REDIS")]
     pub rate_limit_redis: Option<String>,
     /// Most connections to PostgreSQL (PostgreSQL store only).
@@ -49,6 +50,13 @@ pub struct ServeArgs {
           default_value_t = StoreOptions::default().pg_statement_timeout.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub pg_statement_timeout_ms: u64,
+    /// Most write transactions this process runs on PostgreSQL at once (PostgreSQL store
+    /// only). Serializable writes that run together abort each other; past a few, more of them
+    /// at once only adds retries.
+    #[arg(long, env = "CONSENTRY_PG_MAX_CONCURRENT_WRITES",
+          default_value_t = StoreOptions::default().pg_max_concurrent_writes as u32,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub pg_max_concurrent_writes: u32,
 }
 
 /// Starts the server and blocks until it has shut down.
@@ -68,6 +76,7 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
             cache_bytes: args.cache_mb << 20,
             pg_pool_size: args.pg_pool_size as usize,
             pg_statement_timeout: Duration::from_millis(args.pg_statement_timeout_ms),
+            pg_max_concurrent_writes: args.pg_max_concurrent_writes as usize,
             ..StoreOptions::default()
         },
         orphan_retention: Duration::from_secs(u64::from(args.orphan_retention_days) * 24 * 3600),

@@ -96,6 +96,9 @@ pub struct StoreOptions {
     pub pg_pool_size: usize,
     /// Longest a PostgreSQL statement may run before the server cancels it.
     pub pg_statement_timeout: std::time::Duration,
+    /// Most write transactions one process runs on PostgreSQL at once; the others wait
+    /// their turn without holding a connection.
+    pub pg_max_concurrent_writes: usize,
 }
 
 impl Default for StoreOptions {
@@ -108,6 +111,7 @@ impl Default for StoreOptions {
             orphan_retention: crate::config::DEFAULT_ORPHAN_RETENTION,
             pg_pool_size: 16,
             pg_statement_timeout: std::time::Duration::from_secs(5),
+            pg_max_concurrent_writes: 4,
         }
     }
 }

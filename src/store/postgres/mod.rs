@@ -46,6 +46,8 @@ struct Inner {
     config: tokio_postgres::Config,
     connector: tls::Connector,
     orphan_retention: Duration,
+    /// Turns for write transactions: see [`PostgresStore::write_turn`].
+    writes: tokio::sync::Semaphore,
     closed: AtomicBool,
 }
 
@@ -76,6 +78,7 @@ impl PostgresStore {
                 config,
                 connector,
                 orphan_retention: options.orphan_retention,
+                writes: tokio::sync::Semaphore::new(options.pg_max_concurrent_writes.max(1)),
                 closed: AtomicBool::new(false),
             }),
         })
@@ -92,6 +95,17 @@ impl PostgresStore {
         })
     }
 
+    /// A turn to run a write transaction, waited for before taking a connection.
+    ///
+    /// Write transactions are SERIALIZABLE and each reads and writes about fifty rows: past
+    /// PostgreSQL's predicate-lock limits their reads are tracked per index or table, so two
+    /// that run at once abort one another, and the abort rate, not the machine, bounds the
+    /// throughput (BENCHMARKS.md measured it falling from 16 writers at once to 32). A few
+    /// writers per process keep the database busy while sparing most of those retries.
+    async fn write_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
+        self.inner.writes.acquire().await.map_err(|_| StoreError::ShuttingDown)
+    }
+
     /// Runs `work` on a side connection, synchronously (see the module's documentation).
     fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
     where
@@ -104,6 +118,7 @@ impl PostgresStore {
     /// Stops taking work and closes the pool.
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
+        self.inner.writes.close();
         self.inner.pool.close();
     }
 

@@ -513,6 +513,7 @@ fn expire_attempt<'c>(tx: &'c Transaction<'_>, cutoff: &'c Timestamp) -> BoxFutu
 impl PostgresStore {
     /// See [`crate::store::Store::set_status`].
     pub async fn set_status(&self, origin: Origin, command: SetStatusCommand) -> Result<Applied, StoreError> {
+        let _turn = self.write_turn().await?;
         let mut client = self.client().await?;
         let data = SetData { origin, command, retention: self.inner.orphan_retention };
         retry::transaction(&mut client, IsolationLevel::Serializable, &data, set_status_attempt).await
@@ -520,6 +521,7 @@ impl PostgresStore {
 
     /// See [`crate::store::Store::track`].
     pub async fn track(&self, origin: Origin, command: TrackCommand) -> Result<Applied, StoreError> {
+        let _turn = self.write_turn().await?;
         let mut client = self.client().await?;
         let data = TrackData { origin, command, retention: self.inner.orphan_retention };
         retry::transaction(&mut client, IsolationLevel::Serializable, &data, track_attempt).await
@@ -527,18 +529,21 @@ impl PostgresStore {
 
     /// See [`crate::store::Store::delete_profiles`].
     pub async fn delete_profiles(&self, ws: WorkspaceId, external_ids: Vec<ExternalId>) -> Result<Applied, StoreError> {
+        let _turn = self.write_turn().await?;
         let mut client = self.client().await?;
         retry::transaction(&mut client, IsolationLevel::Serializable, &(ws, external_ids), delete_attempt).await
     }
 
     /// See [`crate::store::Store::import_profiles`].
     pub async fn import_profiles(&self, ws: WorkspaceId, profiles: Vec<ProfileImport>) -> Result<Applied, StoreError> {
+        let _turn = self.write_turn().await?;
         let mut client = self.client().await?;
         retry::transaction(&mut client, IsolationLevel::Serializable, &(ws, profiles), import_attempt).await
     }
 
     /// See [`crate::store::Store::expire_orphans`].
     pub async fn expire_orphans(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        let _turn = self.write_turn().await?;
         let mut client = self.client().await?;
         retry::transaction(&mut client, IsolationLevel::Serializable, &cutoff, expire_attempt).await
     }
