@@ -129,11 +129,7 @@ impl EmbeddedStore {
     /// creates one: a path without a store is an error, not an empty source.
     pub fn open_existing(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         if !path.join(ENGINE_DIR).is_dir() {
-            let why = if path.exists() {
-                "the directory holds no embedded store"
-            } else {
-                "no such directory"
-            };
+            let why = if path.exists() { "the directory holds no embedded store" } else { "no such directory" };
             return Err(StoreError::Open(why.into()));
         }
         EmbeddedStore::open(path, options)
