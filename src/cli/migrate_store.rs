@@ -59,21 +59,27 @@ pub fn run(args: MigrateStoreArgs) -> anyhow::Result<()> {
     })?;
     let database = Target::prepare(url).map_err(|e| anyhow!("--to: {e}"))?;
 
-    let mut bar = Bar::new();
+    let mut reading = Bar::new("reading");
     let mut surveyed = None;
     let survey = source.survey(&mut |table, done, total| {
         if surveyed != Some(table) {
-            if surveyed.is_some() {
-                bar.finish();
+            if let Some(previous) = surveyed {
+                reading.finish(previous);
             }
             surveyed = Some(table);
-            bar.start(format!("reading {}", table.name()), 0, total);
+            reading.begin(table, 0, total);
         }
-        bar.update(done, total);
+        // The engine's estimate of a table's size gives way to the real count at its end.
+        if let Some(meter) = reading.meter(table) {
+            meter.total = total;
+        }
+        reading.advance(table, done);
     })?;
-    bar.finish();
+    if let Some(last) = surveyed {
+        reading.finish(last);
+    }
 
-    let report = database.copy(&source, &survey, args.batch_size, Box::new(Bar::new()))?;
+    let report = database.copy(&source, &survey, args.batch_size, Box::new(Bar::new("copying")))?;
     let verb = match report.outcome {
         Outcome::Copied { resumed: false } => "copied",
         Outcome::Copied { resumed: true } => "resumed and finished the copy of",
@@ -98,90 +104,126 @@ pub fn run(args: MigrateStoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A progress bar on stderr: redrawn in place at most ten times a second on a terminal, a
-/// plain line a second otherwise (logs, pipes).
+/// Progress on stderr. On a terminal, one line redrawn in place at most ten times a second
+/// with every table under way; elsewhere (logs, pipes) a line per table under way every second.
+/// Either way each table ends with a line of its own.
 struct Bar {
+    verb: &'static str,
     terminal: bool,
-    label: String,
-    /// Done when the current table began: rows/s counts this run's rows only.
+    meters: Vec<Meter>,
+    drawn: Instant,
+}
+
+/// One table's progress.
+struct Meter {
+    table: SourceTable,
+    /// Done when it began: rows/s counts this run's rows only.
     first: u64,
     done: u64,
     total: u64,
     started: Instant,
-    drawn: Option<Instant>,
+}
+
+impl Meter {
+    fn percent(&self) -> f64 {
+        if self.total == 0 {
+            100.0
+        } else {
+            self.done as f64 * 100.0 / self.total as f64
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        let secs = self.started.elapsed().as_secs_f64();
+        if secs > 0.0 {
+            (self.done - self.first) as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// `VERB TABLE DONE / TOTAL PERCENT RATE`, numbers in full.
+    fn line(&self, verb: &str) -> String {
+        format!(
+            "{verb} {:<8} {:>13} / {:<13} {:>5.1}%  {:>9} rows/s",
+            self.table.name(),
+            grouped(self.done),
+            grouped(self.total),
+            self.percent(),
+            grouped(self.rate() as u64)
+        )
+    }
+
+    /// The same, short, for a line that shows several tables.
+    fn short(&self) -> String {
+        format!(
+            "{} {}/{} {:.1}% {}/s",
+            self.table.name(),
+            short(self.done),
+            short(self.total),
+            self.percent(),
+            short(self.rate() as u64)
+        )
+    }
 }
 
 impl Bar {
-    fn new() -> Self {
-        Bar {
-            terminal: std::io::stderr().is_terminal(),
-            label: String::new(),
-            first: 0,
-            done: 0,
-            total: 0,
-            started: Instant::now(),
-            drawn: None,
-        }
+    fn new(verb: &'static str) -> Self {
+        Bar { verb, terminal: std::io::stderr().is_terminal(), meters: Vec::new(), drawn: Instant::now() }
     }
 
-    fn start(&mut self, label: String, done: u64, total: u64) {
-        *self = Bar { label, first: done, done, total, started: Instant::now(), drawn: None, ..*self };
-        // In a log, the table's first line comes a second in, or with its end.
-        if self.terminal {
-            self.draw(false);
+    fn meter(&mut self, table: SourceTable) -> Option<&mut Meter> {
+        self.meters.iter_mut().find(|m| m.table == table)
+    }
+
+    fn draw(&mut self) {
+        self.drawn = Instant::now();
+        let text = if self.terminal {
+            let parts: Vec<String> = self.meters.iter().map(Meter::short).collect();
+            format!("\r{} {}\x1b[K", self.verb, parts.join(" · "))
         } else {
-            self.drawn = Some(Instant::now());
-        }
-    }
-
-    fn update(&mut self, done: u64, total: u64) {
-        (self.done, self.total) = (done, total.max(done));
-        let every = if self.terminal { Duration::from_millis(100) } else { Duration::from_secs(1) };
-        if self.drawn.is_none_or(|at| at.elapsed() >= every) {
-            self.draw(false);
-        }
-    }
-
-    fn finish(&mut self) {
-        self.total = self.total.max(self.done);
-        self.draw(true);
-    }
-
-    fn draw(&mut self, last: bool) {
-        self.drawn = Some(Instant::now());
-        let percent = if self.total == 0 { 100.0 } else { self.done as f64 * 100.0 / self.total as f64 };
-        let secs = self.started.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 { (self.done - self.first) as f64 / secs } else { 0.0 };
-        let line = format!(
-            "{:<18} {:>12} / {:<12} {:>5.1}%  {:>9.0} rows/s",
-            self.label,
-            grouped(self.done),
-            grouped(self.total),
-            percent,
-            rate
-        );
-        let mut err = std::io::stderr().lock();
-        // Progress is best effort: a closed stderr must not stop the copy.
-        let _ = if self.terminal {
-            write!(err, "\r{line}\x1b[K{}", if last { "\n" } else { "" })
-        } else {
-            writeln!(err, "{line}")
+            self.meters.iter().map(|m| m.line(self.verb) + "\n").collect()
         };
-        let _ = err.flush();
+        write_err(&text);
     }
+}
+
+/// Writes to stderr. Progress is best effort: a closed stderr must not stop the copy.
+fn write_err(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
 }
 
 impl Progress for Bar {
     fn begin(&mut self, table: SourceTable, done: u64, total: u64) {
-        self.start(format!("copying {}", table.name()), done, total);
+        self.meters.push(Meter { table, first: done, done, total, started: Instant::now() });
+        // In a log, a table's first line comes a second in, or with its end.
+        if self.terminal {
+            self.draw();
+        }
     }
 
-    fn advance(&mut self, done: u64) {
-        self.update(done, self.total);
+    fn advance(&mut self, table: SourceTable, done: u64) {
+        if let Some(meter) = self.meter(table) {
+            meter.done = done;
+            meter.total = meter.total.max(done);
+        }
+        let every = if self.terminal { Duration::from_millis(100) } else { Duration::from_secs(1) };
+        if self.drawn.elapsed() >= every {
+            self.draw();
+        }
     }
 
-    fn finish(&mut self) {
-        Bar::finish(self);
+    fn finish(&mut self, table: SourceTable) {
+        let Some(at) = self.meters.iter().position(|m| m.table == table) else { return };
+        let mut meter = self.meters.remove(at);
+        meter.total = meter.total.max(meter.done);
+        let clear = if self.terminal { "\r\x1b[K" } else { "" };
+        write_err(&format!("{clear}{}\n", meter.line(self.verb)));
+        if self.terminal && !self.meters.is_empty() {
+            self.draw();
+        }
     }
 }
 
@@ -196,4 +238,13 @@ fn grouped(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// `1234567` as `1.2M`.
+fn short(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
 }

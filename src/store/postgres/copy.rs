@@ -13,6 +13,9 @@
 //! or data a server wrote) is refused before anything is written. At the end, the counts of
 //! every kind are compared with the source's.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 use uuid::Uuid;
@@ -35,11 +38,12 @@ const READ_AHEAD: usize = 3;
 /// Where the copy reports how far it is.
 pub trait Progress: Send {
     /// The copy of `table` begins or resumes, `done` of its `total` entries being copied already.
+    /// Several tables may be under way at once.
     fn begin(&mut self, table: SourceTable, done: u64, total: u64);
-    /// `done` entries of the table are copied.
-    fn advance(&mut self, done: u64);
-    /// The table is copied.
-    fn finish(&mut self);
+    /// `done` entries of `table` are copied.
+    fn advance(&mut self, table: SourceTable, done: u64);
+    /// `table` is copied.
+    fn finish(&mut self, table: SourceTable);
 }
 
 /// How a run went.
@@ -105,24 +109,79 @@ impl Target {
         progress: Box<dyn Progress>,
     ) -> Result<Report, StoreError> {
         let path = source.path().canonicalize().unwrap_or_else(|_| source.path().to_path_buf());
-        let job = Job {
+        let job = Arc::new(Job {
             source: source.clone(),
             counts: survey.counts,
             fingerprint: survey.fingerprint.clone(),
             path: path.display().to_string(),
             batch_size: batch_size.max(1),
+            progress: Mutex::new(progress),
+            failed: AtomicBool::new(false),
+        });
+        let claimed = {
+            let job = Arc::clone(&job);
+            self.on_connection(move |client| {
+                Box::pin(async move { retry::transaction(client, IsolationLevel::Serializable, &*job, claim).await })
+            })?
         };
-        super::blocking(&self.config, move |client| Box::pin(job.run(client, progress)))
+        if !claimed.complete {
+            // The catalog first, so that no copy ever holds states of groups it lacks; then
+            // the other tables side by side, each on a connection of its own, since one
+            // PostgreSQL backend inserts on one core.
+            let (catalog, others): (Vec<_>, Vec<_>) =
+                claimed.checkpoints.into_iter().filter(|c| !c.done).partition(|c| c.table == SourceTable::Catalog);
+            for wave in [catalog, others] {
+                let outcomes: Vec<Result<(), StoreError>> = std::thread::scope(|scope| {
+                    let copies: Vec<_> = wave
+                        .into_iter()
+                        .map(|checkpoint| {
+                            let job = Arc::clone(&job);
+                            scope.spawn(move || {
+                                self.on_connection(move |client| Box::pin(job.copy_table(client, checkpoint)))
+                            })
+                        })
+                        .collect();
+                    copies
+                        .into_iter()
+                        .map(|copy| {
+                            copy.join().unwrap_or_else(|_| Err(StoreError::Engine("a copying thread panicked".into())))
+                        })
+                        .collect()
+                });
+                outcomes.into_iter().collect::<Result<Vec<()>, StoreError>>()?;
+            }
+        }
+        let outcome =
+            if claimed.complete { Outcome::AlreadyComplete } else { Outcome::Copied { resumed: claimed.resumed } };
+        self.on_connection(move |client| Box::pin(async move { job.verify(client, outcome).await }))
+    }
+
+    /// Runs `work` on a connection of its own (made where all of this store's connections are
+    /// made), without the request path's statement timeout: batches are large by design.
+    fn on_connection<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    {
+        super::blocking(&self.config, move |client| {
+            Box::pin(async move {
+                client.batch_execute("SET statement_timeout = 0").await.map_err(|e| retry::db_error(&e))?;
+                work(client).await
+            })
+        })
     }
 }
 
-/// Everything one run works with.
+/// Everything one run works with, shared by the tables copied side by side.
 struct Job {
     source: EmbeddedStore,
     counts: SourceCounts,
     fingerprint: String,
     path: String,
     batch_size: usize,
+    progress: Mutex<Box<dyn Progress>>,
+    /// Set when a table's copy fails, so that the others stop after their current batch.
+    failed: AtomicBool,
 }
 
 /// A source table's checkpoint.
@@ -141,51 +200,20 @@ struct Claimed {
 }
 
 impl Job {
-    async fn run(self, client: &mut Client, mut progress: Box<dyn Progress>) -> Result<Report, StoreError> {
-        // Batches are large by design: the request path's statement timeout does not apply.
-        client.batch_execute("SET statement_timeout = 0").await.map_err(|e| retry::db_error(&e))?;
-        let claimed = retry::transaction(client, IsolationLevel::Serializable, &self, claim).await?;
-        if !claimed.complete {
-            for checkpoint in claimed.checkpoints.iter().filter(|c| !c.done) {
-                self.copy_table(client, checkpoint, progress.as_mut()).await?;
-            }
-        }
-        let counts = self.verify(client).await?;
-        let report = Report {
-            outcome: if claimed.complete {
-                Outcome::AlreadyComplete
-            } else {
-                Outcome::Copied { resumed: claimed.resumed }
-            },
-            counts,
-        };
-        if report.mismatches().is_empty() {
-            client
-                .execute(
-                    "UPDATE store_copy SET completed_at = $1 WHERE id = 1 AND completed_at IS NULL",
-                    &[&Timestamp::now().0],
-                )
-                .await
-                .map_err(|e| retry::db_error(&e))?;
-        }
-        Ok(report)
+    fn progress(&self) -> std::sync::MutexGuard<'_, Box<dyn Progress>> {
+        self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Copies what is left of one table: batches from a reader thread, each committed with
     /// its checkpoint.
-    async fn copy_table(
-        &self,
-        client: &mut Client,
-        checkpoint: &Checkpoint,
-        progress: &mut dyn Progress,
-    ) -> Result<(), StoreError> {
+    async fn copy_table(self: Arc<Self>, client: &mut Client, checkpoint: Checkpoint) -> Result<(), StoreError> {
         let table = checkpoint.table;
-        progress.begin(table, checkpoint.copied, self.counts.entries(table).max(checkpoint.copied));
+        self.progress().begin(table, checkpoint.copied, self.counts.entries(table).max(checkpoint.copied));
         let (sender, mut batches) = mpsc::channel(READ_AHEAD);
         let reader = {
             let source = self.source.clone();
-            let after = checkpoint.last_key.clone();
             let size = self.batch_size;
+            let after = checkpoint.last_key;
             std::thread::Builder::new()
                 .name("consentry-export".into())
                 .spawn(move || read_table(&source, table, after, size, &sender))
@@ -194,28 +222,35 @@ impl Job {
         let mut copied = checkpoint.copied;
         let written = async {
             while let Some(batch) = batches.recv().await {
+                if self.failed.load(Ordering::Acquire) {
+                    return Ok(false);
+                }
                 let batch = batch?;
                 retry::transaction(client, IsolationLevel::ReadCommitted, &batch, write_batch).await?;
                 copied += batch.entries;
-                progress.advance(copied);
+                self.progress().advance(table, copied);
             }
             client
                 .execute("UPDATE store_copy_progress SET done = TRUE WHERE source_table = $1", &[&table.name()])
                 .await
                 .map_err(|e| retry::db_error(&e))?;
-            Ok::<(), StoreError>(())
+            Ok::<bool, StoreError>(true)
         }
         .await;
         // Closing the channel stops a reader that is still going (after a failed write).
         drop(batches);
         reader.join().map_err(|_| StoreError::Engine("the reader thread panicked".into()))?;
-        written?;
-        progress.finish();
-        Ok(())
+        match written {
+            Ok(true) => self.progress().finish(table),
+            Ok(false) => {}
+            Err(_) => self.failed.store(true, Ordering::Release),
+        }
+        written.map(|_| ())
     }
 
-    /// Every kind's count in the source and in the database.
-    async fn verify(&self, client: &Client) -> Result<Vec<Count>, StoreError> {
+    /// Compares every kind's count in the source and in the database; a copy whose counts all
+    /// agree is recorded as complete.
+    async fn verify(&self, client: &Client, outcome: Outcome) -> Result<Report, StoreError> {
         let row = client
             .query_one(
                 "SELECT (SELECT count(*) FROM catalog WHERE kind = $1), (SELECT count(*) FROM catalog WHERE kind = $2), \
@@ -227,7 +262,7 @@ impl Job {
             .map_err(|e| retry::db_error(&e))?;
         let target = |i: usize| row.get::<_, i64>(i).max(0) as u64;
         let s = &self.counts;
-        Ok([
+        let counts = [
             ("workspaces", s.workspaces),
             ("API keys", s.api_keys),
             ("groups", s.groups),
@@ -239,7 +274,18 @@ impl Job {
         .into_iter()
         .enumerate()
         .map(|(i, (what, source))| Count { what, source, target: target(i) })
-        .collect())
+        .collect();
+        let report = Report { outcome, counts };
+        if report.mismatches().is_empty() {
+            client
+                .execute(
+                    "UPDATE store_copy SET completed_at = $1 WHERE id = 1 AND completed_at IS NULL",
+                    &[&Timestamp::now().0],
+                )
+                .await
+                .map_err(|e| retry::db_error(&e))?;
+        }
+        Ok(report)
     }
 }
 
