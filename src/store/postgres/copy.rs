@@ -230,10 +230,9 @@ impl Job {
                 copied += batch.entries;
                 self.progress().advance(table, copied);
             }
-            client
-                .execute("UPDATE store_copy_progress SET done = TRUE WHERE source_table = $1", &[&table.name()])
-                .await
-                .map_err(|e| retry::db_error(&e))?;
+            // A table that ended with no batch to carry its end (empty, or ended right at
+            // the last checkpoint) is marked done on its own.
+            retry::transaction(client, IsolationLevel::ReadCommitted, &table, mark_done).await?;
             Ok::<bool, StoreError>(true)
         }
         .await;
@@ -250,7 +249,7 @@ impl Job {
 
     /// Compares every kind's count in the source and in the database; a copy whose counts all
     /// agree is recorded as complete.
-    async fn verify(&self, client: &Client, outcome: Outcome) -> Result<Report, StoreError> {
+    async fn verify(&self, client: &mut Client, outcome: Outcome) -> Result<Report, StoreError> {
         let row = client
             .query_one(
                 "SELECT (SELECT count(*) FROM catalog WHERE kind = $1), (SELECT count(*) FROM catalog WHERE kind = $2), \
@@ -277,16 +276,28 @@ impl Job {
         .collect();
         let report = Report { outcome, counts };
         if report.mismatches().is_empty() {
-            client
-                .execute(
-                    "UPDATE store_copy SET completed_at = $1 WHERE id = 1 AND completed_at IS NULL",
-                    &[&Timestamp::now().0],
-                )
-                .await
-                .map_err(|e| retry::db_error(&e))?;
+            retry::transaction(client, IsolationLevel::ReadCommitted, &(), mark_complete).await?;
         }
         Ok(report)
     }
+}
+
+fn mark_done<'c>(tx: &'c Transaction<'_>, table: &'c SourceTable) -> BoxFuture<'c, Result<(), TxError>> {
+    Box::pin(async move {
+        tx.execute("UPDATE store_copy_progress SET done = TRUE WHERE source_table = $1", &[&table.name()]).await?;
+        Ok(())
+    })
+}
+
+fn mark_complete<'c>(tx: &'c Transaction<'_>, _: &'c ()) -> BoxFuture<'c, Result<(), TxError>> {
+    Box::pin(async move {
+        tx.execute(
+            "UPDATE store_copy SET completed_at = $1 WHERE id = 1 AND completed_at IS NULL",
+            &[&Timestamp::now().0],
+        )
+        .await?;
+        Ok(())
+    })
 }
 
 /// Finds or begins this copy in the database, or refuses a database that holds anything else.
