@@ -272,18 +272,38 @@ async fn a_copy_killed_midway_resumes_after_its_last_batch_and_copies_nothing_tw
     child.wait().expect("the copy ends");
     let (table, _) = interrupted.unwrap_or_else(|| panic!("the copy ended before it could be interrupted: {seen:?}"));
 
-    // Killed for real: incomplete, and every committed batch came with its checkpoint.
+    // The killed copy's backends may still be finishing a statement (or a COMMIT sent just
+    // before the kill): wait until they are gone, so that what is read below is final.
     let client = connect(&database.url).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let others: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                 AND backend_type = 'client backend'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if others == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the killed copy's connections linger");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Killed for real: incomplete, and every committed batch came with its checkpoint.
     let completed: Option<i64> = client.query_one("SELECT completed_at FROM store_copy", &[]).await.unwrap().get(0);
     assert_eq!(completed, None, "the copy was complete when killed");
-    let row = client
-        .query_one("SELECT copied, done FROM store_copy_progress WHERE source_table = $1", &[&table])
-        .await
-        .unwrap();
-    let (copied, done): (i64, bool) = (row.get(0), row.get(1));
+    // One statement, one snapshot: the rows and the checkpoint as of the same moment.
+    let sql =
+        format!("SELECT copied, done, (SELECT count(*) FROM {table}) FROM store_copy_progress WHERE source_table = $1");
+    let row = client.query_one(&sql, &[&table]).await.unwrap();
+    let (copied, done, rows): (i64, bool, i64) = (row.get(0), row.get(1), row.get(2));
     if !done {
         assert!(copied > 0, "{table}: no batch committed before the kill");
-        assert_eq!(rows_in(&database.url, &table).await, copied, "{table}: rows and checkpoint disagree");
+        assert_eq!(rows, copied, "{table}: rows and checkpoint disagree");
         assert!(copied < rows_expected(&table, PROFILES, changes.len()), "{table} was copied whole");
     }
 
