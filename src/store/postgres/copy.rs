@@ -5,7 +5,8 @@
 //! `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING` per target table, in a transaction
 //! that also moves the table's checkpoint (`store_copy_progress`) to the batch's last key. A
 //! copy that stops anywhere therefore resumes exactly after its last committed batch, and a
-//! batch is never written twice.
+//! batch is never written twice. The catalog goes first; the other tables then go side by side,
+//! each on a connection of its own.
 //!
 //! The database records which store it holds a copy of (`store_copy`) by the source's content
 //! fingerprint: a copy resumes only from a store with exactly the content it began with (the
