@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod migrate;
+pub mod migrate_store;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +46,9 @@ pub enum Command {
     /// Apply the PostgreSQL store's pending migrations and exit (the server also applies
     /// them at start-up); the embedded store needs none.
     Migrate,
+    /// Copy a whole embedded store (stopped) into an empty PostgreSQL database, resuming an
+    /// interrupted copy, and verify the counts of every kind at the end.
+    MigrateStore(migrate_store::MigrateStoreArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -62,6 +66,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Keys(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Groups(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Migrate => migrate::run(&database),
+        Command::MigrateStore(args) => migrate_store::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -193,6 +193,24 @@ pub async fn spawn_app_on(store: TestStore, configure: impl FnOnce(&mut Settings
     configure(&mut settings);
     let app = Application::build(settings).await.expect("the server builds");
     let key = app.bootstrap_key().expect("an empty store creates a bootstrap key").1.clone();
+    serve(app, key, database, dir)
+}
+
+/// Starts a server on the existing store of `settings` (a copy, say), whose `default`
+/// workspace has the key `key`; `dir` and `database` are kept for as long as the app.
+pub async fn spawn_app_on_existing(
+    settings: Settings,
+    key: String,
+    database: Option<TestDatabase>,
+    dir: TempDir,
+) -> TestApp {
+    let app = Application::build(settings).await.expect("the server builds");
+    assert!(app.bootstrap_key().is_none(), "the store was empty: it got a bootstrap key");
+    serve(app, key, database, dir)
+}
+
+/// Runs a built server until its `TestApp` is shut down.
+fn serve(app: Application, key: String, database: Option<TestDatabase>, dir: TempDir) -> TestApp {
     let catalog = app.catalog();
     let store = app.store();
     let addr = app.local_addr();

@@ -102,6 +102,14 @@ pub fn profile_key(ws: WorkspaceId, external_id: &str) -> Vec<u8> {
     key
 }
 
+/// The workspace and external id of a `profiles` key.
+pub fn decode_profile_key(key: &[u8]) -> Result<(WorkspaceId, &str), StoreError> {
+    let corrupt = |detail: &str| StoreError::Corrupt { what: "profile key", detail: detail.into() };
+    let (ws, external_id) = key.split_first_chunk::<16>().ok_or_else(|| corrupt("short key"))?;
+    let external_id = std::str::from_utf8(external_id).map_err(|_| corrupt("external id is not UTF-8"))?;
+    Ok((WorkspaceId::from_bytes(*ws), external_id))
+}
+
 /// `profile_ids` key: ws · profile id.
 pub fn profile_id_key(ws: WorkspaceId, id: ProfileId) -> Vec<u8> {
     let mut key = Vec::with_capacity(32);
@@ -150,6 +158,28 @@ pub fn orphan_key(ws: WorkspaceId, contact: &Contact, group: GroupId) -> Vec<u8>
     let mut key = orphan_prefix(ws, contact);
     key.extend_from_slice(group.as_bytes());
     key
+}
+
+/// The workspace, contact and group of an `orphans` key (see [`orphan_key`]).
+pub fn decode_orphan_key(key: &[u8]) -> Result<(WorkspaceId, Contact, GroupId), StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt { what: "orphan state key", detail };
+    let group = orphan_key_group(key)?;
+    // ws (16) · kind (1) · identifier · 0x00 · group (16)
+    let (ws, rest) = key.split_first_chunk::<16>().ok_or_else(|| corrupt("short key".into()))?;
+    let (&kind, rest) = rest.split_first().ok_or_else(|| corrupt("short key".into()))?;
+    let text = rest
+        .len()
+        .checked_sub(17)
+        .filter(|&end| rest[end] == 0)
+        .map(|end| &rest[..end])
+        .ok_or_else(|| corrupt("no identifier terminator".into()))?;
+    let text = std::str::from_utf8(text).map_err(|_| corrupt("identifier is not UTF-8".into()))?;
+    let contact = match kind {
+        b'e' => Contact::Email(Email::parse(text).map_err(|e| corrupt(e.to_string()))?),
+        b'p' => Contact::Phone(Phone::parse(text).map_err(|e| corrupt(e.to_string()))?),
+        other => return Err(corrupt(format!("contact kind {other}"))),
+    };
+    Ok((WorkspaceId::from_bytes(*ws), contact, group))
 }
 
 /// The group id at the end of an `orphans` key.

@@ -6,6 +6,7 @@
 //! [`StoreError::Locked`] and can talk to the first one instead (see `crate::admin`).
 
 pub mod codec;
+pub mod export;
 pub mod overlay;
 pub mod prefetch;
 pub mod writer;

@@ -9,9 +9,10 @@ use crate::domain::catalog::{Admission, ApiKey, Group, LimitChange, Workspace};
 use crate::domain::ids::WorkspaceId;
 use crate::store::{CatalogData, StoreError};
 
-const WORKSPACE: i16 = 1;
-const API_KEY: i16 = 2;
-const GROUP: i16 = 3;
+/// `catalog.kind` of a workspace, an API key and a group.
+pub(super) const WORKSPACE: i16 = 1;
+pub(super) const API_KEY: i16 = 2;
+pub(super) const GROUP: i16 = 3;
 
 impl PostgresStore {
     /// See [`crate::store::Store::load_catalog`].

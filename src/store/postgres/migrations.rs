@@ -75,6 +75,28 @@ CREATE INDEX changes_by_profile ON changes (workspace_id, profile_id, change_id)
 CREATE INDEX changes_by_identifier ON changes (workspace_id, subject_kind, identifier, change_id);
 "#,
     ),
+    // `consentry migrate-store`: which embedded store this database holds a copy of (one at
+    // most, hence the fixed key), and how far the copy of each source table has come. A batch
+    // of rows and its checkpoint commit together, so a resumed copy starts right after the
+    // last committed batch.
+    (
+        2,
+        r#"
+CREATE TABLE store_copy (
+    id INT2 PRIMARY KEY CHECK (id = 1),
+    source_path TEXT NOT NULL,
+    source_fingerprint TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    completed_at BIGINT NULL
+);
+CREATE TABLE store_copy_progress (
+    source_table TEXT PRIMARY KEY,
+    last_key BYTEA NULL,
+    copied BIGINT NOT NULL,
+    done BOOL NOT NULL
+);
+"#,
+    ),
     // Rate-limit counters shared by the nodes (`crate::ratelimit::postgres`): one row per
     // workspace, bucket and clock window, deleted a minute after the window ends.
     (

@@ -15,6 +15,7 @@
 //! per call costs nothing that matters.
 
 pub mod catalog;
+pub mod copy;
 pub mod counters;
 pub mod migrations;
 pub mod read;

@@ -96,6 +96,15 @@ async fn upsert_states(
     Ok(())
 }
 
+/// A change's subject as `changes` stores it: `(subject_kind, profile_id, identifier)`.
+pub(super) fn subject_columns(subject: &Subject) -> (i16, Option<Uuid>, Option<&str>) {
+    match subject {
+        Subject::Profile(id) => (SUBJECT_PROFILE, Some(id.0), None),
+        Subject::Orphan(contact) => (contact_kind(contact), None, Some(contact.as_str())),
+        Subject::Erased => (SUBJECT_ERASED, None, None),
+    }
+}
+
 /// Stores change records.
 async fn insert_changes(tx: &Transaction<'_>, ws: WorkspaceId, changes: &[ChangeRecord]) -> Result<(), TxError> {
     if changes.is_empty() {
@@ -117,11 +126,7 @@ async fn insert_changes(tx: &Transaction<'_>, ws: WorkspaceId, changes: &[Change
         ids.push(change.id.0);
         ats.push(change.at.0);
         groups.push(change.group_id.0);
-        let (kind, profile, identifier) = match &change.subject {
-            Subject::Profile(id) => (SUBJECT_PROFILE, Some(id.0), None),
-            Subject::Orphan(contact) => (contact_kind(contact), None, Some(contact.as_str())),
-            Subject::Erased => (SUBJECT_ERASED, None, None),
-        };
+        let (kind, profile, identifier) = subject_columns(&change.subject);
         kinds.push(kind);
         profiles.push(profile);
         identifiers.push(identifier);
