@@ -120,7 +120,7 @@ impl Instance {
             let version: String = client.query_one("SELECT version()", &[]).await?.get(0);
             let rows = client
                 .query(
-                    "SELECT name, setting || COALESCE(unit, '') FROM pg_settings WHERE name = ANY($1) ORDER BY name",
+                    "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY($1) ORDER BY name",
                     &[&vec![
                         "shared_buffers",
                         "synchronous_commit",
@@ -131,6 +131,10 @@ impl Instance {
                         "max_connections",
                         "full_page_writes",
                         "commit_delay",
+                        "autovacuum",
+                        "max_pred_locks_per_transaction",
+                        "max_pred_locks_per_relation",
+                        "max_pred_locks_per_page",
                     ]],
                 )
                 .await?;
@@ -199,17 +203,16 @@ impl ScratchDatabase {
         })
     }
 
-    /// Rows of its tables (live tuples as the statistics count them), for the report.
+    /// Rows (counted) and sizes (with indexes) of its main tables, for the report.
     pub fn table_rows(&self) -> anyhow::Result<Vec<(String, i64, i64)>> {
         with_client(&self.config, |client| async move {
-            let rows = client
-                .query(
-                    "SELECT relname::text, n_live_tup, pg_total_relation_size(relid) FROM pg_stat_user_tables \
-                     WHERE relname IN ('profiles', 'states', 'changes') ORDER BY relname",
-                    &[],
-                )
-                .await?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+            let mut out = Vec::new();
+            for table in ["profiles", "states", "changes"] {
+                let sql = format!("SELECT count(*), pg_total_relation_size('{table}') FROM {table}");
+                let row = client.query_one(&sql, &[]).await?;
+                out.push((table.to_string(), row.get(0), row.get(1)));
+            }
+            Ok(out)
         })
     }
 
