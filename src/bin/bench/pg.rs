@@ -114,8 +114,9 @@ pub struct Instance {
 impl Instance {
     /// Connects to `url` to check it and read the instance's version and settings.
     pub fn connect(url: &str) -> anyhow::Result<Instance> {
-        let admin: Config = url.parse().with_context(|| format!("--database-url {url:?} is not a PostgreSQL URL"))?;
+        // Checks the scheme and the path first, which say more than the driver's parse error.
         url_with_database(url, "probe")?;
+        let admin: Config = url.parse().with_context(|| format!("--database-url {url:?} is not a PostgreSQL URL"))?;
         let (version, settings) = with_client(&admin, |client| async move {
             let version: String = client.query_one("SELECT version()", &[]).await?.get(0);
             let rows = client
