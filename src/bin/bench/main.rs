@@ -101,7 +101,7 @@ struct Args {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pg_pool_size: u32,
     /// Profiles to seed. [default: 1,000,000]
-    #[arg(long = "profiles", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long = "profiles", value_name = "PROFILES", value_parser = clap::value_parser!(u64).range(1..))]
     profiles_flag: Option<u64>,
     /// `--profiles`, or its default for the store.
     #[arg(skip)]
@@ -117,7 +117,7 @@ struct Args {
     latency_duration: u64,
     /// Phase B request rate, per second. [default: 1,000; 200 on PostgreSQL, under what one
     /// node sustains there, so that phase B measures latency and not a growing queue]
-    #[arg(long = "rate", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long = "rate", value_name = "RATE", value_parser = clap::value_parser!(u32).range(1..))]
     rate_flag: Option<u32>,
     /// `--rate`, or its default for the store.
     #[arg(skip)]

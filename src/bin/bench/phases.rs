@@ -689,8 +689,11 @@ pub async fn run_ceilings(
 /// Ceiling (c): the PostgreSQL store's own write path (`PostgresStore::set_status`: the same
 /// statements in the same SERIALIZABLE transaction, with the same retries) called straight from
 /// this process, without HTTP, JSON or validation; each run on a fresh copy of the seeded
-/// database. Runs: the server's mix at the server's pool size (what the verdict compares
-/// with), change requests only at that size, and the mix at twice that size (two nodes' pools).
+/// database. Runs: the server's mix at the server's pool size for as long as phase A (what the
+/// verdict compares with: both then go through the same growth of the `states` table from the
+/// same fresh copy, which decides how often transactions fail to serialize), then, for
+/// `--ceiling-duration` each, change requests only at that size and the mix at twice that size
+/// (two nodes' pools).
 pub async fn run_pg_ceilings(
     args: &Args,
     instance: &pg::Instance,
@@ -698,19 +701,19 @@ pub async fn run_pg_ceilings(
     seeded: &seed::Seeded,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
-    let duration = Duration::from_secs(args.ceiling_duration);
+    let short = Duration::from_secs(args.ceiling_duration);
     let pool = args.pg_pool_size as usize;
     section(&format!(
-        "Ceiling (c): PostgresStore::set_status straight from this process, no HTTP, {} s each",
-        args.ceiling_duration
+        "Ceiling (c): PostgresStore::set_status straight from this process, no HTTP ({} s as phase A, then {} s each)",
+        args.duration, args.ceiling_duration
     ));
     line(&format!(
         "  (a fresh copy of the seeded database per run; N tasks on a runtime of {} workers, as the server's, each \
          calling the store's own write path with a pool of N connections: the same SQL and transaction as one request)",
         std::thread::available_parallelism().map_or(2, |n| n.get())
     ));
-    let setups = [(pool, true), (pool, false), (2 * pool, true)];
-    for (i, (concurrency, mixed)) in setups.into_iter().enumerate() {
+    let setups = [(pool, true, Duration::from_secs(args.duration)), (pool, false, short), (2 * pool, true, short)];
+    for (i, (concurrency, mixed, duration)) in setups.into_iter().enumerate() {
         let setup = pg::CeilingSetup { concurrency, mixed, duration };
         let name = pg::scratch_name(&format!("ceiling{i}"));
         eprintln!("ceiling (c): copying the seeded database into {name}");
@@ -718,7 +721,7 @@ pub async fn run_pg_ceilings(
         eprintln!(
             "ceiling (c): {concurrency} concurrent transactions, {}, {} s",
             if mixed { "mixed" } else { "changes" },
-            args.ceiling_duration
+            duration.as_secs()
         );
         let result = tokio::task::block_in_place(|| {
             std::thread::scope(|scope| {
@@ -730,7 +733,10 @@ pub async fn run_pg_ceilings(
         })?;
         drop(db);
         let mix = if mixed { "half change, half no-op replay (as the server's load)" } else { "all change requests" };
-        line(&format!("  {concurrency} concurrent transactions (pool of {concurrency}), {mix}"));
+        line(&format!(
+            "  {concurrency} concurrent transactions (pool of {concurrency}), {mix}, {} s",
+            duration.as_secs()
+        ));
         let load = &result.load;
         row("  requests/s", rate(load.rate()));
         row(
@@ -743,6 +749,9 @@ pub async fn run_pg_ceilings(
         );
         row("  latency p50 / p99 / max", report::latencies(load));
         row("  errors", report::errors(load));
+        if let Some((low, high)) = load.window_rates(10) {
+            row("  10 s windows, low / high", format!("{} / {} requests/s", rate(low), rate(high)));
+        }
         if let Some((low, high)) = load.window_rates(1) {
             row("  1 s windows, low / high", format!("{} / {} requests/s", rate(low), rate(high)));
         }

@@ -165,7 +165,9 @@ pub fn print_pg_verdicts(args: &Args, summary: &Summary) {
     match one {
         Some(one) => report::verdict(
             ceiling.map(|c| one >= 0.6 * c),
-            &format!("one node on PostgreSQL at least 60% of ceiling (c) ({pool} transactions, the server's mix)"),
+            &format!(
+                "one node on PostgreSQL at least 60% of ceiling (c) ({pool} transactions, the server's mix, as long as phase A)"
+            ),
             &ceiling.map_or_else(
                 || "ceiling (c) skipped".to_string(),
                 |c| format!("{} of {} requests/s = {}{short}{profiles}", rate(one), rate(c), percent(one, c)),
