@@ -137,7 +137,8 @@ struct Args {
     /// free connection (if it does, its wait still counts in its latency).
     #[arg(long, default_value_t = 256)]
     latency_connections: usize,
-    /// Duration of each ceiling run, in seconds.
+    /// Duration of each ceiling run, in seconds (but ceiling (c)'s first run, which the verdict
+    /// uses, lasts as long as phase A).
     #[arg(long, default_value_t = 10)]
     ceiling_duration: u64,
     /// Requests per commit of ceiling (b) (it also runs with 1).
@@ -149,7 +150,7 @@ struct Args {
     /// Keep the scratch directories (the seeded store, the server log) after the run.
     #[arg(long)]
     keep: bool,
-    /// Skip both ceilings (and the ratios and the target that need them).
+    /// Skip the ceilings (and the ratios and the targets that need them).
     #[arg(long)]
     skip_ceilings: bool,
     /// Worker threads of the load generator's runtime.
