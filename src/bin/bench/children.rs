@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-/// Hidden first argument: run `consentry --database DIR serve --listen ADDR [ARGS…]`.
+/// Hidden first argument: run `consentry --database DIR|URL serve --listen ADDR [ARGS…]`.
 pub const SERVE: &str = "__serve";
 /// Hidden first argument: run the ceiling (a) HTTP server on `ADDR`.
 pub const CEILING_HTTP: &str = "__ceiling_http";
@@ -43,7 +43,7 @@ fn send_signal(pid: u32, signal: &str) -> std::io::Result<ExitStatus> {
         .status()
 }
 
-/// Kills every live child and removes the scratch directories; for ctrl-c and SIGTERM, after
+/// Kills every live child and removes the scratch directories and databases; for ctrl-c and SIGTERM, after
 /// which the process exits without unwinding (so the guards' `Drop` would not run).
 pub fn kill_all_and_clean() {
     let state = cleanup();
@@ -55,6 +55,7 @@ pub fn kill_all_and_clean() {
     for dir in &state.dirs {
         let _ = std::fs::remove_dir_all(dir);
     }
+    crate::pg::drop_all();
 }
 
 /// A scratch directory, removed when dropped unless kept.

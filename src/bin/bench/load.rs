@@ -1,7 +1,9 @@
 //! The load generator: a closed loop (as fast as the server answers) and an open loop (a fixed
 //! schedule, latency measured from the intended send time so that a slow server cannot hide
 //! its stalls by slowing the generator down), over keep-alive connections, sending the requests
-//! of a mix ([`Requests`]: the write mix or the read mix) and counting what comes back.
+//! of a mix ([`Requests`]: the write mix or the read mix) and counting what comes back. With
+//! several servers (nodes sharing one database), connection `i` goes to server `i mod n`, so
+//! each gets the same share of the connections (round robin per connection).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -164,9 +166,11 @@ impl Client {
     }
 }
 
-async fn connect_all(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<Client>> {
+async fn connect_all(addrs: &[SocketAddr], count: usize) -> anyhow::Result<Vec<Client>> {
+    anyhow::ensure!(!addrs.is_empty(), "no server address to connect to");
     let mut clients = Vec::with_capacity(count);
-    for _ in 0..count {
+    for i in 0..count {
+        let addr = addrs[i % addrs.len()];
         let conn = Connection::connect(addr).await.with_context(|| format!("cannot connect to {addr}"))?;
         clients.push(Client { addr, conn: Some(conn) });
     }
@@ -202,15 +206,16 @@ async fn exchange<W: Requests>(
     done
 }
 
-/// Closed loop: `connections` connections each send their next request as soon as the previous
-/// one is answered, for `duration`. Requests still in flight at the end are not counted.
+/// Closed loop: `connections` connections (spread over `addrs`) each send their next request as
+/// soon as the previous one is answered, for `duration`. Requests still in flight at the end are
+/// not counted.
 pub async fn closed_loop<W: Requests>(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     workload: Arc<W>,
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<LoadResult> {
-    let clients = connect_all(addr, connections).await?;
+    let clients = connect_all(addrs, connections).await?;
     let start = Instant::now();
     let deadline = start + duration;
     let timeline = Arc::new(Timeline::new(start, duration));
@@ -295,16 +300,16 @@ impl Dispatch {
 }
 
 /// Open loop: a request is due every `1/rate` s for `duration`; each is handed to an idle
-/// connection of a pool of `pool`, and its latency runs from when it was due, so queueing
-/// behind a slow server (or a busy pool) counts.
+/// connection of a pool of `pool` (spread over `addrs`), and its latency runs from when it was
+/// due, so queueing behind a slow server (or a busy pool) counts.
 pub async fn open_loop<W: Requests>(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     workload: Arc<W>,
     rate: f64,
     duration: Duration,
     pool: usize,
 ) -> anyhow::Result<LoadResult> {
-    let clients = connect_all(addr, pool).await?;
+    let clients = connect_all(addrs, pool).await?;
     let dispatch = Arc::new(Dispatch {
         queue: Mutex::new(std::collections::VecDeque::new()),
         ready: tokio::sync::Notify::new(),

@@ -1,10 +1,15 @@
 //! `cargo run --release --bin bench`: the load benchmark of `POST /v2/subscription/status/set`,
-//! and of `GET /subscription/status/get` while writes run.
+//! and of `GET /subscription/status/get` while writes run, on the embedded store or (with
+//! `--store postgres`) on PostgreSQL with one and with two server nodes.
 //!
 //! In one run it:
 //! 1. seeds a fresh embedded store in-process (the `default` workspace and key, 20 groups,
-//!    1,000,000 profiles with external ids, emails and phones) and closes it;
+//!    1,000,000 profiles with external ids, emails and phones) and closes it; on PostgreSQL,
+//!    the same into a scratch database of its own (`pg.rs`), which every server run and
+//!    ceiling then gets a fresh copy of;
 //! 2. starts the real server (`consentry serve`, unchanged) in a child process on that store;
+//!    on PostgreSQL once per `--nodes` count, with that many processes sharing the database and
+//!    the load spread over them;
 //! 3. drives it from a load generator in this process with requests of 50 random external ids,
 //!    half of them changing states and half replaying an acknowledged change (no-ops):
 //!    phase B at a fixed rate (open loop, latency from the intended send time), phase A as fast
@@ -12,9 +17,11 @@
 //!    external id, then by email) as fast as it answers, while the same writes run open loop at
 //!    half of phase A's rate; then stops it with SIGTERM and measures its peak RSS and the store
 //!    on disk;
-//! 4. measures two ceilings on the same machine in the same run: (a) an axum server that
-//!    parses the same JSON and answers 201 without a store, (b) the same store writes straight
-//!    into fjall with the same durability, batched;
+//! 4. measures the ceilings on the same machine in the same run: (a) an axum server that
+//!    parses the same JSON and answers 201 without a store, (b) (embedded) the same store
+//!    writes straight into fjall with the same durability, batched, (c) (PostgreSQL) the
+//!    store's own `set_status` called from this process without HTTP, as many at once as the
+//!    server's pool holds;
 //! 5. prints the figures, the ratios and a verdict per target of the issues.
 //!
 //! The report goes to stdout, progress to stderr. Every child process is killed if the bench
@@ -29,6 +36,7 @@ mod children;
 mod client;
 mod load;
 mod perf;
+mod pg;
 mod phases;
 mod report;
 mod seed;
@@ -44,7 +52,7 @@ use clap::Parser;
 
 use children::ScratchDir;
 use load::LoadResult;
-use phases::ReadPhase;
+use phases::ServerRun;
 use report::{int, line, mb, rate, row, secs, section};
 use storage::StorageResult;
 use workload::Workload;
@@ -52,13 +60,51 @@ use workload::Workload;
 /// Users per request, as the issue's workload says.
 const USERS_PER_REQUEST: usize = 50;
 
+/// Profiles seeded when `--profiles` is not given, on the embedded store.
+const DEFAULT_PROFILES: u64 = 1_000_000;
+/// Profiles seeded when `--profiles` is not given, on PostgreSQL.
+const DEFAULT_PG_PROFILES: u64 = 1_000_000;
+
+/// Phase B's rate when `--rate` is not given, on the embedded store (issue 2's target rate).
+const DEFAULT_RATE: u32 = 1000;
+/// Phase B's rate when `--rate` is not given, on PostgreSQL.
+const DEFAULT_PG_RATE: u32 = 200;
+
+/// Which store the server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// The embedded fjall store in a scratch directory.
+    Embedded,
+    /// PostgreSQL: a scratch database on the instance `--database-url` names.
+    Postgres,
+}
+
 /// Load benchmark of Consentry's POST /v2/subscription/status/set, and of GET
-/// /subscription/status/get under writes, on the embedded store.
+/// /subscription/status/get under writes, on the embedded store or on PostgreSQL.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
 struct Args {
-    /// Profiles to seed.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Store under test.
+    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
+    store: StoreKind,
+    /// PostgreSQL instance (`--store postgres`): the bench creates its scratch databases
+    /// (`consentry_bench_<pid>_…`) there and drops them at the end; it touches nothing else.
+    /// [default: postgres://postgres@127.0.0.1:5432/test]
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Server processes sharing the database, one run per value (`--store postgres`; the
+    /// embedded store takes one). [default: 1,2 on PostgreSQL]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=8))]
+    nodes: Vec<u16>,
+    /// Connection pool of each server node, and concurrency of ceiling (c) (`--store postgres`).
+    #[arg(long, default_value_t = consentry::store::StoreOptions::default().pg_pool_size as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pg_pool_size: u32,
+    /// Profiles to seed. [default: 1,000,000]
+    #[arg(long = "profiles", value_name = "PROFILES", value_parser = clap::value_parser!(u64).range(1..))]
+    profiles_flag: Option<u64>,
+    /// `--profiles`, or its default for the store.
+    #[arg(skip)]
     profiles: u64,
     /// Subscription groups to create (at most the per-workspace limit).
     #[arg(long, default_value_t = 20)]
@@ -69,8 +115,12 @@ struct Args {
     /// Phase B (open loop) duration, in seconds.
     #[arg(long, default_value_t = 30)]
     latency_duration: u64,
-    /// Phase B request rate, per second.
-    #[arg(long, default_value_t = 1000)]
+    /// Phase B request rate, per second. [default: 1,000; 200 on PostgreSQL, under what one
+    /// node sustains there, so that phase B measures latency and not a growing queue]
+    #[arg(long = "rate", value_name = "RATE", value_parser = clap::value_parser!(u32).range(1..))]
+    rate_flag: Option<u32>,
+    /// `--rate`, or its default for the store.
+    #[arg(skip)]
     rate: u32,
     /// Phase A and ceiling (a) concurrent connections.
     #[arg(long, default_value_t = 64)]
@@ -87,7 +137,8 @@ struct Args {
     /// free connection (if it does, its wait still counts in its latency).
     #[arg(long, default_value_t = 256)]
     latency_connections: usize,
-    /// Duration of each ceiling run, in seconds.
+    /// Duration of each ceiling run, in seconds (but ceiling (c)'s first run, which the verdict
+    /// uses, lasts as long as phase A).
     #[arg(long, default_value_t = 10)]
     ceiling_duration: u64,
     /// Requests per commit of ceiling (b) (it also runs with 1).
@@ -99,7 +150,7 @@ struct Args {
     /// Keep the scratch directories (the seeded store, the server log) after the run.
     #[arg(long)]
     keep: bool,
-    /// Skip both ceilings (and the ratios and the target that need them).
+    /// Skip the ceilings (and the ratios and the targets that need them).
     #[arg(long)]
     skip_ceilings: bool,
     /// Worker threads of the load generator's runtime.
@@ -120,7 +171,11 @@ fn main() {
         Some(children::CEILING_HTTP) => std::process::exit(children::ceiling_http_child(&argv[2..])),
         _ => {}
     }
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Err(message) = resolve(&mut args) {
+        eprintln!("error: {message}");
+        std::process::exit(2);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads.max(1))
         .enable_all()
@@ -141,6 +196,34 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Checks the flags that depend on `--store` and fills in their defaults.
+fn resolve(args: &mut Args) -> Result<(), String> {
+    match args.store {
+        StoreKind::Embedded => {
+            if let Some(url) = &args.database_url {
+                return Err(format!("--database-url {url:?} needs --store postgres"));
+            }
+            if args.nodes.iter().any(|&n| n != 1) {
+                return Err(format!(
+                    "--nodes {:?}: the embedded store runs as one node (several need --store postgres)",
+                    args.nodes
+                ));
+            }
+            args.nodes = vec![1];
+            args.profiles = args.profiles_flag.unwrap_or(DEFAULT_PROFILES);
+            args.rate = args.rate_flag.unwrap_or(DEFAULT_RATE);
+        }
+        StoreKind::Postgres => {
+            if args.nodes.is_empty() {
+                args.nodes = vec![1, 2];
+            }
+            args.profiles = args.profiles_flag.unwrap_or(DEFAULT_PG_PROFILES);
+            args.rate = args.rate_flag.unwrap_or(DEFAULT_PG_RATE);
+        }
+    }
+    Ok(())
+}
+
 /// On ctrl-c or SIGTERM, kills the children, removes the scratch directories and exits.
 async fn stop_on_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -159,19 +242,11 @@ async fn stop_on_signal() {
 /// Everything the verdicts need.
 #[derive(Default)]
 struct Summary {
-    phase_a: Option<LoadResult>,
-    phase_b: Option<LoadResult>,
-    /// Phase C's sub-phases, in order (empty when skipped).
-    phase_c: Vec<ReadPhase>,
-    /// The server's peak RSS for the whole run.
-    peak_rss: Option<u64>,
-    /// The server's peak RSS through phase A, before phase C's reads.
-    peak_rss_phase_a: Option<u64>,
-    /// Mean requests per commit of the server's writer in phase A, when `perf` could count.
-    server_batch: Option<f64>,
-    exit_ok: bool,
+    /// One per server run: the embedded store's one, or one per `--nodes` value.
+    runs: Vec<ServerRun>,
     ceiling_http: Option<LoadResult>,
     ceiling_storage: Vec<StorageResult>,
+    ceiling_pg: Vec<pg::CeilingResult>,
 }
 
 /// Runs the whole benchmark; returns whether the server behaved (no errors, clean exit).
@@ -181,11 +256,29 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let scratch = ScratchDir::create(&parent, "consentry-bench", args.keep)?;
     let data_dir = scratch.path().join("data");
     let machine = sys::machine(&parent);
+    let instance = match args.store {
+        StoreKind::Embedded => None,
+        StoreKind::Postgres => {
+            let url = args.database_url.clone().unwrap_or_else(|| pg::DEFAULT_URL.to_string());
+            Some(tokio::task::block_in_place(|| pg::Instance::connect(&url))?)
+        }
+    };
 
-    line(
+    line(&format!(
         "Consentry load benchmark: POST /v2/subscription/status/set, and GET /subscription/status/get under writes, \
-         embedded store",
-    );
+         {}",
+        match args.store {
+            StoreKind::Embedded => "embedded store".to_string(),
+            StoreKind::Postgres => format!(
+                "PostgreSQL store, {}",
+                args.nodes
+                    .iter()
+                    .map(|n| format!("{n} node{}", if *n == 1 { "" } else { "s" }))
+                    .collect::<Vec<_>>()
+                    .join(" then ")
+            ),
+        }
+    ));
     section("Machine");
     row("date (UTC)", &machine.date);
     row("CPUs", machine.cpus);
@@ -194,11 +287,36 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     row("kernel", &machine.kernel);
     row("file system", &machine.filesystem);
     row("crate commit", &machine.commit);
+    if let Some(instance) = &instance {
+        section("PostgreSQL");
+        row(
+            "instance",
+            format!("{} (scratch databases consentry_bench_{}_*)", instance.describe(), std::process::id()),
+        );
+        row("version", &instance.version);
+        let settings: Vec<String> = instance.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        row("settings", settings.join(", "));
+        row(
+            "shares the machine",
+            "the instance runs on the same cores as the server(s) and the load generator, and serves other databases \
+             (other users' tests) meanwhile: its CPU below is split by database",
+        );
+    }
 
     // 1. Seed.
-    eprintln!("seeding {} profiles into {}", args.profiles, data_dir.display());
-    let seeded = seed::seed(&data_dir, args.profiles, args.groups).await.context("seeding failed")?;
-    let seeded_size = sys::dir_size(&data_dir);
+    let seed_db = match &instance {
+        Some(instance) => {
+            let name = pg::scratch_name("seed");
+            Some(tokio::task::block_in_place(|| instance.create(&name, None))?)
+        }
+        None => None,
+    };
+    let location = match &seed_db {
+        Some(db) => consentry::store::DatabaseLocation::Postgres(db.url.clone()),
+        None => consentry::store::DatabaseLocation::Embedded(data_dir.clone()),
+    };
+    eprintln!("seeding {} profiles into {location}", args.profiles);
+    let seeded = seed::seed(&location, args.profiles, args.groups).await.context("seeding failed")?;
     section("Setup");
     let count = |c| seeded.channels.iter().filter(|&&x| x == c).count();
     use consentry::domain::subscription::Channel;
@@ -231,27 +349,81 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             rate(args.profiles as f64 / seeded.import_time.as_secs_f64())
         ),
     );
-    row("store on disk after seeding", mb(seeded_size));
+    match &seed_db {
+        None => row("store on disk after seeding", mb(sys::dir_size(&data_dir))),
+        Some(db) => {
+            let took = tokio::task::block_in_place(|| db.vacuum_analyze())?;
+            row("VACUUM (ANALYZE) after seeding", secs(took));
+            tokio::task::block_in_place(|| phases::pg_size_rows(db, "after seeding"));
+        }
+    }
     row("rate limits", seed::RATE_LIMITS);
     row(
         "load generator",
         format!("this process, tokio with {} worker thread(s), own HTTP/1.1 client, keep-alive", args.client_threads),
     );
-    let mut serve_line = format!("consentry --database DIR serve --listen ADDR {}", args.serve_args.join(" "));
-    for var in ["CONSENTRY_DURABILITY", "CONSENTRY_MAX_BATCH", "CONSENTRY_CACHE_MB"] {
+    let mut serve_args = args.serve_args.clone();
+    if instance.is_some() {
+        serve_args.push(format!("--pg-pool-size={}", args.pg_pool_size));
+    }
+    let database_word = if instance.is_some() { "URL" } else { "DIR" };
+    let mut serve_line = format!("consentry --database {database_word} serve --listen ADDR {}", serve_args.join(" "));
+    for var in ["CONSENTRY_DURABILITY", "CONSENTRY_MAX_BATCH", "CONSENTRY_CACHE_MB", "CONSENTRY_PG_POOL_SIZE"] {
         if let Ok(value) = std::env::var(var) {
             serve_line.push_str(&format!(" [{var}={value}]"));
         }
     }
     row("server", serve_line.trim_end());
+    let args = Args { serve_args, ..args };
 
     let mut summary = Summary::default();
     let workload = Workload::new(&seeded.key, seeded.groups.clone(), args.profiles, USERS_PER_REQUEST);
-    let server_ok = phases::run_server(&args, scratch.path(), &data_dir, &seeded, &workload, &mut summary).await?;
+    let mut server_ok = true;
+    match (&instance, &seed_db) {
+        (Some(instance), Some(template)) => {
+            for &nodes in &args.nodes {
+                let name = pg::scratch_name(&format!("{nodes}node"));
+                eprintln!("copying the seeded database into {name}");
+                let started = std::time::Instant::now();
+                let db = tokio::task::block_in_place(|| instance.create(&name, Some(&template.name)))?;
+                line(&format!(
+                    "\n=== {nodes} node{} on PostgreSQL (a fresh copy of the seeded database, made in {}) ===",
+                    if nodes == 1 { "" } else { "s" },
+                    secs(started.elapsed())
+                ));
+                let (run, ok) = phases::run_server(
+                    &args,
+                    scratch.path(),
+                    &db.url,
+                    Some(&db),
+                    usize::from(nodes),
+                    &seeded,
+                    &workload,
+                )
+                .await?;
+                drop(db);
+                summary.runs.push(run);
+                server_ok &= ok;
+            }
+        }
+        _ => {
+            let dir = data_dir.display().to_string();
+            let (run, ok) = phases::run_server(&args, scratch.path(), &dir, None, 1, &seeded, &workload).await?;
+            summary.runs.push(run);
+            server_ok &= ok;
+        }
+    }
 
     if !args.skip_ceilings {
         phases::run_ceilings(&args, scratch.path(), &seeded, &mut summary).await?;
+        if let (Some(instance), Some(template)) = (&instance, &seed_db) {
+            phases::run_pg_ceilings(&args, instance, template, &seeded, &mut summary).await?;
+        }
     }
-    verdicts::print_verdicts(&args, &summary);
+    match args.store {
+        StoreKind::Embedded => verdicts::print_verdicts(&args, &summary),
+        StoreKind::Postgres => verdicts::print_pg_verdicts(&args, &summary),
+    }
+    drop(seed_db);
     Ok(server_ok)
 }

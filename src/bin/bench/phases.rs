@@ -1,8 +1,10 @@
 //! The measured phases: the real server under load (phase B open loop, phase A closed loop,
-//! phase C reads under writes at half phase A's rate, then SIGTERM), and the two ceilings ((a)
-//! HTTP without a store in a child process, (b) the store's writes straight into fjall in this
-//! process). Each prints its report section as it completes and leaves its figures in the
-//! [`Summary`].
+//! phase C reads under writes at half phase A's rate, then SIGTERM), and the ceilings ((a) HTTP
+//! without a store in a child process, (b) the store's writes straight into fjall in this
+//! process, (c) the PostgreSQL store's writes straight into PostgreSQL from this process).
+//! Each prints its report section as it completes and leaves its figures in a [`ServerRun`] or
+//! the [`Summary`]. On PostgreSQL the server may run as several nodes (processes) sharing one
+//! database, the load spread over them.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,32 +14,85 @@ use anyhow::Context;
 
 use crate::children::{self, ChildProcess, ScratchDir};
 use crate::load::{self, LoadResult};
+use crate::pg::{self, ScratchDatabase};
 use crate::report::{self, int, line, mb, ms, rate, row, secs, section};
 use crate::storage::{self, StorageSetup};
 use crate::workload::{ReadBy, ReadWorkload, Workload};
 use crate::{perf, seed, sys, Args, Summary, USERS_PER_REQUEST};
 
-/// Resource readings of the server and this process at one moment.
+/// The server processes under test, and the PostgreSQL database they share, if any.
+pub struct Nodes<'a> {
+    /// Their addresses, in node order.
+    pub addrs: Vec<SocketAddr>,
+    /// Their process ids, in node order.
+    pub pids: Vec<u32>,
+    /// The database, on PostgreSQL.
+    pub pg: Option<&'a ScratchDatabase>,
+}
+
+/// What one server run (one or several nodes) measured.
+#[derive(Default)]
+pub struct ServerRun {
+    /// Server processes.
+    pub nodes: usize,
+    /// Phase A, closed loop.
+    pub phase_a: Option<LoadResult>,
+    /// Phase B, open loop.
+    pub phase_b: Option<LoadResult>,
+    /// Phase C's sub-phases, in order (empty when skipped).
+    pub phase_c: Vec<ReadPhase>,
+    /// Each node's peak RSS for the whole run.
+    pub peak_rss: Vec<u64>,
+    /// The largest node peak RSS through phase A, before phase C's reads.
+    pub peak_rss_phase_a: Option<u64>,
+    /// Mean requests per commit of the server's writer in phase A, when `perf` could count
+    /// (embedded store only).
+    pub server_batch: Option<f64>,
+    /// Every node exited 0 on SIGTERM.
+    pub exit_ok: bool,
+}
+
+impl ServerRun {
+    /// The largest peak RSS of a node.
+    pub fn peak_rss(&self) -> Option<u64> {
+        self.peak_rss.iter().copied().max()
+    }
+}
+
+/// Resource readings of the servers, this process and PostgreSQL at one moment.
 struct Readings {
     bench_cpu: Option<Duration>,
     server_cpu: Option<Duration>,
     server_threads: std::collections::BTreeMap<String, Duration>,
     server_written: Option<u64>,
+    pg: Option<PgReadings>,
 }
 
+/// The instance's CPU, its WAL position, and the database's transactions (committed, rolled
+/// back), at one moment.
+type PgReadings = (pg::PgCpu, Option<u64>, Option<(u64, u64)>);
+
 impl Readings {
-    fn take(server: u32) -> Readings {
+    fn take(servers: &[u32], database: Option<&ScratchDatabase>) -> Readings {
+        let mut server_threads = std::collections::BTreeMap::new();
+        for &pid in servers {
+            for (name, cpu) in sys::thread_cpu_times(pid) {
+                *server_threads.entry(name).or_default() += cpu;
+            }
+        }
         Readings {
             bench_cpu: sys::own_cpu_time(),
-            server_cpu: sys::cpu_time(server),
-            server_threads: sys::thread_cpu_times(server),
-            server_written: sys::bytes_written(server),
+            server_cpu: servers.iter().map(|&pid| sys::cpu_time(pid)).sum(),
+            server_threads,
+            server_written: servers.iter().map(|&pid| sys::bytes_written(pid)).sum(),
+            pg: database.map(|db| (pg::instance_cpu(&db.name), db.wal_position(), db.transactions())),
         }
     }
 }
 
-/// Prints the CPU and I/O a phase cost the server and the generator; the bytes written are
-/// divided by `requests`, named `per` (`request`, or `write request` when reads ran too).
+/// Prints the CPU and I/O a phase cost the server(s), the generator and PostgreSQL; the bytes
+/// written are divided by `requests`, named `per` (`request`, or `write request` when reads ran
+/// too).
 fn print_costs(before: &Readings, after: &Readings, wall: Duration, requests: u64, per: &str) {
     let diff = |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| a.saturating_sub(b));
     row("server CPU", report::cpu(diff(after.server_cpu, before.server_cpu), wall));
@@ -55,6 +110,37 @@ fn print_costs(before: &Readings, after: &Readings, wall: Duration, requests: u6
             ),
         );
     }
+    if let (Some((cpu_a, wal_a, tx_a)), Some((cpu_b, wal_b, tx_b))) = (&after.pg, &before.pg) {
+        if let (Some((commits_a, rollbacks_a)), Some((commits_b, rollbacks_b))) = (tx_a, tx_b) {
+            row(
+                "PostgreSQL transactions",
+                format!(
+                    "{} committed, {} rolled back (failed to serialize, run again) ≈ {:.2} per {per}",
+                    int(commits_a.saturating_sub(*commits_b)),
+                    int(rollbacks_a.saturating_sub(*rollbacks_b)),
+                    rollbacks_a.saturating_sub(*rollbacks_b) as f64 / requests.max(1) as f64
+                ),
+            );
+        }
+        pg_cost_rows("", &cpu_a.since(cpu_b), wal_a.zip(*wal_b).map(|(a, b)| a.saturating_sub(b)), wall, requests, per);
+    }
+}
+
+/// The rows of what PostgreSQL spent during a phase.
+pub fn pg_cost_rows(indent: &str, cpu: &pg::PgCpu, wal: Option<u64>, wall: Duration, requests: u64, per: &str) {
+    row(&format!("{indent}PostgreSQL CPU, this database"), report::cpu(Some(cpu.ours), wall));
+    row(&format!("{indent}  instance processes"), report::cpu(Some(cpu.background), wall));
+    row(&format!("{indent}  other databases (other users)"), report::cpu(Some(cpu.others), wall));
+    if let Some(wal) = wal {
+        row(
+            &format!("{indent}WAL written (whole instance)"),
+            format!("{} ({:.1} KB per {per})", mb(wal), wal as f64 / 1e3 / requests.max(1) as f64),
+        );
+    }
+    row(
+        &format!("{indent}PostgreSQL writes to storage"),
+        format!("{} ({:.1} KB per {per})", mb(cpu.written), cpu.written as f64 / 1e3 / requests.max(1) as f64),
+    );
 }
 
 /// Server CPU below which the server counts as idle: 10% of one core.
@@ -62,16 +148,24 @@ const IDLE_CPU_SHARE: f64 = 0.10;
 /// Longest wait for the server to become idle before a phase starts anyway.
 const SETTLE_LIMIT: Duration = Duration::from_secs(300);
 
-/// Waits until the server's engine has caught up (its CPU stays under [`IDLE_CPU_SHARE`] of a
-/// core for a second), so that each phase measures its own load and not the compaction debt of
-/// the seeding or of the phase before it. Returns how long that took.
-async fn settle(pid: u32) -> Duration {
+/// The CPU used so far by the servers and, on PostgreSQL, by the database's backends and
+/// autovacuum workers.
+fn busy_cpu(nodes: &Nodes<'_>) -> Option<Duration> {
+    let servers: Option<Duration> = nodes.pids.iter().map(|&pid| sys::cpu_time(pid)).sum();
+    Some(servers? + nodes.pg.map_or(Duration::ZERO, |db| pg::instance_cpu(&db.name).ours))
+}
+
+/// Waits until the server's engine has caught up (its CPU, and on PostgreSQL the database's,
+/// stays under [`IDLE_CPU_SHARE`] of a core for a second), so that each phase measures its own
+/// load and not the compaction debt (or autovacuum) of the seeding or of the phase before it.
+/// Returns how long that took.
+async fn settle(nodes: &Nodes<'_>) -> Duration {
     let started = std::time::Instant::now();
     let window = Duration::from_secs(1);
     while started.elapsed() < SETTLE_LIMIT {
-        let before = sys::cpu_time(pid);
+        let before = busy_cpu(nodes);
         tokio::time::sleep(window).await;
-        match (before, sys::cpu_time(pid)) {
+        match (before, busy_cpu(nodes)) {
             (Some(before), Some(after)) if (after - before).as_secs_f64() < IDLE_CPU_SHARE * window.as_secs_f64() => {
                 break
             }
@@ -97,38 +191,63 @@ fn print_closed_loop(result: &LoadResult) {
     row("errors (non-201)", report::errors(result));
 }
 
-/// Starts the server, runs phases B, A and C, stops it. Returns whether it answered every
-/// request and exited cleanly.
+/// Starts `nodes` servers on `database` (a directory, or a PostgreSQL database shared by all),
+/// runs phases B, A and C, stops them. Returns what it measured and whether every node answered
+/// every request and exited cleanly.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_server(
     args: &Args,
     scratch: &Path,
-    data_dir: &Path,
+    database: &str,
+    pg: Option<&ScratchDatabase>,
+    node_count: usize,
     seeded: &seed::Seeded,
     workload: &std::sync::Arc<Workload>,
-    summary: &mut Summary,
-) -> anyhow::Result<bool> {
-    let addr = children::free_loopback_addr()?;
-    let mut argv = vec![children::SERVE.to_string(), data_dir.display().to_string(), addr.to_string()];
-    argv.extend(args.serve_args.iter().cloned());
-    let log = scratch.join("server.log");
-    eprintln!("starting the server on {addr} (log: {})", log.display());
-    let mut server = ChildProcess::spawn_self("server", &argv, &log)?;
-    let started = tokio::task::block_in_place(|| server.wait_until_listening(addr, Duration::from_secs(600)))?;
-    let pid = server.pid();
-    section("Server");
-    row("listening after", secs(started));
-    row("RSS when listening", mb(sys::memory(pid).map(|m| m.rss).unwrap_or(0)));
-    eprintln!("waiting for the server to finish compacting the seeded store");
-    row("idle (compaction caught up) after", secs(settle(pid).await));
+) -> anyhow::Result<(ServerRun, bool)> {
+    let mut servers = Vec::with_capacity(node_count);
+    let mut addrs = Vec::with_capacity(node_count);
+    for node in 0..node_count {
+        let addr = children::free_loopback_addr()?;
+        let mut argv = vec![children::SERVE.to_string(), database.to_string(), addr.to_string()];
+        argv.extend(args.serve_args.iter().cloned());
+        let log = scratch.join(if node_count == 1 { "server.log".to_string() } else { format!("server-{node}.log") });
+        eprintln!("starting server {} of {node_count} on {addr} (log: {})", node + 1, log.display());
+        servers.push(ChildProcess::spawn_self("server", &argv, &log)?);
+        addrs.push(addr);
+    }
+    let mut started = Vec::with_capacity(node_count);
+    for (server, &addr) in servers.iter_mut().zip(&addrs) {
+        started.push(tokio::task::block_in_place(|| server.wait_until_listening(addr, Duration::from_secs(600)))?);
+    }
+    let pids: Vec<u32> = servers.iter().map(ChildProcess::pid).collect();
+    let nodes = Nodes { addrs: addrs.clone(), pids: pids.clone(), pg };
+    let pid = pids[0];
+    let mut run = ServerRun { nodes: node_count, ..ServerRun::default() };
+    if node_count == 1 {
+        section("Server");
+        row("listening after", secs(started[0]));
+        row("RSS when listening", mb(sys::memory(pid).map(|m| m.rss).unwrap_or(0)));
+    } else {
+        section(&format!("Servers: {node_count} nodes on one database, each client connection to one of them in turn"));
+        for (node, (took, &pid)) in started.iter().zip(&pids).enumerate() {
+            row(
+                &format!("node {} listening after", node + 1),
+                format!("{} (RSS {})", secs(*took), mb(sys::memory(pid).map(|m| m.rss).unwrap_or(0))),
+            );
+        }
+    }
+    eprintln!("waiting for the server(s) and the store to become idle");
+    let what = if pg.is_some() { "idle (server and database) after" } else { "idle (compaction caught up) after" };
+    row(what, secs(settle(&nodes).await));
 
     // Phase B first: a latency measured right after phase A's overload would measure the
     // compaction debt phase A left behind, not the latency at this rate.
     let duration = Duration::from_secs(args.latency_duration);
     eprintln!("phase B: open loop, {} requests/s, {} s", args.rate, args.latency_duration);
-    let before = Readings::take(pid);
+    let before = Readings::take(&pids, pg);
     let phase_b =
-        load::open_loop(addr, workload.clone(), f64::from(args.rate), duration, args.latency_connections).await?;
-    let after = Readings::take(pid);
+        load::open_loop(&addrs, workload.clone(), f64::from(args.rate), duration, args.latency_connections).await?;
+    let after = Readings::take(&pids, pg);
     section(&format!(
         "Phase B: latency at a fixed rate (open loop, {} requests/s, {} s, pool of {} connections)",
         int(u64::from(args.rate)),
@@ -138,10 +257,11 @@ pub async fn run_server(
     row("scheduled / answered 201", format!("{} / {}", int(phase_b.scheduled), int(phase_b.ok())));
     row("achieved rate", format!("{} requests/s", rate(phase_b.rate())));
     open_loop_rows("", &phase_b, args.latency_connections);
-    print_costs(&before, &after, duration, phase_b.ok(), "request");
+    // Over the phase's whole span: an overloaded server answers its backlog after the schedule ends.
+    print_costs(&before, &after, phase_b.elapsed, phase_b.ok(), "request");
 
     eprintln!("waiting for the server to become idle after phase B");
-    row("idle again after", secs(settle(pid).await));
+    row("idle again after", secs(settle(&nodes).await));
 
     // Phase A.
     let duration = Duration::from_secs(args.duration);
@@ -150,12 +270,16 @@ pub async fn run_server(
         Some(path) => Some(perf::record(pid, path, duration)?),
         None => None,
     };
-    let fsync_counter = tokio::task::block_in_place(|| {
-        perf::FsyncCounter::start(pid, &scratch.join("fsyncs.csv"), duration + Duration::from_secs(10))
-    });
-    let before = Readings::take(pid);
-    let phase_a = load::closed_loop(addr, workload.clone(), args.connections, duration).await?;
-    let after = Readings::take(pid);
+    // The writer thread whose fsyncs count batches exists only in the embedded store.
+    let fsync_counter = match pg {
+        None => tokio::task::block_in_place(|| {
+            perf::FsyncCounter::start(pid, &scratch.join("fsyncs.csv"), duration + Duration::from_secs(10))
+        }),
+        Some(_) => None,
+    };
+    let before = Readings::take(&pids, pg);
+    let phase_a = load::closed_loop(&addrs, workload.clone(), args.connections, duration).await?;
+    let after = Readings::take(&pids, pg);
     let fsyncs = tokio::task::block_in_place(|| fsync_counter.and_then(perf::FsyncCounter::finish));
     if let Some(mut profiler) = profiler {
         let _ = tokio::task::block_in_place(|| profiler.wait());
@@ -170,8 +294,9 @@ pub async fn run_server(
         row("1 s windows, lowest / highest", format!("{} / {} requests/s", rate(low), rate(high)));
     }
     print_costs(&before, &after, duration, phase_a.ok(), "request");
-    match fsyncs {
-        Some(fsyncs) => {
+    match (fsyncs, pg) {
+        (_, Some(_)) => {}
+        (Some(fsyncs), None) => {
             let batch = phase_a.ok() as f64 / fsyncs.writer as f64;
             row(
                 "writer commits (fsyncs)",
@@ -182,14 +307,14 @@ pub async fn run_server(
                     int(fsyncs.all)
                 ),
             );
-            summary.server_batch = Some(batch);
+            run.server_batch = Some(batch);
         }
-        None => row("writer commits (fsyncs)", "unknown (perf stat with syscall tracepoints unavailable)"),
+        (None, None) => row("writer commits (fsyncs)", "unknown (perf stat with syscall tracepoints unavailable)"),
     }
-    let after_a = sys::memory(pid).ok();
-    row("server RSS after phase A", mb(after_a.as_ref().map_or(0, |m| m.rss)));
-    row("peak RSS so far (VmHWM)", mb(after_a.as_ref().map_or(0, |m| m.peak_rss)));
-    summary.peak_rss_phase_a = after_a.map(|m| m.peak_rss);
+    let after_a: Vec<sys::Memory> = pids.iter().filter_map(|&pid| sys::memory(pid).ok()).collect();
+    row("server RSS after phase A", rss_list(after_a.iter().map(|m| m.rss)));
+    row("peak RSS so far (VmHWM)", rss_list(after_a.iter().map(|m| m.peak_rss)));
+    run.peak_rss_phase_a = after_a.iter().map(|m| m.peak_rss).max();
     if let Some(path) = &args.perf_record {
         row("perf profile", format!("{} (perf report -i {} --no-children)", path.display(), path.display()));
     }
@@ -205,10 +330,13 @@ pub async fn run_server(
                     row("skipped", "no group of a channel these identifiers address");
                     continue;
                 }
-                let phase = run_reads(args, addr, pid, seeded, workload, write_target, by, i + 1).await?;
-                summary.phase_c.push(phase);
+                let phase = run_reads(args, &nodes, seeded, workload, write_target, by, i + 1).await?;
+                run.phase_c.push(phase);
             }
-            row("server RSS after phase C", mb(sys::memory(pid).map(|m| m.rss).unwrap_or(0)));
+            row(
+                "server RSS after phase C",
+                rss_list(pids.iter().map(|&pid| sys::memory(pid).map(|m| m.rss).unwrap_or(0))),
+            );
         } else {
             section("Phase C: reads under writes");
             row("skipped", "phase A measured no write throughput to take half of");
@@ -216,37 +344,70 @@ pub async fn run_server(
     }
 
     // Stop.
-    let memory = sys::memory(pid).context("cannot read the server's memory")?;
-    eprintln!("stopping the server (SIGTERM)");
-    let stopped = tokio::task::block_in_place(|| server.terminate(Duration::from_secs(120)));
-    section("Server shutdown");
-    row("peak RSS (VmHWM)", mb(memory.peak_rss));
-    row("RSS before SIGTERM (VmRSS)", mb(memory.rss));
-    let exit_ok = match &stopped {
-        Ok((status, took)) => {
-            row("SIGTERM to exit", format!("{} ({status})", secs(*took)));
-            status.success()
-        }
-        Err(err) => {
-            row("SIGTERM to exit", format!("FAILED: {err:#}"));
-            false
-        }
-    };
-    if !exit_ok {
-        line(&format!("  server output ends with:\n{}", server.log_tail()));
+    let mut memories = Vec::with_capacity(node_count);
+    for &pid in &pids {
+        memories.push(sys::memory(pid).context("cannot read the server's memory")?);
     }
-    row("store on disk after the run", mb(sys::dir_size(data_dir)));
-    drop(server);
+    eprintln!("stopping the server(s) (SIGTERM)");
+    let stopped: Vec<_> = servers
+        .iter_mut()
+        .map(|server| tokio::task::block_in_place(|| server.terminate(Duration::from_secs(120))))
+        .collect();
+    section("Server shutdown");
+    row("peak RSS (VmHWM)", rss_list(memories.iter().map(|m| m.peak_rss)));
+    row("RSS before SIGTERM (VmRSS)", rss_list(memories.iter().map(|m| m.rss)));
+    let mut exit_ok = true;
+    for (node, (stopped, server)) in stopped.iter().zip(&servers).enumerate() {
+        let label =
+            if node_count == 1 { "SIGTERM to exit".to_string() } else { format!("node {} SIGTERM to exit", node + 1) };
+        let ok = match stopped {
+            Ok((status, took)) => {
+                row(&label, format!("{} ({status})", secs(*took)));
+                status.success()
+            }
+            Err(err) => {
+                row(&label, format!("FAILED: {err:#}"));
+                false
+            }
+        };
+        if !ok {
+            line(&format!("  server output ends with:\n{}", server.log_tail()));
+        }
+        exit_ok &= ok;
+    }
+    match pg {
+        None => row("store on disk after the run", mb(sys::dir_size(Path::new(database)))),
+        Some(db) => pg_size_rows(db, "after the run"),
+    }
+    drop(servers);
 
-    let clean = exit_ok
-        && phase_a.error_count() == 0
-        && phase_b.error_count() == 0
-        && summary.phase_c.iter().all(ReadPhase::clean);
-    summary.peak_rss = Some(memory.peak_rss);
-    summary.exit_ok = exit_ok;
-    summary.phase_a = Some(phase_a);
-    summary.phase_b = Some(phase_b);
-    Ok(clean)
+    let clean =
+        exit_ok && phase_a.error_count() == 0 && phase_b.error_count() == 0 && run.phase_c.iter().all(ReadPhase::clean);
+    run.peak_rss = memories.iter().map(|m| m.peak_rss).collect();
+    run.exit_ok = exit_ok;
+    run.phase_a = Some(phase_a);
+    run.phase_b = Some(phase_b);
+    Ok((run, clean))
+}
+
+/// One RSS per node: `131.8 MB`, or `120.1 MB / 118.7 MB`.
+fn rss_list(values: impl Iterator<Item = u64>) -> String {
+    values.map(mb).collect::<Vec<_>>().join(" / ")
+}
+
+/// The database's size and its main tables' rows and sizes.
+pub fn pg_size_rows(db: &ScratchDatabase, when: &str) {
+    match db.size() {
+        Ok(size) => row(&format!("database size {when}"), mb(size)),
+        Err(err) => row(&format!("database size {when}"), format!("unknown ({err:#})")),
+    }
+    if let Ok(tables) = db.table_rows() {
+        let tables: Vec<String> = tables
+            .iter()
+            .map(|(name, rows, bytes)| format!("{name} {} rows {}", int((*rows).max(0) as u64), mb(*bytes as u64)))
+            .collect();
+        row("  tables (with indexes)", tables.join(", "));
+    }
 }
 
 /// What one sub-phase of phase C measured.
@@ -336,8 +497,7 @@ fn read_groups(seeded: &seed::Seeded, by: ReadBy) -> Vec<String> {
 #[allow(clippy::too_many_arguments)]
 async fn run_reads(
     args: &Args,
-    addr: SocketAddr,
-    pid: u32,
+    nodes: &Nodes<'_>,
     seeded: &seed::Seeded,
     writes: &std::sync::Arc<Workload>,
     write_target: f64,
@@ -347,9 +507,17 @@ async fn run_reads(
     // Phase A (or the previous sub-phase) leaves compaction debt that would otherwise be paid
     // during this phase's reads.
     eprintln!("waiting for the server to become idle before phase C{number}");
-    let idle = settle(pid).await;
+    let idle = settle(nodes).await;
     let reads = ReadWorkload::new(&seeded.key, read_groups(seeded, by), args.profiles, USERS_PER_REQUEST, by);
-    let sample = probe(addr, &reads).await?;
+    // Every node must answer right, so that none is measured answering errors.
+    let mut sample = probe(nodes.addrs[0], &reads).await?;
+    for &addr in &nodes.addrs[1..] {
+        let more = probe(addr, &reads).await?;
+        sample.problems.extend(more.problems);
+        for (state, count) in more.states {
+            *sample.states.entry(state).or_default() += count;
+        }
+    }
 
     let duration = Duration::from_secs(args.read_duration);
     eprintln!(
@@ -359,13 +527,13 @@ async fn run_reads(
         args.read_duration,
         rate(write_target)
     );
-    let before = Readings::take(pid);
+    let before = Readings::take(&nodes.pids, nodes.pg);
     // Both loops start together and run for the same duration on this process's runtime.
     let (write_result, read_result) = tokio::join!(
-        load::open_loop(addr, writes.clone(), write_target, duration, args.latency_connections),
-        load::closed_loop(addr, reads, args.read_connections, duration),
+        load::open_loop(&nodes.addrs, writes.clone(), write_target, duration, args.latency_connections),
+        load::closed_loop(&nodes.addrs, reads, args.read_connections, duration),
     );
-    let after = Readings::take(pid);
+    let after = Readings::take(&nodes.pids, nodes.pg);
     let (write_result, read_result) = (write_result?, read_result?);
 
     section(&format!(
@@ -380,7 +548,7 @@ async fn run_reads(
         .map(|state| format!("{} {state}", int(sample.states.get(state).copied().unwrap_or(0))))
         .collect();
     row(
-        &format!("answers of {PROBE_REQUESTS} sample reads"),
+        &format!("answers of {} sample reads", PROBE_REQUESTS * nodes.addrs.len()),
         format!("{} of {} identifiers", states.join(", "), int(total)),
     );
     if !sample.problems.is_empty() {
@@ -441,7 +609,7 @@ fn open_loop_rows(indent: &str, result: &LoadResult, pool: usize) {
     );
 }
 
-/// Runs ceiling (a) and the ceiling (b) variants.
+/// Runs ceiling (a) and, on the embedded store, the ceiling (b) variants.
 pub async fn run_ceilings(
     args: &Args,
     scratch: &Path,
@@ -458,9 +626,9 @@ pub async fn run_ceilings(
         ChildProcess::spawn_self("ceiling (a) server", &[children::CEILING_HTTP.to_string(), addr.to_string()], &log)?;
     tokio::task::block_in_place(|| http.wait_until_listening(addr, Duration::from_secs(30)))?;
     let workload = Workload::new(&seeded.key, seeded.groups.clone(), args.profiles, USERS_PER_REQUEST);
-    let before = Readings::take(http.pid());
-    let result = load::closed_loop(addr, workload, args.connections, duration).await?;
-    let after = Readings::take(http.pid());
+    let before = Readings::take(&[http.pid()], None);
+    let result = load::closed_loop(&[addr], workload, args.connections, duration).await?;
+    let after = Readings::take(&[http.pid()], None);
     let _ = tokio::task::block_in_place(|| http.terminate(Duration::from_secs(10)));
     drop(http);
     section(&format!(
@@ -470,6 +638,9 @@ pub async fn run_ceilings(
     print_closed_loop(&result);
     print_costs(&before, &after, duration, result.ok(), "request");
     summary.ceiling_http = Some(result);
+    if args.store == crate::StoreKind::Postgres {
+        return Ok(());
+    }
 
     // (b) The store writes straight into fjall.
     section(&format!(
@@ -482,7 +653,8 @@ pub async fn run_ceilings(
     ));
     let b = args.ceiling_batch.max(1);
     // As the server batched in phase A, with its mix, when perf could tell; else B with the mix.
-    let server_b = summary.server_batch.map_or(b, |mean| (mean.round() as usize).max(1));
+    let server_batch = summary.runs.first().and_then(|run| run.server_batch);
+    let server_b = server_batch.map_or(b, |mean| (mean.round() as usize).max(1));
     let setups = [
         (b, false, storage::Options::Store),
         (1, false, storage::Options::Store),
@@ -510,6 +682,93 @@ pub async fn run_ceilings(
         drop(dir);
         report::storage_rows(&result);
         summary.ceiling_storage.push(result);
+    }
+    Ok(())
+}
+
+/// Ceiling (c): the PostgreSQL store's own write path (`PostgresStore::set_status`: the same
+/// statements in the same SERIALIZABLE transaction, with the same retries) called straight from
+/// this process, without HTTP, JSON or validation; each run on a fresh copy of the seeded
+/// database. Runs: the server's mix at the server's pool size for as long as phase A (what the
+/// verdict compares with: both then go through the same growth of the `states` table from the
+/// same fresh copy, which decides how often transactions fail to serialize), then, for
+/// `--ceiling-duration` each, change requests only at that size and the mix at twice that size
+/// (two nodes' pools).
+pub async fn run_pg_ceilings(
+    args: &Args,
+    instance: &pg::Instance,
+    template: &ScratchDatabase,
+    seeded: &seed::Seeded,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let short = Duration::from_secs(args.ceiling_duration);
+    let pool = args.pg_pool_size as usize;
+    section(&format!(
+        "Ceiling (c): PostgresStore::set_status straight from this process, no HTTP ({} s as phase A, then {} s each)",
+        args.duration, args.ceiling_duration
+    ));
+    line(&format!(
+        "  (a fresh copy of the seeded database per run; N tasks on a runtime of {} workers, as the server's, each \
+         calling the store's own write path with a pool of N connections: the same SQL and transaction as one request)",
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    ));
+    let setups = [(pool, true, Duration::from_secs(args.duration)), (pool, false, short), (2 * pool, true, short)];
+    for (i, (concurrency, mixed, duration)) in setups.into_iter().enumerate() {
+        let setup = pg::CeilingSetup { concurrency, mixed, duration };
+        let name = pg::scratch_name(&format!("ceiling{i}"));
+        eprintln!("ceiling (c): copying the seeded database into {name}");
+        let db = tokio::task::block_in_place(|| instance.create(&name, Some(&template.name)))?;
+        eprintln!(
+            "ceiling (c): {concurrency} concurrent transactions, {}, {} s",
+            if mixed { "mixed" } else { "changes" },
+            duration.as_secs()
+        );
+        let result = tokio::task::block_in_place(|| {
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| pg::run_ceiling(&db, seeded, args.profiles, USERS_PER_REQUEST, setup))
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the ceiling (c) thread panicked"))?
+            })
+        })?;
+        drop(db);
+        let mix = if mixed { "half change, half no-op replay (as the server's load)" } else { "all change requests" };
+        line(&format!(
+            "  {concurrency} concurrent transactions (pool of {concurrency}), {mix}, {} s",
+            duration.as_secs()
+        ));
+        let load = &result.load;
+        row("  requests/s", rate(load.rate()));
+        row(
+            "    of which",
+            format!(
+                "{} change/s, {} no-op/s",
+                rate(load.changes as f64 / load.elapsed.as_secs_f64()),
+                rate(load.noops as f64 / load.elapsed.as_secs_f64())
+            ),
+        );
+        row("  latency p50 / p99 / max", report::latencies(load));
+        row("  errors", report::errors(load));
+        if let Some((low, high)) = load.window_rates(10) {
+            row("  10 s windows, low / high", format!("{} / {} requests/s", rate(low), rate(high)));
+        }
+        if let Some((low, high)) = load.window_rates(1) {
+            row("  1 s windows, low / high", format!("{} / {} requests/s", rate(low), rate(high)));
+        }
+        row("  this process's CPU", report::cpu(result.bench_cpu, duration));
+        if let Some((commits, rollbacks)) = result.transactions {
+            row(
+                "  PostgreSQL transactions",
+                format!(
+                    "{} committed, {} rolled back (failed to serialize, run again) ≈ {:.2} per request",
+                    int(commits),
+                    int(rollbacks),
+                    rollbacks as f64 / load.ok().max(1) as f64
+                ),
+            );
+        }
+        pg_cost_rows("  ", &result.pg_cpu, result.wal, duration, load.ok(), "request");
+        summary.ceiling_pg.push(result);
     }
     Ok(())
 }

@@ -1,17 +1,18 @@
-//! Seeds a fresh embedded store in-process through the library: the `default` workspace and its
-//! all-permission key, the groups, and the profiles (`user-{n}`, `user{n}@example.com`, a valid
-//! E.164 phone), loaded with the store's own bulk import. The store is closed and dropped
-//! before returning, so the server process can take its lock. The workspace's `set` and `get`
+//! Seeds a fresh store (embedded, or an empty PostgreSQL database) in-process through the
+//! library: the `default` workspace and its all-permission key, the groups, and the profiles
+//! (`user-{n}`, `user{n}@example.com`, a valid E.164 phone), loaded with the store's own bulk
+//! import. The store is closed and dropped before returning, so the server process can take its
+//! lock. The workspace's `set` and `get`
 //! rate limits are raised far above what the load can reach, so the benchmark measures the
 //! store, not the limiter's refusals.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use consentry::admin::{self, AdminRequest};
 use consentry::catalog::Catalog;
 use consentry::domain::identifiers::{Email, ExternalId, Phone};
+use consentry::domain::ids::{ApiKeyId, GroupId, WorkspaceId};
 use consentry::domain::rate_limit::Bucket;
 use consentry::domain::subscription::Channel;
 use consentry::store::{DatabaseLocation, ProfileImport, Store, StoreOptions};
@@ -32,8 +33,14 @@ const CHUNK: u64 = 10_000;
 pub struct Seeded {
     /// The all-permission key of workspace `default`.
     pub key: String,
+    /// That key's id (what change records name as their source).
+    pub key_id: ApiKeyId,
+    /// Workspace `default`.
+    pub workspace: WorkspaceId,
     /// The group ids, as clients send them.
     pub groups: Vec<String>,
+    /// The same group ids, typed.
+    pub group_ids: Vec<GroupId>,
     /// The channel of every group, in order.
     pub channels: Vec<Channel>,
     /// Time spent importing profiles.
@@ -66,12 +73,12 @@ pub fn phone(n: u64) -> String {
     format!("+1{}{:07}", 415 + n / 8_000_000, 2_000_000 + n % 8_000_000)
 }
 
-/// Creates the catalog and imports `profiles` profiles into a new store in `dir`.
-pub async fn seed(dir: &Path, profiles: u64, groups: usize) -> anyhow::Result<Seeded> {
-    let location = DatabaseLocation::Embedded(dir.to_path_buf());
-    let store = Store::open(&location, &StoreOptions::default()).context("cannot open the store")?;
+/// Creates the catalog and imports `profiles` profiles into a new store at `location` (an
+/// empty directory, or an empty PostgreSQL database).
+pub async fn seed(location: &DatabaseLocation, profiles: u64, groups: usize) -> anyhow::Result<Seeded> {
+    let store = Store::open(location, &StoreOptions::default()).context("cannot open the store")?;
     let catalog = Catalog::load(store.clone()).context("cannot load the catalog")?;
-    let (_, key) = catalog.bootstrap()?.ok_or_else(|| anyhow!("the fresh store already had a workspace"))?;
+    let (api_key, key) = catalog.bootstrap()?.ok_or_else(|| anyhow!("the fresh store already had a workspace"))?;
     // Through the same admin command as `consentry workspaces set-limit default set …`.
     for bucket in [Bucket::Set, Bucket::Get] {
         let request = AdminRequest::WorkspacesSetLimit {
@@ -83,10 +90,12 @@ pub async fn seed(dir: &Path, profiles: u64, groups: usize) -> anyhow::Result<Se
         admin::execute(&catalog, &request)?;
     }
     let mut ids = Vec::with_capacity(groups);
+    let mut group_ids = Vec::with_capacity(groups);
     let mut channels = Vec::with_capacity(groups);
     for i in 0..groups {
         let group = catalog.create_group(consentry::catalog::DEFAULT_WORKSPACE, &format!("g{i:02}"), channel(i))?;
         ids.push(group.id.to_string());
+        group_ids.push(group.id);
         channels.push(group.channel);
     }
     let workspace = catalog
@@ -128,5 +137,5 @@ pub async fn seed(dir: &Path, profiles: u64, groups: usize) -> anyhow::Result<Se
     store.close().await;
     drop(catalog);
     drop(store);
-    Ok(Seeded { key, groups: ids, channels, import_time })
+    Ok(Seeded { key, key_id: api_key.id, workspace, groups: ids, group_ids, channels, import_time })
 }

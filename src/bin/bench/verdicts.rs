@@ -1,10 +1,11 @@
 //! The end of the report: the server's throughput against each ceiling, a verdict per target of
-//! issue 2, and the read figures of phase C (which have no target: only a failed request fails
-//! them).
+//! issue 2 (embedded store) or issue 4 (PostgreSQL), and the read figures of phase C (which
+//! have no target: only a failed request fails them).
 
 use std::time::Duration;
 
 use crate::load::LoadResult;
+use crate::phases::ServerRun;
 use crate::report::{self, int, line, mb, ms, percent, rate, section};
 use crate::storage::{self, StorageResult};
 use crate::USERS_PER_REQUEST;
@@ -12,7 +13,9 @@ use crate::{Args, Summary};
 
 /// Prints the ratios and a verdict per target of the issue.
 pub fn print_verdicts(args: &Args, summary: &Summary) {
-    let server_rate = summary.phase_a.as_ref().map_or(0.0, LoadResult::rate);
+    let empty = ServerRun::default();
+    let run = summary.runs.first().unwrap_or(&empty);
+    let server_rate = run.phase_a.as_ref().map_or(0.0, LoadResult::rate);
     let http = summary.ceiling_http.as_ref().map(LoadResult::rate);
     let b = args.ceiling_batch.max(1);
     let storage_b = summary
@@ -31,7 +34,7 @@ pub fn print_verdicts(args: &Args, summary: &Summary) {
     }
 
     section("Targets (issue 2)");
-    if let Some(a) = &summary.phase_a {
+    if let Some(a) = &run.phase_a {
         let window = a.window_rates(10).map_or(String::new(), |(low, _)| format!(", lowest 10 s window {}", rate(low)));
         let short =
             if args.duration < 60 { format!(" [run was {} s, not 60 s]", args.duration) } else { String::new() };
@@ -46,7 +49,7 @@ pub fn print_verdicts(args: &Args, summary: &Summary) {
             ),
         );
     }
-    if let Some(b) = &summary.phase_b {
+    if let Some(b) = &run.phase_b {
         let on_rate = b.rate() >= 0.99 * f64::from(args.rate);
         let note = if args.rate != 1000 { format!(" [rate was {}, not 1,000]", args.rate) } else { String::new() };
         report::verdict(
@@ -63,11 +66,11 @@ pub fn print_verdicts(args: &Args, summary: &Summary) {
             |c| format!("{} of {} requests/s = {}", rate(server_rate), rate(c), percent(server_rate, c)),
         ),
     );
-    if let Some(peak) = summary.peak_rss {
+    if let Some(peak) = run.peak_rss() {
         // The peak covers phase C's reads too; through phase A is the figure of the runs
         // recorded before phase C existed.
-        let phase_c = match summary.peak_rss_phase_a {
-            Some(a) if !summary.phase_c.is_empty() => format!(" (through phase A, before the reads: {})", mb(a)),
+        let phase_c = match run.peak_rss_phase_a {
+            Some(a) if !run.phase_c.is_empty() => format!(" (through phase A, before the reads: {})", mb(a)),
             _ => String::new(),
         };
         let note = if args.profiles != 1_000_000 {
@@ -81,13 +84,17 @@ pub fn print_verdicts(args: &Args, summary: &Summary) {
             &format!("peak {}{phase_c}{note}", mb(peak)),
         );
     }
-    report::verdict(Some(summary.exit_ok), "server exits 0 on SIGTERM", if summary.exit_ok { "yes" } else { "no" });
+    report::verdict(Some(run.exit_ok), "server exits 0 on SIGTERM", if run.exit_ok { "yes" } else { "no" });
+    print_reads(run, "");
+}
 
-    if summary.phase_c.is_empty() {
+/// The verdicts of phase C's reads of one run, each target prefixed with `label`.
+fn print_reads(run: &ServerRun, label: &str) {
+    if run.phase_c.is_empty() {
         return;
     }
-    section("Reads under writes (status/get; no target: FAIL only on a failed read or write)");
-    for phase in &summary.phase_c {
+    section(&format!("Reads under writes{label} (status/get; no target: FAIL only on a failed read or write)"));
+    for phase in &run.phase_c {
         let (reads, writes) = (&phase.reads, &phase.writes);
         let short = if writes.rate() < 0.99 * phase.write_target {
             format!(" [writes reached only {} of their target]", percent(writes.rate(), phase.write_target))
@@ -115,5 +122,100 @@ pub fn print_verdicts(args: &Args, summary: &Summary) {
                 int(writes.error_count()),
             ),
         );
+    }
+}
+
+/// Prints, for PostgreSQL, each run's figures against ceiling (c) and the verdicts of issue 4:
+/// one node at least 60% of ceiling (c), two nodes at least as fast as one.
+pub fn print_pg_verdicts(args: &Args, summary: &Summary) {
+    let pool = args.pg_pool_size as usize;
+    // The verdict's ceiling: the server's mix at the server's pool size.
+    let ceiling =
+        summary.ceiling_pg.iter().find(|c| c.setup.mixed && c.setup.concurrency == pool).map(|c| c.load.rate());
+    let http = summary.ceiling_http.as_ref().map(LoadResult::rate);
+    let rate_of = |nodes: usize| {
+        summary.runs.iter().find(|r| r.nodes == nodes).and_then(|r| r.phase_a.as_ref()).map(LoadResult::rate)
+    };
+
+    section("Ratios (server phase A requests/s ÷ ceiling requests/s)");
+    for run in &summary.runs {
+        let server = run.phase_a.as_ref().map_or(0.0, LoadResult::rate);
+        let label = format!("{} node{}", run.nodes, if run.nodes == 1 { "" } else { "s" });
+        let ratio = |c: Option<f64>| c.map_or_else(|| "n/a (ceilings skipped)".to_string(), |c| percent(server, c));
+        line(&format!("  {label:<8} ÷ ceiling (a) {:<44} {}", "HTTP and JSON, no store", ratio(http)));
+        for c in &summary.ceiling_pg {
+            let what = format!(
+                "(c) {} transactions, {}",
+                c.setup.concurrency,
+                if c.setup.mixed { "the server's mix" } else { "changes only" }
+            );
+            line(&format!("  {label:<8} ÷ ceiling {what:<48} {}", ratio(Some(c.load.rate()))));
+        }
+    }
+
+    section("Targets (issue 4)");
+    let one = rate_of(1);
+    let short =
+        if args.duration < 60 { format!(" [phase A ran {} s, not 60 s]", args.duration) } else { String::new() };
+    let profiles = if args.profiles != 1_000_000 {
+        format!(" [with {} profiles, not 1,000,000]", int(args.profiles))
+    } else {
+        String::new()
+    };
+    match one {
+        Some(one) => report::verdict(
+            ceiling.map(|c| one >= 0.6 * c),
+            &format!(
+                "one node on PostgreSQL at least 60% of ceiling (c) ({pool} transactions, the server's mix, as long as phase A)"
+            ),
+            &ceiling.map_or_else(
+                || "ceiling (c) skipped".to_string(),
+                |c| format!("{} of {} requests/s = {}{short}{profiles}", rate(one), rate(c), percent(one, c)),
+            ),
+        ),
+        None => {
+            report::verdict(None, "one node on PostgreSQL at least 60% of ceiling (c)", "no one-node run (--nodes)")
+        }
+    }
+    match (one, rate_of(2)) {
+        (Some(one), Some(two)) => report::verdict(
+            Some(two >= one),
+            "two nodes at least as fast as one",
+            &format!("{} vs {} requests/s = {}{short}", rate(two), rate(one), percent(two, one)),
+        ),
+        _ => report::verdict(None, "two nodes at least as fast as one", "needs --nodes 1,2"),
+    }
+    for run in &summary.runs {
+        let label = format!("{} node{}", run.nodes, if run.nodes == 1 { "" } else { "s" });
+        let errors: u64 = run.phase_a.iter().chain(&run.phase_b).map(LoadResult::error_count).sum();
+        report::verdict(
+            Some(errors == 0),
+            &format!("{label}: no failed write in phases A and B"),
+            &format!("{} errors", int(errors)),
+        );
+        report::verdict(
+            Some(run.exit_ok),
+            &format!("{label}: every node exits 0 on SIGTERM"),
+            if run.exit_ok { "yes" } else { "no" },
+        );
+    }
+
+    section("Figures without a target on PostgreSQL (the embedded store's targets, for comparison)");
+    for run in &summary.runs {
+        let label = format!("{} node{}", run.nodes, if run.nodes == 1 { "" } else { "s" });
+        if let Some(b) = &run.phase_b {
+            line(&format!(
+                "  {label}: p99 {} at {} requests/s achieved of {} scheduled per second (embedded target: < 50 ms at 1,000)",
+                ms(b.quantile(0.99)),
+                rate(b.rate()),
+                int(u64::from(args.rate))
+            ));
+        }
+        let peaks: Vec<String> = run.peak_rss.iter().map(|&p| mb(p)).collect();
+        line(&format!("  {label}: peak RSS per node {} (embedded target: < 200 MB)", peaks.join(" / ")));
+    }
+    for run in &summary.runs {
+        let label = format!(" ({} node{})", run.nodes, if run.nodes == 1 { "" } else { "s" });
+        print_reads(run, &label);
     }
 }
