@@ -111,7 +111,7 @@ impl Default for StoreOptions {
             orphan_retention: crate::config::DEFAULT_ORPHAN_RETENTION,
             pg_pool_size: 16,
             pg_statement_timeout: std::time::Duration::from_secs(5),
-            pg_max_concurrent_writes: 4,
+            pg_max_concurrent_writes: 2,
         }
     }
 }

@@ -100,6 +100,11 @@ struct Args {
     #[arg(long, default_value_t = consentry::store::StoreOptions::default().pg_pool_size as u32,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pg_pool_size: u32,
+    /// Write transactions each node runs at once (`--pg-max-concurrent-writes` of each server,
+    /// and of ceiling (c), twice as many for its two-node-sized run) (`--store postgres`).
+    #[arg(long, default_value_t = consentry::store::StoreOptions::default().pg_max_concurrent_writes as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pg_max_concurrent_writes: u32,
     /// Profiles to seed. [default: 1,000,000]
     #[arg(long = "profiles", value_name = "PROFILES", value_parser = clap::value_parser!(u64).range(1..))]
     profiles_flag: Option<u64>,
@@ -365,6 +370,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut serve_args = args.serve_args.clone();
     if instance.is_some() {
         serve_args.push(format!("--pg-pool-size={}", args.pg_pool_size));
+        serve_args.push(format!("--pg-max-concurrent-writes={}", args.pg_max_concurrent_writes));
     }
     let database_word = if instance.is_some() { "URL" } else { "DIR" };
     let mut serve_line = format!("consentry --database {database_word} serve --listen ADDR {}", serve_args.join(" "));

@@ -331,8 +331,11 @@ pub fn instance_cpu(database: &str) -> PgCpu {
 /// How a ceiling (c) run is set up.
 #[derive(Debug, Clone, Copy)]
 pub struct CeilingSetup {
-    /// Concurrent transactions: tasks, each with a connection of a pool of this size.
+    /// Concurrent requests: tasks, each with a connection of a pool of this size.
     pub concurrency: usize,
+    /// Write transactions the store runs at once (`--pg-max-concurrent-writes`), as many as
+    /// the nodes whose pools `concurrency` stands for would run together.
+    pub writers: usize,
     /// Half of the commands replay an acknowledged change (no-ops), as the server's load.
     pub mixed: bool,
     /// How long.
@@ -385,7 +388,11 @@ pub fn run_ceiling(
         .thread_name("bench-ceiling-c")
         .enable_all()
         .build()?;
-    let options = StoreOptions { pg_pool_size: setup.concurrency.max(1), ..StoreOptions::default() };
+    let options = StoreOptions {
+        pg_pool_size: setup.concurrency.max(1),
+        pg_max_concurrent_writes: setup.writers.max(1),
+        ..StoreOptions::default()
+    };
     let store = Store::open(&DatabaseLocation::Postgres(url), &options).context("cannot open the PostgreSQL store")?;
     let users = users.min(profiles as usize);
     let recent: Arc<Mutex<(Vec<Arc<Done>>, usize)>> = Arc::new(Mutex::new((Vec::with_capacity(RECENT), 0)));

@@ -712,14 +712,19 @@ pub async fn run_pg_ceilings(
          calling the store's own write path with a pool of N connections: the same SQL and transaction as one request)",
         std::thread::available_parallelism().map_or(2, |n| n.get())
     ));
-    let setups = [(pool, true, Duration::from_secs(args.duration)), (pool, false, short), (2 * pool, true, short)];
-    for (i, (concurrency, mixed, duration)) in setups.into_iter().enumerate() {
-        let setup = pg::CeilingSetup { concurrency, mixed, duration };
+    let writers = args.pg_max_concurrent_writes as usize;
+    let setups = [
+        (pool, writers, true, Duration::from_secs(args.duration)),
+        (pool, writers, false, short),
+        (2 * pool, 2 * writers, true, short),
+    ];
+    for (i, (concurrency, writers, mixed, duration)) in setups.into_iter().enumerate() {
+        let setup = pg::CeilingSetup { concurrency, writers, mixed, duration };
         let name = pg::scratch_name(&format!("ceiling{i}"));
         eprintln!("ceiling (c): copying the seeded database into {name}");
         let db = tokio::task::block_in_place(|| instance.create(&name, Some(&template.name)))?;
         eprintln!(
-            "ceiling (c): {concurrency} concurrent transactions, {}, {} s",
+            "ceiling (c): {concurrency} concurrent requests, {writers} writing at once, {}, {} s",
             if mixed { "mixed" } else { "changes" },
             duration.as_secs()
         );

@@ -145,8 +145,9 @@ pub fn print_pg_verdicts(args: &Args, summary: &Summary) {
         line(&format!("  {label:<8} ÷ ceiling (a) {:<44} {}", "HTTP and JSON, no store", ratio(http)));
         for c in &summary.ceiling_pg {
             let what = format!(
-                "(c) {} transactions, {}",
+                "(c) {} requests, {} writers, {}",
                 c.setup.concurrency,
+                c.setup.writers,
                 if c.setup.mixed { "the server's mix" } else { "changes only" }
             );
             line(&format!("  {label:<8} ÷ ceiling {what:<48} {}", ratio(Some(c.load.rate()))));
