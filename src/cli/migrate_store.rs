@@ -147,10 +147,10 @@ impl Meter {
         format!(
             "{verb} {:<8} {:>13} / {:<13} {:>5.1}%  {:>9} rows/s",
             self.table.name(),
-            grouped(self.done),
-            grouped(self.total),
+            super::thousands(self.done),
+            super::thousands(self.total),
             self.percent(),
-            grouped(self.rate() as u64)
+            super::thousands(self.rate() as u64)
         )
     }
 
@@ -225,19 +225,6 @@ impl Progress for Bar {
             self.draw();
         }
     }
-}
-
-/// `1234567` as `1,234,567`.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// `1234567` as `1.2M`.

@@ -154,7 +154,7 @@ fn the_tls_parameters_are_taken_out_of_the_url_and_everything_else_is_kept_as_wr
 fn an_unknown_sslmode_is_refused_naming_sslmode_and_the_value() {
     for mode in ["verify-fully", "on", ""] {
         let url = format!("postgres://app:hunter2@127.0.0.1:5432/db?sslmode={mode}");
-        let err = connection_settings(&url, &StoreOptions::default()).err().expect("refused").to_string();
+        let err = refusal(&url);
         assert!(err.contains(&format!("invalid sslmode \"{mode}\"")), "{err}");
         assert!(err.contains("verify-full"), "the message lists the valid modes: {err}");
         assert!(!err.contains("hunter2"), "the password is never shown: {err}");
@@ -166,38 +166,29 @@ fn a_missing_or_unusable_sslrootcert_is_refused_naming_its_path() {
     let dir = TempDir::new().unwrap();
     let missing = dir.path().join("no-such-root.pem");
     let url = format!("postgres://app:hunter2@db/c?sslmode=verify-ca&sslrootcert={}", missing.display());
-    let err = connection_settings(&url, &StoreOptions::default()).err().expect("refused").to_string();
+    let err = refusal(&url);
     assert!(err.contains(&format!("sslrootcert {}: cannot read it", missing.display())), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 
     let garbage = dir.path().join("garbage.pem");
     std::fs::write(&garbage, "this is not a certificate\n").unwrap();
     let url = format!("postgres://db/c?sslmode=require&sslrootcert={}", garbage.display());
-    let err = connection_settings(&url, &StoreOptions::default()).err().expect("refused").to_string();
+    let err = refusal(&url);
     assert!(err.contains(&format!("sslrootcert {}: no certificate in it", garbage.display())), "{err}");
 
-    let err = connection_settings("postgres://db/c?sslmode=verify-full", &StoreOptions::default())
-        .err()
-        .expect("verify-full without a root is refused")
-        .to_string();
+    let err = refusal("postgres://db/c?sslmode=verify-full");
     assert!(err.contains("sslmode=verify-full needs sslrootcert"), "{err}");
 }
 
 #[test]
 fn a_tls_parameter_of_libpq_that_is_not_supported_is_refused_by_name_rather_than_ignored() {
-    let err = connection_settings("postgres://db/c?sslmode=verify-full&sslcrl=/crl.pem", &StoreOptions::default())
-        .err()
-        .expect("refused")
-        .to_string();
+    let err = refusal("postgres://db/c?sslmode=verify-full&sslcrl=/crl.pem");
     assert!(err.contains("unknown option `sslcrl`"), "{err}");
 }
 
 #[test]
 fn sslrootcert_system_refuses_a_mode_weaker_than_verify_full_as_libpq_does() {
-    let err = connection_settings("postgres://db/c?sslrootcert=system&sslmode=require", &StoreOptions::default())
-        .err()
-        .expect("refused")
-        .to_string();
+    let err = refusal("postgres://db/c?sslrootcert=system&sslmode=require");
     assert!(err.contains("sslmode=require cannot be used with sslrootcert=system"), "{err}");
 }
 
@@ -210,18 +201,18 @@ fn a_client_certificate_needs_its_key_and_a_key_that_is_not_one_is_refused_namin
     assert_eq!(connector.mode(), SslMode::Require);
 
     let only_cert = format!("postgres://db/c?sslcert={}", cert.display());
-    let err = connection_settings(&only_cert, &StoreOptions::default()).err().expect("refused").to_string();
+    let err = refusal(&only_cert);
     assert!(err.contains("sslcert is given without sslkey"), "{err}");
 
     // The certificate's file holds no key.
     let url = format!("postgres://db/c?sslcert={}&sslkey={}", cert.display(), cert.display());
-    let err = connection_settings(&url, &StoreOptions::default()).err().expect("refused").to_string();
+    let err = refusal(&url);
     assert!(err.contains(&format!("sslkey {}:", cert.display())), "{err}");
 
     // A key that belongs to another certificate.
     let (_, other_key) = throwaway_certificate(dir.path(), "other");
     let url = format!("postgres://db/c?sslcert={}&sslkey={}", cert.display(), other_key.display());
-    let err = connection_settings(&url, &StoreOptions::default()).err().expect("refused").to_string();
+    let err = refusal(&url);
     assert!(err.contains(&format!("sslkey {} does not go with sslcert", other_key.display())), "{err}");
 }
 
@@ -605,5 +596,13 @@ async fn allow_and_prefer_make_libpqs_second_attempt_when_the_server_refuses_the
             }
         }
         assert_eq!(seen, attempts, "{mode}");
+    }
+}
+
+/// Why `connection_settings` refuses `url` (the test fails if it accepts it).
+fn refusal(url: &str) -> String {
+    match connection_settings(url, &StoreOptions::default()) {
+        Ok(_) => panic!("{url} was accepted"),
+        Err(err) => err.to_string(),
     }
 }

@@ -28,19 +28,24 @@ fn day_limit(requests: u64) -> Limit {
 async fn two_nodes_counting_in_one_redis_share_one_budget() {
     let node_a = RateLimiter::in_redis(REDIS).expect("a redis URL");
     let node_b = RateLimiter::in_redis(REDIS).expect("a redis URL");
+    assert_one_budget(&node_a, &node_b, "is Redis running on 127.0.0.1:6379? an unreachable Redis admits everything")
+        .await;
+}
+
+/// Four requests of one workspace, alternately through `node_a` and `node_b`, against a
+/// limit of 3: the fourth is refused, whichever node counts it.
+async fn assert_one_budget(node_a: &RateLimiter, node_b: &RateLimiter, hint: &str) {
     let workspace = WorkspaceId::generate();
     let limit = day_limit(3);
     let now = Timestamp::now();
-
     let first = node_a.acquire(workspace, Bucket::Set, limit, now).await;
     let second = node_b.acquire(workspace, Bucket::Set, limit, now).await;
     let third = node_a.acquire(workspace, Bucket::Set, limit, now).await;
     let fourth = node_b.acquire(workspace, Bucket::Set, limit, now).await;
-
     assert_eq!(
         [first, second, third, fourth].map(|d| (d.allowed, d.remaining)),
         [(true, 2), (true, 1), (true, 0), (false, 0)],
-        "is Redis running on 127.0.0.1:6379? an unreachable Redis admits everything"
+        "{hint}"
     );
 }
 
@@ -118,20 +123,12 @@ fn node_on(database: &TestDatabase) -> consentry::store::postgres::PostgresStore
 async fn two_nodes_counting_in_one_postgresql_database_share_one_budget() {
     let database = TestDatabase::create();
     let (node_a, node_b) = (RateLimiter::in_postgres(node_on(&database)), RateLimiter::in_postgres(node_on(&database)));
-    let workspace = WorkspaceId::generate();
-    let limit = day_limit(3);
-    let now = Timestamp::now();
-
-    let first = node_a.acquire(workspace, Bucket::Set, limit, now).await;
-    let second = node_b.acquire(workspace, Bucket::Set, limit, now).await;
-    let third = node_a.acquire(workspace, Bucket::Set, limit, now).await;
-    let fourth = node_b.acquire(workspace, Bucket::Set, limit, now).await;
-    assert_eq!(
-        [first, second, third, fourth].map(|d| (d.allowed, d.remaining)),
-        [(true, 2), (true, 1), (true, 0), (false, 0)]
-    );
+    assert_one_budget(&node_a, &node_b, "two nodes on one database").await;
+    let (workspace, limit, now) = (WorkspaceId::generate(), day_limit(1), Timestamp::now());
+    assert!(node_a.acquire(workspace, Bucket::Set, limit, now).await.allowed);
     assert!(node_a.acquire(workspace, Bucket::Get, limit, now).await.allowed, "another bucket counts apart");
     assert!(node_a.acquire(WorkspaceId::generate(), Bucket::Set, limit, now).await.allowed, "another workspace too");
+    assert!(!node_b.acquire(workspace, Bucket::Set, limit, now).await.allowed, "the spent one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,15 +28,7 @@ pub fn line(text: &str) {
 
 /// An integer with thousands separators: `1,234,567`.
 pub fn int(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    consentry::cli::thousands(n)
 }
 
 /// A rate rounded to a whole number, with separators.
