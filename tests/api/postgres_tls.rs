@@ -380,19 +380,7 @@ async fn the_server_refuses_to_start_when_verify_full_does_not_match_the_host_an
 fn tls_stand_in(cert: &Path, key: &Path, connections: usize) -> (u16, std::sync::mpsc::Receiver<bool>) {
     use std::io::{Read, Write};
 
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    let chain = CertificateDer::pem_file_iter(cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
-    let key = PrivateKeyDer::from_pem_file(key).unwrap();
-    let config = std::sync::Arc::new(
-        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap(),
-    );
+    let config = stand_in_config(cert, key);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (handshakes, receiver) = std::sync::mpsc::channel();
@@ -511,9 +499,6 @@ fn sslrootcert_system_verifies_against_the_platform_bundle_or_ssl_cert_file() {
 fn refusing_stand_in(cert: &Path, key: &Path) -> (u16, std::sync::mpsc::Receiver<&'static str>) {
     use std::io::{Read, Write};
 
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
     fn refuse(stream: &mut impl Write, message: &str) {
         let mut body = Vec::new();
         for (field, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', "28000"), (b'M', message)] {
@@ -529,16 +514,7 @@ fn refusing_stand_in(cert: &Path, key: &Path) -> (u16, std::sync::mpsc::Receiver
         stream.flush().unwrap();
     }
 
-    let chain = CertificateDer::pem_file_iter(cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
-    let key = PrivateKeyDer::from_pem_file(key).unwrap();
-    let config = std::sync::Arc::new(
-        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap(),
-    );
+    let config = stand_in_config(cert, key);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (reports, receiver) = std::sync::mpsc::channel();
@@ -605,4 +581,21 @@ fn refusal(url: &str) -> String {
         Ok(_) => panic!("{url} was accepted"),
         Err(err) => err.to_string(),
     }
+}
+
+/// A TLS server configuration presenting the PEM certificate chain `cert` with its key `key`.
+fn stand_in_config(cert: &Path, key: &Path) -> std::sync::Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let chain = CertificateDer::pem_file_iter(cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    std::sync::Arc::new(
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+    )
 }

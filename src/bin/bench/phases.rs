@@ -178,17 +178,22 @@ async fn settle(nodes: &Nodes<'_>) -> Duration {
 
 /// Prints the throughput rows of a closed-loop run.
 fn print_closed_loop(result: &LoadResult) {
-    row("requests/s", rate(result.rate()));
+    print_throughput(result, "", "errors (non-201)");
+}
+
+/// The requests/s, mix, latency and error rows of a run, each label after `indent`.
+fn print_throughput(result: &LoadResult, indent: &str, errors: &str) {
+    row(&format!("{indent}requests/s"), rate(result.rate()));
     row(
-        "  of which",
+        &format!("{indent}  of which"),
         format!(
             "{} change/s, {} no-op/s",
             rate(result.changes as f64 / result.elapsed.as_secs_f64()),
             rate(result.noops as f64 / result.elapsed.as_secs_f64())
         ),
     );
-    row("latency p50 / p99 / max", report::latencies(result));
-    row("errors (non-201)", report::errors(result));
+    row(&format!("{indent}latency p50 / p99 / max"), report::latencies(result));
+    row(&format!("{indent}{errors}"), report::errors(result));
 }
 
 /// Starts `nodes` servers on `database` (a directory, or a PostgreSQL database shared by all),
@@ -739,21 +744,11 @@ pub async fn run_pg_ceilings(
         drop(db);
         let mix = if mixed { "half change, half no-op replay (as the server's load)" } else { "all change requests" };
         line(&format!(
-            "  {concurrency} concurrent transactions (pool of {concurrency}), {mix}, {} s",
+            "  {concurrency} concurrent requests (pool of {concurrency}), {writers} writing at once, {mix}, {} s",
             duration.as_secs()
         ));
         let load = &result.load;
-        row("  requests/s", rate(load.rate()));
-        row(
-            "    of which",
-            format!(
-                "{} change/s, {} no-op/s",
-                rate(load.changes as f64 / load.elapsed.as_secs_f64()),
-                rate(load.noops as f64 / load.elapsed.as_secs_f64())
-            ),
-        );
-        row("  latency p50 / p99 / max", report::latencies(load));
-        row("  errors", report::errors(load));
+        print_throughput(load, "  ", "errors");
         if let Some((low, high)) = load.window_rates(10) {
             row("  10 s windows, low / high", format!("{} / {} requests/s", rate(low), rate(high)));
         }
