@@ -23,10 +23,33 @@ pub struct QueryParams(Vec<(String, String)>);
 
 impl QueryParams {
     /// Decodes a raw query string (without the `?`): percent-escapes and `+` as space, as
-    /// every HTML form and HTTP client encodes it.
-    pub fn parse(raw: Option<&str>) -> Self {
-        let pairs = raw.map(|raw| form_urlencoded::parse(raw.as_bytes()).into_owned().collect()).unwrap_or_default();
-        QueryParams(pairs)
+    /// every HTML form and HTTP client encodes it. A name or value whose escapes are not UTF-8
+    /// (`%ff`) is a problem naming the parameter, not a U+FFFD read as if it had been sent.
+    pub fn parse(raw: Option<&str>) -> Result<Self, Problems> {
+        fn decode(raw: &str) -> Option<String> {
+            let spaced = raw.replace('+', " ");
+            String::from_utf8(percent_encoding::percent_decode_str(&spaced).collect()).ok()
+        }
+        let mut pairs = Vec::new();
+        let mut problems = Problems::default();
+        for pair in raw.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+            let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+            match (decode(raw_name), decode(raw_value)) {
+                (Some(name), Some(value)) => pairs.push((name, value)),
+                (Some(name), None) => {
+                    problems.push(&name, format_args!("{} is not valid UTF-8 once percent-decoded", quote(raw_value)))
+                }
+                (None, _) => problems.push(
+                    "",
+                    format_args!("the parameter name {} is not valid UTF-8 once percent-decoded", quote(raw_name)),
+                ),
+            }
+        }
+        if problems.is_empty() {
+            Ok(QueryParams(pairs))
+        } else {
+            Err(problems)
+        }
     }
 
     /// Every value of `name`, sent as `name` or `name[]`.

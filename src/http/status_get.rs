@@ -78,7 +78,7 @@ pub async fn handle(
     uri: Uri,
 ) -> Result<Json<StatusResponse>, ApiError> {
     let workspace = caller.key.workspace_id;
-    let params = QueryParams::parse(uri.query());
+    let params = QueryParams::parse(uri.query())?;
     let query = state.catalog.with_groups(workspace, |groups| read::parse_status_query(&params, groups))?;
     let group = query.group_id;
     let mut status = StatusMap::default();

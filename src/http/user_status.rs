@@ -94,7 +94,7 @@ pub async fn handle(
     uri: Uri,
 ) -> Result<Json<UserStatusResponse>, ApiError> {
     let workspace = caller.key.workspace_id;
-    let query = read::parse_user_status_query(&QueryParams::parse(uri.query()))?;
+    let query = read::parse_user_status_query(&QueryParams::parse(uri.query())?)?;
     let mut users = Vec::new();
     let mut listed = HashSet::new();
 

@@ -431,6 +431,15 @@ impl Store {
         }
     }
 
+    /// Whether the store accepts writes now (`GET /readyz`): the embedded writer runs; the
+    /// PostgreSQL database answers and is a primary, not a standby.
+    pub async fn readiness(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.readiness(),
+            Store::Postgres(s) => s.readiness().await,
+        }
+    }
+
     /// Stops taking writes, commits what is queued and waits for the writer to finish.
     pub async fn close(&self) {
         match self {

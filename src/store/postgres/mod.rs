@@ -117,6 +117,16 @@ impl PostgresStore {
         blocking(&self.inner.config, &self.inner.connector, work)
     }
 
+    /// See [`super::Store::readiness`]: a pooled connection answers, on a primary.
+    pub async fn readiness(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| retry::db_error(&e))?;
+        if row.get::<_, bool>(0) {
+            return Err(StoreError::Unavailable("the database is a standby (in recovery), not a primary".into()));
+        }
+        Ok(())
+    }
+
     /// Stops taking work and closes the pool.
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
