@@ -220,24 +220,33 @@ enum Phase {
 
 /// A connection's phase, shared by its socket, its requests and its watchdog.
 #[derive(Debug)]
-pub(crate) struct Activity(Mutex<Phase>);
+pub(crate) struct Activity {
+    phase: Mutex<Phase>,
+    /// Wakes the watchdog when the deadline moves earlier or appears.
+    changed: tokio::sync::Notify,
+}
 
 impl Activity {
     fn new() -> Self {
-        Activity(Mutex::new(Phase::Idle { since: Instant::now() }))
+        Activity { phase: Mutex::new(Phase::Idle { since: Instant::now() }), changed: tokio::sync::Notify::new() }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Phase) -> T) -> T {
-        f(&mut self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        f(&mut self.phase.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
     /// Bytes arrived: on an idle connection, a request head begins.
     pub(crate) fn read(&self) {
-        self.with(|phase| {
-            if let Phase::Idle { .. } = phase {
+        let started = self.with(|phase| match phase {
+            Phase::Idle { .. } => {
                 *phase = Phase::Head { since: Instant::now() };
+                true
             }
+            _ => false,
         });
+        if started {
+            self.changed.notify_one();
+        }
     }
 
     /// Bytes were sent: the client is reading, so an idle connection is not idle.
@@ -265,6 +274,7 @@ impl Activity {
                 _ => Phase::Idle { since: Instant::now() },
             }
         });
+        self.changed.notify_one();
     }
 
     /// When the connection is to be closed if nothing changes; `None` while a request runs.
@@ -311,6 +321,7 @@ async fn connection(
     });
     let conn = http1::Builder::new()
         .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
         // The deadlines are ours (see the module documentation).
         .header_read_timeout(None)
@@ -320,12 +331,11 @@ async fn connection(
         conn.as_mut().graceful_shutdown();
     }
     loop {
-        // While a request runs there is no deadline; look again now and then, since the
-        // request's end starts the idle clock.
-        let wake = activity
-            .deadline(options)
-            .unwrap_or_else(|| Instant::now() + options.header_read_timeout.min(options.idle_timeout));
+        // While a request runs there is no deadline; its end wakes the watchdog, as does the
+        // start of a head on an idle connection (an earlier deadline).
+        let wake = activity.deadline(options).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
+            () = activity.changed.notified() => {}
             result = conn.as_mut() => {
                 if let Err(err) = result {
                     tracing::debug!(error = %err, "connection ended with an error");
