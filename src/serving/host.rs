@@ -31,16 +31,16 @@ pub fn raise_file_limit(max_connections: usize) -> u64 {
         }
     }
     let needed = max_connections as u64 + RESERVED_FILES;
-    if (limit.rlim_cur as u64) < needed {
+    if limit.rlim_cur < needed {
         tracing::warn!(
-            open_file_limit = limit.rlim_cur as u64,
+            open_file_limit = limit.rlim_cur,
             max_connections,
             "the open-file limit is below --max-connections plus {RESERVED_FILES} for the store: \
              lower --max-connections to {} or raise the limit (ulimit -n, LimitNOFILE=)",
-            (limit.rlim_cur as u64).saturating_sub(RESERVED_FILES)
+            limit.rlim_cur.saturating_sub(RESERVED_FILES)
         );
     }
-    limit.rlim_cur as u64
+    limit.rlim_cur
 }
 
 /// Makes every file the process creates from now on private to its user (umask 077): the
