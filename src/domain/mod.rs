@@ -13,3 +13,4 @@ pub mod set_status;
 pub mod subscription;
 pub mod time;
 pub mod track;
+pub mod validation;

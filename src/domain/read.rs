@@ -13,9 +13,9 @@ use super::catalog::GroupStatus;
 use super::change::Contact;
 use super::identifiers::{Email, ExternalId, Phone};
 use super::ids::GroupId;
-use super::set_status::{quote, GroupDirectory, Problems, MAX_IDENTIFIERS_PER_LIST};
 use super::subscription::{Channel, StateView, SubscriptionState};
 use super::time::Timestamp;
+use super::validation::{quote, GroupDirectory, Problems, MAX_IDENTIFIERS_PER_LIST};
 
 /// The decoded `name=value` pairs of a query string, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use super::openapi::{AuthErrors, BodyErrors, StoreErrors};
 use super::schema::{DeleteRequest, SuccessMessage};
 use super::AppState;
 use crate::domain::identifiers::ExternalId;
-use crate::domain::set_status::{describe, parse_list, Problems};
+use crate::domain::validation::{describe, parse_list, Problems};
 
 /// Braze's answer.
 #[derive(Debug, Serialize, ToSchema)]
