@@ -5,6 +5,7 @@ mod braze_client;
 mod braze_samples;
 mod catalog_refresh;
 mod change_records;
+mod domain_codes;
 mod errors;
 mod helpers;
 mod hostile;
