@@ -6,6 +6,7 @@ mod braze_samples;
 mod catalog_refresh;
 mod change_records;
 mod domain_codes;
+mod domain_delete;
 mod errors;
 mod helpers;
 mod hostile;
