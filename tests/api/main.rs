@@ -7,6 +7,7 @@ mod catalog_refresh;
 mod change_records;
 mod domain_codes;
 mod domain_delete;
+mod domain_read;
 mod errors;
 mod helpers;
 mod hostile;
