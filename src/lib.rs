@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod pages;
 pub mod ratelimit;
 pub mod server;
 pub mod serving;

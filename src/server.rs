@@ -68,6 +68,17 @@ impl Application {
                 Store::Embedded(_) => RateLimiter::in_memory(),
             },
         });
+        let public_url = match &settings.public_url {
+            Some(url) => url.clone(),
+            None => {
+                let bound = listener.local_addr()?;
+                crate::domain::links::PublicUrl::parse(&format!("http://{bound}")).map_err(anyhow::Error::msg)?
+            }
+        };
+        let pages = Arc::new(crate::pages::PagesState {
+            public_url,
+            limiter: crate::pages::limit::PublicLimiter::new(settings.public_rate_limit, Duration::from_secs(60)),
+        });
         Ok(Application {
             listener,
             state: AppState {
@@ -79,6 +90,7 @@ impl Application {
                     settings.serving.failed_auth_limit,
                     settings.serving.failed_auth_window,
                 )),
+                pages,
             },
             admin,
             bootstrap,

@@ -7,6 +7,7 @@ pub mod change;
 pub mod delete;
 pub mod identifiers;
 pub mod ids;
+pub mod links;
 pub mod plan;
 pub mod rate_limit;
 pub mod read;

@@ -10,7 +10,7 @@ pub mod postgres;
 
 use std::path::PathBuf;
 
-use crate::domain::catalog::{Admission, ApiKey, Group, LimitChange, Workspace};
+use crate::domain::catalog::{Admission, ApiKey, Group, Workspace, WorkspaceChange};
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::WorkspaceId;
@@ -238,13 +238,13 @@ impl Store {
     /// catalog's copy with the change applied. The embedded store has one process, so that
     /// copy is the stored workspace changed; PostgreSQL reads and writes the stored one in one
     /// transaction, keeping what other processes changed meanwhile.
-    pub fn change_workspace_limit(&self, changed: &Workspace, change: &LimitChange) -> Result<Workspace, StoreError> {
+    pub fn change_workspace(&self, changed: &Workspace, change: &WorkspaceChange) -> Result<Workspace, StoreError> {
         match self {
             Store::Embedded(s) => {
                 s.put_catalog_item(embedded::CatalogItem::Workspace(changed))?;
                 Ok(changed.clone())
             }
-            Store::Postgres(s) => s.change_workspace_limit(changed.id, change),
+            Store::Postgres(s) => s.change_workspace(changed.id, change),
         }
     }
 

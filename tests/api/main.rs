@@ -19,6 +19,7 @@ mod migrate_store;
 mod multi_node;
 mod openapi;
 mod orphan_expiry;
+mod pages_links;
 mod postgres_outage;
 mod postgres_store;
 mod postgres_tls;
