@@ -20,6 +20,7 @@ mod multi_node;
 mod openapi;
 mod orphan_expiry;
 mod pages_links;
+mod pages_one_click;
 mod postgres_outage;
 mod postgres_store;
 mod postgres_tls;
