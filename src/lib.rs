@@ -11,6 +11,6 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
-pub mod ratelimit;
+pub mod limiter;
 pub mod server;
 pub mod store;

@@ -14,7 +14,7 @@ use crate::config::Settings;
 use crate::domain::catalog::ApiKey;
 use crate::domain::time::Timestamp;
 use crate::http::{router, AppState};
-use crate::ratelimit::RateLimiter;
+use crate::limiter::RateLimiter;
 use crate::store::{DatabaseLocation, Store, StoreError};
 
 /// A server that is bound and ready to run.

@@ -8,7 +8,7 @@ use consentry::domain::ids::WorkspaceId;
 use consentry::domain::rate_limit::{Bucket, Limit};
 use consentry::domain::subscription::Channel;
 use consentry::domain::time::Timestamp;
-use consentry::ratelimit::RateLimiter;
+use consentry::limiter::RateLimiter;
 use reqwest::StatusCode;
 
 use consentry::store::{DatabaseLocation, Store, StoreOptions};
