@@ -6,6 +6,8 @@
 
 pub mod admin;
 pub mod allocator;
+#[doc(hidden)]
+pub mod bench_support;
 pub mod catalog;
 pub mod cli;
 pub mod config;
