@@ -23,6 +23,7 @@ mod postgres_outage;
 mod postgres_store;
 mod postgres_tls;
 mod rate_limits;
+mod redis_auth;
 mod set_status_v1;
 mod set_status_v2;
 mod shared_rate_limits;
