@@ -4,7 +4,7 @@
 pub mod auth;
 pub mod body;
 pub mod error;
-pub mod fallback;
+pub mod middleware;
 pub mod openapi;
 pub mod rate_limit;
 pub mod schema;
@@ -63,8 +63,8 @@ pub fn router(state: AppState) -> Router {
     // Generated now, once per process, rather than by the first request to read it.
     openapi::document();
     Router::from(api())
-        .fallback(fallback::not_found)
-        .layer(axum::middleware::from_fn(fallback::request_id_and_json_errors))
+        .fallback(middleware::not_found)
+        .layer(axum::middleware::from_fn(middleware::request_id_and_json_errors))
         .with_state(state)
 }
 
