@@ -34,6 +34,11 @@ impl Application {
     /// the HTTP listener and (embedded store) the admin socket.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         crate::domain::identifiers::warm_up();
+        // Bound before anything is created: a first start that cannot listen must not leave a
+        // bootstrap key behind that it never printed.
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let store = {
             let mut options = settings.store.clone();
             options.orphan_retention = settings.orphan_retention;
@@ -49,9 +54,6 @@ impl Application {
             ),
             DatabaseLocation::Postgres(_) => None,
         };
-        let listener = TcpListener::bind(&settings.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         // One process serves an embedded store, so its counters can live in its memory; nodes
         // that share a PostgreSQL database share their counters in it, or in Redis if given.
         let limiter = Arc::new(match &settings.rate_limit_redis {
@@ -106,6 +108,9 @@ impl Application {
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         if let Some(task) = admin_task {
             task.abort();
+            // Dropping the task removes the socket file; wait for it while the store is still
+            // locked, so that it cannot remove the socket of a server started after this one.
+            let _ = task.await;
         }
         sweep.abort();
         if let Some(refresh) = refresh {

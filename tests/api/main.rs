@@ -6,6 +6,7 @@ mod braze_samples;
 mod catalog_refresh;
 mod change_records;
 mod errors;
+mod first_run;
 mod helpers;
 mod hostile;
 mod identifiers;
