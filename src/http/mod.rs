@@ -1,9 +1,13 @@
 //! The HTTP API: axum handlers, one file per endpoint, assembled into one router here, and the
 //! OpenAPI document generated from the same registrations.
 
+pub mod access_log;
 pub mod auth;
+pub mod auth_failures;
 pub mod body;
 pub mod error;
+pub mod health;
+pub mod limits;
 pub mod middleware;
 pub mod openapi;
 pub mod rate_limit;
@@ -37,6 +41,8 @@ pub struct AppState {
     pub orphan_retention: Duration,
     /// The per-workspace rate-limit counters.
     pub limiter: Arc<RateLimiter>,
+    /// Wrong API keys per client address, to stop guessing.
+    pub failed_auth: Arc<auth_failures::FailedAuthentications>,
 }
 
 /// Every endpoint, each registered once with both its route and its OpenAPI operation:
@@ -63,8 +69,14 @@ pub fn router(state: AppState) -> Router {
     // Generated now, once per process, rather than by the first request to read it.
     openapi::document();
     Router::from(api())
+        // The probes, deliberately outside the Braze API document (see `health`).
+        .route("/livez", axum::routing::get(health::livez))
+        .route("/readyz", axum::routing::get(health::readyz))
         .fallback(middleware::not_found)
+        .layer(axum::middleware::from_fn(limits::uri_length))
         .layer(axum::middleware::from_fn(middleware::request_id_and_json_errors))
+        // Outermost, to log the final status and request id.
+        .layer(axum::middleware::from_fn(access_log::log))
         .with_state(state)
 }
 
