@@ -37,6 +37,11 @@ impl Application {
     /// the HTTP listener and (embedded store) the admin socket.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         crate::domain::identifiers::warm_up();
+        // Bound before anything is created: a first start that cannot listen must not leave a
+        // bootstrap key behind that it never printed.
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         if let DatabaseLocation::Embedded(dir) = &settings.database {
             crate::serving::host::private_data_dir(dir)
                 .map_err(|e| anyhow::anyhow!("cannot make the data directory {} private: {e}", dir.display()))?;
@@ -64,9 +69,6 @@ impl Application {
             ),
             DatabaseLocation::Postgres(_) => None,
         };
-        let listener = TcpListener::bind(&settings.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         // One process serves an embedded store, so its counters can live in its memory; nodes
         // that share a PostgreSQL database share their counters in it, or in Redis if given.
         let limiter = Arc::new(match redis {
@@ -130,6 +132,9 @@ impl Application {
         crate::serving::serve(listener, router(state), serving, shutdown).await;
         if let Some(task) = admin_task {
             task.abort();
+            // Dropping the task removes the socket file; wait for it while the store is still
+            // locked, so that it cannot remove the socket of a server started after this one.
+            let _ = task.await;
         }
         sweep.abort();
         if let Some(refresh) = refresh {
