@@ -6,13 +6,15 @@
 
 pub mod admin;
 pub mod allocator;
+#[doc(hidden)]
+pub mod bench_support;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod limiter;
 pub mod pages;
-pub mod ratelimit;
 pub mod server;
 pub mod serving;
 pub mod store;

@@ -51,8 +51,10 @@ pub fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves admin requests until the task is dropped.
+/// Serves admin requests until the task is dropped, then removes the socket file, so that no
+/// stale socket is left in the data directory after a clean shutdown.
 pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>) {
+    let _remove_on_drop = RemoveOnDrop(listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)));
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(pair) => pair,
@@ -81,6 +83,17 @@ pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>) {
             text.push('\n');
             let _ = write.write_all(text.as_bytes()).await;
         });
+    }
+}
+
+/// Removes the socket file it names when dropped.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
