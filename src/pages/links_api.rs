@@ -27,7 +27,7 @@ impl Required for LinksCreate {
 
 /// One link asked for.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct LinkRequestSchema {
+pub struct LinkToSign {
     /// The person, by external id (exactly one of `external_id`, `email`, `phone`).
     pub external_id: Option<String>,
     /// The person, by email.
@@ -43,14 +43,19 @@ pub struct LinkRequestSchema {
 
 /// The request body.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(json!({"links": [
+    {"email": "jane@example.com", "subscription_group_id": "0199a8a4-4c1e-7c3a-9c55-1f2e3d4c5b6a"},
+    {"external_id": "user-123", "expires_at": "2999-12-31T23:59:59Z"}
+]})))]
 pub struct LinksRequest {
     /// 1 to 50 links.
-    pub links: Vec<LinkRequestSchema>,
+    #[schema(min_items = 1, max_items = 50)]
+    pub links: Vec<LinkToSign>,
 }
 
 /// One signed link.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct LinkSchema {
+pub struct LinkUrls {
     /// A GET shows a confirmation page; a POST of `List-Unsubscribe=One-Click` unsubscribes.
     pub unsubscribe_url: String,
     /// The preference page.
@@ -67,7 +72,7 @@ pub struct LinksResponse {
     /// `success`.
     pub message: String,
     /// The links, in the order asked.
-    pub links: Vec<LinkSchema>,
+    pub links: Vec<LinkUrls>,
 }
 
 /// Signs the links with the workspace's signing key (created on first use).
