@@ -25,6 +25,7 @@ mod openapi;
 mod orphan_expiry;
 mod pages_links;
 mod pages_one_click;
+mod pages_preferences;
 mod postgres_outage;
 mod postgres_store;
 mod postgres_tls;
