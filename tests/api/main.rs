@@ -6,6 +6,7 @@ mod atomicity;
 mod auth;
 mod braze_client;
 mod braze_samples;
+mod browser;
 mod catalog_refresh;
 mod change_records;
 mod domain_codes;
