@@ -41,10 +41,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let read = axum::body::to_bytes(Body::new(request.into_body()), MAX_BODY_BYTES);
         let read = tokio::time::timeout(BODY_TIMEOUT, read).await.map_err(|_| ApiError::RequestTimeout)?;
         let bytes = read.map_err(|err| {
-            // `to_bytes` reports a length-limit overrun through its source chain.
-            let mut source: Option<&dyn std::error::Error> = Some(&err);
+            // `to_bytes` reports a length-limit overrun as a `LengthLimitError` in its source
+            // chain.
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
             while let Some(e) = source {
-                if e.to_string().contains("length limit exceeded") {
+                if e.is::<http_body_util::LengthLimitError>() {
                     return ApiError::PayloadTooLarge;
                 }
                 source = e.source();

@@ -19,7 +19,6 @@ use crate::domain::change::Contact;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::read::{self, QueryParams, ReadState};
 use crate::domain::subscription::{Channel, StateView};
-use crate::domain::time::Timestamp;
 use crate::store::ProfileView;
 
 /// One listed user: a profile, or an email/phone no profile carries that holds orphaned state.
@@ -118,7 +117,7 @@ pub async fn handle(
     let contacts: Vec<Contact> =
         query.identifiers.contacts().map(|(_, contact)| contact).filter(|c| seen.insert(c.clone())).collect();
     let views = state.store.read_contacts(workspace, &contacts.iter().collect::<Vec<_>>()).await?;
-    let now = Timestamp::now();
+    let now = state.clock.now();
     for (contact, view) in contacts.iter().zip(views) {
         if view.carriers.is_empty() {
             let orphans = read::live_orphans(view.orphans, now, state.orphan_retention);

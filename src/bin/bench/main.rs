@@ -97,12 +97,12 @@ struct Args {
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=8))]
     nodes: Vec<u16>,
     /// Connection pool of each server node, and concurrency of ceiling (c) (`--store postgres`).
-    #[arg(long, default_value_t = consentry::store::StoreOptions::default().pg_pool_size as u32,
+    #[arg(long, default_value_t = consentry::store::PostgresOptions::default().pool_size as u32,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pg_pool_size: u32,
     /// Write transactions each node runs at once (`--pg-max-concurrent-writes` of each server,
     /// and of ceiling (c), twice as many for its two-node-sized run) (`--store postgres`).
-    #[arg(long, default_value_t = consentry::store::StoreOptions::default().pg_max_concurrent_writes as u32,
+    #[arg(long, default_value_t = consentry::store::PostgresOptions::default().max_concurrent_writes as u32,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pg_max_concurrent_writes: u32,
     /// Profiles to seed. [default: 1,000,000]

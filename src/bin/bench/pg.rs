@@ -24,7 +24,7 @@ use consentry::domain::ids::{GroupId, RequestId};
 use consentry::domain::plan::Origin;
 use consentry::domain::set_status::{SetEntry, SetStatusCommand};
 use consentry::domain::subscription::SubscriptionState;
-use consentry::store::{DatabaseLocation, Store, StoreOptions};
+use consentry::store::{DatabaseLocation, Policy, PostgresOptions, Store, StoreOptions};
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::load::LoadResult;
@@ -389,11 +389,16 @@ pub fn run_ceiling(
         .enable_all()
         .build()?;
     let options = StoreOptions {
-        pg_pool_size: setup.concurrency.max(1),
-        pg_max_concurrent_writes: setup.writers.max(1),
+        postgres: PostgresOptions {
+            pool_size: setup.concurrency.max(1),
+            max_concurrent_writes: setup.writers.max(1),
+            ..PostgresOptions::default()
+        },
         ..StoreOptions::default()
     };
-    let store = Store::open(&DatabaseLocation::Postgres(url), &options).context("cannot open the PostgreSQL store")?;
+    let store = runtime
+        .block_on(Store::open(&DatabaseLocation::Postgres(url), &options, &Policy::default()))
+        .context("cannot open the PostgreSQL store")?;
     let users = users.min(profiles as usize);
     let recent: Arc<Mutex<(Vec<Arc<Done>>, usize)>> = Arc::new(Mutex::new((Vec::with_capacity(RECENT), 0)));
 
@@ -403,7 +408,7 @@ pub fn run_ceiling(
         let warm: Vec<_> = (0..setup.concurrency.max(1))
             .map(|_| {
                 let store = store.clone();
-                tokio::spawn(async move { store.read_catalog().await })
+                tokio::spawn(async move { store.load_catalog().await })
             })
             .collect();
         for task in warm {

@@ -17,11 +17,11 @@ use anyhow::{anyhow, Context};
 use consentry::domain::change::{ChangeRecord, ChangeSource, Endpoint, Subject};
 use consentry::domain::ids::{ApiKeyId, ChangeId, GroupId, ProfileId, RequestId, WorkspaceId};
 use consentry::domain::subscription::SubscriptionState;
-use consentry::domain::time::Timestamp;
+use consentry::domain::time::Clock;
 use consentry::store::embedded::codec::{
     change_by_profile_key, change_key, contact_key, encode_change, profile_id_key, profile_key, ProfileRecord,
 };
-use consentry::store::{embedded, StoreOptions};
+use consentry::store::{embedded, EmbeddedOptions};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::seed::{email, external_id, phone};
@@ -121,7 +121,7 @@ pub enum Options {
 
 /// Opens a database with the store's keyspaces and block cache size.
 fn open(dir: &Path, options: Options) -> anyhow::Result<(Tables, Vec<Keyspace>)> {
-    let db = Database::builder(dir.join("engine")).cache_size(StoreOptions::default().cache_bytes).open()?;
+    let db = Database::builder(dir.join("engine")).cache_size(EmbeddedOptions::default().cache_bytes).open()?;
     let open = |name: &str| {
         let mib = embedded::KEYSPACES.iter().find(|(n, _)| *n == name).map_or(4, |(_, mib)| *mib);
         db.keyspace(name, || match options {
@@ -213,7 +213,7 @@ pub fn run(dir: &Path, setup: StorageSetup) -> anyhow::Result<StorageResult> {
             change_requests += 1;
             let group = groups[rng.below(groups.len() as u64) as usize];
             let state = if rng.below(2) == 0 { SubscriptionState::Subscribed } else { SubscriptionState::Unsubscribed };
-            let at = Timestamp::now();
+            let at = Clock::system().now();
             let source =
                 ChangeSource { api_key_id, endpoint: Endpoint::V2StatusSet, request_id: RequestId::generate() };
             let picked = rng.distinct(users, setup.profiles);
