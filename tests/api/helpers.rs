@@ -28,6 +28,16 @@ use tokio::task::JoinHandle;
 
 /// The V2 endpoint under test.
 pub const V2_PATH: &str = "/v2/subscription/status/set";
+/// `POST /subscription/status/set` (V1).
+pub const V1_PATH: &str = "/subscription/status/set";
+/// `GET /subscription/status/get`.
+pub const STATUS_GET_PATH: &str = "/subscription/status/get";
+/// `GET /subscription/user/status`.
+pub const USER_STATUS_PATH: &str = "/subscription/user/status";
+/// `POST /users/track`.
+pub const TRACK_PATH: &str = "/users/track";
+/// `POST /users/delete`.
+pub const DELETE_PATH: &str = "/users/delete";
 
 /// A running server and handles on its catalog and store.
 pub struct TestApp {
@@ -174,9 +184,6 @@ pub fn test_settings_on(store: TestStore, dir: &std::path::Path) -> (Settings, O
             settings.database = consentry::store::DatabaseLocation::Postgres(database.url.clone());
             // Tests run side by side on two cores: a few connections each is plenty.
             settings.store.postgres.pool_size = 4;
-            // Another process's catalog changes are read again soon: tests wait for them
-            // through `eventually`, not for a second.
-            settings.catalog_refresh_interval = Some(std::time::Duration::from_millis(50));
             Some(database)
         }
     };
@@ -503,20 +510,6 @@ pub async fn assert_error(response: reqwest::Response, expected: StatusCode) -> 
     assert_eq!(status, expected, "unexpected status; body: {body}");
     body["message"].as_str().unwrap_or_else(|| panic!("the error body has no string message: {body}")).to_string()
 }
-
-// ---------------------------------------------------------------------------------------------
-// Issue 3: the V1 set, the two reads, users/track and users/delete
-
-/// `POST /subscription/status/set` (V1).
-pub const V1_PATH: &str = "/subscription/status/set";
-/// `GET /subscription/status/get`.
-pub const STATUS_GET_PATH: &str = "/subscription/status/get";
-/// `GET /subscription/user/status`.
-pub const USER_STATUS_PATH: &str = "/subscription/user/status";
-/// `POST /users/track`.
-pub const TRACK_PATH: &str = "/users/track";
-/// `POST /users/delete`.
-pub const DELETE_PATH: &str = "/users/delete";
 
 /// The body of a successful status/get answer: `{"status": {identifier: status, ...}}`.
 pub fn statuses(pairs: &[(&str, &str)]) -> Value {

@@ -278,9 +278,11 @@ async fn a_copy_killed_midway_resumes_after_its_last_batch_and_copies_nothing_tw
     // The killed copy's backends may still be finishing a statement (or a COMMIT sent just
     // before the kill): wait until they are gone, so that what is read below is final.
     let client = connect(&database.url).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let others: i64 = client
+    crate::helpers::eventually(
+        "the killed copy's connections are gone",
+        std::time::Duration::from_secs(30),
+        || async {
+            let others: i64 = client
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
                  AND backend_type = 'client backend'",
@@ -289,12 +291,10 @@ async fn a_copy_killed_midway_resumes_after_its_last_batch_and_copies_nothing_tw
             .await
             .unwrap()
             .get(0);
-        if others == 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the killed copy's connections linger");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+            (others == 0).then_some(())
+        },
+    )
+    .await;
 
     // Killed for real: incomplete, and every committed batch came with its checkpoint.
     let completed: Option<i64> = client.query_one("SELECT completed_at FROM store_copy", &[]).await.unwrap().get(0);

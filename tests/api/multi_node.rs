@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::time::Duration;
 
 use consentry::catalog::{Catalog, DEFAULT_WORKSPACE};
 use consentry::domain::change::{ChangeRecord, Subject};
@@ -19,7 +20,7 @@ use consentry::store::{DatabaseLocation, Policy, Store, StoreOptions};
 use reqwest::StatusCode;
 
 use crate::admin_cli::{ok, Server};
-use crate::helpers::{client, state_in, TestDatabase, V2_PATH};
+use crate::helpers::{client, eventually, state_in, TestDatabase, V2_PATH};
 
 const NODES: usize = 3;
 const PROFILES: [&str; 4] = ["p0", "p1", "p2", "p3"];
@@ -133,14 +134,12 @@ async fn three_nodes_on_one_database_keep_one_unbroken_history_under_conflicting
 async fn wait_until_accepted(client: &reqwest::Client, endpoint: &str, key: &str, group: &str) -> String {
     let body = serde_json::json!({ "subscription_groups": [{
         "subscription_group_id": group, "subscription_state": "subscribed", "external_ids": ["warm-up"] }] });
-    for _ in 0..100 {
+    eventually("the first node accepts the key created after it started", Duration::from_secs(10), || async {
         let response = client.post(endpoint).bearer_auth(key).json(&body).send().await.expect("the request is sent");
-        if response.status() == StatusCode::CREATED {
-            return response.headers()["x-request-id"].to_str().unwrap().to_string();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("the first node never accepted the key created after it started");
+        (response.status() == StatusCode::CREATED)
+            .then(|| response.headers()["x-request-id"].to_str().unwrap().to_string())
+    })
+    .await
 }
 
 /// A small deterministic generator: the test needs varied, reproducible requests, not a crate.

@@ -15,7 +15,9 @@ use reqwest::StatusCode;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
-use crate::helpers::{by_external_ids, spawn_app_on, status_and_json, test_store, TestStore, STATUS_GET_PATH};
+use crate::helpers::{
+    by_external_ids, eventually, spawn_app_on, status_and_json, test_store, TestStore, STATUS_GET_PATH,
+};
 
 /// A TCP proxy to the test PostgreSQL server that can fail and come back on the same port.
 struct Proxy {
@@ -58,14 +60,10 @@ impl Proxy {
     /// Listens again on the same port.
     async fn recover(&self) {
         // The aborted accept loop drops its listener on its next poll; retry until the port is free.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let listener = loop {
-            match TcpListener::bind(self.addr).await {
-                Ok(listener) => break listener,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
-                Err(e) => panic!("the proxy cannot listen on {} again: {e}", self.addr),
-            }
-        };
+        let listener = eventually("the proxy listens on its port again", Duration::from_secs(5), || async {
+            TcpListener::bind(self.addr).await.ok()
+        })
+        .await;
         self.serve(listener);
     }
 }
@@ -112,16 +110,12 @@ async fn a_server_answers_503_while_its_database_is_down_and_serves_again_when_i
     assert!(started.elapsed() < Duration::from_secs(10), "the 503s took {:?}", started.elapsed());
 
     proxy.recover().await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    eventually("the server serves again after the database came back", Duration::from_secs(15), || async {
         let (status, body) = status_and_json(app.post_v2(&by_external_ids(group, "subscribed", &["bob"])).await).await;
-        if status == StatusCode::CREATED {
-            break;
-        }
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        assert!(Instant::now() < deadline, "the server did not serve again after the database came back: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        assert!(matches!(status, StatusCode::CREATED | StatusCode::SERVICE_UNAVAILABLE), "{status}: {body}");
+        (status == StatusCode::CREATED).then_some(())
+    })
+    .await;
     assert_eq!(app.state_of("ada", group).await, Some(SubscriptionState::Subscribed));
     assert_eq!(app.state_of("bob", group).await, Some(SubscriptionState::Subscribed));
     // The refused write left nothing behind: one change per profile.

@@ -5,8 +5,6 @@
 //! Tests that spend a budget and then expect a refusal use day-long windows: a window that
 //! ends between two requests of a test would refill the budget and make the test flaky.
 
-use std::time::Duration;
-
 use consentry::domain::catalog::{Permission, Workspace};
 use consentry::domain::ids::{GroupId, WorkspaceId};
 use consentry::domain::rate_limit::{Bucket, Limit, Window, MAX_REQUESTS};
@@ -19,8 +17,8 @@ use serde_json::json;
 
 use crate::admin_cli::{body, cell, fails, first_start_key, ok, only_uuid, post, row, settle, table, Server};
 use crate::helpers::{
-    assert_bad_request, assert_error, assert_success, by_external_ids, client, now_secs, rate_limit_headers, spawn_app,
-    status_and_json, StoreLocation, V2_PATH,
+    assert_bad_request, assert_error, assert_success, by_external_ids, client, manual_clock, now_secs,
+    rate_limit_headers, spawn_app, spawn_app_with, status_and_json, StoreLocation, V2_PATH,
 };
 
 const DAY: u64 = 86_400;
@@ -240,11 +238,11 @@ async fn two_keys_of_one_workspace_share_its_budget() {
 
 #[tokio::test]
 async fn the_budget_refills_when_the_clock_window_rolls_over() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|settings| settings.clock = manual_clock()).await;
     let group = app.create_group("news", Channel::Email).await;
     app.set_limit(Bucket::Set, 1, 1).await;
 
-    // Two requests can straddle a second, so spend until a refusal shows the window is full.
+    // Spend until a refusal shows the window is full (the clock stands still: the second).
     let mut refused = None;
     for n in 0..50 {
         let response = app.post_v2(&by_external_ids(group, "subscribed", &[&format!("u{n}")])).await;
@@ -258,9 +256,7 @@ async fn the_budget_refills_when_the_clock_window_rolls_over() {
     let ((limit, remaining, reset), retry_after) = refused.expect("a second request within one second is refused");
     assert_eq!((limit, remaining, retry_after.as_str()), (1, 0, "1"));
 
-    while now_secs() < reset {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.clock.set(Timestamp(reset * 1_000_000));
     let response = app.post_v2(&by_external_ids(group, "subscribed", &["next-window"])).await;
 
     let (_, remaining, next_reset) = rate_limit_headers(&response).unwrap();

@@ -456,10 +456,10 @@ async fn the_objects_own_subscription_groups_win_over_inherited_states() {
 
 #[tokio::test]
 async fn an_orphaned_state_older_than_the_profiles_own_does_not_override_it() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|settings| settings.clock = crate::helpers::manual_clock()).await;
     let news = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&one_entry(news, "unsubscribed", "emails", &["heir@example.com"])).await).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    app.clock.advance(Duration::from_millis(5));
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u"])).await).await;
     let before = app.changes().await;
 
@@ -477,10 +477,10 @@ async fn an_orphaned_state_older_than_the_profiles_own_does_not_override_it() {
 
 #[tokio::test]
 async fn an_orphaned_state_newer_than_the_profiles_own_overrides_it() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|settings| settings.clock = crate::helpers::manual_clock()).await;
     let news = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u"])).await).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    app.clock.advance(Duration::from_millis(5));
     assert_success(app.post_v2(&one_entry(news, "unsubscribed", "emails", &["heir@example.com"])).await).await;
 
     track_ok(&app, json!([{ "external_id": "u", "email": "heir@example.com" }]), 1).await;

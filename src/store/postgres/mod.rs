@@ -39,6 +39,9 @@ pub struct PostgresStore {
 
 struct Inner {
     pool: Pool,
+    /// What the inspection reads connect with (see [`PostgresStore::inspection_client`]).
+    config: tokio_postgres::Config,
+    connector: tls::Connector,
     /// The writers' time and how long orphaned states live.
     policy: Policy,
     /// Turns for write transactions: see [`PostgresStore::write_turn`].
@@ -70,6 +73,8 @@ impl PostgresStore {
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 pool,
+                config,
+                connector,
                 policy: policy.clone(),
                 writes: tokio::sync::Semaphore::new(options.max_concurrent_writes.max(1)),
                 closed: AtomicBool::new(false),
@@ -98,6 +103,13 @@ impl PostgresStore {
     /// writers per process keep the database busy while sparing most of those retries.
     async fn write_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
         self.inner.writes.acquire().await.map_err(|_| StoreError::ShuttingDown)
+    }
+
+    /// A connection of its own for the inspection reads ([`crate::store::Inspect`]), with the
+    /// task that drives it: outside the pool, so that a test can read what a stopped server
+    /// left in its closed store, and so that test reads never take a request's connection.
+    async fn inspection_client(&self) -> Result<(Client, tokio::task::JoinHandle<()>), StoreError> {
+        connect(&self.inner.config, &self.inner.connector).await
     }
 
     /// Stops taking work and closes the pool.

@@ -217,13 +217,14 @@ impl PostgresStore {
         ws: WorkspaceId,
         external_id: &str,
     ) -> Result<Option<ProfileView>, StoreError> {
-        let client = self.client().await?;
+        let (client, driver) = self.inspection_client().await?;
         let sql = format!(
             "SELECT {PROFILE_COLUMNS} FROM profiles p {STATES_JOIN} \
              WHERE p.workspace_id = $1 AND p.external_id = $2 ORDER BY p.profile_id, s.group_id"
         );
-        let rows = client.query(&sql, &[&ws.0, &external_id]).await.map_err(retry::db_error)?;
-        Ok(profile_views(&rows)?.into_iter().next())
+        let rows = client.query(&sql, &[&ws.0, &external_id]).await.map_err(retry::db_error);
+        finish(client, driver).await;
+        Ok(profile_views(&rows?)?.into_iter().next())
     }
 
     /// See [`crate::store::Inspect::profiles_by_contact`].
@@ -232,26 +233,33 @@ impl PostgresStore {
         ws: WorkspaceId,
         contact: &Contact,
     ) -> Result<Vec<ProfileView>, StoreError> {
-        let client = self.client().await?;
-        let rows =
-            carriers(&**client, ws, contact_kind(contact), &[contact.as_str()]).await.map_err(retry::db_error)?;
-        profile_views(&rows)
+        let (client, driver) = self.inspection_client().await?;
+        let rows = carriers(&client, ws, contact_kind(contact), &[contact.as_str()]).await.map_err(retry::db_error);
+        finish(client, driver).await;
+        profile_views(&rows?)
     }
 
     /// See [`crate::store::Inspect::orphan_states`].
     pub async fn orphan_states(&self, ws: WorkspaceId, contact: &Contact) -> Result<Vec<StateView>, StoreError> {
-        let client = self.client().await?;
-        let found = orphans(&**client, ws, contact_kind(contact), &[contact.as_str()])
-            .await
-            .map_err(TxError::into_store_error)?;
-        Ok(found.into_iter().map(|(_, view)| view).collect())
+        let (client, driver) = self.inspection_client().await?;
+        let found = orphans(&client, ws, contact_kind(contact), &[contact.as_str()]).await;
+        finish(client, driver).await;
+        Ok(found.map_err(TxError::into_store_error)?.into_iter().map(|(_, view)| view).collect())
     }
 
     /// See [`crate::store::Inspect::change_records`].
     pub async fn change_records(&self, ws: WorkspaceId) -> Result<Vec<ChangeRecord>, StoreError> {
-        let client = self.client().await?;
-        changes(&**client, ws).await.map_err(TxError::into_store_error)
+        let (client, driver) = self.inspection_client().await?;
+        let found = changes(&client, ws).await;
+        finish(client, driver).await;
+        found.map_err(TxError::into_store_error)
     }
+}
+
+/// Closes a connection of its own and waits for its driver to end.
+async fn finish(client: tokio_postgres::Client, driver: tokio::task::JoinHandle<()>) {
+    drop(client);
+    let _ = driver.await;
 }
 
 /// A profile view as the track planner takes it.
