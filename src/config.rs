@@ -41,6 +41,8 @@ pub struct Settings {
     pub catalog_refresh_interval: Option<Duration>,
     /// Where the service reads the time: the system's, or in tests a manual clock.
     pub clock: Clock,
+    /// Connection timeouts and caps, shutdown grace, failed-authentication limit.
+    pub serving: crate::serving::ServingOptions,
 }
 
 impl Settings {
@@ -56,6 +58,7 @@ impl Settings {
             rate_limit_redis: None,
             catalog_refresh_interval: None,
             clock: Clock::system(),
+            serving: crate::serving::ServingOptions::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::config::Settings;
 use crate::domain::catalog::ApiKey;
 use crate::domain::time::Clock;
+use crate::http::auth_failures::FailedAuthentications;
 use crate::http::{router, AppState};
 use crate::ratelimit::RateLimiter;
 use crate::store::{report, DatabaseLocation, Policy, Store, StoreError};
@@ -27,6 +28,8 @@ pub struct Application {
     sweep_interval: Duration,
     /// How often the catalog is read again, for a store other processes change.
     catalog_refresh: Option<Duration>,
+    /// Connection limits and shutdown grace.
+    serving: crate::serving::ServingOptions,
 }
 
 impl Application {
@@ -34,6 +37,10 @@ impl Application {
     /// the HTTP listener and (embedded store) the admin socket.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         crate::domain::identifiers::warm_up();
+        if let DatabaseLocation::Embedded(dir) = &settings.database {
+            crate::serving::host::private_data_dir(dir)
+                .map_err(|e| anyhow::anyhow!("cannot make the data directory {} private: {e}", dir.display()))?;
+        }
         let policy = Policy { clock: settings.clock.clone(), retention: settings.orphan_retention };
         let store = Store::open(&settings.database, &settings.store, &policy).await?;
         let catalog = Arc::new(
@@ -69,11 +76,16 @@ impl Application {
                 limiter,
                 orphan_retention: settings.orphan_retention,
                 clock: settings.clock.clone(),
+                failed_auth: Arc::new(FailedAuthentications::new(
+                    settings.serving.failed_auth_limit,
+                    settings.serving.failed_auth_window,
+                )),
             },
             admin,
             bootstrap,
             sweep_interval: settings.orphan_sweep_interval,
             catalog_refresh: settings.catalog_refresh_interval,
+            serving: settings.serving.clone(),
         })
     }
 
@@ -105,7 +117,7 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, finishes in-flight requests,
     /// drains the writer and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state, admin, sweep_interval, catalog_refresh, .. } = self;
+        let Application { listener, state, admin, sweep_interval, catalog_refresh, serving, .. } = self;
         let admin_task = admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog))));
         let store = state.store.clone();
         let sweep = tokio::spawn(sweep_orphans(store.clone(), sweep_interval));
@@ -113,8 +125,7 @@ impl Application {
         // the catalog they change is read again (every second by default, see `serve`). The
         // embedded store has one process, whose admin socket changes the catalog in place.
         let refresh = catalog_refresh.map(|every| tokio::spawn(refresh_catalog(Arc::clone(&state.catalog), every)));
-        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        crate::serving::serve(listener, router(state), serving, shutdown).await;
         if let Some(task) = admin_task {
             task.abort();
         }
@@ -123,7 +134,7 @@ impl Application {
             refresh.abort();
         }
         store.close().await;
-        served.map_err(Into::into)
+        Ok(())
     }
 }
 

@@ -28,7 +28,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::Client;
 
 use super::{Policy, PostgresOptions, StoreError};
-use crate::domain::change::Contact;
+use crate::domain::change::{Contact, ContactKind, Subject};
 use crate::domain::subscription::SubscriptionState;
 
 /// The PostgreSQL store. Cloning is cheap: clones share the pool.
@@ -110,6 +110,19 @@ impl PostgresStore {
     /// left in its closed store, and so that test reads never take a request's connection.
     async fn inspection_client(&self) -> Result<(Client, tokio::task::JoinHandle<()>), StoreError> {
         connect(&self.inner.config, &self.inner.connector).await
+    }
+
+    /// See [`super::Store::readiness`]: a pooled connection answers, on a primary.
+    pub async fn readiness(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(retry::db_error)?;
+        if row.get::<_, bool>(0) {
+            return Err(StoreError::Unavailable {
+                reason: "the database is a standby (in recovery), not a primary".into(),
+                source: None,
+            });
+        }
+        Ok(())
     }
 
     /// Stops taking work and closes the pool.
@@ -199,32 +212,25 @@ pub fn describe(config: &tokio_postgres::Config) -> String {
 
 /// A state as stored.
 fn state_code(state: SubscriptionState) -> i16 {
-    match state {
-        SubscriptionState::Subscribed => 1,
-        SubscriptionState::Unsubscribed => 2,
-    }
+    i16::from(state.code())
 }
 
 /// A stored state code.
 fn state_from(code: i16) -> Result<SubscriptionState, StoreError> {
-    match code {
-        1 => Ok(SubscriptionState::Subscribed),
-        2 => Ok(SubscriptionState::Unsubscribed),
-        other => Err(StoreError::Corrupt { what: "state", detail: format!("state code {other}") }),
-    }
+    u8::try_from(code)
+        .ok()
+        .and_then(SubscriptionState::from_code)
+        .ok_or_else(|| StoreError::Corrupt { what: "state", detail: format!("state code {code}") })
 }
 
 /// Contact kinds as `orphans.kind` and `changes.subject_kind` store them.
-const EMAIL: i16 = 1;
-const PHONE: i16 = 2;
+const EMAIL: i16 = ContactKind::Email.code() as i16;
+const PHONE: i16 = ContactKind::Phone.code() as i16;
 /// `changes.subject_kind` of a profile subject and of an erased one.
-const SUBJECT_PROFILE: i16 = 0;
-const SUBJECT_ERASED: i16 = 3;
+const SUBJECT_PROFILE: i16 = Subject::PROFILE_CODE as i16;
+const SUBJECT_ERASED: i16 = Subject::ERASED_CODE as i16;
 
 /// The stored kind of a contact.
 fn contact_kind(contact: &Contact) -> i16 {
-    match contact {
-        Contact::Email(_) => EMAIL,
-        Contact::Phone(_) => PHONE,
-    }
+    i16::from(contact.kind().code())
 }
