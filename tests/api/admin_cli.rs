@@ -541,7 +541,7 @@ fn location(path: &Path) -> DatabaseLocation {
 }
 
 /// How often the servers these tests start read the catalog again (PostgreSQL only).
-const CATALOG_REFRESH_MS: u64 = 50;
+pub(crate) const CATALOG_REFRESH_MS: u64 = 50;
 
 /// Waits until a running server has taken in an admin command run beside it. On the embedded
 /// store the command went through the server's admin socket and took effect at once; on
