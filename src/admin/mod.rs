@@ -149,11 +149,11 @@ pub struct AdminOutput {
 }
 
 /// Runs an admin command against the catalog.
-pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput, CatalogError> {
+pub async fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput, CatalogError> {
     let mut out = AdminOutput::default();
     match request {
         AdminRequest::WorkspacesCreate { name } => {
-            let workspace = catalog.create_workspace(name)?;
+            let workspace = catalog.create_workspace(name).await?;
             out.stdout = format!("{}\n", workspace.id);
             out.stderr = format!("created workspace {name:?}\n");
         }
@@ -173,7 +173,8 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
             );
         }
         AdminRequest::WorkspacesSetLimit { workspace, bucket, requests, window_seconds } => {
-            let limit = catalog.set_rate_limit(workspace, *bucket, *requests, *window_seconds)?.rate_limit(*bucket);
+            let limit =
+                catalog.set_rate_limit(workspace, *bucket, *requests, *window_seconds).await?.rate_limit(*bucket);
             out.stderr = format!(
                 "workspace {workspace:?} may now make {} requests per {} seconds to {} (bucket {:?})\n",
                 limit.requests(),
@@ -183,7 +184,7 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
             );
         }
         AdminRequest::KeysCreate { workspace, permissions, allowed_ips, name } => {
-            let (key, secret) = catalog.create_key(workspace, permissions.clone(), allowed_ips.clone(), name)?;
+            let (key, secret) = catalog.create_key(workspace, permissions.clone(), allowed_ips.clone(), name).await?;
             out.stdout = format!("{secret}\n");
             out.stderr = format!(
                 "created API key {} ({name:?}) in workspace {workspace:?} with {}; the key is shown only this once\n",
@@ -211,23 +212,23 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
             );
         }
         AdminRequest::KeysRevoke { id } => {
-            let key = catalog.revoke_key(id)?;
+            let key = catalog.revoke_key(id).await?;
             out.stderr = format!("revoked API key {} ({:?})\n", key.id, key.name);
         }
         AdminRequest::GroupsCreate { workspace, name, channel, public, description } => {
             if let Some(description) = description {
                 crate::domain::catalog::validate_description(description).map_err(CatalogError::Invalid)?;
             }
-            let mut group = catalog.create_group(workspace, name, *channel)?;
+            let mut group = catalog.create_group(workspace, name, *channel).await?;
             if *public || description.is_some() {
                 let id = group.id.to_string();
-                group = catalog.update_group(&id, Some(*public), description.clone())?;
+                group = catalog.update_group(&id, Some(*public), description.clone()).await?;
             }
             out.stdout = format!("{}\n", group.id);
             out.stderr = format!("created {} group {name:?} in workspace {workspace:?}\n", channel.as_str());
         }
         AdminRequest::GroupsUpdate { id, public, description } => {
-            let group = catalog.update_group(id, *public, description.clone())?;
+            let group = catalog.update_group(id, *public, description.clone()).await?;
             out.stderr = format!(
                 "group {} ({:?}) is {}\n",
                 group.id,
@@ -236,7 +237,7 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
             );
         }
         AdminRequest::WorkspacesRotateLinkKey { workspace } => {
-            let key = catalog.rotate_link_key(workspace)?;
+            let key = catalog.rotate_link_key(workspace).await?;
             out.stdout = format!("{}\t{}\n", key.id, hex(&key.secret));
             out.stderr = format!(
                 "link key {} now signs the links of workspace {workspace:?}; older keys keep working until \
@@ -245,7 +246,7 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
             );
         }
         AdminRequest::WorkspacesRetireLinkKey { workspace, key_id } => {
-            let key = catalog.retire_link_key(workspace, key_id)?;
+            let key = catalog.retire_link_key(workspace, key_id).await?;
             out.stderr = format!("retired link key {}: the links it signed no longer work\n", key.id);
         }
         AdminRequest::WorkspacesLinkKeys { workspace } => {
@@ -263,7 +264,7 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
             );
         }
         AdminRequest::WorkspacesSetBranding { workspace, branding } => {
-            catalog.set_branding(workspace, branding.clone())?;
+            catalog.set_branding(workspace, branding.clone()).await?;
             out.stderr = format!("branding of workspace {workspace:?} set\n");
         }
         AdminRequest::LinksSign { workspace, kind, identifier, group, expires_at, public_url } => {
@@ -290,7 +291,7 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
                 })?),
                 None => None,
             };
-            let token = catalog.sign_link(catalog.workspace_id(workspace)?, subject, group, expires_at)?;
+            let token = catalog.sign_link(catalog.workspace_id(workspace)?, subject, group, expires_at).await?;
             let link = SignedLink::new(&base, &token);
             out.stdout = format!(
                 "unsubscribe_url\t{}\npreference_url\t{}\nList-Unsubscribe: {}\nList-Unsubscribe-Post: {}\n",
@@ -316,7 +317,7 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
             );
         }
         AdminRequest::GroupsArchive { id } => {
-            let group = catalog.archive_group(id)?;
+            let group = catalog.archive_group(id).await?;
             out.stderr = format!("archived group {} ({:?})\n", group.id, group.name);
         }
     }

@@ -70,10 +70,9 @@ pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>) {
             let mut line = String::new();
             let reply = match tokio::io::BufReader::new(read).take(MAX_REQUEST_BYTES).read_line(&mut line).await {
                 Ok(_) => match serde_json::from_str::<AdminRequest>(&line) {
-                    Ok(request) => match tokio::task::spawn_blocking(move || execute(&catalog, &request)).await {
-                        Ok(Ok(output)) => Reply::Ok(output),
-                        Ok(Err(err)) => Reply::Err(err.to_string()),
-                        Err(_) => Reply::Err("the admin command failed inside the server".into()),
+                    Ok(request) => match execute(&catalog, &request).await {
+                        Ok(output) => Reply::Ok(output),
+                        Err(err) => Reply::Err(crate::store::report(&err)),
                     },
                     Err(err) => Reply::Err(format!("malformed admin request: {err}")),
                 },

@@ -19,7 +19,6 @@ pub mod users_delete;
 pub mod users_track;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::Method;
 use axum::Router;
@@ -27,6 +26,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::catalog::Catalog;
+use crate::domain::retention::Retention;
+use crate::domain::time::Clock;
 use crate::limiter::RateLimiter;
 use crate::store::Store;
 
@@ -38,7 +39,9 @@ pub struct AppState {
     /// The store.
     pub store: Store,
     /// How long orphaned identifier state counts after its last change.
-    pub orphan_retention: Duration,
+    pub orphan_retention: Retention,
+    /// Where handlers read the time (reads of orphaned state, rate-limit windows).
+    pub clock: Clock,
     /// The per-workspace rate-limit counters.
     pub limiter: Arc<RateLimiter>,
     /// Wrong API keys per client address, to stop guessing.

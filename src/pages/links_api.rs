@@ -12,7 +12,6 @@ use utoipa::ToSchema;
 use crate::catalog::CatalogError;
 use crate::domain::catalog::Permission;
 use crate::domain::links::{parse_links_request, SignedLink};
-use crate::domain::time::Timestamp;
 use crate::http::auth::{Authorized, Required};
 use crate::http::body::JsonBody;
 use crate::http::error::ApiError;
@@ -102,16 +101,17 @@ pub async fn handle(
     let workspace = caller.key.workspace_id;
     let asked = state
         .catalog
-        .with_groups(workspace, |groups| parse_links_request(&body, groups, Timestamp::now()))
+        .with_groups(workspace, |groups| parse_links_request(&body, groups, state.clock.now()))
         .map_err(ApiError::from)?;
     let mut links = Vec::with_capacity(asked.len());
     for link in asked {
-        let token = state.catalog.sign_link(workspace, link.subject, link.group_id, link.expires_at).map_err(
-            |err| match err {
-                CatalogError::Store(err) => ApiError::from(err),
-                other => ApiError::BadRequest { message: other.to_string(), errors: vec![other.to_string()] },
-            },
-        )?;
+        let token =
+            state.catalog.sign_link(workspace, link.subject, link.group_id, link.expires_at).await.map_err(|err| {
+                match err {
+                    CatalogError::Store(err) => ApiError::from(err),
+                    other => ApiError::BadRequest { message: other.to_string(), errors: vec![other.to_string()] },
+                }
+            })?;
         links.push(SignedLink::new(&state.pages.public_url, &token));
     }
     Ok((StatusCode::CREATED, Json(json!({ "message": "success", "links": links }))))

@@ -36,7 +36,6 @@ use crate::domain::plan::Origin;
 use crate::domain::read::{self, ReadState};
 use crate::domain::set_status::{SetEntry, SetStatusCommand};
 use crate::domain::subscription::SubscriptionState;
-use crate::domain::time::Timestamp;
 use crate::http::AppState;
 use crate::store::StoreError;
 use html::{Brand, Lang, Rendered};
@@ -157,7 +156,7 @@ impl Link {
     /// Checks `token`; `None` for anything forged, altered, expired, signed by a retired key or
     /// naming a workspace or group that is not (or no longer) there.
     fn resolve(state: &AppState, token: &str) -> Option<Link> {
-        let claims = links::verify(token, Timestamp::now(), |workspace, key| state.catalog.link_key(workspace, key))?;
+        let claims = links::verify(token, state.clock.now(), |workspace, key| state.catalog.link_key(workspace, key))?;
         let workspace = state.catalog.workspace(claims.workspace_id)?;
         let group = match claims.group_id {
             Some(id) => Some(state.catalog.group(workspace.id, id).filter(|g| g.status == GroupStatus::Active)?),
@@ -205,7 +204,7 @@ impl Link {
                 let contact = self.claims.subject.contact().expect("an email or phone subject");
                 let mut view =
                     state.store.read_contacts(self.workspace.id, &[&contact]).await?.pop().unwrap_or_default();
-                view.orphans = read::live_orphans(view.orphans, Timestamp::now(), state.orphan_retention);
+                view.orphans = read::live_orphans(view.orphans, state.clock.now(), state.orphan_retention);
                 let groups: Vec<GroupId> = view
                     .carriers
                     .iter()
@@ -319,9 +318,9 @@ fn invalid_link(lang: Lang) -> Response {
 
 /// A store failure: logged without the link, answered without detail.
 fn failure(lang: Lang, brand: &Brand, err: StoreError) -> Response {
-    tracing::error!(error = %err, "a page's read or write failed");
+    tracing::error!(error = %crate::store::report(&err), "a page's read or write failed");
     let status = match err {
-        StoreError::ShuttingDown | StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        StoreError::ShuttingDown | StoreError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     message_page(status, lang, brand, &html::ERROR)

@@ -19,7 +19,6 @@ use crate::domain::ids::{GroupId, RequestId};
 use crate::domain::links;
 use crate::domain::read::ReadState;
 use crate::domain::subscription::SubscriptionState;
-use crate::domain::time::Timestamp;
 use crate::http::AppState;
 
 /// `GET|HEAD /preferences/{token}`.
@@ -49,7 +48,7 @@ pub async fn save(
         return message_page(StatusCode::BAD_REQUEST, lang, &link.brand(), &html::BAD_REQUEST);
     };
     let csrf_ok =
-        form.get("csrf").is_some_and(|csrf| links::csrf_valid(&link.key(), &link.token, csrf, Timestamp::now()));
+        form.get("csrf").is_some_and(|csrf| links::csrf_valid(&link.key(), &link.token, csrf, state.clock.now()));
     if !csrf_ok {
         return message_page(StatusCode::FORBIDDEN, lang, &link.brand(), &html::EXPIRED_FORM);
     }
@@ -102,7 +101,7 @@ async fn render(state: &AppState, link: &Link, language: &Language, notice: Opti
         Err(err) => return super::failure(lang, &link.brand(), err),
     };
     let groups = listed_groups(state, link, &current);
-    let csrf = links::csrf_token(&link.key(), &link.token, Timestamp::now());
+    let csrf = links::csrf_token(&link.key(), &link.token, state.clock.now());
     let content = markup! {
         @if let Some(notice) = notice {
             p class="notice" role="status" { (notice.in_(lang)) }

@@ -84,8 +84,8 @@ const USER: &str = "user-1";
 
 async fn world() -> World {
     let app = spawn_app().await;
-    let email_group = app.create_group("news", Channel::Email);
-    let sms_group = app.create_group("sms", Channel::Sms);
+    let email_group = app.create_group("news", Channel::Email).await;
+    let sms_group = app.create_group("sms", Channel::Sms).await;
     app.import(&[(USER, Some("example@braze.com"), Some("+11112223333"))]).await;
     app.import(&[("user-2", Some("example@braze.com"), None)]).await;
     app.import(&[("user-3", None, Some("+11112223333"))]).await;
@@ -202,9 +202,9 @@ async fn the_email_v1_sample_succeeds() {
 
     assert_success(w.send(&sample("POST", "/subscription/status/set", "Email")).await).await;
 
-    assert_eq!(w.app.state_of("external_identifier", w.email_group), Some(Unsubscribed));
-    assert_eq!(w.app.orphan_state(&email("example1@email.com"), w.email_group), Some(Unsubscribed));
-    assert_eq!(w.app.orphan_state(&email("example2@email.com"), w.email_group), Some(Unsubscribed));
+    assert_eq!(w.app.state_of("external_identifier", w.email_group).await, Some(Unsubscribed));
+    assert_eq!(w.app.orphan_state(&email("example1@email.com"), w.email_group).await, Some(Unsubscribed));
+    assert_eq!(w.app.orphan_state(&email("example2@email.com"), w.email_group).await, Some(Unsubscribed));
     w.app.shutdown().await;
 }
 
@@ -214,17 +214,17 @@ async fn the_sms_v1_sample_succeeds() {
 
     assert_success(w.send(&sample("POST", "/subscription/status/set", "SMS")).await).await;
 
-    assert_eq!(w.app.state_of("external_identifier", w.sms_group), Some(Unsubscribed));
-    assert_eq!(w.app.orphan_state(&phone("+12223334444"), w.sms_group), Some(Unsubscribed));
-    assert_eq!(w.app.state_of("user-3", w.sms_group), Some(Unsubscribed), "a carrier of +11112223333");
-    assert_eq!(w.app.state_of(USER, w.sms_group), Some(Unsubscribed));
+    assert_eq!(w.app.state_of("external_identifier", w.sms_group).await, Some(Unsubscribed));
+    assert_eq!(w.app.orphan_state(&phone("+12223334444"), w.sms_group).await, Some(Unsubscribed));
+    assert_eq!(w.app.state_of("user-3", w.sms_group).await, Some(Unsubscribed), "a carrier of +11112223333");
+    assert_eq!(w.app.state_of(USER, w.sms_group).await, Some(Unsubscribed));
     w.app.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_v2_samples_as_published_answer_a_clear_400_as_json() {
     let w = world().await;
-    let before = w.app.changes();
+    let before = w.app.changes().await;
 
     for folder in ["Email", "SMS"] {
         let response = w.send(&sample("POST", V2_PATH, folder)).await;
@@ -234,7 +234,7 @@ async fn the_v2_samples_as_published_answer_a_clear_400_as_json() {
         assert!(message.contains("JSON"), "{folder}: {message}");
     }
 
-    assert_eq!(w.app.changes(), before);
+    assert_eq!(w.app.changes().await, before);
     w.app.shutdown().await;
 }
 
@@ -248,15 +248,15 @@ async fn the_v2_samples_with_their_braces_restored_succeed() {
         assert_success(w.send(&fixed).await).await;
     }
 
-    assert_eq!(w.app.orphan_state(&email("example2@email.com"), w.email_group), Some(Subscribed));
-    assert_eq!(w.app.orphan_state(&phone("+15556667777"), w.sms_group), Some(Subscribed));
+    assert_eq!(w.app.orphan_state(&email("example2@email.com"), w.email_group).await, Some(Subscribed));
+    assert_eq!(w.app.orphan_state(&phone("+15556667777"), w.sms_group).await, Some(Subscribed));
     w.app.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_track_users_sample_skips_its_object_without_external_id_and_ignores_events_and_purchases() {
     let w = world().await;
-    let before = w.app.changes();
+    let before = w.app.changes().await;
 
     let (status, body) = status_and_json(w.send(&sample("POST", "/users/track", "User Data")).await).await;
 
@@ -268,8 +268,8 @@ async fn the_track_users_sample_skips_its_object_without_external_id_and_ignores
     assert_eq!(errors[0]["input_array"], "attributes", "{body}");
     assert_eq!(errors[0]["index"], 0, "{body}");
     assert!(errors[0]["type"].as_str().is_some_and(|t| t.contains("external_id")), "{body}");
-    assert!(w.app.carriers(&email("test@braze.com")).is_empty());
-    assert_eq!(w.app.changes(), before);
+    assert!(w.app.carriers(&email("test@braze.com")).await.is_empty());
+    assert_eq!(w.app.changes().await, before);
     w.app.shutdown().await;
 }
 
@@ -284,7 +284,7 @@ async fn the_track_users_sample_with_an_external_id_creates_the_profile() {
     let (status, body) = status_and_json(w.send(&with_id).await).await;
 
     assert_eq!((status, body), (StatusCode::CREATED, json!({ "message": "success", "attributes_processed": 1 })));
-    assert_eq!(w.app.profile("tracked").unwrap().email.as_deref(), Some("test@braze.com"));
+    assert_eq!(w.app.profile("tracked").await.unwrap().email.as_deref(), Some("test@braze.com"));
     w.app.shutdown().await;
 }
 

@@ -218,13 +218,14 @@ async fn a_person_toggles_saves_and_sees_the_new_state_in_chromium_with_and_with
     };
     let axe = std::fs::read_to_string(&axe_path).unwrap();
     let app = spawn_app().await;
-    let news = app.create_group("Weekly news", Channel::Email);
-    let offers = app.create_group("Offers and discounts", Channel::Email);
-    make_public(&app, news, "The week's articles, every Monday.");
-    make_public(&app, offers, "At most twice a month.");
+    let news = app.create_group("Weekly news", Channel::Email).await;
+    let offers = app.create_group("Offers and discounts", Channel::Email).await;
+    make_public(&app, news, "The week's articles, every Monday.").await;
+    make_public(&app, offers, "At most twice a month.").await;
     let branding =
         Branding { display_name: Some("Acme Coffee".into()), logo_url: None, accent_colour: Some("#8a3b12".into()) };
     execute(&app.catalog, &AdminRequest::WorkspacesSetBranding { workspace: DEFAULT_WORKSPACE.into(), branding })
+        .await
         .unwrap();
     for person in ["with-js", "without-js"] {
         assert_success(app.post_v2(&by_external_ids(news, "subscribed", &[person])).await).await;
@@ -264,8 +265,8 @@ async fn a_person_toggles_saves_and_sees_the_new_state_in_chromium_with_and_with
         session.go(preferences).await;
         assert!(!session.selected(&news_box).await, "{person}: news unticked after reload");
         assert!(session.selected(&offers_box).await, "{person}: offers ticked after reload");
-        assert_eq!(app.state_of(person, news), Some(Unsubscribed));
-        assert_eq!(app.state_of(person, offers), Some(Subscribed));
+        assert_eq!(app.state_of(person, news).await, Some(Unsubscribed));
+        assert_eq!(app.state_of(person, offers).await, Some(Subscribed));
 
         // The unsubscribe page: its one button, then the way back to the preferences.
         session.go(link["unsubscribe_url"].as_str().unwrap()).await;
@@ -278,7 +279,7 @@ async fn a_person_toggles_saves_and_sees_the_new_state_in_chromium_with_and_with
         }
         session.click("button[type=\"submit\"]").await;
         session.wait_for_text("You are unsubscribed").await;
-        assert_eq!(app.state_of(person, offers), Some(Unsubscribed));
+        assert_eq!(app.state_of(person, offers).await, Some(Unsubscribed));
         session.click("main a").await;
         session.wait_for_text("Your preferences").await;
         session.quit().await;

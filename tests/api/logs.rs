@@ -37,6 +37,8 @@ pub(crate) fn start(database: &Path, rust_log: &str, args: &[&str]) -> Running {
         .arg("--database")
         .arg(database)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        // As admin_cli's servers: `settle` waits for a few of these refreshes.
+        .args(["--catalog-refresh-interval-ms", &crate::admin_cli::CATALOG_REFRESH_MS.to_string()])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -181,8 +181,8 @@ async fn each_documented_permission_is_the_one_the_server_enforces() {
         let Some(documented) = operation["x-permission"].as_str() else { continue };
         let permission = Permission::parse(documented).unwrap_or_else(|| panic!("{path}: unknown {documented}"));
         let others: Vec<Permission> = Permission::ALL.into_iter().filter(|p| *p != permission).collect();
-        let (_, without) = app.create_workspace_with_key(&format!("without-{index}"), &others);
-        let (_, with) = app.create_workspace_with_key(&format!("with-{index}"), &[permission]);
+        let (_, without) = app.create_workspace_with_key(&format!("without-{index}"), &others).await;
+        let (_, with) = app.create_workspace_with_key(&format!("with-{index}"), &[permission]).await;
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let send = |key: String| {
             let mut request = app.client.request(method.clone(), app.url(&path)).bearer_auth(key);
@@ -207,7 +207,7 @@ async fn each_documented_permission_is_the_one_the_server_enforces() {
 async fn each_documented_request_example_is_accepted() {
     let app = spawn_app().await;
     let (doc, _) = fetch(&app).await;
-    let group = app.create_group("news", Channel::Email).to_string();
+    let group = app.create_group("news", Channel::Email).await.to_string();
 
     let mut sent = 0;
     for (method, path, operation) in operations(&doc) {

@@ -37,7 +37,7 @@ pub async fn get_page(app: &TestApp, url: &str) -> (StatusCode, String) {
 #[tokio::test]
 async fn consent_links_answers_both_urls_and_the_two_email_headers() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let link = sign(&app, json!({"email": "ada@example.com", "subscription_group_id": group.to_string()})).await;
     let token = token_of(&link);
     assert_eq!(link["unsubscribe_url"], format!("{}/unsubscribe/{token}", app.address));
@@ -64,7 +64,7 @@ async fn the_public_url_given_to_serve_is_the_base_of_every_link() {
 #[tokio::test]
 async fn consent_links_needs_its_permission() {
     let app = spawn_app().await;
-    let key = app.create_key(&[Permission::SubscriptionStatusSet]);
+    let key = app.create_key(&[Permission::SubscriptionStatusSet]).await;
     let response = app.post_json_with_key("/consent/links", Some(&key), &json!({"links": [{"email": "a@b.co"}]})).await;
     let (status, body) = status_and_json(response).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -74,7 +74,7 @@ async fn consent_links_needs_its_permission() {
 #[tokio::test]
 async fn bad_link_requests_name_the_field_and_the_value_and_sign_nothing() {
     let app = spawn_app().await;
-    let sms = app.create_group("alerts", Channel::Sms);
+    let sms = app.create_group("alerts", Channel::Sms).await;
     let cases = [
         (json!({"links": []}), "links: must hold 1 to 50 links, got 0"),
         (json!({"links": [{"email": "not-an-email"}]}), "links[0].email"),
@@ -131,13 +131,13 @@ async fn assert_invalid(app: &TestApp, token: &str, expected_page: &str) {
 #[tokio::test]
 async fn forged_altered_expired_retired_and_foreign_tokens_get_the_same_404_and_change_nothing() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let link = sign(&app, json!({"external_id": "u1", "subscription_group_id": group.to_string()})).await;
     let token = token_of(&link);
     let (status, invalid_page) = get_page(&app, &app.url("/unsubscribe/garbage")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(invalid_page.contains("This link is no longer valid."), "{invalid_page}");
-    let key = app.catalog.signing_key(app.workspace).unwrap();
+    let key = app.catalog.signing_key(app.workspace).await.unwrap();
 
     // Altered: one character of the payload changed, the MAC kept.
     let mut altered = token.clone().into_bytes();
@@ -152,21 +152,19 @@ async fn forged_altered_expired_retired_and_foreign_tokens_get_the_same_404_and_
     };
     let forged = links::sign(&claims, &[7u8; 32]);
     // Expired: signed with the real key, an expiry a second ago.
-    let expired = links::sign(
-        &LinkClaims { expires_at: Some(consentry::domain::time::Timestamp::now().as_secs() - 1), ..claims.clone() },
-        &key.secret,
-    );
+    let expired =
+        links::sign(&LinkClaims { expires_at: Some(crate::helpers::now_secs() - 1), ..claims.clone() }, &key.secret);
     // Foreign: another workspace's key signing a token that names this workspace, and that
     // workspace's own token presented as is (it acts on its own workspace only).
-    app.catalog.create_workspace("other").unwrap();
+    app.catalog.create_workspace("other").await.unwrap();
     let other_id = app.catalog.workspace_id("other").unwrap();
-    let other_key = app.catalog.signing_key(other_id).unwrap();
+    let other_key = app.catalog.signing_key(other_id).await.unwrap();
     let foreign = links::sign(&LinkClaims { key_id: other_key.id.clone(), ..claims.clone() }, &other_key.secret);
     let truncated = &token[..token.len() - 2];
     for bad in [String::from_utf8(altered).unwrap(), forged, expired, foreign, truncated.to_string()] {
         assert_invalid(&app, &bad, &invalid_page).await;
     }
-    assert!(app.changes().is_empty(), "no bad token changed anything");
+    assert!(app.changes().await.is_empty(), "no bad token changed anything");
 
     // The other workspace's genuine token works, on the other workspace only.
     let theirs =
@@ -179,8 +177,9 @@ async fn forged_altered_expired_retired_and_foreign_tokens_get_the_same_404_and_
 async fn old_link_keys_keep_working_after_rotation_until_retired() {
     let app = spawn_app().await;
     let old = token_of(&sign(&app, json!({"email": "ada@example.com"})).await);
-    let rotated =
-        execute(&app.catalog, &AdminRequest::WorkspacesRotateLinkKey { workspace: DEFAULT_WORKSPACE.into() }).unwrap();
+    let rotated = execute(&app.catalog, &AdminRequest::WorkspacesRotateLinkKey { workspace: DEFAULT_WORKSPACE.into() })
+        .await
+        .unwrap();
     let (new_key_id, secret) = rotated.stdout.trim().split_once('\t').unwrap();
     assert_eq!(secret.len(), 64, "the secret is printed as 64 hex digits");
     let new = token_of(&sign(&app, json!({"email": "ada@example.com"})).await);
@@ -200,6 +199,7 @@ async fn old_link_keys_keep_working_after_rotation_until_retired() {
         &app.catalog,
         &AdminRequest::WorkspacesRetireLinkKey { workspace: DEFAULT_WORKSPACE.into(), key_id: old_key_id.clone() },
     )
+    .await
     .unwrap();
     let (status, page) = get_page(&app, &app.url(&format!("/unsubscribe/{old}"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -207,6 +207,7 @@ async fn old_link_keys_keep_working_after_rotation_until_retired() {
     let (status, _) = get_page(&app, &app.url(&format!("/unsubscribe/{new}"))).await;
     assert_eq!(status, StatusCode::OK, "the new key still verifies");
     let listed = execute(&app.catalog, &AdminRequest::WorkspacesLinkKeys { workspace: DEFAULT_WORKSPACE.into() })
+        .await
         .unwrap()
         .stdout;
     assert!(!listed.contains(secret), "the list never shows a secret");
@@ -215,7 +216,8 @@ async fn old_link_keys_keep_working_after_rotation_until_retired() {
     let unknown = execute(
         &app.catalog,
         &AdminRequest::WorkspacesRetireLinkKey { workspace: DEFAULT_WORKSPACE.into(), key_id: "nope".into() },
-    );
+    )
+    .await;
     assert!(unknown.unwrap_err().to_string().contains("no link key \"nope\""));
 }
 
@@ -239,9 +241,10 @@ fn the_servers_hmac_matches_rfc_4231_and_a_senders() {
 #[tokio::test]
 async fn a_token_minted_offline_as_docs_links_md_says_unsubscribes() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
-    let rotated =
-        execute(&app.catalog, &AdminRequest::WorkspacesRotateLinkKey { workspace: DEFAULT_WORKSPACE.into() }).unwrap();
+    let group = app.create_group("news", Channel::Email).await;
+    let rotated = execute(&app.catalog, &AdminRequest::WorkspacesRotateLinkKey { workspace: DEFAULT_WORKSPACE.into() })
+        .await
+        .unwrap();
     let (key_id, secret_hex) = rotated.stdout.trim().split_once('\t').unwrap();
     let secret: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&secret_hex[2 * i..2 * i + 2], 16).unwrap()).collect();
     // The sender's side: JSON, base64url without padding, MAC over "link\n" + payload.
@@ -261,7 +264,7 @@ async fn a_token_minted_offline_as_docs_links_md_says_unsubscribes() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
-        app.state_of("offline-1", group),
+        app.state_of("offline-1", group).await,
         Some(consentry::domain::subscription::SubscriptionState::Unsubscribed)
     );
 }
@@ -269,7 +272,7 @@ async fn a_token_minted_offline_as_docs_links_md_says_unsubscribes() {
 #[tokio::test]
 async fn links_sign_prints_links_that_work_and_refuses_bad_input() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let request = |identifier: &str, expires_at: Option<&str>| AdminRequest::LinksSign {
         workspace: DEFAULT_WORKSPACE.into(),
         kind: "email".into(),
@@ -278,15 +281,16 @@ async fn links_sign_prints_links_that_work_and_refuses_bad_input() {
         expires_at: expires_at.map(String::from),
         public_url: app.address.clone(),
     };
-    let out = execute(&app.catalog, &request("ada@example.com", Some("2999-01-01T00:00:00+02:00"))).unwrap().stdout;
+    let out =
+        execute(&app.catalog, &request("ada@example.com", Some("2999-01-01T00:00:00+02:00"))).await.unwrap().stdout;
     let url = out.lines().find_map(|l| l.strip_prefix("unsubscribe_url\t")).unwrap();
     assert!(out.contains(&format!("List-Unsubscribe: <{url}>")), "{out}");
     assert!(out.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{out}");
     let (status, _) = get_page(&app, url).await;
     assert_eq!(status, StatusCode::OK);
-    let bad = execute(&app.catalog, &request("nope", None)).unwrap_err().to_string();
+    let bad = execute(&app.catalog, &request("nope", None)).await.unwrap_err().to_string();
     assert!(bad.contains("nope"), "{bad}");
-    let bad = execute(&app.catalog, &request("ada@example.com", Some("soon"))).unwrap_err().to_string();
+    let bad = execute(&app.catalog, &request("ada@example.com", Some("soon"))).await.unwrap_err().to_string();
     assert!(bad.contains("\"soon\" is not an RFC 3339 time"), "{bad}");
 }
 

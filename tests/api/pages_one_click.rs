@@ -52,51 +52,51 @@ async fn assert_one_click_answer(response: reqwest::Response) {
 #[tokio::test]
 async fn gmails_form_urlencoded_one_click_unsubscribes_from_the_group_once() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let other = app.create_group("offers", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
+    let other = app.create_group("offers", Channel::Email).await;
     for group in [news, other] {
         assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["u1"])).await).await;
     }
     let link = sign(&app, json!({"external_id": "u1", "subscription_group_id": news.to_string()})).await;
-    let before = app.changes().len();
+    let before = app.changes().await.len();
     assert_one_click_answer(gmail_one_click(&app, link["unsubscribe_url"].as_str().unwrap()).await).await;
-    assert_eq!(app.state_of("u1", news), Some(Unsubscribed));
-    assert_eq!(app.state_of("u1", other), Some(Subscribed), "only the link's group");
-    assert_eq!(app.changes().len(), before + 1, "one change record");
+    assert_eq!(app.state_of("u1", news).await, Some(Unsubscribed));
+    assert_eq!(app.state_of("u1", other).await, Some(Subscribed), "only the link's group");
+    assert_eq!(app.changes().await.len(), before + 1, "one change record");
     // Providers retry: the second request answers the same and records nothing.
     assert_one_click_answer(gmail_one_click(&app, link["unsubscribe_url"].as_str().unwrap()).await).await;
-    assert_eq!(app.changes().len(), before + 1, "idempotent");
+    assert_eq!(app.changes().await.len(), before + 1, "idempotent");
 }
 
 #[tokio::test]
 async fn a_multipart_one_click_unsubscribes_an_email_from_every_email_group_without_a_group_in_the_link() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let offers = app.create_group("offers", Channel::Email);
-    let texts = app.create_group("texts", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let offers = app.create_group("offers", Channel::Email).await;
+    let texts = app.create_group("texts", Channel::Sms).await;
     app.import(&[("u1", Some("ada@example.com"), Some("+33612345678"))]).await;
     for group in [news, offers, texts] {
         assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["u1"])).await).await;
     }
     let link = sign(&app, json!({"email": "ada@example.com"})).await;
     assert_one_click_answer(multipart_one_click(&app, link["unsubscribe_url"].as_str().unwrap()).await).await;
-    assert_eq!(app.state_of("u1", news), Some(Unsubscribed));
-    assert_eq!(app.state_of("u1", offers), Some(Unsubscribed));
-    assert_eq!(app.state_of("u1", texts), Some(Subscribed), "an email link leaves SMS alone");
+    assert_eq!(app.state_of("u1", news).await, Some(Unsubscribed));
+    assert_eq!(app.state_of("u1", offers).await, Some(Unsubscribed));
+    assert_eq!(app.state_of("u1", texts).await, Some(Subscribed), "an email link leaves SMS alone");
 
     // An email nobody carries keeps its unsubscription as orphaned state.
     let orphan = sign(&app, json!({"email": "nobody@example.com"})).await;
     assert_one_click_answer(gmail_one_click(&app, orphan["unsubscribe_url"].as_str().unwrap()).await).await;
-    assert_eq!(app.orphan_state(&email("nobody@example.com"), news), Some(Unsubscribed));
+    assert_eq!(app.orphan_state(&email("nobody@example.com"), news).await, Some(Unsubscribed));
 }
 
 #[tokio::test]
 async fn a_link_scanner_following_every_get_head_and_options_changes_nothing() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u1"])).await).await;
     let link = sign(&app, json!({"external_id": "u1"})).await;
-    let before = app.changes().len();
+    let before = app.changes().await.len();
     for url in [link["unsubscribe_url"].as_str().unwrap(), link["preference_url"].as_str().unwrap()] {
         for _ in 0..3 {
             let get = app.client.get(url).send().await.unwrap();
@@ -107,8 +107,8 @@ async fn a_link_scanner_following_every_get_head_and_options_changes_nothing() {
             assert!(!options.status().is_success(), "OPTIONS is not an action: {}", options.status());
         }
     }
-    assert_eq!(app.state_of("u1", news), Some(Subscribed));
-    assert_eq!(app.changes().len(), before, "no change record");
+    assert_eq!(app.state_of("u1", news).await, Some(Subscribed));
+    assert_eq!(app.changes().await.len(), before, "no change record");
 
     let (_, page) = get_page(&app, link["unsubscribe_url"].as_str().unwrap()).await;
     assert_eq!(page.matches("<form").count(), 1, "{page}");
@@ -120,7 +120,7 @@ async fn a_link_scanner_following_every_get_head_and_options_changes_nothing() {
 #[tokio::test]
 async fn the_pages_button_unsubscribes_and_says_so_with_a_way_to_the_preference_page() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u1"])).await).await;
     let link = sign(&app, json!({"external_id": "u1", "subscription_group_id": news.to_string()})).await;
     let url = link["unsubscribe_url"].as_str().unwrap();
@@ -140,8 +140,8 @@ async fn the_pages_button_unsubscribes_and_says_so_with_a_way_to_the_preference_
         assert!(page.contains("You are unsubscribed"), "{page}");
         assert!(page.contains(&format!("href=\"../preferences/{}\"", token_of(&link))), "{page}");
     }
-    assert_eq!(app.state_of("u1", news), Some(Unsubscribed));
-    assert_eq!(app.changes().len(), 2, "the API's change and one from the page");
+    assert_eq!(app.state_of("u1", news).await, Some(Unsubscribed));
+    assert_eq!(app.changes().await.len(), 2, "the API's change and one from the page");
 
     // A POST that is neither one-click nor the button changes nothing.
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u1"])).await).await;
@@ -153,7 +153,7 @@ async fn the_pages_button_unsubscribes_and_says_so_with_a_way_to_the_preference_
         let response = app.client.post(url).header("content-type", content_type).body(body).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{content_type} {body}");
     }
-    assert_eq!(app.state_of("u1", news), Some(Subscribed));
+    assert_eq!(app.state_of("u1", news).await, Some(Subscribed));
 }
 
 #[tokio::test]
@@ -198,9 +198,9 @@ async fn one_address_is_limited_on_the_public_pages() {
     let refused = gmail_one_click(&app, url).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(refused.headers().contains_key("retry-after"));
-    assert!(app.changes().is_empty(), "the refused POST changed nothing");
+    assert!(app.changes().await.is_empty(), "the refused POST changed nothing");
     // The API is not the pages: its own budget is untouched.
-    let (status, _) = app.status_get(app.create_group("g", Channel::Email), "external_id=u1").await;
+    let (status, _) = app.status_get(app.create_group("g", Channel::Email).await, "external_id=u1").await;
     assert_eq!(status, StatusCode::OK);
 }
 

@@ -13,13 +13,13 @@ use crate::helpers::{assert_success, by_external_ids, spawn_app, TestApp};
 use crate::pages_links::{get_page, sign};
 
 /// Makes a group public with a description, as `groups update` does.
-pub fn make_public(app: &TestApp, group: consentry::domain::ids::GroupId, description: &str) {
+pub async fn make_public(app: &TestApp, group: consentry::domain::ids::GroupId, description: &str) {
     let request = AdminRequest::GroupsUpdate {
         id: group.to_string(),
         public: Some(true),
         description: Some(description.to_string()),
     };
-    execute(&app.catalog, &request).expect("the group is updated");
+    execute(&app.catalog, &request).await.expect("the group is updated");
 }
 
 /// The CSRF token in a rendered form.
@@ -44,14 +44,14 @@ async fn post_form(app: &TestApp, url: &str, body: &str) -> (StatusCode, String)
 #[tokio::test]
 async fn the_page_lists_public_groups_and_the_persons_own_with_their_state_and_no_others() {
     let app = spawn_app().await;
-    let news = app.create_group("News", Channel::Email);
-    let offers = app.create_group("Offers", Channel::Email);
-    let private = app.create_group("Internal", Channel::Email);
-    let mine = app.create_group("Beta testers", Channel::Email);
-    let texts = app.create_group("Texts", Channel::Sms);
-    make_public(&app, news, "Once a week, <b>no spam</b>");
-    make_public(&app, offers, "Deals");
-    make_public(&app, texts, "SMS alerts");
+    let news = app.create_group("News", Channel::Email).await;
+    let offers = app.create_group("Offers", Channel::Email).await;
+    let private = app.create_group("Internal", Channel::Email).await;
+    let mine = app.create_group("Beta testers", Channel::Email).await;
+    let texts = app.create_group("Texts", Channel::Sms).await;
+    make_public(&app, news, "Once a week, <b>no spam</b>").await;
+    make_public(&app, offers, "Deals").await;
+    make_public(&app, texts, "SMS alerts").await;
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u1"])).await).await;
     assert_success(app.post_v2(&by_external_ids(mine, "unsubscribed", &["u1"])).await).await;
     let link = sign(&app, json!({"external_id": "u1"})).await;
@@ -75,11 +75,11 @@ async fn the_page_lists_public_groups_and_the_persons_own_with_their_state_and_n
 #[tokio::test]
 async fn saving_changes_every_toggled_group_in_one_write_and_nothing_else() {
     let app = spawn_app().await;
-    let news = app.create_group("News", Channel::Email);
-    let offers = app.create_group("Offers", Channel::Email);
-    let digest = app.create_group("Digest", Channel::Email);
+    let news = app.create_group("News", Channel::Email).await;
+    let offers = app.create_group("Offers", Channel::Email).await;
+    let digest = app.create_group("Digest", Channel::Email).await;
     for group in [news, offers, digest] {
-        make_public(&app, group, "");
+        make_public(&app, group, "").await;
     }
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u1"])).await).await;
     assert_success(app.post_v2(&by_external_ids(offers, "subscribed", &["u1"])).await).await;
@@ -87,16 +87,16 @@ async fn saving_changes_every_toggled_group_in_one_write_and_nothing_else() {
     let url = link["preference_url"].as_str().unwrap();
     let (_, page) = get_page(&app, url).await;
     let csrf = csrf_of(&page);
-    let before = app.changes();
+    let before = app.changes().await;
 
     // Untick news, keep offers, tick digest.
     let (status, page) = post_form(&app, url, &format!("csrf={csrf}&group={offers}&group={digest}&action=save")).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("Your preferences are saved."), "{page}");
-    assert_eq!(app.state_of("u1", news), Some(Unsubscribed));
-    assert_eq!(app.state_of("u1", offers), Some(Subscribed));
-    assert_eq!(app.state_of("u1", digest), Some(Subscribed));
-    let after = app.changes();
+    assert_eq!(app.state_of("u1", news).await, Some(Unsubscribed));
+    assert_eq!(app.state_of("u1", offers).await, Some(Subscribed));
+    assert_eq!(app.state_of("u1", digest).await, Some(Subscribed));
+    let after = app.changes().await;
     let new: Vec<_> = after[before.len()..].to_vec();
     assert_eq!(new.len(), 2, "two changes, none for the group left as it was");
     assert!(new.iter().all(|c| c.source.request_id == new[0].source.request_id), "one request, one write");
@@ -104,21 +104,21 @@ async fn saving_changes_every_toggled_group_in_one_write_and_nothing_else() {
     // Saving the same again changes nothing.
     let (status, _) = post_form(&app, url, &format!("csrf={csrf}&group={offers}&group={digest}&action=save")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(app.changes().len(), after.len());
+    assert_eq!(app.changes().await.len(), after.len());
 
     // Unsubscribe from everything.
     let (status, _) = post_form(&app, url, &format!("csrf={csrf}&action=unsubscribe_all")).await;
     assert_eq!(status, StatusCode::OK);
     for group in [news, offers, digest] {
-        assert_eq!(app.state_of("u1", group), Some(Unsubscribed));
+        assert_eq!(app.state_of("u1", group).await, Some(Unsubscribed));
     }
 }
 
 #[tokio::test]
 async fn a_save_without_the_right_csrf_token_is_refused_and_changes_nothing() {
     let app = spawn_app().await;
-    let news = app.create_group("News", Channel::Email);
-    make_public(&app, news, "");
+    let news = app.create_group("News", Channel::Email).await;
+    make_public(&app, news, "").await;
     let link = sign(&app, json!({"external_id": "u1"})).await;
     let other = sign(&app, json!({"external_id": "u2"})).await;
     let url = link["preference_url"].as_str().unwrap();
@@ -132,7 +132,7 @@ async fn a_save_without_the_right_csrf_token_is_refused_and_changes_nothing() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
         assert!(page.contains("This form has expired"), "{page}");
     }
-    assert!(app.changes().is_empty());
+    assert!(app.changes().await.is_empty());
 }
 
 #[tokio::test]
@@ -160,7 +160,9 @@ async fn the_page_speaks_french_by_accept_language_or_query_and_english_otherwis
 async fn branding_shows_on_the_pages_and_anything_that_could_inject_is_refused() {
     let app = spawn_app().await;
     let set = |branding: Branding| {
-        execute(&app.catalog, &AdminRequest::WorkspacesSetBranding { workspace: DEFAULT_WORKSPACE.into(), branding })
+        let request = AdminRequest::WorkspacesSetBranding { workspace: DEFAULT_WORKSPACE.into(), branding };
+        let catalog = app.catalog.clone();
+        async move { execute(&catalog, &request).await }
     };
     let refused = [
         Branding { accent_colour: Some("#fff\"><script>".into()), ..Branding::default() },
@@ -172,7 +174,7 @@ async fn branding_shows_on_the_pages_and_anything_that_could_inject_is_refused()
         Branding { display_name: Some("a\u{7}b".into()), ..Branding::default() },
     ];
     for branding in refused {
-        let err = set(branding.clone()).expect_err("refused");
+        let err = set(branding.clone()).await.expect_err("refused");
         assert!(!err.to_string().is_empty(), "{branding:?}");
     }
     set(Branding {
@@ -180,6 +182,7 @@ async fn branding_shows_on_the_pages_and_anything_that_could_inject_is_refused()
         logo_url: Some("https://cdn.example.com/logo.png?v=2&x=1".into()),
         accent_colour: Some("#ffd700".into()),
     })
+    .await
     .expect("accepted");
     let link = sign(&app, json!({"email": "ada@example.com"})).await;
     let response = app.client.get(link["unsubscribe_url"].as_str().unwrap()).send().await.unwrap();
@@ -220,17 +223,20 @@ fn groups_and_workspaces_stored_before_pages_existed_load_private_and_unbranded(
 #[tokio::test]
 async fn public_groups_and_descriptions_survive_a_restart() {
     let app = spawn_app().await;
-    let news = app.create_group("News", Channel::Email);
-    make_public(&app, news, "Weekly");
-    let reloaded = consentry::catalog::Catalog::load(app.store.clone()).expect("the catalog loads");
+    let news = app.create_group("News", Channel::Email).await;
+    make_public(&app, news, "Weekly").await;
+    let reloaded = consentry::catalog::Catalog::load(app.store.clone(), consentry::domain::time::Clock::system())
+        .await
+        .expect("the catalog loads");
     let group = reloaded.group(app.workspace, news).unwrap();
     assert!(group.public);
     assert_eq!(group.description.as_deref(), Some("Weekly"));
     let cleared =
         AdminRequest::GroupsUpdate { id: news.to_string(), public: Some(false), description: Some(String::new()) };
-    execute(&app.catalog, &cleared).unwrap();
+    execute(&app.catalog, &cleared).await.unwrap();
     let group = app.catalog.group(app.workspace, news).unwrap();
     assert!(!group.public && group.description.is_none());
-    let listed = execute(&app.catalog, &AdminRequest::GroupsList { workspace: DEFAULT_WORKSPACE.into() }).unwrap();
+    let listed =
+        execute(&app.catalog, &AdminRequest::GroupsList { workspace: DEFAULT_WORKSPACE.into() }).await.unwrap();
     assert!(listed.stdout.starts_with("id\tname\tchannel\tstatus\tcreated_at\tpublic\n"), "{}", listed.stdout);
 }
