@@ -100,6 +100,7 @@ impl Application {
                 failed_auth: Arc::new(FailedAuthentications::new(
                     settings.serving.failed_auth_limit,
                     settings.serving.failed_auth_window,
+                    settings.clock.clone(),
                 )),
                 pages,
             },

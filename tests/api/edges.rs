@@ -13,7 +13,9 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{by_external_ids, spawn_app, spawn_app_with, status_and_json, STATUS_GET_PATH, V2_PATH};
+use crate::helpers::{
+    by_external_ids, manual_clock, spawn_app, spawn_app_with, status_and_json, STATUS_GET_PATH, V2_PATH,
+};
 
 /// An answer read off a raw socket.
 #[derive(Debug)]
@@ -281,6 +283,7 @@ fn client_from(source: IpAddr) -> reqwest::Client {
 #[tokio::test]
 async fn wrong_keys_beyond_the_limit_get_429_from_that_address_only_until_the_window_ends() {
     let app = spawn_app_with(|s| {
+        s.clock = manual_clock();
         s.serving.failed_auth_limit = 3;
         s.serving.failed_auth_window = Duration::from_secs(2);
     })
@@ -304,7 +307,7 @@ async fn wrong_keys_beyond_the_limit_get_429_from_that_address_only_until_the_wi
     // Another address is not held back, and the probes need no key.
     assert_ne!(get(&other, &app.key).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(guesser.get(app.url("/livez")).send().await.unwrap().status(), StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.clock.advance(Duration::from_secs(2));
     assert_ne!(get(&guesser, &app.key).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS, "after the window");
     app.shutdown().await;
 }
