@@ -38,7 +38,8 @@ impl Lang {
                 Some("en") => Lang::En,
                 _ => continue,
             };
-            if quality > best.1 {
+            // q=0 means "not this language".
+            if quality > 0.0 && quality > best.1 {
                 best = (lang, quality);
             }
         }

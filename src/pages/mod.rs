@@ -60,7 +60,7 @@ pub fn router(state: AppState) -> Router<AppState> {
 
 /// Counts the request against its address's limit, then sets the headers every page carries.
 async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(ip) = client_ip(request.headers(), &request) {
+    if let Some(ip) = client_ip(&request) {
         if let Err(retry_after) = state.pages.limiter.admit(ip) {
             let lang = Lang::choose(request.uri().query(), accept_language(request.headers())).0;
             let mut response = message_page(StatusCode::TOO_MANY_REQUESTS, lang, &neutral_brand(), &html::TOO_MANY);
@@ -92,7 +92,7 @@ async fn stylesheet() -> Response {
 }
 
 /// The connection's address (the server does not trust forwarding headers).
-fn client_ip(_headers: &HeaderMap, request: &Request) -> Option<IpAddr> {
+fn client_ip(request: &Request) -> Option<IpAddr> {
     request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
 }
 
@@ -130,7 +130,7 @@ impl Visitor {
             .get(header::USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(MAX_USER_AGENT).collect())
             .unwrap_or_default();
-        Visitor { ip: client_ip(request.headers(), request), user_agent }
+        Visitor { ip: client_ip(request), user_agent }
     }
 }
 

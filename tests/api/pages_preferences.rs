@@ -150,6 +150,8 @@ async fn the_page_speaks_french_by_accept_language_or_query_and_english_otherwis
     assert!(page.contains(r#"<html lang="en">"#) && page.contains("Your preferences"));
     let page = french("en-US", "?lang=fr").await;
     assert!(page.contains("Vos préférences"), "?lang= wins");
+    let page = french("fr;q=0, de-DE", "").await;
+    assert!(page.contains(r#"<html lang="en">"#), "q=0 refuses French");
     let page = french("de-DE", "").await;
     assert!(page.contains(r#"<html lang="en">"#), "English otherwise");
     let (_, invalid) = get_page(&app, &format!("{}/unsubscribe/nope?lang=fr", app.address)).await;
