@@ -62,7 +62,11 @@ async fn gmails_form_urlencoded_one_click_unsubscribes_from_the_group_once() {
     assert_one_click_answer(gmail_one_click(&app, link["unsubscribe_url"].as_str().unwrap()).await).await;
     assert_eq!(app.state_of("u1", news).await, Some(Unsubscribed));
     assert_eq!(app.state_of("u1", other).await, Some(Subscribed), "only the link's group");
-    assert_eq!(app.changes().await.len(), before + 1, "one change record");
+    let changes = app.changes().await;
+    assert_eq!(changes.len(), before + 1, "one change record");
+    // Until change records carry a source kind, a person's change is the one without a key.
+    assert!(changes.last().unwrap().source.api_key_id.0.is_nil(), "marked as no API call");
+    assert!(changes[..before].iter().all(|c| !c.source.api_key_id.0.is_nil()));
     // Providers retry: the second request answers the same and records nothing.
     assert_one_click_answer(gmail_one_click(&app, link["unsubscribe_url"].as_str().unwrap()).await).await;
     assert_eq!(app.changes().await.len(), before + 1, "idempotent");
