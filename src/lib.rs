@@ -15,3 +15,4 @@ pub mod ratelimit;
 pub mod server;
 pub mod serving;
 pub mod store;
+pub mod telemetry;

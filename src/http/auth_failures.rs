@@ -34,6 +34,7 @@ impl FailedAuthentications {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         match counts.get(&ip) {
             Some(&(start, failures)) if failures >= self.limit && now < start + self.window => {
+                metrics::counter!(crate::telemetry::AUTH_FAILURE_LIMIT_REFUSALS).increment(1);
                 let left = (start + self.window).saturating_duration_since(now);
                 Err(left.as_secs() + u64::from(left.subsec_nanos() > 0))
             }
@@ -43,6 +44,7 @@ impl FailedAuthentications {
 
     /// Counts a failure from `ip`.
     pub fn record(&self, ip: IpAddr) {
+        metrics::counter!(crate::telemetry::AUTH_FAILURES).increment(1);
         let now = Instant::now();
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if counts.len() > SWEEP_ABOVE {
