@@ -12,6 +12,7 @@ mod helpers;
 mod hostile;
 mod identifiers;
 mod logs;
+mod metrics;
 mod migrate_store;
 mod multi_node;
 mod openapi;
