@@ -15,7 +15,7 @@ use crate::domain::catalog::ApiKey;
 use crate::domain::time::Timestamp;
 use crate::http::auth_failures::FailedAuthentications;
 use crate::http::{router, AppState};
-use crate::ratelimit::RateLimiter;
+use crate::limiter::RateLimiter;
 use crate::store::{DatabaseLocation, Store, StoreError};
 
 /// A server that is bound and ready to run.
@@ -43,6 +43,14 @@ impl Application {
             crate::serving::host::private_data_dir(dir)
                 .map_err(|e| anyhow::anyhow!("cannot make the data directory {} private: {e}", dir.display()))?;
         }
+        // Redis is checked before the store is opened, so that credentials it refuses stop the
+        // start-up before anything (a store, a bootstrap key) is created.
+        let redis = match &settings.rate_limit_redis {
+            Some(url) => {
+                Some(RateLimiter::in_redis(url).await.map_err(|e| anyhow::anyhow!("--rate-limit-redis: {e}"))?)
+            }
+            None => None,
+        };
         let store = {
             let mut options = settings.store.clone();
             options.orphan_retention = settings.orphan_retention;
@@ -72,8 +80,8 @@ impl Application {
         };
         // One process serves an embedded store, so its counters can live in its memory; nodes
         // that share a PostgreSQL database share their counters in it, or in Redis if given.
-        let limiter = Arc::new(match &settings.rate_limit_redis {
-            Some(url) => RateLimiter::in_redis(url).map_err(|e| anyhow::anyhow!("--rate-limit-redis: {e}"))?,
+        let limiter = Arc::new(match redis {
+            Some(redis) => redis,
             None => match &store {
                 Store::Postgres(shared) => RateLimiter::in_postgres(shared.clone()),
                 Store::Embedded(_) => RateLimiter::in_memory(),

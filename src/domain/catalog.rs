@@ -83,6 +83,18 @@ impl Permission {
     pub fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == raw)
     }
+
+    /// The rate-limit bucket an endpoint requiring this permission draws from. Every
+    /// permission guards exactly one kind of endpoint, so the permission an endpoint declares
+    /// also names its bucket and a new endpoint cannot forget to be limited.
+    pub const fn bucket(self) -> Bucket {
+        match self {
+            Permission::SubscriptionStatusSet => Bucket::Set,
+            Permission::SubscriptionStatusGet | Permission::SubscriptionGroupsGet => Bucket::Get,
+            Permission::UsersTrack => Bucket::Track,
+            Permission::UsersDelete => Bucket::Delete,
+        }
+    }
 }
 
 /// The SHA-256 of a key's secret: all the store ever holds of it.

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod change;
+pub mod delete;
 pub mod identifiers;
 pub mod ids;
 pub mod plan;
@@ -13,3 +14,4 @@ pub mod set_status;
 pub mod subscription;
 pub mod time;
 pub mod track;
+pub mod validation;

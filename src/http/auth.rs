@@ -23,7 +23,7 @@ pub trait Required {
     /// The rate-limit bucket the endpoint draws from. Each permission guards one kind of
     /// endpoint, so it follows from the permission; a marker overrides it only if that ever
     /// stops being true.
-    const BUCKET: Bucket = Bucket::for_permission(Self::PERMISSION);
+    const BUCKET: Bucket = Self::PERMISSION.bucket();
 }
 
 /// Requires `subscription.status.set`.

@@ -32,7 +32,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if !content_type.is_some_and(is_json) {
             return Err(ApiError::UnsupportedMediaType(match content_type {
                 Some(other) => {
-                    format!("Content-Type must be application/json, got {}", crate::domain::set_status::quote(other))
+                    format!("Content-Type must be application/json, got {}", crate::domain::validation::quote(other))
                 }
                 None => "Content-Type must be application/json".into(),
             }));
@@ -42,7 +42,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             if !encoding.eq_ignore_ascii_case("identity") {
                 return Err(ApiError::UnsupportedMediaType(format!(
                     "Content-Encoding {} is not supported: send the JSON body unencoded",
-                    crate::domain::set_status::quote(encoding)
+                    crate::domain::validation::quote(encoding)
                 )));
             }
         }

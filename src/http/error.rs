@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::domain::rate_limit::{Bucket, Limit};
-use crate::domain::set_status::Problems;
+use crate::domain::validation::Problems;
 use crate::store::StoreError;
 
 /// Largest request body accepted, as Braze documents.

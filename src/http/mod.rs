@@ -27,7 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::catalog::Catalog;
-use crate::ratelimit::RateLimiter;
+use crate::limiter::RateLimiter;
 use crate::store::Store;
 
 /// What every handler can reach.

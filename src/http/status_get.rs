@@ -86,24 +86,16 @@ pub async fn handle(
     let ids: Vec<_> = query.identifiers.external_ids.iter().map(|asked| &asked.value).collect();
     let profiles = state.store.read_profiles(workspace, &ids).await?;
     for (asked, profile) in query.identifiers.external_ids.iter().zip(profiles) {
-        let found = profile.and_then(|p| p.states.iter().find(|s| s.group_id == group).map(|s| s.state));
-        status.insert(asked.written.clone(), ReadState::of(found));
+        status.insert(asked.written.clone(), read::profile_answer(profile.as_ref(), group));
     }
 
     let asked: Vec<_> = query.identifiers.contacts().collect();
     let contacts: Vec<_> = asked.iter().map(|(_, contact)| contact).collect();
     let views = state.store.read_contacts(workspace, &contacts).await?;
     let now = Timestamp::now();
-    for ((written, _), view) in asked.iter().zip(views) {
-        let answer = if view.carriers.is_empty() {
-            let orphans = read::live_orphans(view.orphans, now, state.orphan_retention);
-            ReadState::of(orphans.iter().find(|s| s.group_id == group).map(|s| s.state))
-        } else {
-            ReadState::most_restrictive(
-                view.carriers.iter().map(|p| p.states.iter().find(|s| s.group_id == group).map(|s| s.state)),
-            )
-        };
-        status.insert((*written).to_string(), answer);
+    for ((written, _), mut view) in asked.iter().zip(views) {
+        view.orphans = read::live_orphans(view.orphans, now, state.orphan_retention);
+        status.insert((*written).to_string(), read::contact_answer(&view, group));
     }
     Ok(Json(StatusResponse { status, message: "success" }))
 }

@@ -13,12 +13,13 @@ use std::path::PathBuf;
 use crate::domain::catalog::{Admission, ApiKey, Group, LimitChange, Workspace};
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::identifiers::ExternalId;
-use crate::domain::ids::{ProfileId, WorkspaceId};
+use crate::domain::ids::WorkspaceId;
 use crate::domain::plan::Origin;
 use crate::domain::set_status::SetStatusCommand;
 use crate::domain::time::Timestamp;
 use crate::domain::track::TrackCommand;
 
+pub use crate::domain::read::{ContactView, ProfileView};
 pub use crate::domain::subscription::StateView;
 pub use embedded::EmbeddedStore;
 pub use postgres::PostgresStore;
@@ -166,21 +167,6 @@ pub struct CatalogData {
     pub groups: Vec<Group>,
 }
 
-/// A profile as stored, with all its states.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProfileView {
-    /// Internal id.
-    pub id: ProfileId,
-    /// External id.
-    pub external_id: Option<String>,
-    /// Normalized email.
-    pub email: Option<String>,
-    /// E.164 phone.
-    pub phone: Option<String>,
-    /// Its states, by group id.
-    pub states: Vec<StateView>,
-}
-
 /// A profile to load in bulk (seeding a store for tests, benchmarks and imports).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileImport {
@@ -190,16 +176,6 @@ pub struct ProfileImport {
     pub email: Option<crate::domain::identifiers::Email>,
     /// Phone.
     pub phone: Option<crate::domain::identifiers::Phone>,
-}
-
-/// What is known of an email or phone: the profiles that carry it, else its orphaned states.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ContactView {
-    /// Profiles carrying it, in internal id order.
-    pub carriers: Vec<ProfileView>,
-    /// Its orphaned states, expired ones included (read them through
-    /// [`crate::domain::read::live_orphans`]); empty when some profile carries it.
-    pub orphans: Vec<StateView>,
 }
 
 /// What a write did.

@@ -17,7 +17,7 @@
 //! point read and one write per profile instead of two of each. Emails and phones are ASCII
 //! without NUL (the parsers guarantee it), so 0x00 ends them unambiguously.
 
-use crate::domain::change::{ChangeRecord, ChangeSource, Contact, Endpoint, Subject};
+use crate::domain::change::{ChangeRecord, ChangeSource, Contact, ContactKind, Endpoint, Subject};
 use crate::domain::identifiers::{Email, Phone};
 use crate::domain::ids::{ApiKeyId, ChangeId, GroupId, ProfileId, RequestId, WorkspaceId};
 use crate::domain::subscription::SubscriptionState;
@@ -246,20 +246,11 @@ pub fn encode_change(c: &ChangeRecord) -> Vec<u8> {
     out.push(RECORD_VERSION);
     out.extend_from_slice(&c.at.0.to_be_bytes());
     out.extend_from_slice(c.group_id.as_bytes());
+    out.push(c.subject.code());
     match &c.subject {
-        Subject::Profile(id) => {
-            out.push(0);
-            out.extend_from_slice(id.as_bytes());
-        }
-        Subject::Orphan(Contact::Email(e)) => {
-            out.push(1);
-            put_opt_str(&mut out, Some(e.as_str()));
-        }
-        Subject::Orphan(Contact::Phone(p)) => {
-            out.push(2);
-            put_opt_str(&mut out, Some(p.as_str()));
-        }
-        Subject::Erased => out.push(3),
+        Subject::Profile(id) => out.extend_from_slice(id.as_bytes()),
+        Subject::Orphan(contact) => put_opt_str(&mut out, Some(contact.as_str())),
+        Subject::Erased => {}
     }
     out.push(state_code(c.old));
     out.push(state_code(Some(c.new)));
@@ -280,17 +271,13 @@ pub fn decode_change(key: &[u8], bytes: &[u8]) -> Result<ChangeRecord, StoreErro
     let at = Timestamp(i64::from_be_bytes(r.array()?));
     let group_id = GroupId::from_bytes(r.array()?);
     let subject = match r.byte()? {
-        0 => Subject::Profile(ProfileId::from_bytes(r.array()?)),
-        1 => {
+        Subject::PROFILE_CODE => Subject::Profile(ProfileId::from_bytes(r.array()?)),
+        Subject::ERASED_CODE => Subject::Erased,
+        code => {
+            let kind = ContactKind::from_code(code).ok_or_else(|| r.corrupt(&format!("subject tag {code}")))?;
             let text = r.opt_str()?.unwrap_or_default();
-            Subject::Orphan(Contact::Email(Email::parse(&text).map_err(|e| r.corrupt(&e.to_string()))?))
+            Subject::Orphan(kind.parse(&text).map_err(|e| r.corrupt(&e.to_string()))?)
         }
-        2 => {
-            let text = r.opt_str()?.unwrap_or_default();
-            Subject::Orphan(Contact::Phone(Phone::parse(&text).map_err(|e| r.corrupt(&e.to_string()))?))
-        }
-        3 => Subject::Erased,
-        other => return Err(r.corrupt(&format!("subject tag {other}"))),
     };
     let old = r.state()?;
     let new = r.state()?.ok_or_else(|| r.corrupt("missing new state"))?;
@@ -311,12 +298,9 @@ pub fn decode_change(key: &[u8], bytes: &[u8]) -> Result<ChangeRecord, StoreErro
     })
 }
 
+/// A state's byte, 0 for none (no state has code 0).
 fn state_code(state: Option<SubscriptionState>) -> u8 {
-    match state {
-        None => 0,
-        Some(SubscriptionState::Subscribed) => 1,
-        Some(SubscriptionState::Unsubscribed) => 2,
-    }
+    state.map_or(0, SubscriptionState::code)
 }
 
 fn put_opt_str(out: &mut Vec<u8>, text: Option<&str>) {
@@ -367,9 +351,9 @@ impl<'a> Reader<'a> {
     fn state(&mut self) -> Result<Option<SubscriptionState>, StoreError> {
         match self.byte()? {
             0 => Ok(None),
-            1 => Ok(Some(SubscriptionState::Subscribed)),
-            2 => Ok(Some(SubscriptionState::Unsubscribed)),
-            other => Err(self.corrupt(&format!("state code {other}"))),
+            code => {
+                SubscriptionState::from_code(code).map(Some).ok_or_else(|| self.corrupt(&format!("state code {code}")))
+            }
         }
     }
 

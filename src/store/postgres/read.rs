@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::retry::{self, BoxFuture, TxError};
 use super::{contact_kind, state_from, PostgresStore, EMAIL, PHONE, SUBJECT_ERASED, SUBJECT_PROFILE};
-use crate::domain::change::{ChangeRecord, ChangeSource, Contact, Endpoint, Subject};
-use crate::domain::identifiers::{Email, ExternalId, Phone};
+use crate::domain::change::{ChangeRecord, ChangeSource, Contact, ContactKind, Endpoint, Subject};
+use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::{ApiKeyId, ChangeId, GroupId, ProfileId, RequestId, WorkspaceId};
 use crate::domain::time::Timestamp;
 use crate::store::{ContactView, ProfileView, StateView, StoreError};
@@ -162,14 +162,14 @@ async fn changes(client: &impl GenericClient, ws: WorkspaceId) -> Result<Vec<Cha
             SUBJECT_PROFILE => Subject::Profile(ProfileId(
                 row.get::<_, Option<Uuid>>(4).ok_or_else(|| corrupt("profile subject without a profile".into()))?,
             )),
-            EMAIL => Subject::Orphan(Contact::Email(
-                Email::parse(&identifier.unwrap_or_default()).map_err(|e| corrupt(e.to_string()))?,
-            )),
-            PHONE => Subject::Orphan(Contact::Phone(
-                Phone::parse(&identifier.unwrap_or_default()).map_err(|e| corrupt(e.to_string()))?,
-            )),
             SUBJECT_ERASED => Subject::Erased,
-            other => return Err(corrupt(format!("subject kind {other}"))),
+            code => {
+                let kind = u8::try_from(code)
+                    .ok()
+                    .and_then(ContactKind::from_code)
+                    .ok_or_else(|| corrupt(format!("subject kind {code}")))?;
+                Subject::Orphan(kind.parse(&identifier.unwrap_or_default()).map_err(|e| corrupt(e.to_string()))?)
+            }
         };
         let endpoint = u8::try_from(row.get::<_, i16>(9)).ok().and_then(Endpoint::from_code);
         out.push(ChangeRecord {
