@@ -24,6 +24,7 @@ fi
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 cp "$binary" "$context/consentry"
-mkdir "$context/data"
+# Owner-only from the start, as the server would make it: a new volume copies this mode.
+mkdir -m 0700 "$context/data"
 "$tool" build --pull=never --file deploy/Containerfile --tag "$image" "$context"
 echo "built $image"
