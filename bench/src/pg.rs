@@ -400,7 +400,7 @@ pub fn run_ceiling(
         .enable_all()
         .build()?;
     let concurrency = setup.concurrency.max(1);
-    let store = crate::service::open_postgres(&database.url, concurrency, setup.writers.max(1))?;
+    let store = runtime.block_on(crate::service::open_postgres(&database.url, concurrency, setup.writers.max(1)))?;
     let load = Arc::new(CeilingLoad {
         workspace: seeded.workspace,
         key_id: seeded.key_id,
@@ -417,7 +417,7 @@ pub fn run_ceiling(
         let warm: Vec<_> = (0..concurrency)
             .map(|_| {
                 let store = store.clone();
-                tokio::spawn(async move { store.read_catalog().await })
+                tokio::spawn(async move { store.load_catalog().await })
             })
             .collect();
         for task in warm {

@@ -21,7 +21,7 @@ use consentry::bench_support::{
 use consentry::domain::change::{ChangeRecord, ChangeSource, Endpoint, Subject};
 use consentry::domain::ids::{ApiKeyId, ChangeId, GroupId, ProfileId, RequestId, WorkspaceId};
 use consentry::domain::subscription::SubscriptionState;
-use consentry::domain::time::Timestamp;
+use consentry::domain::time::Clock;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::seed::{email, external_id, phone};
@@ -300,7 +300,7 @@ impl<'a> Writer<'a> {
         let group = self.groups[self.rng.below(self.groups.len() as u64) as usize];
         let state =
             if self.rng.below(2) == 0 { SubscriptionState::Subscribed } else { SubscriptionState::Unsubscribed };
-        let at = Timestamp::now();
+        let at = Clock::system().now();
         let source = ChangeSource {
             api_key_id: self.api_key_id,
             endpoint: Endpoint::V2StatusSet,

@@ -51,8 +51,10 @@ pub fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves admin requests until the task is dropped.
+/// Serves admin requests until the task is dropped, then removes the socket file, so that no
+/// stale socket is left in the data directory after a clean shutdown.
 pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>) {
+    let _remove_on_drop = RemoveOnDrop(listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)));
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(pair) => pair,
@@ -68,10 +70,9 @@ pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>) {
             let mut line = String::new();
             let reply = match tokio::io::BufReader::new(read).take(MAX_REQUEST_BYTES).read_line(&mut line).await {
                 Ok(_) => match serde_json::from_str::<AdminRequest>(&line) {
-                    Ok(request) => match tokio::task::spawn_blocking(move || execute(&catalog, &request)).await {
-                        Ok(Ok(output)) => Reply::Ok(output),
-                        Ok(Err(err)) => Reply::Err(err.to_string()),
-                        Err(_) => Reply::Err("the admin command failed inside the server".into()),
+                    Ok(request) => match execute(&catalog, &request).await {
+                        Ok(output) => Reply::Ok(output),
+                        Err(err) => Reply::Err(crate::store::report(&err)),
                     },
                     Err(err) => Reply::Err(format!("malformed admin request: {err}")),
                 },
@@ -81,6 +82,17 @@ pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>) {
             text.push('\n');
             let _ = write.write_all(text.as_bytes()).await;
         });
+    }
+}
+
+/// Removes the socket file it names when dropped.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod plan;
 pub mod rate_limit;
 pub mod read;
+pub mod retention;
 pub mod set_status;
 pub mod subscription;
 pub mod time;

@@ -6,9 +6,9 @@ pub mod auth;
 pub mod auth_failures;
 pub mod body;
 pub mod error;
-pub mod fallback;
 pub mod health;
 pub mod limits;
+pub mod middleware;
 pub mod openapi;
 pub mod rate_limit;
 pub mod schema;
@@ -19,7 +19,6 @@ pub mod users_delete;
 pub mod users_track;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::Method;
 use axum::Router;
@@ -27,6 +26,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::catalog::Catalog;
+use crate::domain::retention::Retention;
+use crate::domain::time::Clock;
 use crate::limiter::RateLimiter;
 use crate::store::Store;
 
@@ -38,7 +39,9 @@ pub struct AppState {
     /// The store.
     pub store: Store,
     /// How long orphaned identifier state counts after its last change.
-    pub orphan_retention: Duration,
+    pub orphan_retention: Retention,
+    /// Where handlers read the time (reads of orphaned state, rate-limit windows).
+    pub clock: Clock,
     /// The per-workspace rate-limit counters.
     pub limiter: Arc<RateLimiter>,
     /// Wrong API keys per client address, to stop guessing.
@@ -72,9 +75,9 @@ pub fn router(state: AppState) -> Router {
         // The probes, deliberately outside the Braze API document (see `health`).
         .route("/livez", axum::routing::get(health::livez))
         .route("/readyz", axum::routing::get(health::readyz))
-        .fallback(fallback::not_found)
+        .fallback(middleware::not_found)
         .layer(axum::middleware::from_fn(limits::uri_length))
-        .layer(axum::middleware::from_fn(fallback::request_id_and_json_errors))
+        .layer(axum::middleware::from_fn(middleware::request_id_and_json_errors))
         // Outermost, to log the final status and request id.
         .layer(axum::middleware::from_fn(access_log::log))
         .with_state(state)

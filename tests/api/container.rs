@@ -77,20 +77,24 @@ impl Container {
     }
 }
 
-/// This process's soft limit of `resource`.
-fn soft_limit(resource: libc::__rlimit_resource_t) -> u64 {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into the struct we own.
-    assert_eq!(unsafe { libc::getrlimit(resource, &mut limit) }, 0);
-    limit.rlim_cur
+/// This process's soft limit named `name` in /proc/self/limits (`Max open files`…).
+fn soft_limit(name: &str) -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {limits}"));
+    let soft = line[name.len()..].split_whitespace().next().unwrap();
+    if soft == "unlimited" {
+        u64::MAX
+    } else {
+        soft.parse().unwrap()
+    }
 }
 
 /// `--ulimit` flags within this process's limits: podman's defaults are higher than these
 /// machines let a container have. runc sets them after giving up the right to raise limits,
 /// and here even the current process limit is refused, so processes get a modest 4,096.
 fn ulimits() -> [String; 4] {
-    let files = soft_limit(libc::RLIMIT_NOFILE);
-    let processes = soft_limit(libc::RLIMIT_NPROC).min(4096);
+    let files = soft_limit("Max open files").min(1 << 20);
+    let processes = soft_limit("Max processes").min(4096);
     ["--ulimit".into(), format!("nofile={files}:{files}"), "--ulimit".into(), format!("nproc={processes}:{processes}")]
 }
 
@@ -149,6 +153,9 @@ async fn the_container_image_runs_unprivileged_answers_a_set_and_a_get_and_exits
                     &format!("CONSENTRY_DATABASE_URL={}", database.url),
                     "--env",
                     &format!("CONSENTRY_LISTEN={listen}"),
+                    // As often as settle() below expects.
+                    "--env",
+                    &format!("CONSENTRY_CATALOG_REFRESH_INTERVAL_MS={}", crate::admin_cli::CATALOG_REFRESH_MS),
                 ]
                 .map(str::to_string),
             );

@@ -1,3 +1,6 @@
+//! The one integration-test binary: each file tests one part of the service against a real
+//! server on 127.0.0.1, on the store `CONSENTRY_TEST_STORE` names (embedded by default).
+
 mod admin_cli;
 mod atomicity;
 mod auth;
@@ -11,6 +14,7 @@ mod domain_delete;
 mod domain_read;
 mod edges;
 mod errors;
+mod first_run;
 mod health;
 mod helpers;
 mod hostile;

@@ -34,6 +34,7 @@ fn start(database: &str, args: &[&str]) -> Running {
         .env_remove("CONSENTRY_METRICS_LISTEN")
         .env("RUST_LOG", "info")
         .args(["--database", database, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(["--catalog-refresh-interval-ms", &crate::admin_cli::CATALOG_REFRESH_MS.to_string()])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -80,6 +81,7 @@ impl Running {
     }
 
     /// SIGTERM, then the exit status and stderr.
+    #[allow(unsafe_code)] // std cannot send SIGTERM; `unsafe_code = "deny"` in Cargo.toml
     fn stop(mut self) -> (std::process::ExitStatus, String) {
         // SAFETY: kill sends a signal to our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };

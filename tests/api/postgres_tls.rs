@@ -12,7 +12,7 @@ use std::process::Command;
 use consentry::domain::identifiers::ExternalId;
 use consentry::store::postgres::tls::{self, RootCert, SslMode};
 use consentry::store::postgres::{connection_config, connection_settings};
-use consentry::store::{DatabaseLocation, StoreOptions};
+use consentry::store::{DatabaseLocation, PostgresOptions};
 use tempfile::TempDir;
 use tokio_postgres::NoTls;
 
@@ -34,7 +34,7 @@ fn with_host(url: &str, host: &str) -> String {
 /// Connects to `url` the way the store does and asks the server whether this connection is
 /// encrypted; an error carries the driver's reason.
 async fn encrypted(url: &str) -> Result<bool, String> {
-    let (config, connector) = connection_settings(url, &StoreOptions::default()).map_err(|e| e.to_string())?;
+    let (config, connector) = connection_settings(url, &PostgresOptions::default()).map_err(|e| e.to_string())?;
     let (client, connection) = connector
         .connect(&config)
         .await
@@ -145,7 +145,7 @@ fn the_tls_parameters_are_taken_out_of_the_url_and_everything_else_is_kept_as_wr
 
     // The driver never sees what it would reject, and messages still show where the database is.
     let verify_full = "postgres://app:secret@db.example:6432/consents?sslmode=verify-full&sslrootcert=/x.pem";
-    let config = connection_config(verify_full, &StoreOptions::default()).expect("the driver's part parses");
+    let config = connection_config(verify_full, &PostgresOptions::default()).expect("the driver's part parses");
     assert_eq!(config.get_dbname(), Some("consents"));
     assert_eq!(DatabaseLocation::Postgres(verify_full.into()).to_string(), "postgres://db.example:6432/consents");
 }
@@ -197,7 +197,7 @@ fn a_client_certificate_needs_its_key_and_a_key_that_is_not_one_is_refused_namin
     let dir = TempDir::new().unwrap();
     let (cert, key) = throwaway_certificate(dir.path(), "client");
     let url = format!("postgres://db/c?sslmode=require&sslcert={}&sslkey={}", cert.display(), key.display());
-    let (_, connector) = connection_settings(&url, &StoreOptions::default()).expect("a matching pair loads");
+    let (_, connector) = connection_settings(&url, &PostgresOptions::default()).expect("a matching pair loads");
     assert_eq!(connector.mode(), SslMode::Require);
 
     let only_cert = format!("postgres://db/c?sslcert={}", cert.display());
@@ -575,7 +575,7 @@ async fn allow_and_prefer_make_libpqs_second_attempt_when_the_server_refuses_the
 
 /// Why `connection_settings` refuses `url` (the test fails if it accepts it).
 fn refusal(url: &str) -> String {
-    match connection_settings(url, &StoreOptions::default()) {
+    match connection_settings(url, &PostgresOptions::default()) {
         Ok(_) => panic!("{url} was accepted"),
         Err(err) => err.to_string(),
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use consentry::domain::ids::WorkspaceId;
 use consentry::domain::rate_limit::Bucket;
 use consentry::domain::subscription::{Channel, SubscriptionState};
-use consentry::domain::time::Timestamp;
+use consentry::domain::time::Clock;
 use consentry::limiter::RateLimiter;
 use consentry::server::Application;
 use reqwest::StatusCode;
@@ -98,7 +98,7 @@ async fn a_named_user_with_its_own_password_counts_too() {
     let acl = ["ACL", "SETUSER", "counters", "on", ">counter-pass", "~consentry:*", "+incr", "+expire", "+ping"];
     redis.command(&admin, &acl).await.expect("the user is created");
     let limiter = RateLimiter::in_redis(&redis.url("counters:counter-pass")).await.expect("the user is accepted");
-    let (workspace, limit, now) = (WorkspaceId::generate(), day_limit(1), Timestamp::now());
+    let (workspace, limit, now) = (WorkspaceId::generate(), day_limit(1), Clock::system().now());
     assert!(limiter.acquire(workspace, Bucket::Set, limit, now).await.allowed);
     assert!(!limiter.acquire(workspace, Bucket::Set, limit, now).await.allowed, "the second request was counted");
 }
@@ -108,16 +108,16 @@ async fn a_server_given_the_password_refuses_once_another_node_has_spent_the_bud
     let redis = OwnRedis::with_password().await;
     let url = redis.url(&format!(":{PASSWORD}"));
     let app = spawn_app_with(|settings| settings.rate_limit_redis = Some(url.clone())).await;
-    let group = app.create_group("news", Channel::Email);
-    app.set_limit(Bucket::Set, 2, 86_400);
+    let group = app.create_group("news", Channel::Email).await;
+    app.set_limit(Bucket::Set, 2, 86_400).await;
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["a"])).await).await;
 
     let other_node = RateLimiter::in_redis(&url).await.expect("the password is accepted");
-    other_node.acquire(app.workspace, Bucket::Set, day_limit(2), Timestamp::now()).await;
+    other_node.acquire(app.workspace, Bucket::Set, day_limit(2), Clock::system().now()).await;
 
     assert_error(app.post_v2(&by_external_ids(group, "unsubscribed", &["a"])).await, StatusCode::TOO_MANY_REQUESTS)
         .await;
-    assert_eq!(app.state_of("a", group), Some(SubscriptionState::Subscribed));
+    assert_eq!(app.state_of("a", group).await, Some(SubscriptionState::Subscribed));
     app.shutdown().await;
 }
 

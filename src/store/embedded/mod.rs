@@ -24,14 +24,15 @@ use tokio::sync::{mpsc, oneshot};
 use self::codec::ProfileRecord;
 use self::overlay::Table;
 use self::writer::{Job, Op};
-use super::{Applied, CatalogData, ContactView, ProfileImport, ProfileView, StateView, StoreError, StoreOptions};
+use super::{
+    Applied, CatalogData, ContactView, EmbeddedOptions, Policy, ProfileImport, ProfileView, StateView, StoreError,
+};
 use crate::domain::catalog::{ApiKey, Group, Workspace};
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::plan::Origin;
 use crate::domain::set_status::SetStatusCommand;
-use crate::domain::time::Timestamp;
 use crate::domain::track::TrackCommand;
 
 /// The name of the lock file in the data directory.
@@ -113,6 +114,7 @@ struct Inner {
     /// Batches the writer has committed; see [`prefetch`].
     epoch: Arc<AtomicU64>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    policy: Policy,
     path: PathBuf,
     /// Held (locked) for as long as the store is open.
     _lock: File,
@@ -126,8 +128,8 @@ pub struct EmbeddedStore {
 
 impl EmbeddedStore {
     /// Opens the store in `path`, creating the directory and the store if needed, and starts
-    /// its writer.
-    pub fn open(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+    /// its writer, which stamps changes by `policy`'s clock.
+    pub fn open(path: &Path, options: &EmbeddedOptions, policy: &Policy) -> Result<Self, StoreError> {
         // Owner-only: the directory holds personal data and the admin socket, whose access is
         // governed by who may enter the directory.
         std::fs::DirBuilder::new()
@@ -174,11 +176,11 @@ impl EmbeddedStore {
         let config = writer::WriterConfig {
             durability: options.durability,
             max_batch: options.max_batch.max(1),
-            orphan_retention: options.orphan_retention,
+            policy: policy.clone(),
         };
         let writer = std::thread::Builder::new()
             .name("consentry-writer".into())
-            .spawn(move || writer::run(&writer_tables, receiver, &writer_epoch, config))
+            .spawn(move || writer::run(&writer_tables, receiver, &writer_epoch, &config))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
 
         Ok(EmbeddedStore {
@@ -187,6 +189,7 @@ impl EmbeddedStore {
                 queue: RwLock::new(Some(sender)),
                 epoch,
                 writer: Mutex::new(Some(writer)),
+                policy: policy.clone(),
                 path: path.to_path_buf(),
                 _lock: lock,
             }),
@@ -206,7 +209,7 @@ impl EmbeddedStore {
         let sender = self.inner.queue.read().expect("queue lock").clone().ok_or(StoreError::ShuttingDown)?;
         let (reply, answer) = oneshot::channel();
         sender.send(Job { op, reply }).await.map_err(|_| StoreError::ShuttingDown)?;
-        answer.await.map_err(|_| StoreError::Engine("the writer stopped before answering".into()))?
+        answer.await.map_err(|_| StoreError::Internal("the writer stopped before answering".into()))?
     }
 
     /// See [`super::Store::set_status`].
@@ -233,18 +236,19 @@ impl EmbeddedStore {
     }
 
     /// See [`super::Store::expire_orphans`]. The scan runs on a blocking thread and hands the
-    /// writer the expired keys in chunks, so writes never wait behind a whole sweep.
-    pub async fn expire_orphans(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+    /// writer the expired keys in chunks, so writes never wait behind a whole sweep; the writer
+    /// checks each again against its own time.
+    pub async fn expire_orphans(&self) -> Result<usize, StoreError> {
         const CHUNK: usize = 1024;
         let tables = Arc::clone(&self.inner.tables);
+        let (retention, now) = (self.inner.policy.retention, self.inner.policy.clock.now());
         let (sender, mut chunks) = mpsc::channel::<Result<Vec<Vec<u8>>, StoreError>>(2);
         let scan = tokio::task::spawn_blocking(move || {
             let mut chunk = Vec::with_capacity(CHUNK);
             for item in tables.orphans.iter() {
-                let found = item
-                    .into_inner()
-                    .map_err(StoreError::from)
-                    .and_then(|(key, value)| Ok((codec::decode_orphan(&value)?.1 < cutoff).then(|| key.to_vec())));
+                let found = item.into_inner().map_err(StoreError::from).and_then(|(key, value)| {
+                    Ok((!retention.is_live(codec::decode_orphan(&value)?.1, now)).then(|| key.to_vec()))
+                });
                 match found {
                     Ok(Some(key)) => chunk.push(key),
                     Ok(None) => {}
@@ -263,9 +267,9 @@ impl EmbeddedStore {
         });
         let mut deleted = 0;
         while let Some(chunk) = chunks.recv().await {
-            deleted += self.submit(Op::ExpireOrphans(chunk?, cutoff)).await?.orphans_deleted;
+            deleted += self.submit(Op::ExpireOrphans(chunk?)).await?.orphans_deleted;
         }
-        scan.await.map_err(|e| StoreError::Engine(format!("the orphan sweep stopped: {e}")))?;
+        scan.await.map_err(|e| StoreError::Internal(format!("the orphan sweep stopped: {e}")))?;
         Ok(deleted)
     }
 
@@ -310,20 +314,25 @@ impl EmbeddedStore {
     }
 
     /// Stores a catalog entry durably. Catalog writes are rare and small, so they bypass the
-    /// writer and are synced on their own.
-    pub fn put_catalog_item(&self, item: CatalogItem<'_>) -> Result<(), StoreError> {
+    /// writer and are synced on their own, on a blocking thread.
+    pub async fn put_catalog_item(&self, item: CatalogItem<'_>) -> Result<(), StoreError> {
         let (kind, id, value) = match item {
             CatalogItem::Workspace(w) => (b'w', *w.id.as_bytes(), serde_json::to_vec(w)),
             CatalogItem::ApiKey(k) => (b'k', *k.id.as_bytes(), serde_json::to_vec(k)),
             CatalogItem::Group(g) => (b'g', *g.id.as_bytes(), serde_json::to_vec(g)),
         };
-        let value = value.map_err(|e| StoreError::Engine(e.to_string()))?;
+        let value = value.map_err(|e| StoreError::Internal(format!("a catalog item did not encode: {e}")))?;
         let mut key = Vec::with_capacity(17);
         key.push(kind);
         key.extend_from_slice(&id);
-        let mut batch = self.tables().db.batch().durability(Some(PersistMode::SyncAll));
-        batch.insert(&self.tables().catalog, key, value);
-        batch.commit()?;
+        let tables = Arc::clone(&self.inner.tables);
+        tokio::task::spawn_blocking(move || {
+            let mut batch = tables.db.batch().durability(Some(PersistMode::SyncAll));
+            batch.insert(&tables.catalog, key, value);
+            batch.commit()
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("the catalog write stopped: {e}")))??;
         Ok(())
     }
 
@@ -337,7 +346,7 @@ impl EmbeddedStore {
         }
     }
 
-    /// See [`super::Store::profile_by_external_id`].
+    /// See [`super::Inspect::profile_by_external_id`].
     pub fn profile_by_external_id(
         &self,
         ws: WorkspaceId,
@@ -349,7 +358,7 @@ impl EmbeddedStore {
         }
     }
 
-    /// See [`super::Store::profiles_by_contact`].
+    /// See [`super::Inspect::profiles_by_contact`].
     pub fn profiles_by_contact(&self, ws: WorkspaceId, contact: &Contact) -> Result<Vec<ProfileView>, StoreError> {
         let index = match contact {
             Contact::Email(_) => &self.tables().emails,
@@ -376,7 +385,7 @@ impl EmbeddedStore {
         Ok(ContactView { carriers, orphans })
     }
 
-    /// See [`super::Store::orphan_states`].
+    /// See [`super::Inspect::orphan_states`].
     pub fn orphan_states(&self, ws: WorkspaceId, contact: &Contact) -> Result<Vec<StateView>, StoreError> {
         let mut out = Vec::new();
         for item in self.tables().orphans.prefix(codec::orphan_prefix(ws, contact)) {
@@ -387,7 +396,7 @@ impl EmbeddedStore {
         Ok(out)
     }
 
-    /// See [`super::Store::change_records`].
+    /// See [`super::Inspect::change_records`].
     pub fn change_records(&self, ws: WorkspaceId) -> Result<Vec<ChangeRecord>, StoreError> {
         let mut out = Vec::new();
         for item in self.tables().changes.prefix(ws.as_bytes()) {
@@ -395,10 +404,5 @@ impl EmbeddedStore {
             out.push(codec::decode_change(&key, &value)?);
         }
         Ok(out)
-    }
-
-    /// See [`super::Store::disk_space`].
-    pub fn disk_space(&self) -> Result<u64, StoreError> {
-        Ok(self.tables().db.disk_space()?)
     }
 }

@@ -104,7 +104,7 @@ impl<'a> Overlay<'a> {
 
     /// Writes everything as one atomic batch, persisted with `mode` before any of it becomes
     /// visible to readers.
-    pub fn commit(self, mode: PersistMode) -> Result<(), StoreError> {
+    pub fn commit(self, mode: PersistMode) -> Result<(), fjall::Error> {
         if self.is_empty() {
             return Ok(());
         }
@@ -118,8 +118,7 @@ impl<'a> Overlay<'a> {
                 }
             }
         }
-        batch.commit()?;
-        Ok(())
+        batch.commit()
     }
 }
 

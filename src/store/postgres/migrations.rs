@@ -125,15 +125,15 @@ pub async fn apply(client: &mut Client) -> Result<Vec<i32>, StoreError> {
     // sees the winner's table as a unique violation and finds it there on a second try.
     if let Err(err) = client.batch_execute(CREATE_TABLE).await {
         if !created_concurrently(&err) {
-            return Err(retry::db_error(&err));
+            return Err(retry::db_error(err));
         }
-        client.batch_execute(CREATE_TABLE).await.map_err(|e| retry::db_error(&e))?;
+        client.batch_execute(CREATE_TABLE).await.map_err(retry::db_error)?;
     }
     let mut applied = Vec::new();
     for &(version, sql) in MIGRATIONS {
         let done = retry::transaction(client, tokio_postgres::IsolationLevel::Serializable, &(version, sql), migrate)
             .await
-            .map_err(|e| StoreError::Open(format!("migration {version} failed: {e}")))?;
+            .map_err(|e| StoreError::Open(format!("migration {version} failed: {}", crate::store::report(&e))))?;
         if done {
             applied.push(version);
         }
@@ -160,9 +160,10 @@ fn migrate<'c>(
             true => TxError::Conflict("a migration another process applies at the same time"),
             false => TxError::Db(err),
         })?;
+        // Bookkeeping of the schema, not domain time: always the system's clock.
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-            &[&version, &crate::domain::time::Timestamp::now().0],
+            &[&version, &crate::domain::time::Clock::system().now().0],
         )
         .await?;
         Ok(true)
