@@ -242,8 +242,10 @@ async fn metrics_count_requests_by_route_method_and_status_and_the_refusals_and_
     assert_eq!(scrape.value(&format!("{DURATION}_bucket"), &bucket_le_inf), 2.0);
     assert!(!scrape.text.contains("secret-link-token") && !scrape.text.contains("BREW"), "{}", scrape.text);
     assert_eq!(scrape.value("consentry_http_requests_in_flight", &[]), 0.0);
-    // The scrape's own connection.
-    assert_eq!(scrape.value("consentry_http_connections_open", &[("listener", "metrics")]), 1.0);
+    // At least the scrape's own connection (a loaded machine may not have closed an earlier
+    // one yet).
+    let scrapers = scrape.value("consentry_http_connections_open", &[("listener", "metrics")]);
+    assert!((1.0..=3.0).contains(&scrapers), "{scrapers} metrics connections open");
     assert_eq!(scrape.value("consentry_auth_failures_total", &[]), 2.0);
     assert_eq!(scrape.value("consentry_auth_failure_limit_refusals_total", &[]), 1.0);
     assert_eq!(scrape.value("consentry_rate_limit_refusals_total", &[("bucket", "get")]), 1.0);
