@@ -447,6 +447,14 @@ impl Store {
         }
     }
 
+    /// Sets the store's gauges for a Prometheus scrape (see [`crate::telemetry`]).
+    pub fn record_gauges(&self) {
+        match self {
+            Store::Embedded(s) => s.record_gauges(),
+            Store::Postgres(s) => s.record_gauges(),
+        }
+    }
+
     /// Stops taking writes, commits what is queued and waits for the writer to finish.
     pub async fn close(&self) {
         match self {

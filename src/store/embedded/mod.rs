@@ -7,6 +7,7 @@
 
 pub(crate) mod codec;
 pub mod export;
+mod gauges;
 pub mod overlay;
 pub mod prefetch;
 pub mod writer;

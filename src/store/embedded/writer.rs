@@ -93,7 +93,11 @@ pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, c
             results.push(apply(&mut overlay, reads, &mut job.op, at));
         }
         let written: Vec<Vec<u8>> = overlay.keys(Table::Profiles).map(<[u8]>::to_vec).collect();
+        let (wrote, commit_started) = (!overlay.is_empty(), std::time::Instant::now());
         let committed = overlay.commit(mode).map_err(std::sync::Arc::new);
+        if wrote {
+            crate::telemetry::commit(commit_started.elapsed(), committed.is_ok(), Some(jobs.len()));
+        }
         if committed.is_ok() {
             batches += 1;
             recent.record(batches, written.iter().map(Vec::as_slice), epoch);

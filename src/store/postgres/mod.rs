@@ -14,6 +14,7 @@
 pub mod catalog;
 pub mod copy;
 pub mod counters;
+mod gauges;
 pub mod migrations;
 pub mod read;
 pub mod retry;
@@ -87,7 +88,10 @@ impl PostgresStore {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(StoreError::ShuttingDown);
         }
-        self.inner.pool.get().await.map_err(|e| match e {
+        let waited = std::time::Instant::now();
+        let client = self.inner.pool.get().await;
+        metrics::histogram!(crate::telemetry::PG_POOL_WAIT).record(waited.elapsed());
+        client.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(err) => retry::db_error(err),
             other => StoreError::Unavailable { reason: format!("no PostgreSQL connection: {other}"), source: None },
         })
