@@ -56,16 +56,20 @@ pub enum Permission {
     /// `POST /users/delete`.
     #[serde(rename = "users.delete")]
     UsersDelete,
+    /// `GET /consent/history` and `GET /consent/proof`: the ledger of one subject.
+    #[serde(rename = "consent.history.get")]
+    ConsentHistoryGet,
 }
 
 impl Permission {
     /// Every permission, in the order the command line lists them.
-    pub const ALL: [Permission; 5] = [
+    pub const ALL: [Permission; 6] = [
         Permission::SubscriptionStatusSet,
         Permission::SubscriptionStatusGet,
         Permission::SubscriptionGroupsGet,
         Permission::UsersTrack,
         Permission::UsersDelete,
+        Permission::ConsentHistoryGet,
     ];
 
     /// Braze's name of the permission.
@@ -76,6 +80,7 @@ impl Permission {
             Permission::SubscriptionGroupsGet => "subscription.groups.get",
             Permission::UsersTrack => "users.track",
             Permission::UsersDelete => "users.delete",
+            Permission::ConsentHistoryGet => "consent.history.get",
         }
     }
 

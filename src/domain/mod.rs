@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod change;
+pub mod history;
 pub mod identifiers;
 pub mod ids;
 pub mod plan;

@@ -24,7 +24,8 @@ pub const MAX_WINDOW_SECONDS: u32 = 86_400;
 pub enum Bucket {
     /// `POST /v2/subscription/status/set` and `POST /subscription/status/set`.
     Set,
-    /// `GET /subscription/status/get` and `GET /subscription/user/status`.
+    /// `GET /subscription/status/get`, `GET /subscription/user/status`, `GET /consent/history`
+    /// and `GET /consent/proof`.
     Get,
     /// `POST /users/track`.
     Track,
@@ -42,7 +43,12 @@ impl Bucket {
     pub const fn for_permission(permission: Permission) -> Bucket {
         match permission {
             Permission::SubscriptionStatusSet => Bucket::Set,
-            Permission::SubscriptionStatusGet | Permission::SubscriptionGroupsGet => Bucket::Get,
+            // The ledger's reads are reads like the status reads, and as cheap per request (a
+            // page is an index range): they share the GET budget rather than add a bucket that
+            // every workspace's limits and the command line would have to carry.
+            Permission::SubscriptionStatusGet | Permission::SubscriptionGroupsGet | Permission::ConsentHistoryGet => {
+                Bucket::Get
+            }
             Permission::UsersTrack => Bucket::Track,
             Permission::UsersDelete => Bucket::Delete,
         }
@@ -77,7 +83,7 @@ impl Bucket {
     pub const fn endpoints(self) -> &'static str {
         match self {
             Bucket::Set => "the subscription status set endpoints",
-            Bucket::Get => "the subscription status GET endpoints",
+            Bucket::Get => "the GET endpoints (subscription status and consent ledger)",
             Bucket::Track => "/users/track",
             Bucket::Delete => "/users/delete",
         }

@@ -1,8 +1,11 @@
 //! The HTTP API: axum handlers, one file per endpoint, assembled into one router here, and the
 //! OpenAPI document generated from the same registrations.
 
+pub mod as_of;
 pub mod auth;
 pub mod body;
+pub mod consent_history;
+pub mod consent_proof;
 pub mod error;
 pub mod fallback;
 pub mod openapi;
@@ -55,6 +58,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(user_status::handle))
         .routes(routes!(users_track::handle))
         .routes(routes!(users_delete::handle))
+        .routes(routes!(consent_history::handle))
+        .routes(routes!(consent_proof::handle))
         .routes(routes!(openapi::serve))
 }
 

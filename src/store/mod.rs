@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use crate::domain::catalog::{Admission, ApiKey, Group, LimitChange, Workspace};
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::identifiers::ExternalId;
-use crate::domain::ids::{ProfileId, WorkspaceId};
+use crate::domain::history::Window;
+use crate::domain::ids::{GroupId, ProfileId, WorkspaceId};
 use crate::domain::plan::Origin;
 use crate::domain::set_status::SetStatusCommand;
 use crate::domain::time::Timestamp;
@@ -200,6 +201,34 @@ pub struct ContactView {
     /// Its orphaned states, expired ones included (read them through
     /// [`crate::domain::read::live_orphans`]); empty when some profile carries it.
     pub orphans: Vec<StateView>,
+}
+
+/// Whose records a read of the ledger covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerSources {
+    /// These profiles' records and these emails' and phones' orphaned records.
+    Subjects {
+        /// Profiles.
+        profiles: Vec<ProfileId>,
+        /// Orphaned emails and phones.
+        contacts: Vec<Contact>,
+    },
+    /// Every record of the workspace (the export).
+    Workspace,
+}
+
+/// A read of the ledger: the records of `sources` in `window` and `groups`, the first `limit`
+/// of them in the ledger's order (time, then record id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRead {
+    /// Whose records.
+    pub sources: LedgerSources,
+    /// Only these groups' records; `None`: every group.
+    pub groups: Option<Vec<GroupId>>,
+    /// Time bounds and the position to start after.
+    pub window: Window,
+    /// Most records returned.
+    pub limit: usize,
 }
 
 /// What a write did.
@@ -420,6 +449,27 @@ impl Store {
         match self {
             Store::Embedded(s) => s.change_records(workspace),
             Store::Postgres(s) => s.change_records(workspace),
+        }
+    }
+
+    /// A page of the ledger: see [`LedgerRead`]. A subject's records are read through its
+    /// indexes, never by scanning the workspace.
+    pub async fn ledger_records(&self, workspace: WorkspaceId, read: LedgerRead) -> Result<Vec<ChangeRecord>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.ledger_records(workspace, read).await,
+            Store::Postgres(s) => s.ledger_records(workspace, &read).await,
+        }
+    }
+
+    /// The current external ids of these profiles; a deleted profile is absent.
+    pub async fn external_ids_of(
+        &self,
+        workspace: WorkspaceId,
+        profiles: &[ProfileId],
+    ) -> Result<std::collections::HashMap<ProfileId, String>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.external_ids_of(workspace, profiles),
+            Store::Postgres(s) => s.external_ids_of(workspace, profiles).await,
         }
     }
 

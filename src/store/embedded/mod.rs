@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod export;
+pub mod history;
 pub mod overlay;
 pub mod prefetch;
 pub mod writer;

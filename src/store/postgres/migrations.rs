@@ -114,6 +114,20 @@ CREATE TABLE rate_limit_counters (
 CREATE INDEX rate_limit_counters_by_end ON rate_limit_counters (window_end);
 "#,
     ),
+    // Issue 10, the ledger's history: a subject's records are read oldest first, by (time,
+    // record id), a page at a time from a cursor. The two indexes on a subject's records are
+    // replaced by ones in that order, under the same names, so that a page is an index range
+    // and no index is added to the write path (the equality lookups that used the old ones,
+    // such as the erasure of an identifier's records, use the new ones' leading columns).
+    (
+        4,
+        r#"
+DROP INDEX changes_by_profile;
+CREATE INDEX changes_by_profile ON changes (workspace_id, profile_id, at, change_id);
+DROP INDEX changes_by_identifier;
+CREATE INDEX changes_by_identifier ON changes (workspace_id, subject_kind, identifier, at, change_id);
+"#,
+    ),
 ];
 
 const CREATE_TABLE: &str =
