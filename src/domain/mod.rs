@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod change;
 pub mod identifiers;
 pub mod ids;
+pub mod ledger;
 pub mod plan;
 pub mod rate_limit;
 pub mod read;

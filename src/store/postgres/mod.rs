@@ -17,6 +17,7 @@
 pub mod catalog;
 pub mod copy;
 pub mod counters;
+pub mod ledger;
 pub mod migrations;
 pub mod read;
 pub mod retry;
