@@ -34,7 +34,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::catalog::GroupStatus;
-use super::change::{ChangeRecord, Contact, Subject};
+use super::change::{ChangeRecord, Contact, Endpoint, Subject};
 use super::identifiers::{Email, ExternalId, Phone};
 use super::ids::{ChangeId, GroupId};
 use super::read::{self, QueryParams};
@@ -458,12 +458,15 @@ pub fn page(mut records: Vec<ChangeRecord>, limit: usize) -> (Vec<ChangeRecord>,
 }
 
 /// The latest record of each group at or before `at`, as states: what the subject's state
-/// was at that instant. `records` are one subject's, in any order.
+/// was at that instant. `records` are one subject's, in any order. "Latest" is the last in
+/// its chain (`seq`): the order the changes were applied in, even where the clocks of several
+/// PostgreSQL nodes disagree on their times.
 pub fn states_at(records: &[ChangeRecord], at: Timestamp) -> Vec<StateView> {
+    let order = |r: &ChangeRecord| (r.seq, Position::of(r));
     let mut latest: Vec<&ChangeRecord> = Vec::new();
     for record in records.iter().filter(|r| r.at <= at) {
         match latest.iter_mut().find(|r| r.group_id == record.group_id) {
-            Some(slot) if Position::of(slot) < Position::of(record) => *slot = record,
+            Some(slot) if order(slot) < order(record) => *slot = record,
             Some(_) => {}
             None => latest.push(record),
         }
@@ -488,7 +491,7 @@ pub fn of_profile(records: &[ChangeRecord], profile: super::ids::ProfileId) -> V
 
 /// The records of `records` whose subject is this orphaned email or phone.
 pub fn of_orphan(records: &[ChangeRecord], contact: &Contact) -> Vec<ChangeRecord> {
-    records.iter().filter(|r| matches!(&r.subject, Subject::Orphan(c) if c == contact)).cloned().collect()
+    records.iter().filter(|r| matches!(&r.subject, Subject::Orphan(_, c) if c == contact)).cloned().collect()
 }
 
 /// A profile's state in `group` at `at`, from records that include its own.
@@ -627,9 +630,9 @@ pub enum LedgerSource {
 /// its profile (`None` once deleted, or for an orphaned identifier's record).
 pub fn record_view(record: &ChangeRecord, channel: Channel, external_id: Option<&str>) -> LedgerRecord {
     let (email, phone) = match &record.subject {
-        Subject::Orphan(Contact::Email(e)) => (Some(e.as_str().to_string()), None),
-        Subject::Orphan(Contact::Phone(p)) => (None, Some(p.as_str().to_string())),
-        Subject::Profile(_) | Subject::Erased => (None, None),
+        Subject::Orphan(_, Contact::Email(e)) => (Some(e.as_str().to_string()), None),
+        Subject::Orphan(_, Contact::Phone(p)) => (None, Some(p.as_str().to_string())),
+        Subject::Profile(_) | Subject::Erased(_) => (None, None),
     };
     let external_id = match record.subject {
         Subject::Profile(_) => external_id.map(str::to_string),
@@ -645,15 +648,14 @@ pub fn record_view(record: &ChangeRecord, channel: Channel, external_id: Option<
         phone,
         previous_state: record.old.map(state_name),
         state: state_name(record.new),
-        // LEDGER: `source`, `actor`, `hash` and `previous_hash` come from h-ledger's fields.
-        source: "api",
-        endpoint: Some(record.source.endpoint.path()),
-        api_key_id: Some(record.source.api_key_id.to_string()),
-        request_id: Some(record.source.request_id.to_string()),
+        source: record.kind.as_str(),
+        endpoint: record.trace.endpoint.map(Endpoint::path),
+        api_key_id: record.trace.api_key_id.map(|id| id.to_string()),
+        request_id: record.trace.request_id.map(|id| id.to_string()),
         use_double_opt_in_logic: record.use_double_opt_in_logic,
-        actor: None,
-        hash: String::new(),
-        previous_hash: String::new(),
+        actor: record.actor.as_ref().map(|a| LedgerActor { ip: a.ip.clone(), user_agent: a.user_agent.clone() }),
+        hash: record.hash.to_string(),
+        previous_hash: record.previous_hash.to_string(),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod change;
 pub mod history;
 pub mod identifiers;
 pub mod ids;
+pub mod ledger;
 pub mod plan;
 pub mod rate_limit;
 pub mod read;

@@ -192,7 +192,7 @@ pub fn channel_of(catalog: &Catalog, workspace: WorkspaceId, record: &ChangeReco
     match catalog.group(workspace, record.group_id) {
         Some(group) => group.channel,
         None => match &record.subject {
-            Subject::Orphan(Contact::Phone(_)) => Channel::Sms,
+            Subject::Orphan(_, Contact::Phone(_)) => Channel::Sms,
             _ => Channel::Email,
         },
     }

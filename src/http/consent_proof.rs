@@ -16,7 +16,8 @@ use super::error::ApiError;
 use super::openapi::{AuthErrors, QueryErrors, StoreErrors};
 use super::schema::SuccessMessage;
 use super::AppState;
-use crate::domain::change::{ChangeRecord, Contact, Subject};
+use crate::domain::change::{ChangeRecord, Contact};
+use crate::domain::ledger::{self, Anchor, ChainKey};
 use crate::domain::history::{self, HistorySubject, LedgerRecord, Window};
 use crate::domain::read::{self, QueryParams};
 use crate::domain::subscription::StateView;
@@ -185,17 +186,23 @@ pub async fn handle(
         }
     }
 
-    // One chain per (group, subject), in the order of their first records.
-    let mut chains: BTreeMap<(crate::domain::ids::GroupId, String), Vec<ChangeRecord>> = BTreeMap::new();
+    // One chain per (group, subject), each in its own order (`seq`), the chains in the order
+    // of their first records.
+    let mut chains: BTreeMap<ChainKey, Vec<ChangeRecord>> = BTreeMap::new();
     for record in records {
-        chains.entry((record.group_id, subject_key(&record.subject))).or_default().push(record);
+        chains.entry(record.chain()).or_default().push(record);
     }
     let mut chains: Vec<Vec<ChangeRecord>> = chains.into_values().collect();
-    chains.sort_by_key(|chain| chain.first().map(history::Position::of));
+    for chain in &mut chains {
+        chain.sort_by_key(|r| r.seq);
+    }
+    chains.sort_by_key(|chain| chain.iter().map(history::Position::of).min());
     let chains: Vec<ChainEntry> = chains
         .into_iter()
         .map(|records| {
-            let verified = false; // LEDGER: h-ledger's verifier
+            // A complete chain starts after the zero anchor. (Once ledger retention expires a
+            // chain's oldest records, its kept ones follow the anchor its head records.)
+            let verified = ledger::verify_chain(&records, Anchor::default(), None).is_ok();
             let views = subjects.views(&state.catalog, workspace, &records);
             let first = &views[0];
             ChainEntry {
@@ -217,15 +224,6 @@ pub async fn handle(
         chains,
         verified,
     }))
-}
-
-/// A key that tells subjects apart, to group records into chains.
-fn subject_key(subject: &Subject) -> String {
-    match subject {
-        Subject::Profile(id) => format!("p{id}"),
-        Subject::Orphan(contact) => format!("o{}", contact.as_str()),
-        Subject::Erased => "e".into(),
-    }
 }
 
 fn state_entry(

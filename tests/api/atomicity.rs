@@ -135,8 +135,8 @@ async fn concurrent_requests_on_overlapping_profiles_all_succeed_and_leave_unbro
         .collect();
     assert_unbroken_chains(&changes, |subject, group| match subject {
         Subject::Profile(id) => app.state_of(&by_profile_id[id], group),
-        Subject::Orphan(contact) => app.orphan_state(contact, group),
-        Subject::Erased => unreachable!("nothing is deleted in this test"),
+        Subject::Orphan(_, contact) => app.orphan_state(contact, group),
+        Subject::Erased(_) => unreachable!("nothing is deleted in this test"),
     });
     app.shutdown().await;
 }

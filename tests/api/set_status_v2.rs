@@ -132,7 +132,7 @@ async fn an_unknown_email_stores_orphaned_state_and_creates_no_profile() {
     assert!(app.profile("nobody@example.com").is_none());
     let changes = app.changes();
     assert_eq!(changes.len(), 1);
-    assert_eq!(changes[0].subject, Subject::Orphan(email("nobody@example.com")));
+    assert_eq!(changes[0].subject.contact(), Some(&email("nobody@example.com")));
     app.shutdown().await;
 }
 

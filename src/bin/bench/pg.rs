@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use consentry::domain::change::{ChangeSource, Endpoint};
+use consentry::domain::change::Endpoint;
 use consentry::domain::identifiers::ExternalId;
 use consentry::domain::ids::{GroupId, RequestId};
 use consentry::domain::plan::Origin;
@@ -455,14 +455,7 @@ pub fn run_ceiling(
                             use_double_opt_in_logic: false,
                         }],
                     };
-                    let origin = Origin {
-                        workspace_id: workspace,
-                        source: ChangeSource {
-                            api_key_id: key_id,
-                            endpoint: Endpoint::V2StatusSet,
-                            request_id: RequestId::generate(),
-                        },
-                    };
+                    let origin = Origin::api(workspace, key_id, Endpoint::V2StatusSet, RequestId::generate());
                     let sent = Instant::now();
                     let outcome = store.set_status(origin, command).await;
                     let finished = Instant::now();

@@ -14,8 +14,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use consentry::domain::change::{ChangeRecord, ChangeSource, Endpoint, Subject};
-use consentry::domain::ids::{ApiKeyId, ChangeId, GroupId, ProfileId, RequestId, WorkspaceId};
+use consentry::domain::change::{Endpoint, Subject};
+use consentry::domain::ids::{ApiKeyId, GroupId, ProfileId, RequestId, WorkspaceId};
+use consentry::domain::plan::Origin;
 use consentry::domain::subscription::SubscriptionState;
 use consentry::domain::time::Timestamp;
 use consentry::store::embedded::codec::{
@@ -214,8 +215,7 @@ pub fn run(dir: &Path, setup: StorageSetup) -> anyhow::Result<StorageResult> {
             let group = groups[rng.below(groups.len() as u64) as usize];
             let state = if rng.below(2) == 0 { SubscriptionState::Subscribed } else { SubscriptionState::Unsubscribed };
             let at = Timestamp::now();
-            let source =
-                ChangeSource { api_key_id, endpoint: Endpoint::V2StatusSet, request_id: RequestId::generate() };
+            let ctx = Origin::api(ws, api_key_id, Endpoint::V2StatusSet, RequestId::generate()).at(at);
             let picked = rng.distinct(users, setup.profiles);
             for &n in &picked {
                 let key = profile_key(ws, &external_id(n));
@@ -226,17 +226,7 @@ pub fn run(dir: &Path, setup: StorageSetup) -> anyhow::Result<StorageResult> {
                 }
                 record.set_state(group, state, at);
                 batch.insert(&tables.profiles, key, record.encode());
-                let change = ChangeRecord {
-                    id: ChangeId::generate(),
-                    at,
-                    workspace_id: ws,
-                    group_id: group,
-                    subject: Subject::Profile(record.id),
-                    old,
-                    new: state,
-                    source,
-                    use_double_opt_in_logic: false,
-                };
+                let change = ctx.record(group, Subject::Profile(record.id), old, state, false);
                 batch.insert(&tables.changes, change_key(ws, change.id), encode_change(&change));
                 batch.insert(&tables.changes_by_profile, change_by_profile_key(ws, record.id, change.id), Vec::new());
                 state_writes += 1;

@@ -46,7 +46,7 @@ const ENGINE_DIR: &str = "engine";
 /// each of eight keyspaces would blow any reasonable budget. The two keyspaces every change
 /// writes get 8 MiB, the rest 4 MiB. Public so that the benchmark's storage ceiling runs with
 /// exactly these settings.
-pub const KEYSPACES: [(&str, u64); 9] = [
+pub const KEYSPACES: [(&str, u64); 12] = [
     ("catalog", 4),
     ("profiles", 6),
     ("profile_ids", 4),
@@ -56,6 +56,9 @@ pub const KEYSPACES: [(&str, u64); 9] = [
     ("changes", 6),
     ("changes_by_profile", 4),
     ("changes_by_contact", 2),
+    ("chain_heads", 4),
+    ("chain_records", 4),
+    ("meta", 1),
 ];
 
 /// The options a keyspace is created with, for a memtable of `memtable_mib` MiB.
@@ -80,6 +83,9 @@ pub struct Tables {
     changes: Keyspace,
     changes_by_profile: Keyspace,
     changes_by_contact: Keyspace,
+    chain_heads: Keyspace,
+    chain_records: Keyspace,
+    meta: Keyspace,
 }
 
 impl Tables {
@@ -93,6 +99,8 @@ impl Tables {
             Table::Changes => &self.changes,
             Table::ChangesByProfile => &self.changes_by_profile,
             Table::ChangesByContact => &self.changes_by_contact,
+            Table::ChainHeads => &self.chain_heads,
+            Table::ChainRecords => &self.chain_records,
         }
     }
 }
@@ -164,6 +172,9 @@ impl EmbeddedStore {
             changes: open("changes")?,
             changes_by_profile: open("changes_by_profile")?,
             changes_by_contact: open("changes_by_contact")?,
+            chain_heads: open("chain_heads")?,
+            chain_records: open("chain_records")?,
+            meta: open("meta")?,
             db,
         });
 

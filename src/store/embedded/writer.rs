@@ -20,6 +20,7 @@ use super::Tables;
 use crate::domain::change::{ChangeRecord, Contact, Subject};
 use crate::domain::identifiers::{Email, ExternalId, Phone};
 use crate::domain::ids::{ProfileId, WorkspaceId};
+use crate::domain::ledger::{self, ChainHead};
 use crate::domain::plan::{self, Known, Origin, WriteContext};
 use crate::domain::set_status::SetStatusCommand;
 use crate::domain::subscription::StateView;
@@ -113,10 +114,14 @@ pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, c
 fn apply(overlay: &mut Overlay<'_>, reads: Reads<'_>, op: &mut Op, at: Timestamp) -> Result<Applied, StoreError> {
     match op {
         Op::SetStatus(origin, command, prefetch) => {
-            set_status(overlay, &origin.at(at), command, Reads { prefetch: Some(prefetch), ..reads })
+            let ctx = origin.at(at);
+            set_status(overlay, &ctx, command, Reads { prefetch: Some(prefetch), ..reads })
         }
         Op::Import(ws, profiles) => import(overlay, *ws, profiles),
-        Op::Track(origin, command) => track(overlay, &origin.at(at), command, reads),
+        Op::Track(origin, command) => {
+            let ctx = origin.at(at);
+            track(overlay, &ctx, command, reads)
+        }
         Op::Delete(ws, external_ids) => delete(overlay, *ws, external_ids),
         Op::ExpireOrphans(keys, cutoff) => expire_orphans(overlay, keys, *cutoff),
     }
@@ -193,7 +198,8 @@ fn set_status(
         if carriers.is_empty() {
             for (key, value) in overlay.prefix(Table::Orphans, &codec::orphan_prefix(ws, contact))? {
                 let group = codec::orphan_key_group(&key)?;
-                let (state, updated_at) = codec::decode_orphan(&value)?;
+                let (state, updated_at, id) = codec::decode_orphan_with_id(&value)?;
+                known.orphan_ids.insert(contact.clone(), id);
                 if lookups.groups.contains(&group) && updated_at >= loaded.reads.orphan_cutoff {
                     known.orphan_states.insert((contact.clone(), group), state);
                 }
@@ -210,7 +216,7 @@ fn set_status(
         }
     }
 
-    let plan = plan::plan_set_status(command, known, ctx);
+    let mut plan = plan::plan_set_status(command, known, ctx);
 
     for new in &plan.new_profiles {
         let key = codec::profile_key(ws, new.external_id.as_str());
@@ -235,27 +241,39 @@ fn set_status(
         let (key, record) = &loaded.records[&profile];
         overlay.put(Table::Profiles, key.clone(), record.encode());
     }
-    for (contact, group, state) in &plan.orphan_states {
-        overlay.put(Table::Orphans, codec::orphan_key(ws, contact, *group), codec::encode_orphan(*state, ctx.at));
+    for (contact, id, group, state) in &plan.orphan_states {
+        overlay.put(Table::Orphans, codec::orphan_key(ws, contact, *group), codec::encode_orphan(*state, ctx.at, *id));
     }
-    write_changes(overlay, ws, &plan.changes);
+    write_changes(overlay, ws, &mut plan.changes)?;
     Ok(Applied { profiles_created: plan.new_profiles.len(), changes: plan.changes.len(), ..Applied::default() })
 }
 
-/// Stores change records with their by-profile index entries.
-fn write_changes(overlay: &mut Overlay<'_>, ws: WorkspaceId, changes: &[ChangeRecord]) {
+/// Seals change records into their chains and stores them with their index entries and the
+/// chains' new heads. The head is read through the overlay, so a chain that an earlier request
+/// of the batch extended continues from that request's record: no scan, no gap.
+fn write_changes(overlay: &mut Overlay<'_>, ws: WorkspaceId, changes: &mut [ChangeRecord]) -> Result<(), StoreError> {
     for change in changes {
+        let chain = change.chain();
+        let head_key = codec::chain_key(&chain);
+        let mut head = match overlay.get(Table::ChainHeads, &head_key)? {
+            Some(bytes) => codec::decode_head(&bytes)?,
+            None => ChainHead::default(),
+        };
+        ledger::seal(change, &mut head);
+        overlay.put(Table::ChainHeads, head_key, codec::encode_head(&head));
+        overlay.put(Table::ChainRecords, codec::chain_record_key(&chain, change.seq), change.id.as_bytes().to_vec());
         overlay.put(Table::Changes, codec::change_key(ws, change.id), codec::encode_change(change));
         match &change.subject {
             Subject::Profile(profile) => {
                 overlay.put(Table::ChangesByProfile, codec::change_by_profile_key(ws, *profile, change.id), Vec::new())
             }
-            Subject::Orphan(contact) => {
+            Subject::Orphan(_, contact) => {
                 overlay.put(Table::ChangesByContact, codec::change_by_contact_key(ws, contact, change.id), Vec::new())
             }
-            Subject::Erased => {}
+            Subject::Erased(_) => {}
         }
     }
+    Ok(())
 }
 
 fn track(
@@ -302,7 +320,7 @@ fn track(
         orphan_keys.insert(contact, stored.into_iter().map(|(key, _)| key.to_vec()).collect::<Vec<_>>());
     }
 
-    let plan = track::plan_track(command, known, ctx);
+    let mut plan = track::plan_track(command, known, ctx);
 
     let mut created = 0;
     for tracked in &plan.profiles {
@@ -332,7 +350,7 @@ fn track(
             orphans_deleted += 1;
         }
     }
-    write_changes(overlay, ws, &plan.changes);
+    write_changes(overlay, ws, &mut plan.changes)?;
     Ok(Applied { profiles_created: created, changes: plan.changes.len(), profiles_deleted: 0, orphans_deleted })
 }
 
@@ -381,10 +399,27 @@ fn delete(overlay: &mut Overlay<'_>, ws: WorkspaceId, external_ids: &[ExternalId
                     let key = codec::change_key(ws, codec::change_by_contact_id(&index_key)?);
                     if let Some(bytes) = overlay.get(Table::Changes, &key)? {
                         let mut record = codec::decode_change(&key, &bytes)?;
-                        record.subject = Subject::Erased;
+                        if let Subject::Orphan(id, _) = record.subject {
+                            record.subject = Subject::Erased(id);
+                        }
+                        record.actor = None;
                         erased.push((key, codec::encode_change(&record)));
                     }
                     erased_index.push(index_key.to_vec());
+                }
+            }
+        }
+    }
+
+    // The person behind a change through a page is personal data too: the deleted profiles'
+    // records keep the change and lose the actor.
+    for (_, record) in &found {
+        for (index_key, _) in overlay.prefix(Table::ChangesByProfile, &codec::profile_id_key(ws, record.id))? {
+            let key = codec::change_key(ws, codec::change_by_contact_id(&index_key)?);
+            if let Some(bytes) = overlay.get(Table::Changes, &key)? {
+                let mut change = codec::decode_change(&key, &bytes)?;
+                if change.actor.take().is_some() {
+                    erased.push((key, codec::encode_change(&change)));
                 }
             }
         }

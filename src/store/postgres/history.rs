@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::read::{change_from_row, CHANGE_COLUMNS};
-use super::retry::{self, TxError};
+use super::ledger::{change_from_row, CHANGE_COLUMNS};
+use super::retry;
 use super::{contact_kind, PostgresStore, SUBJECT_PROFILE};
 use crate::domain::change::ChangeRecord;
 use crate::domain::history::Window;
@@ -82,7 +82,7 @@ impl PostgresStore {
             }
         }
         .map_err(|e| retry::db_error(&e))?;
-        rows.iter().map(|row| change_from_row(ws, row)).collect::<Result<_, TxError>>().map_err(TxError::into_store_error)
+        rows.iter().map(change_from_row).collect()
     }
 
     /// See [`crate::store::Store::external_ids_of`].

@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod copy;
 pub mod counters;
 pub mod history;
+pub mod ledger;
 pub mod migrations;
 pub mod read;
 pub mod retry;

@@ -9,10 +9,10 @@ use tokio_postgres::{GenericClient, IsolationLevel, Row};
 use uuid::Uuid;
 
 use super::retry::{self, BoxFuture, TxError};
-use super::{contact_kind, state_from, PostgresStore, EMAIL, PHONE, SUBJECT_ERASED, SUBJECT_PROFILE};
-use crate::domain::change::{ChangeRecord, ChangeSource, Contact, Endpoint, Subject};
-use crate::domain::identifiers::{Email, ExternalId, Phone};
-use crate::domain::ids::{ApiKeyId, ChangeId, GroupId, ProfileId, RequestId, WorkspaceId};
+use super::{contact_kind, state_from, PostgresStore, EMAIL, PHONE};
+use crate::domain::change::{ChangeRecord, Contact};
+use crate::domain::identifiers::ExternalId;
+use crate::domain::ids::{GroupId, ProfileId, WorkspaceId};
 use crate::domain::time::Timestamp;
 use crate::store::{ContactView, ProfileView, StateView, StoreError};
 
@@ -144,50 +144,12 @@ fn read_contacts_attempt<'c>(
     Box::pin(contact_views(tx, *ws, contacts))
 }
 
-/// The columns [`change_from_row`] reads, in its order.
-pub(super) const CHANGE_COLUMNS: &str = "change_id, at, group_id, subject_kind, profile_id, identifier, old_state, \
-     new_state, api_key_id, endpoint, request_id, use_double_opt_in_logic";
-
 /// All of a workspace's change records, by id.
 async fn changes(client: &impl GenericClient, ws: WorkspaceId) -> Result<Vec<ChangeRecord>, TxError> {
-    let sql = format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE workspace_id = $1 ORDER BY change_id");
+    let sql =
+        format!("SELECT {} FROM changes WHERE workspace_id = $1 ORDER BY change_id", super::ledger::CHANGE_COLUMNS);
     let rows = client.query(&sql, &[&ws.0]).await?;
-    rows.iter().map(|row| change_from_row(ws, row)).collect()
-}
-
-/// A change record of workspace `ws` from a row of [`CHANGE_COLUMNS`].
-pub(super) fn change_from_row(ws: WorkspaceId, row: &Row) -> Result<ChangeRecord, TxError> {
-    let corrupt = |detail: String| TxError::Store(StoreError::Corrupt { what: "change record", detail });
-    let identifier: Option<String> = row.get(5);
-    let subject = match row.get::<_, i16>(3) {
-        SUBJECT_PROFILE => Subject::Profile(ProfileId(
-            row.get::<_, Option<Uuid>>(4).ok_or_else(|| corrupt("profile subject without a profile".into()))?,
-        )),
-        EMAIL => Subject::Orphan(Contact::Email(
-            Email::parse(&identifier.unwrap_or_default()).map_err(|e| corrupt(e.to_string()))?,
-        )),
-        PHONE => Subject::Orphan(Contact::Phone(
-            Phone::parse(&identifier.unwrap_or_default()).map_err(|e| corrupt(e.to_string()))?,
-        )),
-        SUBJECT_ERASED => Subject::Erased,
-        other => return Err(corrupt(format!("subject kind {other}"))),
-    };
-    let endpoint = u8::try_from(row.get::<_, i16>(9)).ok().and_then(Endpoint::from_code);
-    Ok(ChangeRecord {
-        id: ChangeId(row.get(0)),
-        at: Timestamp(row.get(1)),
-        workspace_id: ws,
-        group_id: GroupId(row.get(2)),
-        subject,
-        old: row.get::<_, Option<i16>>(6).map(state_from).transpose()?,
-        new: state_from(row.get(7))?,
-        source: ChangeSource {
-            api_key_id: ApiKeyId(row.get(8)),
-            endpoint: endpoint.ok_or_else(|| corrupt("endpoint".into()))?,
-            request_id: RequestId(row.get(10)),
-        },
-        use_double_opt_in_logic: row.get(11),
-    })
+    rows.iter().map(|row| super::ledger::change_from_row(row).map_err(TxError::Store)).collect()
 }
 
 impl PostgresStore {
