@@ -293,9 +293,9 @@ fn subject_param(params: &QueryParams, problems: &mut Problems) -> Option<Histor
         return None;
     }
     match name {
-        "external_id" => {
-            read::identifiers(params, name, problems, ExternalId::parse).pop().map(|a| HistorySubject::ExternalId(a.value))
-        }
+        "external_id" => read::identifiers(params, name, problems, ExternalId::parse)
+            .pop()
+            .map(|a| HistorySubject::ExternalId(a.value)),
         "email" => read::identifiers(params, name, problems, Email::parse)
             .pop()
             .map(|a| HistorySubject::Contact(Contact::Email(a.value))),
@@ -320,9 +320,9 @@ fn group_filter(params: &QueryParams, groups: &dyn GroupDirectory, problems: &mu
             filter.global = true;
             continue;
         }
-        match GroupId::parse(value).filter(|id| {
-            matches!(groups.find(*id), Some((_, GroupStatus::Active | GroupStatus::Archived)))
-        }) {
+        match GroupId::parse(value)
+            .filter(|id| matches!(groups.find(*id), Some((_, GroupStatus::Active | GroupStatus::Archived))))
+        {
             Some(id) if !filter.groups.contains(&id) => filter.groups.push(id),
             Some(_) => {}
             None => problems.push(

@@ -98,8 +98,7 @@ pub async fn status_at(
     }
     for ((written, _), (contact, view)) in asked.iter().zip(&named.contacts) {
         let carriers: Vec<ProfileId> = view.carriers.iter().map(|p| p.id).collect();
-        let answer =
-            history::contact_state_at(&named.records, &carriers, contact, group, at, state.orphan_retention);
+        let answer = history::contact_state_at(&named.records, &carriers, contact, group, at, state.orphan_retention);
         status.insert((*written).to_string(), answer);
     }
     Ok(StatusResponse { status, message: "success" })

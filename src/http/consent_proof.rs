@@ -17,8 +17,8 @@ use super::openapi::{AuthErrors, QueryErrors, StoreErrors};
 use super::schema::SuccessMessage;
 use super::AppState;
 use crate::domain::change::{ChangeRecord, Contact};
-use crate::domain::ledger::{self, Anchor, ChainKey};
 use crate::domain::history::{self, HistorySubject, LedgerRecord, Window};
+use crate::domain::ledger::{self, Anchor, ChainKey};
 use crate::domain::read::{self, QueryParams};
 use crate::domain::subscription::StateView;
 use crate::domain::time::Timestamp;
@@ -250,4 +250,3 @@ fn state_entry(
         updated_at: view.updated_at.to_rfc3339(),
     }
 }
-

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use crate::domain::catalog::{Admission, ApiKey, Group, LimitChange, Workspace};
 use crate::domain::change::{ChangeRecord, Contact};
-use crate::domain::identifiers::ExternalId;
 use crate::domain::history::Window;
+use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::{GroupId, ProfileId, WorkspaceId};
 use crate::domain::plan::Origin;
 use crate::domain::set_status::SetStatusCommand;
@@ -454,7 +454,11 @@ impl Store {
 
     /// A page of the ledger: see [`LedgerRead`]. A subject's records are read through its
     /// indexes, never by scanning the workspace.
-    pub async fn ledger_records(&self, workspace: WorkspaceId, read: LedgerRead) -> Result<Vec<ChangeRecord>, StoreError> {
+    pub async fn ledger_records(
+        &self,
+        workspace: WorkspaceId,
+        read: LedgerRead,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
         match self {
             Store::Embedded(s) => s.ledger_records(workspace, read).await,
             Store::Postgres(s) => s.ledger_records(workspace, &read).await,

@@ -5,6 +5,8 @@ mod braze_client;
 mod braze_samples;
 mod catalog_refresh;
 mod change_records;
+mod consent_at;
+mod consent_history;
 mod errors;
 mod helpers;
 mod hostile;
