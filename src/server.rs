@@ -95,7 +95,8 @@ impl Application {
     /// drains the writer and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Application { listener, state, admin, sweep: (retention, interval), catalog_refresh, .. } = self;
-        let admin_task = admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog))));
+        let admin_task =
+            admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog), state.store.clone())));
         let store = state.store.clone();
         let sweep = tokio::spawn(sweep_orphans(store.clone(), retention, interval));
         // A shared database is changed by other processes too (admin commands, other nodes):

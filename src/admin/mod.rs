@@ -6,6 +6,7 @@
 //! Unix socket in the data directory ([`socket`]), and the server executes it against its own
 //! catalog. Either way the same [`execute`] runs, so the output is the same.
 
+pub mod export;
 pub mod socket;
 
 use ipnet::IpNet;
@@ -79,6 +80,9 @@ pub enum AdminRequest {
         /// The group's id.
         id: String,
     },
+    /// One page of `ledger export`; answered by the socket with the store (see
+    /// [`export::page`]), its [`export::ExportPage`] as JSON in `stdout`.
+    LedgerExportPage(export::ExportRequest),
 }
 
 /// What a command prints: `stdout` is for scripts (only the new id or key for `create`, a
@@ -182,6 +186,9 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
         AdminRequest::GroupsArchive { id } => {
             let group = catalog.archive_group(id)?;
             out.stderr = format!("archived group {} ({:?})\n", group.id, group.name);
+        }
+        AdminRequest::LedgerExportPage(_) => {
+            return Err(CatalogError::Invalid("a ledger export page needs the store: ask the admin socket".into()))
         }
     }
     Ok(out)

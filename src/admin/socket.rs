@@ -17,6 +17,7 @@ use tokio::net::UnixListener;
 
 use super::{execute, AdminOutput, AdminRequest};
 use crate::catalog::Catalog;
+use crate::store::Store;
 
 /// The socket's file name in the data directory.
 pub const SOCKET_FILE: &str = "admin.sock";
@@ -51,8 +52,9 @@ pub fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves admin requests until the task is dropped.
-pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>) {
+/// Serves admin requests until the task is dropped. Catalog commands run against `catalog`;
+/// a page of `ledger export` reads `store`.
+pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>, store: Store) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(pair) => pair,
@@ -63,11 +65,21 @@ pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>) {
             }
         };
         let catalog = Arc::clone(&catalog);
+        let store = store.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
             let reply = match tokio::io::BufReader::new(read).take(MAX_REQUEST_BYTES).read_line(&mut line).await {
                 Ok(_) => match serde_json::from_str::<AdminRequest>(&line) {
+                    Ok(AdminRequest::LedgerExportPage(request)) => {
+                        match super::export::page(&store, &catalog, &request).await {
+                            Ok(page) => match serde_json::to_string(&page) {
+                                Ok(stdout) => Reply::Ok(AdminOutput { stdout, stderr: String::new() }),
+                                Err(err) => Reply::Err(format!("cannot encode the page: {err}")),
+                            },
+                            Err(message) => Reply::Err(message),
+                        }
+                    }
                     Ok(request) => match tokio::task::spawn_blocking(move || execute(&catalog, &request)).await {
                         Ok(Ok(output)) => Reply::Ok(output),
                         Ok(Err(err)) => Reply::Err(err.to_string()),

@@ -2,6 +2,7 @@
 //! this one holds the shared flags and the dispatch.
 
 pub mod admin;
+pub mod ledger_export;
 pub mod migrate;
 pub mod migrate_store;
 pub mod serve;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Copy a whole embedded store (stopped) into an empty PostgreSQL database, resuming an
     /// interrupted copy, and verify the counts of every kind at the end.
     MigrateStore(migrate_store::MigrateStoreArgs),
+    /// Read the consent ledger: `export` streams change records as JSON lines or CSV.
+    #[command(subcommand)]
+    Ledger(ledger_export::LedgerCommand),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -67,6 +71,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Groups(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Migrate => migrate::run(&database),
         Command::MigrateStore(args) => migrate_store::run(args),
+        Command::Ledger(command) => ledger_export::run(&database, command),
     };
     match result {
         Ok(()) => 0,

@@ -18,11 +18,10 @@ use super::AppState;
 use crate::catalog::Catalog;
 use crate::domain::change::{ChangeRecord, Contact, Subject};
 use crate::domain::history::{self, HistoryQuery, HistorySubject, LedgerRecord, Window};
-use crate::domain::identifiers::{Email, Phone};
 use crate::domain::ids::{ProfileId, WorkspaceId};
 use crate::domain::read::QueryParams;
 use crate::domain::subscription::Channel;
-use crate::store::{LedgerRead, LedgerSources, ProfileView, StoreError};
+use crate::store::{LedgerRead, LedgerSources, ProfileView};
 
 /// The query of `GET /consent/history`.
 #[derive(IntoParams)]
@@ -117,29 +116,8 @@ pub struct Subjects {
 impl Subjects {
     /// Looks the subject up as it is identified now (see [`crate::domain::history`]).
     pub async fn resolve(state: &AppState, workspace: WorkspaceId, subject: &HistorySubject) -> Result<Self, ApiError> {
-        match subject {
-            HistorySubject::ExternalId(id) => {
-                let Some(profile) = state.store.read_profiles(workspace, &[id]).await?.pop().flatten() else {
-                    return Ok(Subjects { profiles: Vec::new(), contacts: Vec::new() });
-                };
-                let mut contacts = Vec::new();
-                let corrupt = |e: crate::domain::identifiers::IdentifierError| StoreError::Corrupt {
-                    what: "profile",
-                    detail: format!("stored identifier: {e}"),
-                };
-                if let Some(email) = &profile.email {
-                    contacts.push(Contact::Email(Email::parse(email).map_err(corrupt)?));
-                }
-                if let Some(phone) = &profile.phone {
-                    contacts.push(Contact::Phone(Phone::parse(phone).map_err(corrupt)?));
-                }
-                Ok(Subjects { profiles: vec![profile], contacts })
-            }
-            HistorySubject::Contact(contact) => {
-                let view = state.store.read_contacts(workspace, &[contact]).await?.pop().unwrap_or_default();
-                Ok(Subjects { profiles: view.carriers, contacts: vec![contact.clone()] })
-            }
-        }
+        let (profiles, contacts) = state.store.ledger_subject(workspace, subject).await?;
+        Ok(Subjects { profiles, contacts })
     }
 
     /// Whether the subject is unknown: no profile and no identifier to look under.

@@ -465,6 +465,40 @@ impl Store {
         }
     }
 
+    /// A ledger subject as it is identified now: its profiles and the emails and phones whose
+    /// orphaned records belong to it (see [`crate::domain::history`]).
+    pub async fn ledger_subject(
+        &self,
+        workspace: WorkspaceId,
+        subject: &crate::domain::history::HistorySubject,
+    ) -> Result<(Vec<ProfileView>, Vec<Contact>), StoreError> {
+        use crate::domain::history::HistorySubject;
+        use crate::domain::identifiers::{Email, Phone};
+        match subject {
+            HistorySubject::ExternalId(id) => {
+                let Some(profile) = self.read_profiles(workspace, &[id]).await?.pop().flatten() else {
+                    return Ok((Vec::new(), Vec::new()));
+                };
+                let corrupt = |e: crate::domain::identifiers::IdentifierError| StoreError::Corrupt {
+                    what: "profile",
+                    detail: format!("stored identifier: {e}"),
+                };
+                let mut contacts = Vec::new();
+                if let Some(email) = &profile.email {
+                    contacts.push(Contact::Email(Email::parse(email).map_err(corrupt)?));
+                }
+                if let Some(phone) = &profile.phone {
+                    contacts.push(Contact::Phone(Phone::parse(phone).map_err(corrupt)?));
+                }
+                Ok((vec![profile], contacts))
+            }
+            HistorySubject::Contact(contact) => {
+                let view = self.read_contacts(workspace, &[contact]).await?.pop().unwrap_or_default();
+                Ok((view.carriers, vec![contact.clone()]))
+            }
+        }
+    }
+
     /// The current external ids of these profiles; a deleted profile is absent.
     pub async fn external_ids_of(
         &self,

@@ -6,6 +6,7 @@ mod braze_samples;
 mod catalog_refresh;
 mod change_records;
 mod consent_at;
+mod consent_export;
 mod consent_history;
 mod errors;
 mod helpers;
