@@ -95,7 +95,8 @@ pub fn call(data_dir: &Path, request: &AdminRequest) -> Result<Result<AdminOutpu
             path.display()
         )
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    let timeout = if request.is_long() { None } else { Some(Duration::from_secs(30)) };
+    stream.set_read_timeout(timeout).map_err(|e| e.to_string())?;
     let mut line = serde_json::to_string(request).map_err(|e| e.to_string())?;
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(|e| format!("cannot send to the server: {e}"))?;
