@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::domain::catalog::{ApiKey, Permission};
+use crate::domain::ids::WorkspaceId;
+use crate::domain::ledger::{ChainGroup, LedgerCheck};
 use crate::domain::rate_limit::Bucket;
 use crate::domain::subscription::Channel;
 
@@ -83,6 +85,20 @@ pub enum AdminRequest {
     /// One page of `ledger export`; answered by the socket with the store (see
     /// [`export::page`]), its [`export::ExportPage`] as JSON in `stdout`.
     LedgerExportPage(export::ExportRequest),
+    /// `ledger verify [--workspace NAME]`: the server walks its own store's chains (the
+    /// embedded store is locked by the server, so only it can read it).
+    LedgerVerify {
+        /// Workspace name; every workspace when absent.
+        workspace: Option<String>,
+    },
+}
+
+impl AdminRequest {
+    /// Whether the request may run for long (it walks the whole store), so that the caller
+    /// waits without a deadline.
+    pub fn is_long(&self) -> bool {
+        matches!(self, AdminRequest::LedgerVerify { .. })
+    }
 }
 
 /// What a command prints: `stdout` is for scripts (only the new id or key for `create`, a
@@ -93,6 +109,55 @@ pub struct AdminOutput {
     pub stdout: String,
     /// For people.
     pub stderr: String,
+    /// Whether the command found what it checks not to hold (`ledger verify`): the command
+    /// line then exits non-zero.
+    #[serde(default)]
+    pub failed: bool,
+}
+
+/// The workspace id of `name`, or every workspace when `None`.
+pub fn workspace_filter(catalog: &Catalog, name: Option<&str>) -> Result<Option<WorkspaceId>, CatalogError> {
+    match name {
+        None => Ok(None),
+        Some(name) => catalog
+            .workspaces()
+            .into_iter()
+            .find(|w| w.name == name)
+            .map(|w| Some(w.id))
+            .ok_or_else(|| CatalogError::NotFound(format!("no workspace named {name:?}"))),
+    }
+}
+
+/// What `ledger verify` prints: on stdout `ok` or `broken`, the chains and records walked, and
+/// for a broken chain the record, its chain and why, tab-separated; a sentence on stderr.
+pub fn ledger_report(check: &LedgerCheck) -> AdminOutput {
+    let mut out = AdminOutput::default();
+    match &check.first_bad {
+        None => {
+            out.stdout = format!("ok\t{}\t{}\n", check.chains, check.records);
+            out.stderr = format!(
+                "every chain holds: {} chains, {} records\n",
+                crate::cli::thousands(check.chains),
+                crate::cli::thousands(check.records)
+            );
+        }
+        Some((chain, bad)) => {
+            out.failed = true;
+            let group = match chain.group {
+                ChainGroup::Group(id) => id.to_string(),
+                ChainGroup::Global => "global".into(),
+            };
+            out.stdout = format!(
+                "broken\t{}\t{}\t{}\t{}\t{}\t{:?}\n",
+                bad.id, chain.workspace_id, group, chain.subject, check.records, bad.why
+            );
+            out.stderr = format!(
+                "change record {} does not hold: {} (workspace {}, group {group}, subject {}; {} records checked before it)\n",
+                bad.id, bad.why, chain.workspace_id, chain.subject, check.records
+            );
+        }
+    }
+    out
 }
 
 /// Runs an admin command against the catalog.
@@ -189,6 +254,18 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
         }
         AdminRequest::LedgerExportPage(_) => {
             return Err(CatalogError::Invalid("a ledger export page needs the store: ask the admin socket".into()))
+        }
+        AdminRequest::LedgerVerify { workspace } => {
+            let ws = workspace_filter(catalog, workspace.as_deref())?;
+            let check = match catalog.store() {
+                crate::store::Store::Embedded(store) => {
+                    store.verify_ledger(ws, &std::sync::atomic::AtomicU64::new(0))?
+                }
+                crate::store::Store::Postgres(_) => {
+                    return Err(CatalogError::Invalid("run ledger verify against PostgreSQL directly".into()))
+                }
+            };
+            out = ledger_report(&check);
         }
     }
     Ok(out)

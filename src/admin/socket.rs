@@ -74,7 +74,7 @@ pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>, store: Store) 
                     Ok(AdminRequest::LedgerExportPage(request)) => {
                         match super::export::page(&store, &catalog, &request).await {
                             Ok(page) => match serde_json::to_string(&page) {
-                                Ok(stdout) => Reply::Ok(AdminOutput { stdout, stderr: String::new() }),
+                                Ok(stdout) => Reply::Ok(AdminOutput { stdout, ..AdminOutput::default() }),
                                 Err(err) => Reply::Err(format!("cannot encode the page: {err}")),
                             },
                             Err(message) => Reply::Err(message),
@@ -107,7 +107,8 @@ pub fn call(data_dir: &Path, request: &AdminRequest) -> Result<Result<AdminOutpu
             path.display()
         )
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    let timeout = if request.is_long() { None } else { Some(Duration::from_secs(30)) };
+    stream.set_read_timeout(timeout).map_err(|e| e.to_string())?;
     let mut line = serde_json::to_string(request).map_err(|e| e.to_string())?;
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(|e| format!("cannot send to the server: {e}"))?;

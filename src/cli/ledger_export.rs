@@ -13,13 +13,6 @@ use crate::catalog::Catalog;
 use crate::domain::history::{parse_rfc3339, CSV_HEADER};
 use crate::store::{DatabaseLocation, Store, StoreError, StoreOptions};
 
-/// `ledger` subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub enum LedgerCommand {
-    /// Stream change records to stdout (JSON lines or CSV), oldest first.
-    Export(ExportArgs),
-}
-
 /// `ledger export` flags.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
@@ -50,9 +43,8 @@ fn time_arg(raw: &str) -> Result<i64, String> {
     parse_rfc3339(raw).map(|t| t.0).map_err(|why| format!("{raw:?} is not an RFC 3339 time ({why})"))
 }
 
-/// Runs `ledger …`.
-pub fn run(database: &DatabaseLocation, command: LedgerCommand) -> anyhow::Result<()> {
-    let LedgerCommand::Export(args) = command;
+/// Runs `ledger export`.
+pub fn run(database: &DatabaseLocation, args: ExportArgs) -> anyhow::Result<()> {
     let mut request = ExportRequest {
         workspace: args.workspace,
         external_id: args.external_id,

@@ -2,6 +2,7 @@
 //! this one holds the shared flags and the dispatch.
 
 pub mod admin;
+pub mod ledger;
 pub mod ledger_export;
 pub mod migrate;
 pub mod migrate_store;
@@ -44,15 +45,16 @@ pub enum Command {
     /// Create, list and archive subscription groups.
     #[command(subcommand)]
     Groups(admin::GroupsCommand),
+    /// The tamper-evident ledger of change records: `verify` checks every chain, `export`
+    /// streams records as JSON lines or CSV.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
     /// Apply the PostgreSQL store's pending migrations and exit (the server also applies
     /// them at start-up); the embedded store needs none.
     Migrate,
     /// Copy a whole embedded store (stopped) into an empty PostgreSQL database, resuming an
     /// interrupted copy, and verify the counts of every kind at the end.
     MigrateStore(migrate_store::MigrateStoreArgs),
-    /// Read the consent ledger: `export` streams change records as JSON lines or CSV.
-    #[command(subcommand)]
-    Ledger(ledger_export::LedgerCommand),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -69,9 +71,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::Workspaces(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Keys(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Groups(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
+        Command::Ledger(command) => ledger::run(&database, command),
         Command::Migrate => migrate::run(&database),
         Command::MigrateStore(args) => migrate_store::run(args),
-        Command::Ledger(command) => ledger_export::run(&database, command),
     };
     match result {
         Ok(()) => 0,

@@ -341,6 +341,17 @@ pub fn verify_chain<'a>(
     }
 }
 
+/// What walking a store's chains found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerCheck {
+    /// Chains walked.
+    pub chains: u64,
+    /// Records checked.
+    pub records: u64,
+    /// The first record that does not hold, with its chain; `None` when every chain holds.
+    pub first_bad: Option<(ChainKey, BadRecord)>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -511,6 +511,24 @@ impl Store {
         }
     }
 
+    /// Walks every chain of the ledger (of one workspace, or of all) and reports the first
+    /// record whose hash or link does not hold; `progress` counts the records checked.
+    pub async fn verify_ledger(
+        &self,
+        workspace: Option<WorkspaceId>,
+        progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<crate::domain::ledger::LedgerCheck, StoreError> {
+        match self {
+            Store::Embedded(s) => {
+                let store = s.clone();
+                tokio::task::spawn_blocking(move || store.verify_ledger(workspace, &progress))
+                    .await
+                    .map_err(|e| StoreError::Engine(format!("the ledger walk stopped: {e}")))?
+            }
+            Store::Postgres(s) => s.verify_ledger(workspace, &progress).await,
+        }
+    }
+
     /// Bytes the store occupies on disk.
     pub fn disk_space(&self) -> Result<u64, StoreError> {
         match self {

@@ -258,6 +258,11 @@ impl TestApp {
         StoppedApp { _database: self._database.take(), _dir: self._dir }
     }
 
+    /// The PostgreSQL URL of the app's database, when it runs on one.
+    pub fn database_url(&self) -> Option<String> {
+        self._database.as_ref().map(|d| d.url.clone())
+    }
+
     /// The full URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)

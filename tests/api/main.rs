@@ -12,6 +12,7 @@ mod errors;
 mod helpers;
 mod hostile;
 mod identifiers;
+mod ledger_write;
 mod migrate_store;
 mod multi_node;
 mod openapi;

@@ -387,3 +387,114 @@ pub(super) async fn rebuild_heads(tx: &Transaction<'_>) -> Result<(), TxError> {
     .await?;
     Ok(())
 }
+
+/// Rows fetched per round trip while verifying.
+const VERIFY_PAGE: i32 = 5000;
+
+/// Walks every chain (of workspace `ws`, or of all) in one read-only REPEATABLE READ snapshot,
+/// so that writes going on meanwhile neither show nor break a chain. Records stream through a
+/// portal in chain order; the heads of the chains walked are held in memory (one small entry
+/// per chain).
+pub(super) async fn verify(
+    client: &mut tokio_postgres::Client,
+    ws: Option<WorkspaceId>,
+    progress: &std::sync::atomic::AtomicU64,
+) -> Result<ledger::LedgerCheck, StoreError> {
+    let db = |e: tokio_postgres::Error| super::retry::db_error(&e);
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(db)?;
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await.map_err(db)?;
+    // One parameter either way, so that both statements take the same arguments.
+    let filter = if ws.is_some() { "WHERE workspace_id = $1" } else { "WHERE $1::uuid IS NULL" };
+    let ws_param: Option<Uuid> = ws.map(|w| w.0);
+    let mut heads: HashMap<ChainKey, ChainHead> = HashMap::new();
+    for row in tx
+        .query(
+            &format!(
+                "SELECT workspace_id, chain_group, subject_id, seq, last_hash, anchor_seq, anchor_hash \
+                 FROM chain_heads {filter}"
+            ),
+            &[&ws_param],
+        )
+        .await
+        .map_err(db)?
+    {
+        let chain = ChainKey {
+            workspace_id: WorkspaceId(row.get(0)),
+            group: ChainGroup::from_uuid(row.get(1)),
+            subject: row.get(2),
+        };
+        heads.insert(chain, head_from_row(&row, 3)?);
+    }
+    let portal = tx
+        .bind(
+            &format!("SELECT {CHANGE_COLUMNS} FROM changes {filter} ORDER BY workspace_id, group_id, subject_id, seq"),
+            &[&ws_param],
+        )
+        .await
+        .map_err(db)?;
+    let mut check = ledger::LedgerCheck::default();
+    let mut current: Option<(ChainKey, ledger::ChainVerifier)> = None;
+    let finish = |current: Option<(ChainKey, ledger::ChainVerifier)>,
+                  heads: &mut HashMap<ChainKey, ChainHead>|
+     -> Option<(ChainKey, ledger::BadRecord)> {
+        let (chain, verifier) = current?;
+        let head = heads.remove(&chain).unwrap_or_default();
+        verifier.finish(&head).err().map(|bad| (chain, bad))
+    };
+    loop {
+        let rows = tx.query_portal(&portal, VERIFY_PAGE).await.map_err(db)?;
+        for row in &rows {
+            let id = ChangeId(row.get(1));
+            let record = change_from_row(row);
+            let chain = match &record {
+                Ok(record) => record.chain(),
+                Err(_) => {
+                    let chain = current.as_ref().map(|(c, _)| *c).unwrap_or(ChainKey {
+                        workspace_id: WorkspaceId(row.get(0)),
+                        group: ChainGroup::Group(GroupId(row.get(3))),
+                        subject: Uuid::nil(),
+                    });
+                    check.first_bad = Some((chain, ledger::BadRecord { id, why: ledger::Break::Hash }));
+                    return Ok(check);
+                }
+            };
+            let record = record.expect("matched above");
+            if current.as_ref().is_none_or(|(c, _)| *c != chain) {
+                if let Some(bad) = finish(current.take(), &mut heads) {
+                    check.first_bad = Some(bad);
+                    return Ok(check);
+                }
+                check.chains += 1;
+                let anchor = heads.get(&chain).map(|h| h.anchor).unwrap_or_default();
+                current = Some((chain, ledger::ChainVerifier::new(anchor)));
+            }
+            check.records += 1;
+            let (_, verifier) = current.as_mut().expect("set above");
+            if let Err(bad) = verifier.check(&record) {
+                check.first_bad = Some((chain, bad));
+                return Ok(check);
+            }
+        }
+        progress.store(check.records, std::sync::atomic::Ordering::Relaxed);
+        if (rows.len() as i32) < VERIFY_PAGE {
+            break;
+        }
+    }
+    if let Some(bad) = finish(current.take(), &mut heads) {
+        check.first_bad = Some(bad);
+        return Ok(check);
+    }
+    // A head left over is a chain whose every record is gone.
+    if let Some((chain, _)) = heads.into_iter().next() {
+        check.chains += 1;
+        let bad = ledger::BadRecord { id: ChangeId(Uuid::nil()), why: ledger::Break::Truncated };
+        check.first_bad = Some((chain, bad));
+    }
+    Ok(check)
+}

@@ -234,5 +234,5 @@ fn migrate<'c>(
 /// fails with: a unique violation in the system catalog, or "already exists".
 fn created_concurrently(err: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
-    matches!(err.code(), Some(code) if [SqlState::UNIQUE_VIOLATION, SqlState::DUPLICATE_TABLE, SqlState::DUPLICATE_OBJECT].contains(code))
+    matches!(err.code(), Some(code) if [SqlState::UNIQUE_VIOLATION, SqlState::DUPLICATE_TABLE, SqlState::DUPLICATE_OBJECT, SqlState::DUPLICATE_COLUMN].contains(code))
 }

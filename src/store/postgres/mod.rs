@@ -281,3 +281,16 @@ fn contact_kind(contact: &Contact) -> i16 {
         Contact::Phone(_) => PHONE,
     }
 }
+
+impl PostgresStore {
+    /// See [`crate::store::Store::verify_ledger`]. Runs on a connection of its own (a long walk
+    /// must not hold a pooled one).
+    pub async fn verify_ledger(
+        &self,
+        ws: Option<crate::domain::ids::WorkspaceId>,
+        progress: &std::sync::atomic::AtomicU64,
+    ) -> Result<crate::domain::ledger::LedgerCheck, StoreError> {
+        let mut client = self.client().await?;
+        ledger::verify(&mut client, ws, progress).await
+    }
+}
