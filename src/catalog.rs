@@ -14,9 +14,9 @@ use crate::domain::catalog::{
 };
 use crate::domain::ids::{ApiKeyId, GroupId, WorkspaceId};
 use crate::domain::rate_limit::{Bucket, Limit};
-use crate::domain::set_status::GroupDirectory;
 use crate::domain::subscription::Channel;
 use crate::domain::time::Timestamp;
+use crate::domain::validation::GroupDirectory;
 use crate::store::{Store, StoreError};
 
 /// The name of the workspace created on an empty store.

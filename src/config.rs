@@ -36,6 +36,8 @@ pub struct Settings {
     /// How often the catalog is read again from the store, for stores that other processes
     /// change too (PostgreSQL); `None` for a store this process alone serves.
     pub catalog_refresh: Option<Duration>,
+    /// Connection timeouts and caps, shutdown grace, failed-authentication limit.
+    pub serving: crate::serving::ServingOptions,
 }
 
 impl Settings {
@@ -50,6 +52,7 @@ impl Settings {
             orphan_sweep_interval: DEFAULT_ORPHAN_SWEEP_INTERVAL,
             rate_limit_redis: None,
             catalog_refresh: None,
+            serving: crate::serving::ServingOptions::default(),
         }
     }
 }

@@ -13,4 +13,5 @@ pub mod domain;
 pub mod http;
 pub mod ratelimit;
 pub mod server;
+pub mod serving;
 pub mod store;

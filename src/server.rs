@@ -13,6 +13,7 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::config::Settings;
 use crate::domain::catalog::ApiKey;
 use crate::domain::time::Timestamp;
+use crate::http::auth_failures::FailedAuthentications;
 use crate::http::{router, AppState};
 use crate::ratelimit::RateLimiter;
 use crate::store::{DatabaseLocation, Store, StoreError};
@@ -27,6 +28,8 @@ pub struct Application {
     sweep: (Duration, Duration),
     /// How often the catalog is read again, for a store other processes change.
     catalog_refresh: Option<Duration>,
+    /// Connection limits and shutdown grace.
+    serving: crate::serving::ServingOptions,
 }
 
 impl Application {
@@ -34,6 +37,10 @@ impl Application {
     /// the HTTP listener and (embedded store) the admin socket.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         crate::domain::identifiers::warm_up();
+        if let DatabaseLocation::Embedded(dir) = &settings.database {
+            crate::serving::host::private_data_dir(dir)
+                .map_err(|e| anyhow::anyhow!("cannot make the data directory {} private: {e}", dir.display()))?;
+        }
         let store = {
             let mut options = settings.store.clone();
             options.orphan_retention = settings.orphan_retention;
@@ -63,11 +70,21 @@ impl Application {
         });
         Ok(Application {
             listener,
-            state: AppState { catalog, store, limiter, orphan_retention: settings.orphan_retention },
+            state: AppState {
+                catalog,
+                store,
+                limiter,
+                orphan_retention: settings.orphan_retention,
+                failed_auth: Arc::new(FailedAuthentications::new(
+                    settings.serving.failed_auth_limit,
+                    settings.serving.failed_auth_window,
+                )),
+            },
             admin,
             bootstrap,
             sweep: (settings.orphan_retention, settings.orphan_sweep_interval),
             catalog_refresh: settings.catalog_refresh,
+            serving: settings.serving.clone(),
         })
     }
 
@@ -94,7 +111,7 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, finishes in-flight requests,
     /// drains the writer and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state, admin, sweep: (retention, interval), catalog_refresh, .. } = self;
+        let Application { listener, state, admin, sweep: (retention, interval), catalog_refresh, serving, .. } = self;
         let admin_task =
             admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog), state.store.clone())));
         let store = state.store.clone();
@@ -103,8 +120,7 @@ impl Application {
         // the catalog they change is read again (every second by default, see `serve`). The
         // embedded store has one process, whose admin socket changes the catalog in place.
         let refresh = catalog_refresh.map(|every| tokio::spawn(refresh_catalog(Arc::clone(&state.catalog), every)));
-        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        crate::serving::serve(listener, router(state), serving, shutdown).await;
         if let Some(task) = admin_task {
             task.abort();
         }
@@ -113,7 +129,7 @@ impl Application {
             refresh.abort();
         }
         store.close().await;
-        served.map_err(Into::into)
+        Ok(())
     }
 }
 

@@ -57,11 +57,17 @@ pub struct ServeArgs {
           default_value_t = StoreOptions::default().pg_max_concurrent_writes as u32,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub pg_max_concurrent_writes: u32,
+    /// Connection limits, failed-authentication limit, log format.
+    #[command(flatten)]
+    pub serving: crate::serving::ServingArgs,
 }
 
 /// Starts the server and blocks until it has shut down.
 pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
+    crate::serving::logging::init(args.serving.log_format);
+    // Before the store or the admin socket exist: every file is private from its creation.
+    crate::serving::host::private_files();
+    crate::serving::host::raise_file_limit(args.serving.max_connections as usize);
     crate::allocator::return_freed_memory_promptly();
     // Other processes change a shared database's catalog: re-read it every second, so that a
     // revoked key stops working everywhere within a second.
@@ -83,6 +89,7 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
         orphan_sweep_interval: Duration::from_secs(u64::from(args.orphan_sweep_interval_secs)),
         rate_limit_redis: args.rate_limit_redis,
         catalog_refresh,
+        serving: args.serving.options(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -106,10 +113,4 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
         );
         app.run_until(shutdown).await
     })
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -88,6 +88,23 @@ impl Permission {
     pub fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == raw)
     }
+
+    /// The rate-limit bucket an endpoint requiring this permission draws from. Every
+    /// permission guards exactly one kind of endpoint, so the permission an endpoint declares
+    /// also names its bucket and a new endpoint cannot forget to be limited.
+    pub const fn bucket(self) -> Bucket {
+        match self {
+            Permission::SubscriptionStatusSet => Bucket::Set,
+            // The ledger's reads are reads like the status reads, and as cheap per request (a
+            // page is an index range): they share the GET budget rather than add a bucket that
+            // every workspace's limits and the command line would have to carry.
+            Permission::SubscriptionStatusGet | Permission::SubscriptionGroupsGet | Permission::ConsentHistoryGet => {
+                Bucket::Get
+            }
+            Permission::UsersTrack => Bucket::Track,
+            Permission::UsersDelete => Bucket::Delete,
+        }
+    }
 }
 
 /// The SHA-256 of a key's secret: all the store ever holds of it.

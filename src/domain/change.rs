@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use uuid::Uuid;
 
-use super::identifiers::{Email, Phone};
+use super::identifiers::{Email, IdentifierError, Phone};
 use super::ids::{ApiKeyId, ChangeId, GroupId, OrphanId, ProfileId, RequestId, WorkspaceId};
 use super::ledger::{ChainGroup, ChainHash, ChainKey};
 use super::subscription::SubscriptionState;
@@ -161,6 +161,50 @@ impl Contact {
             Contact::Phone(p) => p.as_str(),
         }
     }
+
+    /// Whether it is an email or a phone.
+    pub fn kind(&self) -> ContactKind {
+        match self {
+            Contact::Email(_) => ContactKind::Email,
+            Contact::Phone(_) => ContactKind::Phone,
+        }
+    }
+}
+
+/// The kind of a [`Contact`], as stores keep it beside the identifier's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContactKind {
+    /// An email address.
+    Email,
+    /// A phone number.
+    Phone,
+}
+
+impl ContactKind {
+    /// Both kinds, emails first.
+    pub const ALL: [ContactKind; 2] = [ContactKind::Email, ContactKind::Phone];
+
+    /// The stable code both stores keep it as; it is also the [`Subject::code`] of an orphaned
+    /// identifier of this kind.
+    pub const fn code(self) -> u8 {
+        match self {
+            ContactKind::Email => 1,
+            ContactKind::Phone => 2,
+        }
+    }
+
+    /// The kind of a stored code; `None` for a code no kind has.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.code() == code)
+    }
+
+    /// Reads a stored identifier of this kind back into a contact.
+    pub fn parse(self, text: &str) -> Result<Contact, IdentifierError> {
+        match self {
+            ContactKind::Email => Email::parse(text).map(Contact::Email),
+            ContactKind::Phone => Phone::parse(text).map(Contact::Phone),
+        }
+    }
 }
 
 /// Whose state changed.
@@ -196,6 +240,21 @@ impl Subject {
         match self {
             Subject::Orphan(_, contact) => Some(contact),
             _ => None,
+        }
+    }
+
+    /// [`Subject::code`] of a profile subject.
+    pub const PROFILE_CODE: u8 = 0;
+    /// [`Subject::code`] of an erased subject.
+    pub const ERASED_CODE: u8 = 3;
+
+    /// The stable code both stores keep the kind of subject as: an orphaned identifier's is
+    /// its [`ContactKind::code`].
+    pub fn code(&self) -> u8 {
+        match self {
+            Subject::Profile(_) => Self::PROFILE_CODE,
+            Subject::Orphan(_, contact) => contact.kind().code(),
+            Subject::Erased(_) => Self::ERASED_CODE,
         }
     }
 }

@@ -38,9 +38,9 @@ use super::change::{ChangeRecord, Contact, Endpoint, Subject};
 use super::identifiers::{Email, ExternalId, Phone};
 use super::ids::{ChangeId, GroupId};
 use super::read::{self, QueryParams};
-use super::set_status::{quote, GroupDirectory, Problems};
 use super::subscription::{Channel, StateView, SubscriptionState};
 use super::time::Timestamp;
+use super::validation::{quote, GroupDirectory, Problems};
 
 /// Default page of `GET /consent/history`.
 pub const DEFAULT_HISTORY_PAGE: usize = 100;

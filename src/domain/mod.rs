@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod change;
+pub mod delete;
 pub mod history;
 pub mod identifiers;
 pub mod ids;
@@ -15,3 +16,4 @@ pub mod set_status;
 pub mod subscription;
 pub mod time;
 pub mod track;
+pub mod validation;

@@ -7,7 +7,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::catalog::Permission;
 use super::time::Timestamp;
 
 /// The most requests a workspace may be allowed per window: far above any real need (Braze's
@@ -36,23 +35,6 @@ pub enum Bucket {
 impl Bucket {
     /// Every bucket, in the order the command line lists them.
     pub const ALL: [Bucket; 4] = [Bucket::Set, Bucket::Get, Bucket::Track, Bucket::Delete];
-
-    /// The bucket an endpoint requiring `permission` draws from. Every permission guards
-    /// exactly one kind of endpoint, so the permission an endpoint declares also names its
-    /// bucket and a new endpoint cannot forget to be limited.
-    pub const fn for_permission(permission: Permission) -> Bucket {
-        match permission {
-            Permission::SubscriptionStatusSet => Bucket::Set,
-            // The ledger's reads are reads like the status reads, and as cheap per request (a
-            // page is an index range): they share the GET budget rather than add a bucket that
-            // every workspace's limits and the command line would have to carry.
-            Permission::SubscriptionStatusGet | Permission::SubscriptionGroupsGet | Permission::ConsentHistoryGet => {
-                Bucket::Get
-            }
-            Permission::UsersTrack => Bucket::Track,
-            Permission::UsersDelete => Bucket::Delete,
-        }
-    }
 
     /// Braze's limit for the bucket, which applies until a workspace sets its own.
     pub const fn default_limit(self) -> Limit {
@@ -83,7 +65,7 @@ impl Bucket {
     pub const fn endpoints(self) -> &'static str {
         match self {
             Bucket::Set => "the subscription status set endpoints",
-            Bucket::Get => "the GET endpoints (subscription status and consent ledger)",
+            Bucket::Get => "the subscription status GET endpoints",
             Bucket::Track => "/users/track",
             Bucket::Delete => "/users/delete",
         }

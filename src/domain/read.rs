@@ -12,10 +12,10 @@ use std::fmt::Write as _;
 use super::catalog::GroupStatus;
 use super::change::Contact;
 use super::identifiers::{Email, ExternalId, Phone};
-use super::ids::GroupId;
-use super::set_status::{quote, GroupDirectory, Problems, MAX_IDENTIFIERS_PER_LIST};
+use super::ids::{GroupId, ProfileId};
 use super::subscription::{Channel, StateView, SubscriptionState};
 use super::time::Timestamp;
+use super::validation::{quote, GroupDirectory, Problems, MAX_IDENTIFIERS_PER_LIST};
 
 /// The decoded `name=value` pairs of a query string, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,10 +23,33 @@ pub struct QueryParams(Vec<(String, String)>);
 
 impl QueryParams {
     /// Decodes a raw query string (without the `?`): percent-escapes and `+` as space, as
-    /// every HTML form and HTTP client encodes it.
-    pub fn parse(raw: Option<&str>) -> Self {
-        let pairs = raw.map(|raw| form_urlencoded::parse(raw.as_bytes()).into_owned().collect()).unwrap_or_default();
-        QueryParams(pairs)
+    /// every HTML form and HTTP client encodes it. A name or value whose escapes are not UTF-8
+    /// (`%ff`) is a problem naming the parameter, not a U+FFFD read as if it had been sent.
+    pub fn parse(raw: Option<&str>) -> Result<Self, Problems> {
+        fn decode(raw: &str) -> Option<String> {
+            let spaced = raw.replace('+', " ");
+            String::from_utf8(percent_encoding::percent_decode_str(&spaced).collect()).ok()
+        }
+        let mut pairs = Vec::new();
+        let mut problems = Problems::default();
+        for pair in raw.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+            let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+            match (decode(raw_name), decode(raw_value)) {
+                (Some(name), Some(value)) => pairs.push((name, value)),
+                (Some(name), None) => {
+                    problems.push(&name, format_args!("{} is not valid UTF-8 once percent-decoded", quote(raw_value)))
+                }
+                (None, _) => problems.push(
+                    "",
+                    format_args!("the parameter name {} is not valid UTF-8 once percent-decoded", quote(raw_name)),
+                ),
+            }
+        }
+        if problems.is_empty() {
+            Ok(QueryParams(pairs))
+        } else {
+            Err(problems)
+        }
     }
 
     /// Every value of `name`, sent as `name` or `name[]`.
@@ -74,6 +97,13 @@ impl IdentifierQuery {
     /// Whether nothing is asked.
     pub fn is_empty(&self) -> bool {
         self.external_ids.is_empty() && self.emails.is_empty() && self.phones.is_empty()
+    }
+
+    /// The emails and phones asked, each once however often and however spelled: two
+    /// spellings of one email are one user.
+    pub fn distinct_contacts(&self) -> Vec<Contact> {
+        let mut seen = HashSet::new();
+        self.contacts().map(|(_, contact)| contact).filter(|c| seen.insert(c.clone())).collect()
     }
 
     /// The emails and phones asked, as contacts, in that order.
@@ -258,6 +288,103 @@ pub fn parse_user_status_query(params: &QueryParams) -> Result<UserStatusQuery, 
     match (limit, offset) {
         (Some(limit), Some(offset)) if problems.is_empty() => Ok(UserStatusQuery { identifiers, limit, offset }),
         _ => Err(problems),
+    }
+}
+
+/// A profile as stored, with all its states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileView {
+    /// Internal id.
+    pub id: ProfileId,
+    /// External id.
+    pub external_id: Option<String>,
+    /// Normalized email.
+    pub email: Option<String>,
+    /// E.164 phone.
+    pub phone: Option<String>,
+    /// Its states, by group id.
+    pub states: Vec<StateView>,
+}
+
+impl ProfileView {
+    /// Its state in `group`.
+    pub fn state(&self, group: GroupId) -> Option<SubscriptionState> {
+        self.states.iter().find(|s| s.group_id == group).map(|s| s.state)
+    }
+}
+
+/// What is known of an email or phone: the profiles that carry it, else its orphaned states.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContactView {
+    /// Profiles carrying it, in internal id order.
+    pub carriers: Vec<ProfileView>,
+    /// Its orphaned states, expired ones included (read them through
+    /// [`live_orphans`]); empty when some profile carries it.
+    pub orphans: Vec<StateView>,
+}
+
+/// The answer of `GET /subscription/status/get` for an external id: its profile's state in
+/// `group`, `Unknown` when it has none or there is no such profile.
+pub fn profile_answer(profile: Option<&ProfileView>, group: GroupId) -> ReadState {
+    ReadState::of(profile.and_then(|p| p.state(group)))
+}
+
+/// The answer of `GET /subscription/status/get` for an email or phone. Carried by profiles: the
+/// most restrictive of their states. Carried by none: its orphaned state, if any. The view's
+/// `orphans` must hold only the live ones (see [`live_orphans`]).
+pub fn contact_answer(view: &ContactView, group: GroupId) -> ReadState {
+    if view.carriers.is_empty() {
+        ReadState::of(view.orphans.iter().find(|s| s.group_id == group).map(|s| s.state))
+    } else {
+        ReadState::most_restrictive(view.carriers.iter().map(|p| p.state(group)))
+    }
+}
+
+/// One user `GET /subscription/user/status` lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListedUser {
+    /// A profile, with all its states.
+    Profile(ProfileView),
+    /// An email or phone that no profile carries but that holds orphaned state.
+    Orphan {
+        /// The email or phone.
+        contact: Contact,
+        /// Its live orphaned states.
+        states: Vec<StateView>,
+    },
+}
+
+/// The users `GET /subscription/user/status` lists: the profiles of the external ids asked,
+/// then for each email and phone its orphaned identifier (if no profile carries it and it holds
+/// live state) or else its carriers, each profile once, in that order. `contacts` must hold
+/// only live orphaned states (see [`live_orphans`]).
+pub fn list_users(profiles: Vec<Option<ProfileView>>, contacts: Vec<(Contact, ContactView)>) -> Vec<ListedUser> {
+    let mut users = Vec::new();
+    let mut listed = HashSet::new();
+    let mut list_profile = |profile: ProfileView, users: &mut Vec<ListedUser>| {
+        if listed.insert(profile.id) {
+            users.push(ListedUser::Profile(profile));
+        }
+    };
+    for profile in profiles.into_iter().flatten() {
+        list_profile(profile, &mut users);
+    }
+    for (contact, view) in contacts {
+        if view.carriers.is_empty() && !view.orphans.is_empty() {
+            users.push(ListedUser::Orphan { contact, states: view.orphans });
+        }
+        for profile in view.carriers {
+            list_profile(profile, &mut users);
+        }
+    }
+    users
+}
+
+impl UserStatusQuery {
+    /// The page of `users` this query asks for, and how many there were in all.
+    pub fn page<T>(&self, users: Vec<T>) -> (Vec<T>, usize) {
+        let total = users.len();
+        (users.into_iter().skip(self.offset).take(self.limit).collect(), total)
     }
 }
 

@@ -34,6 +34,20 @@ impl SubscriptionState {
             Self::Unsubscribed => "unsubscribed",
         }
     }
+
+    /// The stable code both stores keep it as (a byte in the embedded store, an `INT2` on
+    /// PostgreSQL). 0 is never a state's code: the embedded store spells "no state" with it.
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::Subscribed => 1,
+            Self::Unsubscribed => 2,
+        }
+    }
+
+    /// The state of a stored code; `None` for a code no state has.
+    pub fn from_code(code: u8) -> Option<Self> {
+        [Self::Subscribed, Self::Unsubscribed].into_iter().find(|s| s.code() == code)
+    }
 }
 
 /// The channel a subscription group sends on; it decides which identifiers the group takes.

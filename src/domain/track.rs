@@ -17,8 +17,8 @@ use super::change::{ChangeRecord, Contact, Subject};
 use super::identifiers::{Email, ExternalId, Phone};
 use super::ids::{GroupId, ProfileId};
 use super::plan::WriteContext;
-use super::set_status::{describe, group_field, state_field, GroupDirectory, Problems};
 use super::subscription::{StateView, SubscriptionState};
+use super::validation::{describe, group_field, state_field, GroupDirectory, Problems};
 
 /// Attribute objects in one request, as Braze allows.
 pub const MAX_ATTRIBUTE_OBJECTS: usize = 75;

@@ -17,8 +17,8 @@ use crate::domain::change::Contact;
 use crate::domain::history::{self, Window};
 use crate::domain::ids::{GroupId, ProfileId, WorkspaceId};
 use crate::domain::read::{IdentifierQuery, QueryParams, ReadState, StatusQuery, UserStatusQuery};
-use crate::domain::set_status::Problems;
 use crate::domain::time::Timestamp;
+use crate::domain::validation::Problems;
 use crate::store::{LedgerRead, LedgerSources};
 
 /// The `at` parameter, if given; a bad one is a 400 naming it.

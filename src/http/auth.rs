@@ -23,7 +23,7 @@ pub trait Required {
     /// The rate-limit bucket the endpoint draws from. Each permission guards one kind of
     /// endpoint, so it follows from the permission; a marker overrides it only if that ever
     /// stops being true.
-    const BUCKET: Bucket = Bucket::for_permission(Self::PERMISSION);
+    const BUCKET: Bucket = Self::PERMISSION.bucket();
 }
 
 /// Requires `subscription.status.set`.
@@ -82,8 +82,28 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let state = AppState::from_ref(state);
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+        if let Some(ip) = peer {
+            state
+                .failed_auth
+                .check(ip)
+                .map_err(|retry_after| ApiError::TooManyFailedAuthentications { retry_after })?;
+        }
         let secret = bearer_token(parts)?;
-        let key = state.catalog.authenticate(secret).ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))?;
+        let Some(key) = state.catalog.authenticate(secret) else {
+            // The address, never the key: a mistyped key is most of a real one.
+            match peer {
+                Some(ip) => {
+                    state.failed_auth.record(ip);
+                    tracing::warn!(client = %ip, "authentication failed: unknown or revoked API key");
+                }
+                None => tracing::warn!("authentication failed: unknown or revoked API key"),
+            }
+            return Err(ApiError::Unauthorized("invalid API key".into()));
+        };
+        if let Some(caller) = parts.extensions.get::<super::access_log::Caller>() {
+            caller.set(key.workspace_id, key.id);
+        }
         if !key.allows(P::PERMISSION) {
             return Err(ApiError::Forbidden(format!(
                 "this API key does not have the {} permission",
@@ -91,11 +111,7 @@ where
             )));
         }
         if !key.allowed_ips.is_empty() {
-            let peer = parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip())
-                .ok_or_else(|| ApiError::Forbidden("the caller's address is unknown".into()))?;
+            let peer = peer.ok_or_else(|| ApiError::Forbidden("the caller's address is unknown".into()))?;
             if !key.admits(peer) {
                 return Err(ApiError::Forbidden(format!("this API key may not be used from {peer}")));
             }

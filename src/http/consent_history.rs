@@ -94,7 +94,7 @@ pub async fn handle(
     uri: Uri,
 ) -> Result<Json<HistoryResponse>, ApiError> {
     let workspace = caller.key.workspace_id;
-    let params = QueryParams::parse(uri.query());
+    let params = QueryParams::parse(uri.query())?;
     let query = state.catalog.with_groups(workspace, |groups| history::parse_history_query(&params, groups))?;
     let subject = Subjects::resolve(&state, workspace, &query.subject).await?;
     let fetched = state.store.ledger_records(workspace, subject.read(&query, query.limit + 1)).await?;

@@ -153,7 +153,7 @@ pub async fn handle(
     uri: Uri,
 ) -> Result<Json<ProofResponse>, ApiError> {
     let workspace = caller.key.workspace_id;
-    let params = QueryParams::parse(uri.query());
+    let params = QueryParams::parse(uri.query())?;
     let asked = history::parse_subject(&params)?;
     let generated = Timestamp::now();
     let subjects = Subjects::resolve(&state, workspace, &asked).await?;

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::domain::rate_limit::{Bucket, Limit};
-use crate::domain::set_status::Problems;
+use crate::domain::validation::Problems;
 use crate::store::StoreError;
 
 /// Largest request body accepted, as Braze documents.
@@ -39,6 +39,9 @@ pub enum ApiError {
     /// The body did not arrive in time.
     #[error("the request body did not arrive within 30 seconds")]
     RequestTimeout,
+    /// The request target is longer than [`super::limits::MAX_URI_BYTES`]; its length.
+    #[error("the request target is {0} bytes long; at most {max} are read", max = super::limits::MAX_URI_BYTES)]
+    UriTooLong(usize),
     /// The body is not declared as JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -56,6 +59,12 @@ pub enum ApiError {
         bucket: Bucket,
         /// Its limit.
         limit: Limit,
+        /// Seconds until the window ends, for `retry-after`.
+        retry_after: u64,
+    },
+    /// The caller's address sent too many wrong API keys; it may try again after the window.
+    #[error("too many failed authentications from this address; retry in {retry_after} seconds")]
+    TooManyFailedAuthentications {
         /// Seconds until the window ends, for `retry-after`.
         retry_after: u64,
     },
@@ -87,7 +96,10 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::TooManyRequests { .. } | ApiError::TooManyFailedAuthentications { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable | ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -126,7 +138,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let retry_after = match &self {
-            ApiError::TooManyRequests { retry_after, .. } => Some(HeaderValue::from(*retry_after)),
+            ApiError::TooManyRequests { retry_after, .. } | ApiError::TooManyFailedAuthentications { retry_after } => {
+                Some(HeaderValue::from(*retry_after))
+            }
             ApiError::Unavailable | ApiError::StoreUnavailable(_) => Some(HeaderValue::from_static("1")),
             _ => None,
         };

@@ -14,7 +14,7 @@ use crate::domain::ids::RequestId;
 
 /// 404 for an unknown path, as JSON. The path is echoed quoted and cut short.
 pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("no endpoint at {}", crate::domain::set_status::quote(uri.path())))
+    ApiError::NotFound(format!("no endpoint at {}", crate::domain::validation::quote(uri.path())))
 }
 
 /// Gives the request an id (kept on its change records) and returns it in `x-request-id`,

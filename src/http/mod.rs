@@ -1,13 +1,17 @@
 //! The HTTP API: axum handlers, one file per endpoint, assembled into one router here, and the
 //! OpenAPI document generated from the same registrations.
 
+pub mod access_log;
 pub mod as_of;
 pub mod auth;
+pub mod auth_failures;
 pub mod body;
 pub mod consent_history;
 pub mod consent_proof;
 pub mod error;
 pub mod fallback;
+pub mod health;
+pub mod limits;
 pub mod openapi;
 pub mod rate_limit;
 pub mod schema;
@@ -40,6 +44,8 @@ pub struct AppState {
     pub orphan_retention: Duration,
     /// The per-workspace rate-limit counters.
     pub limiter: Arc<RateLimiter>,
+    /// Wrong API keys per client address, to stop guessing.
+    pub failed_auth: Arc<auth_failures::FailedAuthentications>,
 }
 
 /// Every endpoint, each registered once with both its route and its OpenAPI operation:
@@ -68,8 +74,14 @@ pub fn router(state: AppState) -> Router {
     // Generated now, once per process, rather than by the first request to read it.
     openapi::document();
     Router::from(api())
+        // The probes, deliberately outside the Braze API document (see `health`).
+        .route("/livez", axum::routing::get(health::livez))
+        .route("/readyz", axum::routing::get(health::readyz))
         .fallback(fallback::not_found)
+        .layer(axum::middleware::from_fn(limits::uri_length))
         .layer(axum::middleware::from_fn(fallback::request_id_and_json_errors))
+        // Outermost, to log the final status and request id.
+        .layer(axum::middleware::from_fn(access_log::log))
         .with_state(state)
 }
 

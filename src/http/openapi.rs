@@ -25,7 +25,7 @@ use utoipa::{IntoResponses, ToSchema};
 
 use super::error::{ApiError, ErrorBody, MAX_BODY_BYTES};
 use crate::domain::rate_limit::Bucket;
-use crate::domain::set_status::MAX_REPORTED_PROBLEMS;
+use crate::domain::validation::MAX_REPORTED_PROBLEMS;
 
 /// The name of the bearer scheme in `components.securitySchemes`, as the operations'
 /// `security(("bearerAuth" = []))` name it (the attribute takes only a literal).

@@ -20,9 +20,10 @@ use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::domain::identifiers::{Email, ExternalId, Phone, MAX_EMAIL_CHARS, MAX_EXTERNAL_ID_BYTES, MAX_PHONE_DIGITS};
 use crate::domain::read::MAX_USERS_PAGE;
-use crate::domain::set_status::{MAX_ENTRIES, MAX_IDENTIFIERS_PER_LIST};
+use crate::domain::set_status::MAX_ENTRIES;
 use crate::domain::subscription::SubscriptionState;
 use crate::domain::track::MAX_ATTRIBUTE_OBJECTS;
+use crate::domain::validation::MAX_IDENTIFIERS_PER_LIST;
 
 // The derive attributes below take only literals, so the limits they repeat are pinned to the
 // validators' constants here: changing a limit fails the build until the document follows.

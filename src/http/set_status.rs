@@ -17,7 +17,8 @@ use super::AppState;
 use crate::domain::change::Endpoint;
 use crate::domain::ids::RequestId;
 use crate::domain::plan::Origin;
-use crate::domain::set_status::{self, GroupDirectory, Problems, SetStatusCommand};
+use crate::domain::set_status::{self, SetStatusCommand};
+use crate::domain::validation::{GroupDirectory, Problems};
 
 /// `POST /v2/subscription/status/set`.
 #[utoipa::path(

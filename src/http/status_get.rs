@@ -78,7 +78,7 @@ pub async fn handle(
     uri: Uri,
 ) -> Result<Json<StatusResponse>, ApiError> {
     let workspace = caller.key.workspace_id;
-    let params = QueryParams::parse(uri.query());
+    let params = QueryParams::parse(uri.query())?;
     let query = state.catalog.with_groups(workspace, |groups| read::parse_status_query(&params, groups))?;
     if let Some(at) = super::as_of::at_param(&params)? {
         return Ok(Json(super::as_of::status_at(&state, workspace, &query, at).await?));
@@ -89,24 +89,16 @@ pub async fn handle(
     let ids: Vec<_> = query.identifiers.external_ids.iter().map(|asked| &asked.value).collect();
     let profiles = state.store.read_profiles(workspace, &ids).await?;
     for (asked, profile) in query.identifiers.external_ids.iter().zip(profiles) {
-        let found = profile.and_then(|p| p.states.iter().find(|s| s.group_id == group).map(|s| s.state));
-        status.insert(asked.written.clone(), ReadState::of(found));
+        status.insert(asked.written.clone(), read::profile_answer(profile.as_ref(), group));
     }
 
     let asked: Vec<_> = query.identifiers.contacts().collect();
     let contacts: Vec<_> = asked.iter().map(|(_, contact)| contact).collect();
     let views = state.store.read_contacts(workspace, &contacts).await?;
     let now = Timestamp::now();
-    for ((written, _), view) in asked.iter().zip(views) {
-        let answer = if view.carriers.is_empty() {
-            let orphans = read::live_orphans(view.orphans, now, state.orphan_retention);
-            ReadState::of(orphans.iter().find(|s| s.group_id == group).map(|s| s.state))
-        } else {
-            ReadState::most_restrictive(
-                view.carriers.iter().map(|p| p.states.iter().find(|s| s.group_id == group).map(|s| s.state)),
-            )
-        };
-        status.insert((*written).to_string(), answer);
+    for ((written, _), mut view) in asked.iter().zip(views) {
+        view.orphans = read::live_orphans(view.orphans, now, state.orphan_retention);
+        status.insert((*written).to_string(), read::contact_answer(&view, group));
     }
     Ok(Json(StatusResponse { status, message: "success" }))
 }

@@ -1,8 +1,6 @@
 //! `GET /subscription/user/status`: the profiles matching up to 50 external ids, emails or
 //! phones, each with every group it has a state in. Reads only.
 
-use std::collections::HashSet;
-
 use axum::extract::State;
 use axum::http::Uri;
 use axum::Json;
@@ -17,10 +15,9 @@ use super::AppState;
 use crate::catalog::Catalog;
 use crate::domain::change::Contact;
 use crate::domain::ids::WorkspaceId;
-use crate::domain::read::{self, QueryParams, ReadState};
+use crate::domain::read::{self, ListedUser, QueryParams, ReadState};
 use crate::domain::subscription::{Channel, StateView};
 use crate::domain::time::Timestamp;
-use crate::store::ProfileView;
 
 /// One listed user: a profile, or an email/phone no profile carries that holds orphaned state.
 #[derive(Debug, Serialize, ToSchema)]
@@ -94,59 +91,48 @@ pub async fn handle(
     uri: Uri,
 ) -> Result<Json<UserStatusResponse>, ApiError> {
     let workspace = caller.key.workspace_id;
-    let params = QueryParams::parse(uri.query());
+    let params = QueryParams::parse(uri.query())?;
     let query = read::parse_user_status_query(&params)?;
     if let Some(at) = super::as_of::at_param(&params)? {
         return Ok(Json(super::as_of::user_status_at(&state, workspace, &query, at).await?));
     }
-    let mut users = Vec::new();
-    let mut listed = HashSet::new();
 
     let ids: Vec<_> = query.identifiers.external_ids.iter().map(|asked| &asked.value).collect();
-    let mut list_profile = |profile: ProfileView, users: &mut Vec<UserEntry>| {
-        if listed.insert(profile.id) {
-            users.push(UserEntry {
-                subscription_groups: groups(&state.catalog, workspace, &profile.states),
-                email: profile.email,
-                phone: profile.phone,
-                external_id: profile.external_id,
-            });
-        }
-    };
-    for profile in state.store.read_profiles(workspace, &ids).await?.into_iter().flatten() {
-        list_profile(profile, &mut users);
-    }
-
-    // Two spellings of one email are one user.
-    let mut seen = HashSet::new();
-    let contacts: Vec<Contact> =
-        query.identifiers.contacts().map(|(_, contact)| contact).filter(|c| seen.insert(c.clone())).collect();
+    let profiles = state.store.read_profiles(workspace, &ids).await?;
+    let contacts = query.identifiers.distinct_contacts();
     let views = state.store.read_contacts(workspace, &contacts.iter().collect::<Vec<_>>()).await?;
     let now = Timestamp::now();
-    for (contact, view) in contacts.iter().zip(views) {
-        if view.carriers.is_empty() {
-            let orphans = read::live_orphans(view.orphans, now, state.orphan_retention);
-            if !orphans.is_empty() {
-                let (email, phone) = match contact {
-                    Contact::Email(e) => (Some(e.as_str().to_string()), None),
-                    Contact::Phone(p) => (None, Some(p.as_str().to_string())),
-                };
-                users.push(UserEntry {
-                    email,
-                    phone,
-                    external_id: None,
-                    subscription_groups: groups(&state.catalog, workspace, &orphans),
-                });
-            }
-        }
-        for profile in view.carriers {
-            list_profile(profile, &mut users);
+    let contacts = contacts
+        .into_iter()
+        .zip(views)
+        .map(|(contact, mut view)| {
+            view.orphans = read::live_orphans(view.orphans, now, state.orphan_retention);
+            (contact, view)
+        })
+        .collect();
+
+    let (page, total_count) = query.page(read::list_users(profiles, contacts));
+    let users = page.into_iter().map(|user| entry(&state.catalog, workspace, user)).collect();
+    Ok(Json(UserStatusResponse { users, total_count, message: "success" }))
+}
+
+/// How a listed user is answered.
+fn entry(catalog: &Catalog, workspace: WorkspaceId, user: ListedUser) -> UserEntry {
+    match user {
+        ListedUser::Profile(profile) => UserEntry {
+            subscription_groups: groups(catalog, workspace, &profile.states),
+            email: profile.email,
+            phone: profile.phone,
+            external_id: profile.external_id,
+        },
+        ListedUser::Orphan { contact, states } => {
+            let (email, phone) = match contact {
+                Contact::Email(e) => (Some(e.as_str().to_string()), None),
+                Contact::Phone(p) => (None, Some(p.as_str().to_string())),
+            };
+            UserEntry { email, phone, external_id: None, subscription_groups: groups(catalog, workspace, &states) }
         }
     }
-
-    let total_count = users.len();
-    let users = users.into_iter().skip(query.offset).take(query.limit).collect();
-    Ok(Json(UserStatusResponse { users, total_count, message: "success" }))
 }
 
 /// The groups of `states`, named and sorted by name. A state of a group that no longer exists

@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::auth::{Authorized, Required, UsersDelete};
@@ -15,8 +14,7 @@ use super::error::ApiError;
 use super::openapi::{AuthErrors, BodyErrors, StoreErrors};
 use super::schema::{DeleteRequest, SuccessMessage};
 use super::AppState;
-use crate::domain::identifiers::ExternalId;
-use crate::domain::set_status::{describe, parse_list, Problems};
+use crate::domain::delete::parse_delete;
 
 /// Braze's answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -55,32 +53,4 @@ pub async fn handle(
     let external_ids = parse_delete(&body)?;
     let applied = state.store.delete_profiles(caller.key.workspace_id, external_ids).await?;
     Ok((StatusCode::CREATED, Json(DeleteResponse { message: "success", deleted: applied.profiles_deleted })))
-}
-
-/// Reads `{"external_ids": [...]}`: 1 to 50 external ids. Braze's other ways of naming users
-/// (`braze_ids`, `user_aliases`) are refused rather than ignored: a delete that silently does
-/// nothing is worse than an error.
-fn parse_delete(body: &Value) -> Result<Vec<ExternalId>, Problems> {
-    let mut problems = Problems::default();
-    let Some(top) = body.as_object() else {
-        problems.push("request body", format!("expected a JSON object, got {}", describe(body)));
-        return Err(problems);
-    };
-    for unsupported in ["braze_ids", "user_aliases"] {
-        if top.contains_key(unsupported) {
-            problems.push(unsupported, "is not supported: name the users to delete by external_ids");
-        }
-    }
-    let external_ids = match top.get("external_ids") {
-        None | Some(Value::Null) => {
-            problems.push("external_ids", "is required");
-            Vec::new()
-        }
-        Some(value) => parse_list(value, "external_ids", &mut problems, ExternalId::parse),
-    };
-    if problems.is_empty() {
-        Ok(external_ids)
-    } else {
-        Err(problems)
-    }
 }

@@ -20,6 +20,7 @@ use crate::domain::set_status::SetStatusCommand;
 use crate::domain::time::Timestamp;
 use crate::domain::track::TrackCommand;
 
+pub use crate::domain::read::{ContactView, ProfileView};
 pub use crate::domain::subscription::StateView;
 pub use embedded::EmbeddedStore;
 pub use postgres::PostgresStore;
@@ -167,21 +168,6 @@ pub struct CatalogData {
     pub groups: Vec<Group>,
 }
 
-/// A profile as stored, with all its states.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProfileView {
-    /// Internal id.
-    pub id: ProfileId,
-    /// External id.
-    pub external_id: Option<String>,
-    /// Normalized email.
-    pub email: Option<String>,
-    /// E.164 phone.
-    pub phone: Option<String>,
-    /// Its states, by group id.
-    pub states: Vec<StateView>,
-}
-
 /// A profile to load in bulk (seeding a store for tests, benchmarks and imports).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileImport {
@@ -191,16 +177,6 @@ pub struct ProfileImport {
     pub email: Option<crate::domain::identifiers::Email>,
     /// Phone.
     pub phone: Option<crate::domain::identifiers::Phone>,
-}
-
-/// What is known of an email or phone: the profiles that carry it, else its orphaned states.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ContactView {
-    /// Profiles carrying it, in internal id order.
-    pub carriers: Vec<ProfileView>,
-    /// Its orphaned states, expired ones included (read them through
-    /// [`crate::domain::read::live_orphans`]); empty when some profile carries it.
-    pub orphans: Vec<StateView>,
 }
 
 /// Whose records a read of the ledger covers.
@@ -534,6 +510,15 @@ impl Store {
         match self {
             Store::Embedded(s) => s.disk_space(),
             Store::Postgres(s) => s.disk_space(),
+        }
+    }
+
+    /// Whether the store accepts writes now (`GET /readyz`): the embedded writer runs; the
+    /// PostgreSQL database answers and is a primary, not a standby.
+    pub async fn readiness(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.readiness(),
+            Store::Postgres(s) => s.readiness().await,
         }
     }
 

@@ -435,6 +435,9 @@ fn assert_error_is_bounded(raw: &str, message: &str) {
     }
 }
 
+// A failing case is saved under tests/proptest-regressions/ (proptest's default persistence)
+// and replayed first on every later run: commit that file with the fix, as proptest
+// recommends, so that the case stays a test for everyone.
 proptest! {
     #[test]
     fn a_parsed_email_reparses_to_itself(

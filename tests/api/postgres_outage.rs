@@ -18,15 +18,15 @@ use tokio::task::AbortHandle;
 use crate::helpers::{by_external_ids, spawn_app_on, status_and_json, test_store, TestStore, STATUS_GET_PATH};
 
 /// A TCP proxy to the test PostgreSQL server that can fail and come back on the same port.
-struct Proxy {
-    addr: SocketAddr,
+pub(crate) struct Proxy {
+    pub(crate) addr: SocketAddr,
     upstream: SocketAddr,
     /// The accept loop and every relayed connection, aborted together by an outage.
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
 impl Proxy {
-    async fn start(upstream: SocketAddr) -> Proxy {
+    pub(crate) async fn start(upstream: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("the proxy binds");
         let proxy = Proxy { addr: listener.local_addr().unwrap(), upstream, tasks: Arc::default() };
         proxy.serve(listener);
@@ -49,14 +49,14 @@ impl Proxy {
     }
 
     /// Drops every connection and stops listening: new connections are refused.
-    fn fail(&self) {
+    pub(crate) fn fail(&self) {
         for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
         }
     }
 
     /// Listens again on the same port.
-    async fn recover(&self) {
+    pub(crate) async fn recover(&self) {
         // The aborted accept loop drops its listener on its next poll; retry until the port is free.
         let deadline = Instant::now() + Duration::from_secs(5);
         let listener = loop {
@@ -71,7 +71,7 @@ impl Proxy {
 }
 
 /// The host and port of a PostgreSQL URL.
-fn socket_of(url: &str) -> SocketAddr {
+pub(crate) fn socket_of(url: &str) -> SocketAddr {
     let parsed = reqwest::Url::parse(url).expect("a PostgreSQL URL");
     let host = parsed.host_str().expect("a host");
     let port = parsed.port().unwrap_or(5432);

@@ -386,7 +386,7 @@ fn set_limit_refuses_bad_input_naming_the_value() {
 #[test]
 fn each_permission_draws_from_its_bucket() {
     assert_eq!(
-        Permission::ALL.map(Bucket::for_permission),
+        Permission::ALL.map(Permission::bucket),
         [Bucket::Set, Bucket::Get, Bucket::Get, Bucket::Track, Bucket::Delete, Bucket::Get]
     );
     let defaults = Bucket::ALL.map(|b| (b.as_str(), b.default_limit().requests(), b.default_limit().window_seconds()));

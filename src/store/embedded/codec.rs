@@ -20,7 +20,7 @@
 //! point read and one write per profile instead of two of each. Emails and phones are ASCII
 //! without NUL (the parsers guarantee it), so 0x00 ends them unambiguously.
 
-use crate::domain::change::{Actor, ChangeRecord, Contact, Endpoint, Source, Subject, Trace};
+use crate::domain::change::{Actor, ChangeRecord, Contact, ContactKind, Endpoint, Source, Subject, Trace};
 use crate::domain::identifiers::{Email, Phone};
 use crate::domain::ids::{ApiKeyId, ChangeId, GroupId, OrphanId, ProfileId, RequestId, WorkspaceId};
 use crate::domain::ledger::{Anchor, ChainGroup, ChainHash, ChainHead, ChainKey};
@@ -312,23 +312,14 @@ pub fn encode_change(c: &ChangeRecord) -> Vec<u8> {
     out.push(CHANGE_VERSION);
     out.extend_from_slice(&c.at.0.to_be_bytes());
     out.extend_from_slice(c.group_id.as_bytes());
+    out.push(c.subject.code());
     match &c.subject {
-        Subject::Profile(id) => {
-            out.push(0);
-            out.extend_from_slice(id.as_bytes());
-        }
+        Subject::Profile(id) => out.extend_from_slice(id.as_bytes()),
         Subject::Orphan(id, contact) => {
-            out.push(match contact {
-                Contact::Email(_) => 1,
-                Contact::Phone(_) => 2,
-            });
             out.extend_from_slice(id.as_bytes());
             put_opt_str(&mut out, Some(contact.as_str()));
         }
-        Subject::Erased(id) => {
-            out.push(3);
-            out.extend_from_slice(id.as_bytes());
-        }
+        Subject::Erased(id) => out.extend_from_slice(id.as_bytes()),
     }
     out.push(state_code(c.old));
     out.push(state_code(Some(c.new)));
@@ -370,24 +361,18 @@ pub fn decode_change(key: &[u8], bytes: &[u8]) -> Result<ChangeRecord, StoreErro
     let legacy = version == RECORD_VERSION;
     let at = Timestamp(i64::from_be_bytes(r.array()?));
     let group_id = GroupId::from_bytes(r.array()?);
-    let tag = r.byte()?;
     let orphan_id = |r: &mut Reader<'_>| -> Result<OrphanId, StoreError> {
         Ok(if legacy { OrphanId(uuid::Uuid::nil()) } else { OrphanId::from_bytes(r.array()?) })
     };
-    let subject = match tag {
-        0 => Subject::Profile(ProfileId::from_bytes(r.array()?)),
-        1 => {
+    let subject = match r.byte()? {
+        Subject::PROFILE_CODE => Subject::Profile(ProfileId::from_bytes(r.array()?)),
+        Subject::ERASED_CODE => Subject::Erased(orphan_id(&mut r)?),
+        code => {
+            let kind = ContactKind::from_code(code).ok_or_else(|| r.corrupt(&format!("subject tag {code}")))?;
             let id = orphan_id(&mut r)?;
             let text = r.opt_str()?.unwrap_or_default();
-            Subject::Orphan(id, Contact::Email(Email::parse(&text).map_err(|e| r.corrupt(&e.to_string()))?))
+            Subject::Orphan(id, kind.parse(&text).map_err(|e| r.corrupt(&e.to_string()))?)
         }
-        2 => {
-            let id = orphan_id(&mut r)?;
-            let text = r.opt_str()?.unwrap_or_default();
-            Subject::Orphan(id, Contact::Phone(Phone::parse(&text).map_err(|e| r.corrupt(&e.to_string()))?))
-        }
-        3 => Subject::Erased(orphan_id(&mut r)?),
-        other => return Err(r.corrupt(&format!("subject tag {other}"))),
     };
     let old = r.state()?;
     let new = r.state()?.ok_or_else(|| r.corrupt("missing new state"))?;
@@ -439,12 +424,9 @@ pub fn decode_change(key: &[u8], bytes: &[u8]) -> Result<ChangeRecord, StoreErro
     Ok(record)
 }
 
+/// A state's byte, 0 for none (no state has code 0).
 fn state_code(state: Option<SubscriptionState>) -> u8 {
-    match state {
-        None => 0,
-        Some(SubscriptionState::Subscribed) => 1,
-        Some(SubscriptionState::Unsubscribed) => 2,
-    }
+    state.map_or(0, SubscriptionState::code)
 }
 
 fn put_opt_str(out: &mut Vec<u8>, text: Option<&str>) {
@@ -495,9 +477,9 @@ impl<'a> Reader<'a> {
     fn state(&mut self) -> Result<Option<SubscriptionState>, StoreError> {
         match self.byte()? {
             0 => Ok(None),
-            1 => Ok(Some(SubscriptionState::Subscribed)),
-            2 => Ok(Some(SubscriptionState::Unsubscribed)),
-            other => Err(self.corrupt(&format!("state code {other}"))),
+            code => {
+                SubscriptionState::from_code(code).map(Some).ok_or_else(|| self.corrupt(&format!("state code {code}")))
+            }
         }
     }
 

@@ -284,6 +284,15 @@ impl EmbeddedStore {
         Ok(deleted)
     }
 
+    /// See [`super::Store::readiness`]: the writer's queue is open and the writer still takes
+    /// from it (a writer that died has dropped its end).
+    pub fn readiness(&self) -> Result<(), StoreError> {
+        match self.inner.queue.read().expect("queue lock").as_ref() {
+            Some(sender) if !sender.is_closed() => Ok(()),
+            _ => Err(StoreError::ShuttingDown),
+        }
+    }
+
     /// See [`super::Store::close`].
     pub async fn close(&self) {
         drop(self.inner.queue.write().expect("queue lock").take());

@@ -5,7 +5,7 @@
 //! fsync over many requests. Reads never go through here: the engine serves them concurrently
 //! and sees a batch only once it is durable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -18,7 +18,8 @@ use super::overlay::{Overlay, Table};
 use super::prefetch::{Prefetch, RecentWrites};
 use super::Tables;
 use crate::domain::change::{ChangeRecord, Contact, Subject};
-use crate::domain::identifiers::{Email, ExternalId, Phone};
+use crate::domain::delete::{self, DeleteKnown, FoundProfile};
+use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::{ProfileId, WorkspaceId};
 use crate::domain::ledger::{self, ChainHead};
 use crate::domain::plan::{self, Known, Origin, WriteContext};
@@ -355,81 +356,70 @@ fn track(
 }
 
 fn delete(overlay: &mut Overlay<'_>, ws: WorkspaceId, external_ids: &[ExternalId]) -> Result<Applied, StoreError> {
-    let mut found: Vec<(&ExternalId, ProfileRecord)> = Vec::new();
+    let mut known = DeleteKnown::default();
     for external_id in external_ids {
-        if found.iter().any(|(id, _)| *id == external_id) {
+        if known.profiles.contains_key(external_id) {
             continue;
         }
         if let Some(bytes) = overlay.get(Table::Profiles, &codec::profile_key(ws, external_id.as_str()))? {
-            found.push((external_id, ProfileRecord::decode(&bytes)?));
+            let record = ProfileRecord::decode(&bytes)?;
+            let found = FoundProfile::from_stored(record.id, record.email.as_deref(), record.phone.as_deref())
+                .map_err(|e| StoreError::Corrupt { what: "profile", detail: format!("stored identifier: {e}") })?;
+            known.profiles.insert(external_id.clone(), found);
         }
     }
-    let deleted: HashSet<ProfileId> = found.iter().map(|(_, record)| record.id).collect();
+    for contact in known.contacts() {
+        let mut carriers = Vec::new();
+        for (key, _) in overlay.prefix(contact_table(&contact), &codec::contact_prefix(ws, contact.as_str()))? {
+            carriers.push(codec::contact_key_profile(&key)?);
+        }
+        known.carriers.insert(contact, carriers);
+    }
 
-    // An email or phone whose every carrier goes keeps nothing behind: no orphaned state.
+    let plan = delete::plan_delete(external_ids, known);
+
+    // Everything is read before the first write (see `run`).
     let mut orphan_keys = Vec::new();
     let mut erased = Vec::new();
     let mut erased_index = Vec::new();
-    let mut checked = HashSet::new();
-    for (_, record) in &found {
-        let contacts = [
-            record.email.as_deref().map(|e| (Table::Emails, Email::parse(e).map(Contact::Email))),
-            record.phone.as_deref().map(|p| (Table::Phones, Phone::parse(p).map(Contact::Phone))),
-        ];
-        for (table, contact) in contacts.into_iter().flatten() {
-            let contact = contact
-                .map_err(|e| StoreError::Corrupt { what: "profile", detail: format!("stored identifier: {e}") })?;
-            if !checked.insert(contact.clone()) {
-                continue;
-            }
-            let mut others = 0;
-            for (key, _) in overlay.prefix(table, &codec::contact_prefix(ws, contact.as_str()))? {
-                if !deleted.contains(&codec::contact_key_profile(&key)?) {
-                    others += 1;
+    for contact in &plan.released {
+        let prefix = codec::orphan_prefix(ws, contact);
+        for (key, _) in overlay.prefix(Table::Orphans, &prefix)? {
+            orphan_keys.push(key.to_vec());
+        }
+        for (index_key, _) in overlay.prefix(Table::ChangesByContact, &prefix)? {
+            let key = codec::change_key(ws, codec::change_by_contact_id(&index_key)?);
+            if let Some(bytes) = overlay.get(Table::Changes, &key)? {
+                let mut record = codec::decode_change(&key, &bytes)?;
+                if plan.erase(&mut record) {
+                    erased.push((key, codec::encode_change(&record)));
                 }
             }
-            if others == 0 {
-                let prefix = codec::orphan_prefix(ws, &contact);
-                for (key, _) in overlay.prefix(Table::Orphans, &prefix)? {
-                    orphan_keys.push(key.to_vec());
-                }
-                // The history keeps the consent, not the address: records that name it are
-                // rewritten without it.
-                for (index_key, _) in overlay.prefix(Table::ChangesByContact, &prefix)? {
-                    let key = codec::change_key(ws, codec::change_by_contact_id(&index_key)?);
-                    if let Some(bytes) = overlay.get(Table::Changes, &key)? {
-                        let mut record = codec::decode_change(&key, &bytes)?;
-                        if let Subject::Orphan(id, _) = record.subject {
-                            record.subject = Subject::Erased(id);
-                        }
-                        record.actor = None;
-                        erased.push((key, codec::encode_change(&record)));
-                    }
-                    erased_index.push(index_key.to_vec());
-                }
-            }
+            erased_index.push(index_key.to_vec());
         }
     }
 
     // The person behind a change through a page is personal data too: the deleted profiles'
     // records keep the change and lose the actor.
-    for (_, record) in &found {
-        for (index_key, _) in overlay.prefix(Table::ChangesByProfile, &codec::profile_id_key(ws, record.id))? {
+    for deleted in &plan.profiles {
+        for (index_key, _) in overlay.prefix(Table::ChangesByProfile, &codec::profile_id_key(ws, deleted.profile.id))? {
             let key = codec::change_key(ws, codec::change_by_contact_id(&index_key)?);
             if let Some(bytes) = overlay.get(Table::Changes, &key)? {
                 let mut change = codec::decode_change(&key, &bytes)?;
-                if change.actor.take().is_some() {
+                if delete::erase_actor(&mut change) {
                     erased.push((key, codec::encode_change(&change)));
                 }
             }
         }
     }
 
-    for (external_id, record) in &found {
-        overlay.delete(Table::Profiles, codec::profile_key(ws, external_id.as_str()));
-        overlay.delete(Table::ProfileIds, codec::profile_id_key(ws, record.id));
-        reindex(overlay, ws, external_id.as_str(), record.id, record.email.as_deref(), None, Table::Emails);
-        reindex(overlay, ws, external_id.as_str(), record.id, record.phone.as_deref(), None, Table::Phones);
+    for deleted in &plan.profiles {
+        let id = deleted.profile.id;
+        overlay.delete(Table::Profiles, codec::profile_key(ws, deleted.external_id.as_str()));
+        overlay.delete(Table::ProfileIds, codec::profile_id_key(ws, id));
+        for contact in &deleted.profile.contacts {
+            overlay.delete(contact_table(contact), codec::contact_key(ws, contact.as_str(), id));
+        }
     }
     let orphans_deleted = orphan_keys.len();
     for key in orphan_keys {
@@ -441,7 +431,7 @@ fn delete(overlay: &mut Overlay<'_>, ws: WorkspaceId, external_ids: &[ExternalId
     for key in erased_index {
         overlay.delete(Table::ChangesByContact, key);
     }
-    Ok(Applied { profiles_deleted: found.len(), orphans_deleted, ..Applied::default() })
+    Ok(Applied { profiles_deleted: plan.profiles.len(), orphans_deleted, ..Applied::default() })
 }
 
 fn expire_orphans(overlay: &mut Overlay<'_>, keys: &[Vec<u8>], cutoff: Timestamp) -> Result<Applied, StoreError> {

@@ -34,7 +34,7 @@ use tokio_postgres::Client;
 
 use self::retry::BoxFuture;
 use super::{StoreError, StoreOptions};
-use crate::domain::change::Contact;
+use crate::domain::change::{Contact, ContactKind, Subject};
 use crate::domain::subscription::SubscriptionState;
 
 /// The PostgreSQL store. Cloning is cheap: clones share the pool.
@@ -117,6 +117,16 @@ impl PostgresStore {
         F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
         blocking(&self.inner.config, &self.inner.connector, work)
+    }
+
+    /// See [`super::Store::readiness`]: a pooled connection answers, on a primary.
+    pub async fn readiness(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| retry::db_error(&e))?;
+        if row.get::<_, bool>(0) {
+            return Err(StoreError::Unavailable("the database is a standby (in recovery), not a primary".into()));
+        }
+        Ok(())
     }
 
     /// Stops taking work and closes the pool.
@@ -252,34 +262,27 @@ pub fn describe(config: &tokio_postgres::Config) -> String {
 
 /// A state as stored.
 fn state_code(state: SubscriptionState) -> i16 {
-    match state {
-        SubscriptionState::Subscribed => 1,
-        SubscriptionState::Unsubscribed => 2,
-    }
+    i16::from(state.code())
 }
 
 /// A stored state code.
 fn state_from(code: i16) -> Result<SubscriptionState, StoreError> {
-    match code {
-        1 => Ok(SubscriptionState::Subscribed),
-        2 => Ok(SubscriptionState::Unsubscribed),
-        other => Err(StoreError::Corrupt { what: "state", detail: format!("state code {other}") }),
-    }
+    u8::try_from(code)
+        .ok()
+        .and_then(SubscriptionState::from_code)
+        .ok_or_else(|| StoreError::Corrupt { what: "state", detail: format!("state code {code}") })
 }
 
 /// Contact kinds as `orphans.kind` and `changes.subject_kind` store them.
-const EMAIL: i16 = 1;
-const PHONE: i16 = 2;
+const EMAIL: i16 = ContactKind::Email.code() as i16;
+const PHONE: i16 = ContactKind::Phone.code() as i16;
 /// `changes.subject_kind` of a profile subject and of an erased one.
-const SUBJECT_PROFILE: i16 = 0;
-const SUBJECT_ERASED: i16 = 3;
+const SUBJECT_PROFILE: i16 = Subject::PROFILE_CODE as i16;
+const SUBJECT_ERASED: i16 = Subject::ERASED_CODE as i16;
 
 /// The stored kind of a contact.
 fn contact_kind(contact: &Contact) -> i16 {
-    match contact {
-        Contact::Email(_) => EMAIL,
-        Contact::Phone(_) => PHONE,
-    }
+    i16::from(contact.kind().code())
 }
 
 impl PostgresStore {

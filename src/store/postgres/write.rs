@@ -13,6 +13,7 @@ use super::read::{self, profile_snapshot};
 use super::retry::{self, BoxFuture, TxError};
 use super::{contact_kind, ledger, state_code, PostgresStore, EMAIL, PHONE, SUBJECT_ERASED};
 use crate::domain::change::Contact;
+use crate::domain::delete::{self, DeleteKnown, FoundProfile};
 use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::{OrphanId, ProfileId, WorkspaceId};
 use crate::domain::plan::{self, Known, Origin};
@@ -364,29 +365,49 @@ fn delete_attempt<'c>(
 ) -> BoxFuture<'c, Result<Applied, TxError>> {
     Box::pin(async move {
         let ws = *ws;
+        let corrupt = |detail: String| TxError::Store(StoreError::Corrupt { what: "profile", detail });
         let mut asked: Vec<&str> = external_ids.iter().map(ExternalId::as_str).collect();
         asked.sort_unstable();
         asked.dedup();
         let rows = tx
             .query(
-                "SELECT profile_id, email, phone FROM profiles WHERE workspace_id = $1 AND external_id = ANY($2)",
+                "SELECT external_id, profile_id, email, phone FROM profiles \
+                 WHERE workspace_id = $1 AND external_id = ANY($2)",
                 &[&ws.0, &asked],
             )
             .await?;
         if rows.is_empty() {
             return Ok(Applied::default());
         }
-        let deleted: Vec<Uuid> = rows.iter().map(|row| row.get(0)).collect();
+        let mut known = DeleteKnown::default();
+        for row in rows {
+            let external_id = ExternalId::parse(row.get(0)).map_err(|e| corrupt(format!("external id: {e}")))?;
+            let found = FoundProfile::from_stored(ProfileId(row.get(1)), row.get(2), row.get(3))
+                .map_err(|e| corrupt(format!("stored identifier: {e}")))?;
+            known.profiles.insert(external_id, found);
+        }
+        let contacts = known.contacts();
+        for kind in [EMAIL, PHONE] {
+            let identifiers = of_kind(&contacts, kind);
+            if identifiers.is_empty() {
+                continue;
+            }
+            let column = if kind == EMAIL { "email" } else { "phone" };
+            let sql =
+                format!("SELECT {column}, profile_id FROM profiles WHERE workspace_id = $1 AND {column} = ANY($2)");
+            for row in tx.query(&sql, &[&ws.0, &identifiers]).await? {
+                let identifier: &str = row.get(0);
+                if let Some(contact) = contacts.iter().find(|c| contact_kind(c) == kind && c.as_str() == identifier) {
+                    known.carriers.entry(contact.clone()).or_default().push(ProfileId(row.get(1)));
+                }
+            }
+        }
+
+        let plan = delete::plan_delete(external_ids, known);
+
         let mut orphans_deleted = 0;
-        for (kind, column) in [(EMAIL, 1), (PHONE, 2)] {
-            let mut identifiers: Vec<String> = rows.iter().filter_map(|row| row.get(column)).collect();
-            identifiers.sort_unstable();
-            identifiers.dedup();
-            let identifiers: Vec<&str> = identifiers.iter().map(String::as_str).collect();
-            let kept = carried(tx, ws, kind, &identifiers, &deleted).await?;
-            // An email or phone whose every carrier goes keeps nothing behind: no orphaned
-            // state, and the history keeps the consent but not the address.
-            let gone: Vec<&str> = identifiers.into_iter().filter(|i| !kept.contains(*i)).collect();
+        for kind in [EMAIL, PHONE] {
+            let gone = of_kind(&plan.released, kind);
             if gone.is_empty() {
                 continue;
             }
@@ -396,6 +417,7 @@ fn delete_attempt<'c>(
                     &[&ws.0, &kind, &gone],
                 )
                 .await? as usize;
+            // `DeletePlan::erase` as one statement: the records about a released address.
             tx.execute(
                 "UPDATE changes SET subject_kind = $4, identifier = NULL, actor_ip = NULL, actor_user_agent = NULL \
                  WHERE workspace_id = $1 AND subject_kind = $2 AND identifier = ANY($3)",
@@ -403,6 +425,7 @@ fn delete_attempt<'c>(
             )
             .await?;
         }
+        let deleted: Vec<Uuid> = plan.profile_ids().into_iter().map(|id| id.0).collect();
         // The person behind a change through a page is personal data too: the deleted
         // profiles' records keep the change and lose the actor (not hashed, see the ledger).
         tx.execute(
