@@ -30,7 +30,7 @@ pub struct Settings {
     pub orphan_retention: Duration,
     /// How often the background sweep deletes expired orphaned states.
     pub orphan_sweep_interval: Duration,
-    /// `redis://host:port` of the rate-limit counters shared by several nodes; `None` keeps
+    /// The `redis://` or `rediss://` URL of the rate-limit counters shared by several nodes; `None` keeps
     /// them in this process.
     pub rate_limit_redis: Option<String>,
     /// How often the catalog is read again from the store, for stores that other processes

@@ -15,7 +15,7 @@ use crate::domain::catalog::ApiKey;
 use crate::domain::time::Timestamp;
 use crate::http::auth_failures::FailedAuthentications;
 use crate::http::{router, AppState};
-use crate::ratelimit::RateLimiter;
+use crate::limiter::RateLimiter;
 use crate::store::{DatabaseLocation, Store, StoreError};
 
 /// A server that is bound and ready to run.
@@ -37,10 +37,23 @@ impl Application {
     /// the HTTP listener and (embedded store) the admin socket.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         crate::domain::identifiers::warm_up();
+        // Bound before anything is created: a first start that cannot listen must not leave a
+        // bootstrap key behind that it never printed.
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         if let DatabaseLocation::Embedded(dir) = &settings.database {
             crate::serving::host::private_data_dir(dir)
                 .map_err(|e| anyhow::anyhow!("cannot make the data directory {} private: {e}", dir.display()))?;
         }
+        // Redis is checked before the store is opened, so that credentials it refuses stop the
+        // start-up before anything (a store, a bootstrap key) is created.
+        let redis = match &settings.rate_limit_redis {
+            Some(url) => {
+                Some(RateLimiter::in_redis(url).await.map_err(|e| anyhow::anyhow!("--rate-limit-redis: {e}"))?)
+            }
+            None => None,
+        };
         let store = {
             let mut options = settings.store.clone();
             options.orphan_retention = settings.orphan_retention;
@@ -56,13 +69,10 @@ impl Application {
             ),
             DatabaseLocation::Postgres(_) => None,
         };
-        let listener = TcpListener::bind(&settings.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         // One process serves an embedded store, so its counters can live in its memory; nodes
         // that share a PostgreSQL database share their counters in it, or in Redis if given.
-        let limiter = Arc::new(match &settings.rate_limit_redis {
-            Some(url) => RateLimiter::in_redis(url).map_err(|e| anyhow::anyhow!("--rate-limit-redis: {e}"))?,
+        let limiter = Arc::new(match redis {
+            Some(redis) => redis,
             None => match &store {
                 Store::Postgres(shared) => RateLimiter::in_postgres(shared.clone()),
                 Store::Embedded(_) => RateLimiter::in_memory(),
@@ -123,6 +133,9 @@ impl Application {
         crate::serving::serve(listener, router(state), serving, shutdown).await;
         if let Some(task) = admin_task {
             task.abort();
+            // Dropping the task removes the socket file; wait for it while the store is still
+            // locked, so that it cannot remove the socket of a server started after this one.
+            let _ = task.await;
         }
         sweep.abort();
         if let Some(refresh) = refresh {

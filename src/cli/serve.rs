@@ -35,9 +35,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSENTRY_ORPHAN_SWEEP_INTERVAL_SECS", default_value_t = 3600,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub orphan_sweep_interval_secs: u32,
-    /// `redis://host:port`: keep the rate-limit counters in this Redis, so that every node
-    /// pointed at it shares one budget per workspace. Without it, the PostgreSQL store counts
-    /// in the database (shared too, at a higher cost) and the embedded store in memory.
+    /// `redis://[user:password@]host[:port]` (or `rediss://` for TLS): keep the rate-limit
+    /// counters in this Redis, so that every node pointed at it shares one budget per
+    /// workspace. Without it, the PostgreSQL store counts in the database (shared too, at a
+    /// higher cost) and the embedded store in memory.
     #[arg(long, env = "CONSENTRY_RATE_LIMIT_REDIS")]
     pub rate_limit_redis: Option<String>,
     /// Most connections to PostgreSQL (PostgreSQL store only).

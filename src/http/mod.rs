@@ -9,9 +9,9 @@ pub mod body;
 pub mod consent_history;
 pub mod consent_proof;
 pub mod error;
-pub mod fallback;
 pub mod health;
 pub mod limits;
+pub mod middleware;
 pub mod openapi;
 pub mod rate_limit;
 pub mod schema;
@@ -30,7 +30,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::catalog::Catalog;
-use crate::ratelimit::RateLimiter;
+use crate::limiter::RateLimiter;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -77,9 +77,9 @@ pub fn router(state: AppState) -> Router {
         // The probes, deliberately outside the Braze API document (see `health`).
         .route("/livez", axum::routing::get(health::livez))
         .route("/readyz", axum::routing::get(health::readyz))
-        .fallback(fallback::not_found)
+        .fallback(middleware::not_found)
         .layer(axum::middleware::from_fn(limits::uri_length))
-        .layer(axum::middleware::from_fn(fallback::request_id_and_json_errors))
+        .layer(axum::middleware::from_fn(middleware::request_id_and_json_errors))
         // Outermost, to log the final status and request id.
         .layer(axum::middleware::from_fn(access_log::log))
         .with_state(state)

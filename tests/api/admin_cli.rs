@@ -22,7 +22,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_consentry");
 
 /// The binary with a clean environment: no configuration inherited from the machine running
 /// the tests, logs at `info` without colours.
-fn consentry() -> Command {
+pub(crate) fn consentry() -> Command {
     let mut command = Command::new(BIN);
     for var in [
         "CONSENTRY_DATABASE_URL",
@@ -48,7 +48,7 @@ fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -529,7 +529,7 @@ fn strip_ansi(text: &str) -> String {
 }
 
 /// The key in the `API key: …` line of the first start's stdout.
-fn bootstrap_key(stdout: &str) -> Option<String> {
+pub(crate) fn bootstrap_key(stdout: &str) -> Option<String> {
     stdout.lines().find_map(|line| line.trim().strip_prefix("API key:").map(|k| k.trim().to_string()))
 }
 

@@ -1,8 +1,9 @@
-//! Braze's own sample requests (the reference extract of its public Postman collection, copied
-//! to `fixtures/braze_reference_samples.json`), sent as published with their placeholders
-//! replaced by real ids: the valid ones succeed, the broken ones get a clear 400 as JSON.
+//! Braze's own sample requests (an extract of its public Postman collection, copied unchanged to
+//! `fixtures/braze-postman-subscription-extract.json`; see `fixtures/PROVENANCE.md`), sent as
+//! published with their placeholders replaced by real ids: the valid ones succeed, the broken
+//! ones get a clear 400 as JSON.
 
-use std::path::PathBuf;
+use sha2::{Digest, Sha256};
 
 use consentry::domain::ids::GroupId;
 use consentry::domain::subscription::Channel;
@@ -16,38 +17,47 @@ use crate::helpers::{
 
 /// One sample request as the fixture keeps it.
 #[derive(Debug, Clone, PartialEq)]
-struct Sample {
-    name: String,
-    folder: String,
-    method: String,
-    url: String,
-    headers: Vec<(String, String)>,
-    body: Option<String>,
+pub(crate) struct Sample {
+    pub(crate) name: String,
+    pub(crate) folder: String,
+    pub(crate) method: String,
+    pub(crate) url: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Option<String>,
 }
 
-fn samples_of(value: &Value) -> Vec<Sample> {
-    value["samples"]
+/// Braze's Postman extract, exactly as published.
+pub(crate) const BRAZE_EXTRACT: &str = include_str!("fixtures/braze-postman-subscription-extract.json");
+
+/// The extract's SHA-256, as `fixtures/PROVENANCE.md` records it.
+const BRAZE_EXTRACT_SHA256: &str = "cf89df7bce28f1c02da58b86597c45ba49861991351bde91c191792a0fbc6486";
+
+/// Every request of the extract, in its order.
+pub(crate) fn fixture_samples() -> Vec<Sample> {
+    let collection: Value = serde_json::from_str(BRAZE_EXTRACT).expect("the extract is JSON");
+    collection["item"]
         .as_array()
-        .expect("a samples list")
+        .expect("items")
         .iter()
-        .map(|s| Sample {
-            name: s["name"].as_str().unwrap().to_string(),
-            folder: s["folder"].as_str().unwrap().to_string(),
-            method: s["method"].as_str().unwrap().to_string(),
-            url: s["url"].as_str().unwrap().to_string(),
-            headers: s["headers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|h| (h[0].as_str().unwrap().to_string(), h[1].as_str().unwrap().to_string()))
-                .collect(),
-            body: s["body"].as_str().map(str::to_string),
+        .map(|item| {
+            let request = &item["request"];
+            // Postman writes a URL either as a string or as an object with a `raw` string.
+            let url = &request["url"];
+            Sample {
+                name: item["name"].as_str().expect("a name").to_string(),
+                folder: item["_folder"].as_str().expect("a folder").to_string(),
+                method: request["method"].as_str().expect("a method").to_string(),
+                url: url.as_str().or_else(|| url["raw"].as_str()).expect("a URL").to_string(),
+                headers: request["header"]
+                    .as_array()
+                    .expect("headers")
+                    .iter()
+                    .map(|h| (h["key"].as_str().unwrap().to_string(), h["value"].as_str().unwrap().to_string()))
+                    .collect(),
+                body: request["body"]["raw"].as_str().map(str::to_string),
+            }
         })
         .collect()
-}
-
-fn fixture_samples() -> Vec<Sample> {
-    samples_of(&serde_json::from_str(include_str!("fixtures/braze_reference_samples.json")).unwrap())
 }
 
 /// The sample with this method, path and folder.
@@ -123,41 +133,15 @@ impl World {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The fixture is the reference
-
-/// The shared reference file, when the checkout has `../shared` beside it.
-fn reference_samples() -> Option<Vec<Sample>> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/braze-postman-subscription-extract.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let collection: Value = serde_json::from_str(&text).expect("the reference file is JSON");
-    let samples: Vec<Value> = collection["item"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|item| {
-            let request = &item["request"];
-            let url = &request["url"];
-            json!({
-                "name": item["name"], "folder": item["_folder"], "method": request["method"],
-                "url": url.as_str().or_else(|| url["raw"].as_str()).expect("a URL"),
-                "headers": request["header"].as_array().unwrap().iter().map(|h| json!([h["key"], h["value"]])).collect::<Vec<_>>(),
-                "body": request["body"]["raw"],
-            })
-        })
-        .collect();
-    Some(samples_of(&json!({ "samples": samples })))
-}
+// The fixture is Braze's
 
 #[test]
-fn the_fixture_holds_every_request_of_the_shared_reference_unchanged() {
-    let fixture = fixture_samples();
-    assert_eq!(fixture.len(), 9);
-    let Some(reference) = reference_samples() else {
-        eprintln!("../shared/reference is not beside this checkout; the fixture copy is tested alone");
-        return;
-    };
-    assert_eq!(reference, fixture, "tests/api/fixtures/braze_reference_samples.json is out of date");
+fn the_braze_extract_is_the_published_one_byte_for_byte() {
+    let digest: String = Sha256::digest(BRAZE_EXTRACT.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(digest, BRAZE_EXTRACT_SHA256, "fixtures/braze-postman-subscription-extract.json was changed");
+    let samples = fixture_samples();
+    assert_eq!(samples.len(), 9, "{samples:?}");
+    assert!(samples.iter().all(|s| s.url.starts_with("https://{{instance_url}}/")), "{samples:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,8 +1,6 @@
 //! Errors outside the endpoint's own validation: unknown paths and methods, media types, body
 //! size, malformed JSON, and Braze's own broken samples. Every one is JSON with a `message`.
 
-use std::path::PathBuf;
-
 use consentry::domain::subscription::Channel;
 use consentry::domain::subscription::SubscriptionState::Subscribed;
 use consentry::http::error::MAX_BODY_BYTES;
@@ -295,11 +293,15 @@ async fn a_small_chunked_body_is_accepted() {
 // ---------------------------------------------------------------------------------------------
 // Braze's own sample requests
 
-/// The V2 sample bodies of Braze's Postman collection, copied into the fixture.
+/// The V2 sample bodies of Braze's Postman collection (`fixtures/PROVENANCE.md`).
 fn fixture_samples() -> Vec<String> {
-    let text = include_str!("fixtures/braze_v2_samples.json");
-    let fixture: Value = serde_json::from_str(text).unwrap();
-    fixture["samples"].as_array().unwrap().iter().map(|s| s["body"].as_str().unwrap().to_string()).collect()
+    let samples: Vec<String> = crate::braze_samples::fixture_samples()
+        .into_iter()
+        .filter(|s| s.method == "POST" && s.url.ends_with("/v2/subscription/status/set"))
+        .map(|s| s.body.expect("a V2 sample has a body"))
+        .collect();
+    assert_eq!(samples.len(), 2, "the email and the SMS V2 samples: {samples:?}");
+    samples
 }
 
 async fn assert_samples_answer_a_clear_400(app: &TestApp, samples: &[String]) {
@@ -337,40 +339,5 @@ async fn braze_v2_sample_requests_with_their_braces_restored_succeed_on_real_gro
 
     assert_eq!(app.orphan_state(&crate::helpers::email("example1@email.com"), email_group), Some(Subscribed));
     assert_eq!(app.orphan_state(&crate::helpers::phone("+15556667777"), sms_group), Some(Subscribed));
-    app.shutdown().await;
-}
-
-/// The shared reference file, when the checkout has `../shared` beside it (CI does).
-fn reference_samples() -> Option<Vec<String>> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/braze-postman-subscription-extract.json");
-    let text = std::fs::read_to_string(&path).ok()?;
-    let collection: Value = serde_json::from_str(&text).expect("the reference file is JSON");
-    let samples = collection["item"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter(|item| item["request"]["method"] == "POST")
-        .filter(|item| {
-            // Postman writes a URL either as a string or as an object with a `raw` string.
-            let url = &item["request"]["url"];
-            url.as_str().or_else(|| url["raw"].as_str()).is_some_and(|u| u.ends_with("/v2/subscription/status/set"))
-        })
-        .map(|item| item["request"]["body"]["raw"].as_str().expect("a raw body").to_string())
-        .collect();
-    Some(samples)
-}
-
-#[tokio::test]
-async fn braze_v2_sample_requests_from_the_shared_reference_answer_a_clear_400_and_match_the_fixture() {
-    let Some(samples) = reference_samples() else {
-        eprintln!("../shared/reference is not beside this checkout; the fixture copy is tested instead");
-        return;
-    };
-    let app = spawn_app().await;
-
-    assert_eq!(samples, fixture_samples(), "tests/api/fixtures/braze_v2_samples.json is out of date");
-    assert_samples_answer_a_clear_400(&app, &samples).await;
-
     app.shutdown().await;
 }

@@ -97,12 +97,12 @@ async fn erasing_an_address_keeps_every_chain_verifying() {
 fn tamper(dir: &std::path::Path, victim: &consentry::domain::change::ChangeRecord) {
     let db = fjall::Database::builder(dir.join("engine")).open().expect("the engine opens");
     let changes = db.keyspace("changes", fjall::KeyspaceCreateOptions::default).expect("the keyspace opens");
-    let key = consentry::store::embedded::codec::change_key(victim.workspace_id, victim.id);
+    let key = consentry::bench_support::change_key(victim.workspace_id, victim.id);
     let mut value = changes.get(&key).expect("reads").expect("the record is there").to_vec();
     // The double-opt-in flag byte lives in the flags byte; flipping it keeps the record readable.
     let mut tampered = victim.clone();
     tampered.use_double_opt_in_logic = !tampered.use_double_opt_in_logic;
-    let rewritten = consentry::store::embedded::codec::encode_change(&tampered);
+    let rewritten = consentry::bench_support::encode_change(&tampered);
     let differing: Vec<usize> = (0..value.len()).filter(|&i| value[i] != rewritten[i]).collect();
     assert_eq!(differing.len(), 1, "exactly one byte differs");
     value[differing[0]] = rewritten[differing[0]];

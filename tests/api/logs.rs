@@ -82,6 +82,7 @@ impl Running {
     }
 
     /// SIGTERM, then the exit status, stdout and stderr.
+    #[allow(unsafe_code)] // std cannot send SIGTERM; `unsafe_code = "deny"` in Cargo.toml
     fn stop(mut self) -> (std::process::ExitStatus, String, String) {
         // SAFETY: kill sends a signal to our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };

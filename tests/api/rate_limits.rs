@@ -13,7 +13,7 @@ use consentry::domain::rate_limit::{Bucket, Limit, Window, MAX_REQUESTS};
 use consentry::domain::subscription::Channel;
 use consentry::domain::subscription::SubscriptionState::Subscribed;
 use consentry::domain::time::Timestamp;
-use consentry::ratelimit::{MemoryLimiter, RateLimiter};
+use consentry::limiter::{MemoryLimiter, RateLimiter};
 use reqwest::StatusCode;
 use serde_json::json;
 

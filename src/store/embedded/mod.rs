@@ -5,7 +5,7 @@
 //! persisted. The directory is locked by the process that opened it, so a second process gets
 //! [`StoreError::Locked`] and can talk to the first one instead (see `crate::admin`).
 
-pub mod codec;
+pub(crate) mod codec;
 pub mod export;
 pub mod history;
 pub mod overlay;
@@ -46,9 +46,9 @@ const ENGINE_DIR: &str = "engine";
 /// Memtables are most of the memory a store uses beyond the block cache, and a memtable costs
 /// two to three times its nominal size in skiplist nodes: the engine's default of 64 MiB for
 /// each of eight keyspaces would blow any reasonable budget. The two keyspaces every change
-/// writes get 8 MiB, the rest 4 MiB. Public so that the benchmark's storage ceiling runs with
-/// exactly these settings.
-pub const KEYSPACES: [(&str, u64); 12] = [
+/// writes get 8 MiB, the rest 4 MiB. The benchmark's storage ceiling runs with exactly these
+/// settings (through `crate::bench_support`).
+pub(crate) const KEYSPACES: [(&str, u64); 12] = [
     ("catalog", 4),
     ("profiles", 6),
     ("profile_ids", 4),
@@ -67,7 +67,7 @@ pub const KEYSPACES: [(&str, u64); 12] = [
 ///
 /// Data blocks carry a hash index: every request point-reads 50 random profiles, and the
 /// index finds a key in a block without a binary search over its restart points.
-pub fn keyspace_options(memtable_mib: u64) -> KeyspaceCreateOptions {
+pub(crate) fn keyspace_options(memtable_mib: u64) -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default()
         .max_memtable_size(memtable_mib << 20)
         .data_block_hash_ratio_policy(fjall::config::HashRatioPolicy::all(0.75))

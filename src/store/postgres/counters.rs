@@ -1,5 +1,5 @@
 //! Rate-limit counters in PostgreSQL: one row per (workspace, bucket, clock window), shared by
-//! every node on the database (see `crate::ratelimit::postgres`).
+//! every node on the database (see `crate::limiter::postgres`).
 //!
 //! Counting is one autocommitted upsert that returns the new count: atomic on its own, with no
 //! transaction around it to retry (CockroachDB and YugabyteDB retry a single-statement

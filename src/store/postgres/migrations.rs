@@ -97,7 +97,7 @@ CREATE TABLE store_copy_progress (
 );
 "#,
     ),
-    // Rate-limit counters shared by the nodes (`crate::ratelimit::postgres`): one row per
+    // Rate-limit counters shared by the nodes (`crate::limiter::postgres`): one row per
     // workspace, bucket and clock window, deleted a minute after the window ends.
     (
         3,

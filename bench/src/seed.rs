@@ -15,7 +15,7 @@ use consentry::domain::identifiers::{Email, ExternalId, Phone};
 use consentry::domain::ids::{ApiKeyId, GroupId, WorkspaceId};
 use consentry::domain::rate_limit::Bucket;
 use consentry::domain::subscription::Channel;
-use consentry::store::{DatabaseLocation, ProfileImport, Store, StoreOptions};
+use consentry::store::{DatabaseLocation, ProfileImport};
 
 /// The benchmark workspace's `set` and `get` limits per minute. The defaults (Braze's 5,000
 /// writes a minute, 250,000 reads an hour) are what the closed-loop phases spend in seconds,
@@ -76,7 +76,7 @@ pub fn phone(n: u64) -> String {
 /// Creates the catalog and imports `profiles` profiles into a new store at `location` (an
 /// empty directory, or an empty PostgreSQL database).
 pub async fn seed(location: &DatabaseLocation, profiles: u64, groups: usize) -> anyhow::Result<Seeded> {
-    let store = Store::open(location, &StoreOptions::default()).context("cannot open the store")?;
+    let store = crate::service::open(location)?;
     let catalog = Catalog::load(store.clone()).context("cannot load the catalog")?;
     let (api_key, key) = catalog.bootstrap()?.ok_or_else(|| anyhow!("the fresh store already had a workspace"))?;
     // Through the same admin command as `consentry workspaces set-limit default set …`.
