@@ -93,14 +93,6 @@ pub enum AdminRequest {
     },
 }
 
-impl AdminRequest {
-    /// Whether the request may run for long (it walks the whole store), so that the caller
-    /// waits without a deadline.
-    pub fn is_long(&self) -> bool {
-        matches!(self, AdminRequest::LedgerVerify { .. })
-    }
-}
-
 /// What a command prints: `stdout` is for scripts (only the new id or key for `create`, a
 /// tab-separated table for `list`), `stderr` for people.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,20 +244,10 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
             let group = catalog.archive_group(id)?;
             out.stderr = format!("archived group {} ({:?})\n", group.id, group.name);
         }
-        AdminRequest::LedgerExportPage(_) => {
-            return Err(CatalogError::Invalid("a ledger export page needs the store: ask the admin socket".into()))
-        }
-        AdminRequest::LedgerVerify { workspace } => {
-            let ws = workspace_filter(catalog, workspace.as_deref())?;
-            let check = match catalog.store() {
-                crate::store::Store::Embedded(store) => {
-                    store.verify_ledger(ws, &std::sync::atomic::AtomicU64::new(0))?
-                }
-                crate::store::Store::Postgres(_) => {
-                    return Err(CatalogError::Invalid("run ledger verify against PostgreSQL directly".into()))
-                }
-            };
-            out = ledger_report(&check);
+        // Both read the whole store for long: the admin socket answers them itself, a page or
+        // a progress report at a time (see `socket::serve`).
+        AdminRequest::LedgerExportPage(_) | AdminRequest::LedgerVerify { .. } => {
+            return Err(CatalogError::Invalid("the ledger is read through the admin socket".into()))
         }
     }
     Ok(out)

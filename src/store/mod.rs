@@ -475,6 +475,20 @@ impl Store {
         }
     }
 
+    /// The stored heads of these chains (all of `workspace`): where each ends (seq, hash) and
+    /// the anchor its kept records follow. A chain with no record has no head.
+    pub async fn chain_heads(
+        &self,
+        workspace: WorkspaceId,
+        chains: &[crate::domain::ledger::ChainKey],
+    ) -> Result<std::collections::HashMap<crate::domain::ledger::ChainKey, crate::domain::ledger::ChainHead>, StoreError>
+    {
+        match self {
+            Store::Embedded(s) => s.chain_heads(chains),
+            Store::Postgres(s) => s.chain_heads(workspace, chains).await,
+        }
+    }
+
     /// The current external ids of these profiles; a deleted profile is absent.
     pub async fn external_ids_of(
         &self,
