@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::domain::catalog::{ApiKey, Permission};
+use crate::domain::catalog::{ApiKey, LedgerRetention, Permission};
 use crate::domain::ids::WorkspaceId;
 use crate::domain::ledger::{ChainGroup, LedgerCheck};
 use crate::domain::rate_limit::Bucket;
@@ -41,6 +41,13 @@ pub enum AdminRequest {
         requests: u64,
         /// The window's length; `None` keeps the bucket's current window.
         window_seconds: Option<u64>,
+    },
+    /// `workspaces set-ledger-retention WORKSPACE --days N | --forever`
+    WorkspacesSetLedgerRetention {
+        /// Workspace name.
+        workspace: String,
+        /// Days to keep records; `None`: forever. Checked by the catalog's domain type.
+        days: Option<u64>,
     },
     /// `keys create`
     KeysCreate {
@@ -167,14 +174,30 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
             let mut header = vec!["id", "name", "created_at"];
             let limit_columns: Vec<String> = Bucket::ALL.iter().map(|b| format!("{b}_limit")).collect();
             header.extend(limit_columns.iter().map(String::as_str));
+            header.push("ledger_retention");
             out.stdout = table(
                 &header,
                 catalog.workspaces().into_iter().map(|w| {
                     let mut row = vec![w.id.to_string(), w.name.clone(), w.created_at.to_rfc3339()];
                     row.extend(Bucket::ALL.iter().map(|&b| w.rate_limit(b).to_string()));
+                    row.push(w.ledger_retention.to_string());
                     row
                 }),
             );
+        }
+        AdminRequest::WorkspacesSetLedgerRetention { workspace, days } => {
+            let retention = match days {
+                None => LedgerRetention::Forever,
+                Some(days) => LedgerRetention::days(*days).map_err(CatalogError::Invalid)?,
+            };
+            catalog.set_ledger_retention(workspace, retention)?;
+            out.stderr = match retention {
+                LedgerRetention::Forever => format!("workspace {workspace:?} now keeps its change records forever\n"),
+                LedgerRetention::Days(days) => format!(
+                    "workspace {workspace:?} now keeps its change records {days} days, and the latest of each chain \
+                     forever; older ones are deleted within the hour\n"
+                ),
+            };
         }
         AdminRequest::WorkspacesSetLimit { workspace, bucket, requests, window_seconds } => {
             let limit = catalog.set_rate_limit(workspace, *bucket, *requests, *window_seconds)?.rate_limit(*bucket);

@@ -10,7 +10,7 @@ pub mod postgres;
 
 use std::path::PathBuf;
 
-use crate::domain::catalog::{Admission, ApiKey, Group, LimitChange, Workspace};
+use crate::domain::catalog::{Admission, ApiKey, Group, Workspace, WorkspaceChange};
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::history::Window;
 use crate::domain::identifiers::ExternalId;
@@ -218,6 +218,8 @@ pub struct Applied {
     pub profiles_deleted: usize,
     /// Orphaned states deleted.
     pub orphans_deleted: usize,
+    /// Change records deleted by ledger retention.
+    pub records_expired: usize,
 }
 
 /// The store: one enum, one variant per engine, so that callers never know which runs.
@@ -267,13 +269,13 @@ impl Store {
     /// catalog's copy with the change applied. The embedded store has one process, so that
     /// copy is the stored workspace changed; PostgreSQL reads and writes the stored one in one
     /// transaction, keeping what other processes changed meanwhile.
-    pub fn change_workspace_limit(&self, changed: &Workspace, change: &LimitChange) -> Result<Workspace, StoreError> {
+    pub fn change_workspace(&self, changed: &Workspace, change: &WorkspaceChange) -> Result<Workspace, StoreError> {
         match self {
             Store::Embedded(s) => {
                 s.put_catalog_item(embedded::CatalogItem::Workspace(changed))?;
                 Ok(changed.clone())
             }
-            Store::Postgres(s) => s.change_workspace_limit(changed.id, change),
+            Store::Postgres(s) => s.change_workspace(changed.id, change),
         }
     }
 
@@ -347,6 +349,17 @@ impl Store {
         match self {
             Store::Embedded(s) => s.expire_orphans(cutoff).await,
             Store::Postgres(s) => s.expire_orphans(cutoff).await,
+        }
+    }
+
+    /// Ledger retention: deletes the change records of `workspace` older than `cutoff`, but for
+    /// the latest of each chain, and records in each chain's head the anchor its kept records
+    /// follow (see [`crate::domain::ledger::expire_through`]); returns how many it deleted.
+    /// Safe to run concurrently with writes: each chain is checked again as it is cut.
+    pub async fn expire_ledger(&self, workspace: WorkspaceId, cutoff: Timestamp) -> Result<usize, StoreError> {
+        match self {
+            Store::Embedded(s) => s.expire_ledger(workspace, cutoff).await,
+            Store::Postgres(s) => s.expire_ledger(workspace, cutoff).await,
         }
     }
 
