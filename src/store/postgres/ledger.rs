@@ -410,7 +410,9 @@ pub(super) fn expire_attempt<'c>(
             )
             .await?;
         let full = rows.len() as i64 == EXPIRE_BATCH;
-        let mut chains: Vec<((Uuid, Uuid), ChainHead, Vec<(u64, Timestamp)>)> = Vec::new();
+        // (group, subject), its head, its expired records as (seq, time).
+        type Expired = ((Uuid, Uuid), ChainHead, Vec<(u64, Timestamp)>);
+        let mut chains: Vec<Expired> = Vec::new();
         for row in &rows {
             let key = (row.get::<_, Uuid>(0), row.get::<_, Uuid>(1));
             if chains.last().is_none_or(|(last, _, _)| *last != key) {
