@@ -11,8 +11,8 @@ use tokio::sync::{Mutex, MutexGuard};
 use ipnet::IpNet;
 
 use crate::domain::catalog::{
-    validate_description, validate_name, Admission, ApiKey, Branding, Group, GroupStatus, KeyHash, LimitChange,
-    Permission, Workspace, WorkspaceChange, DEFAULT_MAX_GROUPS_PER_WORKSPACE,
+    validate_description, validate_name, Admission, ApiKey, Branding, Group, GroupStatus, KeyHash, LedgerRetention,
+    LimitChange, Permission, Workspace, WorkspaceChange, DEFAULT_MAX_GROUPS_PER_WORKSPACE,
 };
 use crate::domain::ids::{ApiKeyId, GroupId, WorkspaceId};
 use crate::domain::links::{self, LinkClaims, LinkKey, LinkSubject};
@@ -231,6 +231,7 @@ impl Catalog {
             rate_limits: BTreeMap::new(),
             link_keys: Vec::new(),
             branding: Branding::default(),
+            ledger_retention: LedgerRetention::Forever,
         };
         self.store.insert_workspace(&workspace, &admission).await.map_err(refusal)?;
         self.write().workspaces.insert(workspace.id, workspace.clone());
@@ -258,6 +259,19 @@ impl Catalog {
         let _change = self.change().await;
         let mut changed = self.read().workspace_named(workspace)?.clone();
         let change = WorkspaceChange::Limit(LimitChange { bucket, requests, window_seconds });
+        self.change_workspace(&mut changed, &change).await
+    }
+
+    /// Sets how long a workspace keeps its change records; the ledger retention job applies it
+    /// on its next run.
+    pub async fn set_ledger_retention(
+        &self,
+        workspace: &str,
+        retention: LedgerRetention,
+    ) -> Result<Workspace, CatalogError> {
+        let _change = self.change().await;
+        let mut changed = self.read().workspace_named(workspace)?.clone();
+        let change = WorkspaceChange::LedgerRetention(retention);
         self.change_workspace(&mut changed, &change).await
     }
 

@@ -18,3 +18,4 @@ pub mod pages;
 pub mod server;
 pub mod serving;
 pub mod store;
+pub mod telemetry;

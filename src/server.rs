@@ -12,7 +12,7 @@ use crate::admin::socket as admin_socket;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::Settings;
 use crate::domain::catalog::ApiKey;
-use crate::domain::time::Clock;
+use crate::domain::time::{Clock, Timestamp};
 use crate::http::auth_failures::FailedAuthentications;
 use crate::http::{router, AppState};
 use crate::limiter::RateLimiter;
@@ -30,6 +30,8 @@ pub struct Application {
     catalog_refresh: Option<Duration>,
     /// Connection limits and shutdown grace.
     serving: crate::serving::ServingOptions,
+    /// The Prometheus listener and recorder, with `--metrics-listen`.
+    metrics: Option<(TcpListener, crate::telemetry::Exporter)>,
 }
 
 impl Application {
@@ -42,6 +44,15 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        let metrics = match &settings.serving.metrics_listen {
+            Some(address) => Some((
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {address} (--metrics-listen): {e}"))?,
+                crate::telemetry::Exporter::install(),
+            )),
+            None => None,
+        };
         if let DatabaseLocation::Embedded(dir) = &settings.database {
             crate::serving::host::private_data_dir(dir)
                 .map_err(|e| anyhow::anyhow!("cannot make the data directory {} private: {e}", dir.display()))?;
@@ -109,12 +120,18 @@ impl Application {
             sweep_interval: settings.orphan_sweep_interval,
             catalog_refresh: settings.catalog_refresh_interval,
             serving: settings.serving.clone(),
+            metrics,
         })
     }
 
     /// The bound address (the real port when port 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The bound address of the metrics listener, with `--metrics-listen`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(listener, _)| listener.local_addr().expect("a bound listener has an address"))
     }
 
     /// The key created on an empty store, with its secret, to be shown once.
@@ -140,15 +157,40 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, finishes in-flight requests,
     /// drains the writer and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state, admin, sweep_interval, catalog_refresh, serving, .. } = self;
-        let admin_task = admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog))));
+        let Application { listener, state, admin, sweep_interval, catalog_refresh, serving, metrics, .. } = self;
+        let admin_task =
+            admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog), state.store.clone())));
         let store = state.store.clone();
-        let sweep = tokio::spawn(sweep_orphans(store.clone(), sweep_interval));
+        let sweep =
+            tokio::spawn(sweep_orphans(store.clone(), Arc::clone(&state.catalog), state.clock.clone(), sweep_interval));
         // A shared database is changed by other processes too (admin commands, other nodes):
         // the catalog they change is read again (every second by default, see `serve`). The
         // embedded store has one process, whose admin socket changes the catalog in place.
         let refresh = catalog_refresh.map(|every| tokio::spawn(refresh_catalog(Arc::clone(&state.catalog), every)));
+        // The metrics listener outlives the API's drain, so that a scrape can watch it.
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_task = metrics.map(|(metrics_listener, exporter)| {
+            if let Ok(address) = metrics_listener.local_addr() {
+                tracing::info!(%address, "serving Prometheus metrics at /metrics");
+            }
+            let collected = store.clone();
+            let collect: Arc<dyn Fn() + Send + Sync> = Arc::new(move || collected.record_gauges());
+            let options = crate::serving::ServingOptions {
+                max_connections: METRICS_MAX_CONNECTIONS,
+                shutdown_grace: Duration::from_secs(1),
+                listener: "metrics",
+                ..serving.clone()
+            };
+            let router = crate::telemetry::router(exporter, collect);
+            tokio::spawn(crate::serving::serve(metrics_listener, router, options, async move {
+                let _ = metrics_stopped.await;
+            }))
+        });
         crate::serving::serve(listener, router(state), serving, shutdown).await;
+        drop(metrics_stop);
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
         if let Some(task) = admin_task {
             task.abort();
             // Dropping the task removes the socket file; wait for it while the store is still
@@ -163,6 +205,9 @@ impl Application {
         Ok(())
     }
 }
+
+/// Most scrapers served at once on the metrics listener: one Prometheus, or a few.
+const METRICS_MAX_CONNECTIONS: usize = 16;
 
 /// Reads the catalog from the store every `interval`, for as long as the server runs.
 async fn refresh_catalog(catalog: Arc<Catalog>, interval: Duration) {
@@ -195,18 +240,53 @@ async fn refresh_catalog(catalog: Arc<Catalog>, interval: Duration) {
 ///
 /// Every node may run it at once: the store re-checks each state's age at the moment it
 /// deletes it, so two sweeps delete nothing twice and never delete a state refreshed meanwhile.
-async fn sweep_orphans(store: Store, interval: Duration) {
+async fn sweep_orphans(store: Store, catalog: Arc<Catalog>, clock: Clock, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         match store.expire_orphans().await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "expired orphaned identifier states deleted"),
+            Ok(deleted) => {
+                metrics::counter!(crate::telemetry::ORPHAN_SWEEPS, "result" => "ok").increment(1);
+                metrics::counter!(crate::telemetry::ORPHAN_STATES_EXPIRED).increment(deleted as u64);
+                if deleted > 0 {
+                    tracing::info!(deleted, "expired orphaned identifier states deleted");
+                }
+            }
             Err(StoreError::ShuttingDown) => return,
-            Err(err) => tracing::error!(error = %report(&err), "the orphaned-state sweep failed; it will run again"),
+            Err(err) => {
+                metrics::counter!(crate::telemetry::ORPHAN_SWEEPS, "result" => "error").increment(1);
+                tracing::error!(error = %report(&err), "the orphaned-state sweep failed; it will run again");
+            }
+        }
+        // Ledger retention rides the same loop: both are slow deletes of what has aged out.
+        if let Err(StoreError::ShuttingDown) = expire_ledgers(&store, &catalog, clock.now()).await {
+            return;
         }
     }
+}
+
+/// Ledger retention, as of `now`: in every workspace that keeps its change records a number
+/// of days, deletes the older ones but the latest of each chain (see
+/// [`Store::expire_ledger`]). A workspace that fails is logged and tried again on the next
+/// run; returns how many records went, or the store's shutdown.
+pub async fn expire_ledgers(store: &Store, catalog: &Catalog, now: Timestamp) -> Result<usize, StoreError> {
+    let mut total = 0;
+    for workspace in catalog.workspaces() {
+        let Some(cutoff) = workspace.ledger_retention.cutoff(now) else { continue };
+        match store.expire_ledger(workspace.id, cutoff).await {
+            Ok(0) => {}
+            Ok(deleted) => {
+                total += deleted;
+                tracing::info!(deleted, workspace = %workspace.id, "expired change records deleted (ledger retention)");
+            }
+            Err(StoreError::ShuttingDown) => return Err(StoreError::ShuttingDown),
+            Err(err) => {
+                tracing::error!(error = %report(&err), workspace = %workspace.id, "ledger retention failed; it will run again")
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Installs the ctrl-c and SIGTERM handlers now and returns a future that completes on either.

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use consentry::domain::change::{ChangeSource, Endpoint};
+use consentry::domain::change::Endpoint;
 use consentry::domain::identifiers::ExternalId;
 use consentry::domain::ids::{GroupId, RequestId};
 use consentry::domain::plan::Origin;
@@ -527,14 +527,7 @@ impl CeilingLoad {
                 use_double_opt_in_logic: false,
             }],
         };
-        let origin = Origin {
-            workspace_id: self.workspace,
-            source: ChangeSource {
-                api_key_id: self.key_id,
-                endpoint: Endpoint::V2StatusSet,
-                request_id: RequestId::generate(),
-            },
-        };
+        let origin = Origin::api(self.workspace, self.key_id, Endpoint::V2StatusSet, RequestId::generate());
         Ok((origin, command))
     }
 

@@ -18,8 +18,9 @@ use consentry::bench_support::{
     change_by_profile_key, change_key, contact_key, encode_change, keyspace_options, profile_id_key, profile_key,
     ProfileRecord, KEYSPACES,
 };
-use consentry::domain::change::{ChangeRecord, ChangeSource, Endpoint, Subject};
-use consentry::domain::ids::{ApiKeyId, ChangeId, GroupId, ProfileId, RequestId, WorkspaceId};
+use consentry::domain::change::{Endpoint, Subject};
+use consentry::domain::ids::{ApiKeyId, GroupId, ProfileId, RequestId, WorkspaceId};
+use consentry::domain::plan::Origin;
 use consentry::domain::subscription::SubscriptionState;
 use consentry::domain::time::Clock;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -301,11 +302,7 @@ impl<'a> Writer<'a> {
         let state =
             if self.rng.below(2) == 0 { SubscriptionState::Subscribed } else { SubscriptionState::Unsubscribed };
         let at = Clock::system().now();
-        let source = ChangeSource {
-            api_key_id: self.api_key_id,
-            endpoint: Endpoint::V2StatusSet,
-            request_id: RequestId::generate(),
-        };
+        let ctx = Origin::api(ws, self.api_key_id, Endpoint::V2StatusSet, RequestId::generate()).at(at);
         let picked = self.rng.distinct(self.users, self.profiles);
         for &n in &picked {
             let key = profile_key(ws, &external_id(n));
@@ -316,17 +313,7 @@ impl<'a> Writer<'a> {
             }
             record.set_state(group, state, at);
             batch.insert(&tables.profiles, key, record.encode());
-            let change = ChangeRecord {
-                id: ChangeId::generate(),
-                at,
-                workspace_id: ws,
-                group_id: group,
-                subject: Subject::Profile(record.id),
-                old,
-                new: state,
-                source,
-                use_double_opt_in_logic: false,
-            };
+            let change = ctx.record(group, Subject::Profile(record.id), old, state, false);
             batch.insert(&tables.changes, change_key(ws, change.id), encode_change(&change));
             batch.insert(&tables.changes_by_profile, change_by_profile_key(ws, record.id, change.id), Vec::new());
             self.counts.state_writes += 1;

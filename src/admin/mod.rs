@@ -6,15 +6,17 @@
 //! Unix socket in the data directory ([`socket`]), and the server executes it against its own
 //! catalog. Either way the same [`execute`] runs, so the output is the same.
 
+pub mod export;
 pub mod socket;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::domain::catalog::{ApiKey, Branding, Permission};
+use crate::domain::catalog::{ApiKey, Branding, LedgerRetention, Permission};
 use crate::domain::identifiers::{Email, ExternalId, Phone};
-use crate::domain::ids::GroupId;
+use crate::domain::ids::{GroupId, WorkspaceId};
+use crate::domain::ledger::{ChainGroup, LedgerCheck};
 use crate::domain::links::{self, LinkSubject, PublicUrl, SignedLink};
 use crate::domain::rate_limit::Bucket;
 use crate::domain::subscription::Channel;
@@ -81,6 +83,13 @@ pub enum AdminRequest {
         /// Where the pages are served.
         public_url: String,
     },
+    /// `workspaces set-ledger-retention WORKSPACE --days N | --forever`
+    WorkspacesSetLedgerRetention {
+        /// Workspace name.
+        workspace: String,
+        /// Days to keep records; `None`: forever. Checked by the catalog's domain type.
+        days: Option<u64>,
+    },
     /// `keys create`
     KeysCreate {
         /// Workspace name.
@@ -136,6 +145,15 @@ pub enum AdminRequest {
         /// The group's id.
         id: String,
     },
+    /// One page of `ledger export`; answered by the socket with the store (see
+    /// [`export::page`]), its [`export::ExportPage`] as JSON in `stdout`.
+    LedgerExportPage(export::ExportRequest),
+    /// `ledger verify [--workspace NAME]`: the server walks its own store's chains (the
+    /// embedded store is locked by the server, so only it can read it).
+    LedgerVerify {
+        /// Workspace name; every workspace when absent.
+        workspace: Option<String>,
+    },
 }
 
 /// What a command prints: `stdout` is for scripts (only the new id or key for `create`, a
@@ -146,6 +164,55 @@ pub struct AdminOutput {
     pub stdout: String,
     /// For people.
     pub stderr: String,
+    /// Whether the command found what it checks not to hold (`ledger verify`): the command
+    /// line then exits non-zero.
+    #[serde(default)]
+    pub failed: bool,
+}
+
+/// The workspace id of `name`, or every workspace when `None`.
+pub fn workspace_filter(catalog: &Catalog, name: Option<&str>) -> Result<Option<WorkspaceId>, CatalogError> {
+    match name {
+        None => Ok(None),
+        Some(name) => catalog
+            .workspaces()
+            .into_iter()
+            .find(|w| w.name == name)
+            .map(|w| Some(w.id))
+            .ok_or_else(|| CatalogError::NotFound(format!("no workspace named {name:?}"))),
+    }
+}
+
+/// What `ledger verify` prints: on stdout `ok` or `broken`, the chains and records walked, and
+/// for a broken chain the record, its chain and why, tab-separated; a sentence on stderr.
+pub fn ledger_report(check: &LedgerCheck) -> AdminOutput {
+    let mut out = AdminOutput::default();
+    match &check.first_bad {
+        None => {
+            out.stdout = format!("ok\t{}\t{}\n", check.chains, check.records);
+            out.stderr = format!(
+                "every chain holds: {} chains, {} records\n",
+                crate::cli::thousands(check.chains),
+                crate::cli::thousands(check.records)
+            );
+        }
+        Some((chain, bad)) => {
+            out.failed = true;
+            let group = match chain.group {
+                ChainGroup::Group(id) => id.to_string(),
+                ChainGroup::Global => "global".into(),
+            };
+            out.stdout = format!(
+                "broken\t{}\t{}\t{}\t{}\t{}\t{:?}\n",
+                bad.id, chain.workspace_id, group, chain.subject, check.records, bad.why
+            );
+            out.stderr = format!(
+                "change record {} does not hold: {} (workspace {}, group {group}, subject {}; {} records checked before it)\n",
+                bad.id, bad.why, chain.workspace_id, chain.subject, check.records
+            );
+        }
+    }
+    out
 }
 
 /// Runs an admin command against the catalog.
@@ -163,14 +230,30 @@ pub async fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminO
             let mut header = vec!["id", "name", "created_at"];
             let limit_columns: Vec<String> = Bucket::ALL.iter().map(|b| format!("{b}_limit")).collect();
             header.extend(limit_columns.iter().map(String::as_str));
+            header.push("ledger_retention");
             out.stdout = table(
                 &header,
                 catalog.workspaces().into_iter().map(|w| {
                     let mut row = vec![w.id.to_string(), w.name.clone(), w.created_at.to_rfc3339()];
                     row.extend(Bucket::ALL.iter().map(|&b| w.rate_limit(b).to_string()));
+                    row.push(w.ledger_retention.to_string());
                     row
                 }),
             );
+        }
+        AdminRequest::WorkspacesSetLedgerRetention { workspace, days } => {
+            let retention = match days {
+                None => LedgerRetention::Forever,
+                Some(days) => LedgerRetention::days(*days).map_err(CatalogError::Invalid)?,
+            };
+            catalog.set_ledger_retention(workspace, retention).await?;
+            out.stderr = match retention {
+                LedgerRetention::Forever => format!("workspace {workspace:?} now keeps its change records forever\n"),
+                LedgerRetention::Days(days) => format!(
+                    "workspace {workspace:?} now keeps its change records {days} days, and the latest of each chain \
+                     forever; older ones are deleted within the hour\n"
+                ),
+            };
         }
         AdminRequest::WorkspacesSetLimit { workspace, bucket, requests, window_seconds } => {
             let limit =
@@ -319,6 +402,11 @@ pub async fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminO
         AdminRequest::GroupsArchive { id } => {
             let group = catalog.archive_group(id).await?;
             out.stderr = format!("archived group {} ({:?})\n", group.id, group.name);
+        }
+        // Both read the whole store for long: the admin socket answers them itself, a page or
+        // a progress report at a time (see `socket::serve`).
+        AdminRequest::LedgerExportPage(_) | AdminRequest::LedgerVerify { .. } => {
+            return Err(CatalogError::Invalid("the ledger is read through the admin socket".into()))
         }
     }
     Ok(out)

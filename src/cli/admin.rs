@@ -68,6 +68,19 @@ pub enum WorkspacesCommand {
         #[arg(long)]
         accent_colour: Option<String>,
     },
+    /// Set how long a workspace keeps its change records (default: forever). Records older
+    /// than N days are deleted, but for the latest of each chain, which still verifies from
+    /// the anchor the deleted records leave.
+    SetLedgerRetention {
+        /// Workspace name.
+        workspace: String,
+        /// Keep records this many days (1 to 36,500).
+        #[arg(long, required_unless_present = "forever", conflicts_with = "forever")]
+        days: Option<u64>,
+        /// Keep every record forever.
+        #[arg(long)]
+        forever: bool,
+    },
 }
 
 /// `consentry links …`
@@ -194,6 +207,9 @@ impl From<WorkspacesCommand> for AdminRequest {
             WorkspacesCommand::SetBranding { workspace, display_name, logo_url, accent_colour } => {
                 let branding = crate::domain::catalog::Branding { display_name, logo_url, accent_colour };
                 AdminRequest::WorkspacesSetBranding { workspace, branding }
+            }
+            WorkspacesCommand::SetLedgerRetention { workspace, days, forever: _ } => {
+                AdminRequest::WorkspacesSetLedgerRetention { workspace, days }
             }
         }
     }

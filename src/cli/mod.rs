@@ -2,6 +2,8 @@
 //! this one holds the shared flags and the dispatch.
 
 pub mod admin;
+pub mod ledger;
+pub mod ledger_export;
 pub mod migrate;
 pub mod migrate_store;
 pub mod serve;
@@ -46,6 +48,10 @@ pub enum Command {
     /// Sign unsubscribe and preference links.
     #[command(subcommand)]
     Links(admin::LinksCommand),
+    /// The tamper-evident ledger of change records: `verify` checks every chain, `export`
+    /// streams records as JSON lines or CSV.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
     /// Apply the PostgreSQL store's pending migrations and exit (the server also applies
     /// them at start-up); the embedded store needs none.
     Migrate,
@@ -69,6 +75,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Keys(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Groups(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Links(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
+        Command::Ledger(command) => ledger::run(&database, command),
         Command::Migrate => migrate::run(&database),
         Command::MigrateStore(args) => migrate_store::run(args),
     };

@@ -2,6 +2,7 @@
 //! that govern them (names, limits, permissions, IP allowlists).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -37,6 +38,58 @@ pub struct Workspace {
     /// How its pages look. Absent: the workspace's name and the default colours.
     #[serde(default, skip_serializing_if = "Branding::is_default")]
     pub branding: Branding,
+    /// How long its change records are kept. Defaulted when absent, so workspaces stored
+    /// before ledger retention existed keep their records forever, as they did.
+    #[serde(default, skip_serializing_if = "LedgerRetention::is_forever")]
+    pub ledger_retention: LedgerRetention,
+}
+
+/// How long a workspace keeps its change records: forever (the default), or a number of days
+/// after which a record is deleted unless it is the latest of its chain. The chain then
+/// starts from an anchor (the hash of the last record deleted), so it still verifies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerRetention {
+    /// Every record is kept.
+    #[default]
+    Forever,
+    /// Records older than this many days are deleted, but for the latest of each chain.
+    Days(u32),
+}
+
+impl LedgerRetention {
+    /// The longest retention in days that can be set (100 years): beyond it, say forever.
+    pub const MAX_DAYS: u32 = 36_500;
+
+    /// A retention of `days` days; the error names the refused value.
+    pub fn days(days: u64) -> Result<Self, String> {
+        match u32::try_from(days) {
+            Ok(days @ 1..=Self::MAX_DAYS) => Ok(LedgerRetention::Days(days)),
+            _ => Err(format!("--days must be 1 to {} (or use --forever), got {days}", Self::MAX_DAYS)),
+        }
+    }
+
+    /// Whether every record is kept.
+    pub fn is_forever(&self) -> bool {
+        matches!(self, LedgerRetention::Forever)
+    }
+
+    /// The time before which records may be deleted, as of `now`; `None` when kept forever.
+    pub fn cutoff(&self, now: Timestamp) -> Option<Timestamp> {
+        match self {
+            LedgerRetention::Forever => None,
+            LedgerRetention::Days(days) => Some(now.minus(std::time::Duration::from_secs(u64::from(*days) * 86_400))),
+        }
+    }
+}
+
+impl fmt::Display for LedgerRetention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LedgerRetention::Forever => f.write_str("forever"),
+            LedgerRetention::Days(days) => write!(f, "{days} days"),
+        }
+    }
 }
 
 impl Workspace {
@@ -127,17 +180,21 @@ pub enum Permission {
     /// `POST /consent/links`.
     #[serde(rename = "consent.links.create")]
     ConsentLinksCreate,
+    /// `GET /consent/history` and `GET /consent/proof`: the ledger of one subject.
+    #[serde(rename = "consent.history.get")]
+    ConsentHistoryGet,
 }
 
 impl Permission {
     /// Every permission, in the order the command line lists them.
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 7] = [
         Permission::SubscriptionStatusSet,
         Permission::SubscriptionStatusGet,
         Permission::SubscriptionGroupsGet,
         Permission::UsersTrack,
         Permission::UsersDelete,
         Permission::ConsentLinksCreate,
+        Permission::ConsentHistoryGet,
     ];
 
     /// Braze's name of the permission.
@@ -149,6 +206,7 @@ impl Permission {
             Permission::UsersTrack => "users.track",
             Permission::UsersDelete => "users.delete",
             Permission::ConsentLinksCreate => "consent.links.create",
+            Permission::ConsentHistoryGet => "consent.history.get",
         }
     }
 
@@ -163,7 +221,12 @@ impl Permission {
     pub const fn bucket(self) -> Bucket {
         match self {
             Permission::SubscriptionStatusSet => Bucket::Set,
-            Permission::SubscriptionStatusGet | Permission::SubscriptionGroupsGet => Bucket::Get,
+            // The ledger's reads are reads like the status reads, and as cheap per request (a
+            // page is an index range): they share the GET budget rather than add a bucket that
+            // every workspace's limits and the command line would have to carry.
+            Permission::SubscriptionStatusGet | Permission::SubscriptionGroupsGet | Permission::ConsentHistoryGet => {
+                Bucket::Get
+            }
             Permission::UsersTrack => Bucket::Track,
             Permission::UsersDelete => Bucket::Delete,
             Permission::ConsentLinksCreate => Bucket::Links,
@@ -394,6 +457,8 @@ pub enum WorkspaceChange {
     },
     /// Replace the branding.
     Branding(Branding),
+    /// How long its change records are kept.
+    LedgerRetention(LedgerRetention),
 }
 
 impl WorkspaceChange {
@@ -414,6 +479,10 @@ impl WorkspaceChange {
                     .find(|k| &k.id == id)
                     .ok_or_else(|| format!("workspace {:?} has no link key {id:?}", workspace.name))?;
                 key.retired_at.get_or_insert(*at);
+                Ok(())
+            }
+            WorkspaceChange::LedgerRetention(retention) => {
+                workspace.ledger_retention = *retention;
                 Ok(())
             }
             WorkspaceChange::Branding(branding) => {

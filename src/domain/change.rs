@@ -1,9 +1,13 @@
-//! Change records: the trustworthy history of every consent change.
+//! Change records: the trustworthy history of every consent change, each sealed into its
+//! chain by [`super::ledger`].
 
 use serde::{Deserialize, Serialize};
 
+use uuid::Uuid;
+
 use super::identifiers::{Email, IdentifierError, Phone};
-use super::ids::{ApiKeyId, ChangeId, GroupId, ProfileId, RequestId, WorkspaceId};
+use super::ids::{ApiKeyId, ChangeId, GroupId, OrphanId, ProfileId, RequestId, WorkspaceId};
+use super::ledger::{ChainGroup, ChainHash, ChainKey};
 use super::subscription::SubscriptionState;
 use super::time::Timestamp;
 
@@ -55,15 +59,88 @@ impl Endpoint {
     }
 }
 
-/// Where a change came from: enough to trace it back to a key and a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChangeSource {
+/// How a change happened: the kind of path it came through. Every record names one, so an
+/// auditor can tell an API call from a person's click.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// An API call with a key.
+    Api,
+    /// A `List-Unsubscribe=One-Click` POST (RFC 8058).
+    OneClick,
+    /// The unsubscribe page of a link.
+    UnsubscribePage,
+    /// The preference page of a link.
+    PreferencePage,
+    /// A bulk import.
+    Import,
+    /// An operator's command.
+    Admin,
+}
+
+impl Source {
+    /// Every kind, in code order.
+    pub const ALL: [Source; 6] =
+        [Source::Api, Source::OneClick, Source::UnsubscribePage, Source::PreferencePage, Source::Import, Source::Admin];
+
+    /// The name on the wire and in exports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Api => "api",
+            Source::OneClick => "one_click",
+            Source::UnsubscribePage => "unsubscribe_page",
+            Source::PreferencePage => "preference_page",
+            Source::Import => "import",
+            Source::Admin => "admin",
+        }
+    }
+
+    /// A stable one-byte code for storage and for the hashed encoding (never reused).
+    pub fn code(self) -> u8 {
+        match self {
+            Source::Api => 1,
+            Source::OneClick => 2,
+            Source::UnsubscribePage => 3,
+            Source::PreferencePage => 4,
+            Source::Import => 5,
+            Source::Admin => 6,
+        }
+    }
+
+    /// The kind of a stored code.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.code() == code)
+    }
+}
+
+/// Where a change can be traced back to: the key, endpoint and request it came with. A change
+/// a person makes through a link has no key and no API endpoint, hence the options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trace {
     /// The API key that made the request.
-    pub api_key_id: ApiKeyId,
+    pub api_key_id: Option<ApiKeyId>,
     /// The endpoint it called.
-    pub endpoint: Endpoint,
+    pub endpoint: Option<Endpoint>,
     /// The request's id, as returned in its `x-request-id` header.
-    pub request_id: RequestId,
+    pub request_id: Option<RequestId>,
+}
+
+impl Trace {
+    /// The trace of an API call.
+    pub fn api(api_key_id: ApiKeyId, endpoint: Endpoint, request_id: RequestId) -> Self {
+        Trace { api_key_id: Some(api_key_id), endpoint: Some(endpoint), request_id: Some(request_id) }
+    }
+}
+
+/// The person behind a change made through a page or a link. Personal data: erased with the
+/// identifiers by `users/delete`, and therefore not covered by the record's hash (only its
+/// presence is; see `docs/ledger.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The client's IP address, as the server saw it.
+    pub ip: String,
+    /// The `User-Agent` header, if any.
+    pub user_agent: String,
 }
 
 /// An email or phone number without a profile: the holder of orphaned identifier state.
@@ -136,13 +213,36 @@ impl ContactKind {
 pub enum Subject {
     /// A user profile.
     Profile(ProfileId),
-    /// An email or phone that no profile carried at the time.
-    Orphan(Contact),
-    /// An email or phone erased from the history: the profiles that carried it were deleted.
-    Erased,
+    /// An email or phone that no profile carried at the time, with its internal id.
+    Orphan(OrphanId, Contact),
+    /// An email or phone erased from the history (the profiles that carried it were deleted):
+    /// only its internal id remains, so its chain still verifies.
+    Erased(OrphanId),
 }
 
 impl Subject {
+    /// The internal id that names the subject in its chains: the profile id, or the orphaned
+    /// identifier's id. Never personal data.
+    pub fn internal_id(&self) -> Uuid {
+        match self {
+            Subject::Profile(id) => id.0,
+            Subject::Orphan(id, _) | Subject::Erased(id) => id.0,
+        }
+    }
+
+    /// Whether the subject is a profile (else an orphaned, possibly erased, identifier).
+    pub fn is_profile(&self) -> bool {
+        matches!(self, Subject::Profile(_))
+    }
+
+    /// The email or phone, while it is not erased.
+    pub fn contact(&self) -> Option<&Contact> {
+        match self {
+            Subject::Orphan(_, contact) => Some(contact),
+            _ => None,
+        }
+    }
+
     /// [`Subject::code`] of a profile subject.
     pub const PROFILE_CODE: u8 = 0;
     /// [`Subject::code`] of an erased subject.
@@ -153,8 +253,8 @@ impl Subject {
     pub fn code(&self) -> u8 {
         match self {
             Subject::Profile(_) => Self::PROFILE_CODE,
-            Subject::Orphan(contact) => contact.kind().code(),
-            Subject::Erased => Self::ERASED_CODE,
+            Subject::Orphan(_, contact) => contact.kind().code(),
+            Subject::Erased(_) => Self::ERASED_CODE,
         }
     }
 }
@@ -176,8 +276,30 @@ pub struct ChangeRecord {
     pub old: Option<SubscriptionState>,
     /// The state after.
     pub new: SubscriptionState,
-    /// The request it came from.
-    pub source: ChangeSource,
+    /// How the change happened (`source` on the wire).
+    pub kind: Source,
+    /// The key, endpoint and request it came with.
+    pub trace: Trace,
     /// `use_double_opt_in_logic` as the request sent it.
     pub use_double_opt_in_logic: bool,
+    /// The person, for changes made through a page or link; `None` once erased.
+    pub actor: Option<Actor>,
+    /// Its position in its chain, from 1. Stored, and hashed, so that the order of a chain
+    /// does not depend on clocks (several PostgreSQL nodes may disagree on the time).
+    pub seq: u64,
+    /// The hash of the record before it in its chain ([`ChainHash::ZERO`] for the first).
+    pub previous_hash: ChainHash,
+    /// SHA-256 of its canonical encoding (see [`super::ledger`]).
+    pub hash: ChainHash,
+}
+
+impl ChangeRecord {
+    /// The chain the record belongs to.
+    pub fn chain(&self) -> ChainKey {
+        ChainKey {
+            workspace_id: self.workspace_id,
+            group: ChainGroup::Group(self.group_id),
+            subject: self.subject.internal_id(),
+        }
+    }
 }

@@ -120,16 +120,25 @@ impl DeletePlan {
 
     /// Erases `record` if it names a released email or phone, and says whether it did. The
     /// history keeps the consent (the group, the states, the time, the source) but not the
-    /// address: only the subject is rewritten, to [`Subject::Erased`].
+    /// address: the subject is rewritten to [`Subject::Erased`] (its internal id stays, so its
+    /// chain still verifies) and the actor is dropped.
     pub fn erase(&self, record: &mut ChangeRecord) -> bool {
         match &record.subject {
-            Subject::Orphan(contact) if self.released.contains(contact) => {
-                record.subject = Subject::Erased;
+            Subject::Orphan(id, contact) if self.released.contains(contact) => {
+                record.subject = Subject::Erased(*id);
+                record.actor = None;
                 true
             }
             _ => false,
         }
     }
+}
+
+/// Drops the person (IP address, user agent) from a deleted profile's record, and says whether
+/// there was one: the record keeps the change, the person is personal data. Neither is hashed,
+/// so the chain still verifies.
+pub fn erase_actor(record: &mut ChangeRecord) -> bool {
+    record.actor.take().is_some()
 }
 
 /// Decides what deleting the profiles of `external_ids` removes.

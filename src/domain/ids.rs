@@ -70,6 +70,12 @@ uuid_id!(
     ChangeId, now_v7
 );
 uuid_id!(
+    /// The internal id of an email or phone that no profile carries: the subject of its
+    /// orphaned states' change chains. It is not derived from the identifier, so that erasing
+    /// the identifier leaves nothing personal in the chains.
+    OrphanId, now_v7
+);
+uuid_id!(
     /// One HTTP request, echoed in `x-request-id` and kept on its change records.
     RequestId, now_v7
 );

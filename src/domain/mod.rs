@@ -5,8 +5,10 @@
 pub mod catalog;
 pub mod change;
 pub mod delete;
+pub mod history;
 pub mod identifiers;
 pub mod ids;
+pub mod ledger;
 pub mod links;
 pub mod plan;
 pub mod rate_limit;

@@ -8,38 +8,93 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::change::{ChangeRecord, ChangeSource, Contact, Subject};
+use super::change::{Actor, ChangeRecord, Contact, Source, Subject, Trace};
 use super::identifiers::ExternalId;
-use super::ids::{ChangeId, GroupId, ProfileId, WorkspaceId};
+use super::ids::{ChangeId, GroupId, OrphanId, ProfileId, WorkspaceId};
+use super::ledger::ChainHash;
 use super::set_status::SetStatusCommand;
 use super::subscription::SubscriptionState;
 use super::time::Timestamp;
 
-/// Who is writing: the caller's workspace and the source stamped on every change record.
-#[derive(Debug, Clone, Copy)]
+/// Who is writing: the caller's workspace and what every change record says of its origin.
+#[derive(Debug, Clone)]
 pub struct Origin {
     /// The caller's workspace.
     pub workspace_id: WorkspaceId,
+    /// How the change happens.
+    pub kind: Source,
     /// The key, endpoint and request.
-    pub source: ChangeSource,
+    pub trace: Trace,
+    /// The person, for changes made through a page or link.
+    pub actor: Option<Actor>,
+}
+
+impl Origin {
+    /// An API call with `key` to `endpoint`, in request `request`.
+    pub fn api(
+        workspace_id: WorkspaceId,
+        key: super::ids::ApiKeyId,
+        endpoint: super::change::Endpoint,
+        request: super::ids::RequestId,
+    ) -> Self {
+        Origin { workspace_id, kind: Source::Api, trace: Trace::api(key, endpoint, request), actor: None }
+    }
+
+    /// The context of applying this origin's request at `at`.
+    pub fn at(&self, at: Timestamp) -> WriteContext {
+        WriteContext {
+            workspace_id: self.workspace_id,
+            kind: self.kind,
+            trace: self.trace,
+            actor: self.actor.clone(),
+            at,
+        }
+    }
 }
 
 /// Who is writing, and when the store applies it. The store, not the handler, picks the time,
 /// so that change times follow the order in which changes were applied.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WriteContext {
     /// The caller's workspace.
     pub workspace_id: WorkspaceId,
+    /// How the change happens.
+    pub kind: Source,
     /// The key, endpoint and request.
-    pub source: ChangeSource,
+    pub trace: Trace,
+    /// The person, for changes made through a page or link.
+    pub actor: Option<Actor>,
     /// The time the request is applied.
     pub at: Timestamp,
 }
 
-impl Origin {
-    /// The context of applying this origin's request at `at`.
-    pub fn at(self, at: Timestamp) -> WriteContext {
-        WriteContext { workspace_id: self.workspace_id, source: self.source, at }
+impl WriteContext {
+    /// A change record of this context, not yet sealed into its chain (the store does that,
+    /// since only it knows the chain's head).
+    pub fn record(
+        &self,
+        group_id: GroupId,
+        subject: Subject,
+        old: Option<SubscriptionState>,
+        new: SubscriptionState,
+        use_double_opt_in_logic: bool,
+    ) -> ChangeRecord {
+        ChangeRecord {
+            id: ChangeId::generate(),
+            at: self.at,
+            workspace_id: self.workspace_id,
+            group_id,
+            subject,
+            old,
+            new,
+            kind: self.kind,
+            trace: self.trace,
+            use_double_opt_in_logic,
+            actor: self.actor.clone(),
+            seq: 0,
+            previous_hash: ChainHash::ZERO,
+            hash: ChainHash::ZERO,
+        }
     }
 }
 
@@ -65,6 +120,8 @@ pub struct Known {
     pub states: HashMap<(ProfileId, GroupId), SubscriptionState>,
     /// Current orphaned states of the contacts asked, in the groups asked.
     pub orphan_states: HashMap<(Contact, GroupId), SubscriptionState>,
+    /// The internal ids of the contacts asked that have orphaned state in any group.
+    pub orphan_ids: HashMap<Contact, OrphanId>,
 }
 
 /// A profile the plan creates for an unknown external id, so that no consent signal is dropped.
@@ -83,9 +140,11 @@ pub struct Plan {
     pub new_profiles: Vec<NewProfile>,
     /// Final state of every (profile, group) the command changed.
     pub profile_states: Vec<(ProfileId, GroupId, SubscriptionState)>,
-    /// Final state of every (contact, group) orphaned state the command changed.
-    pub orphan_states: Vec<(Contact, GroupId, SubscriptionState)>,
-    /// One record per change, in the order applied.
+    /// Final state of every (contact, group) orphaned state the command changed, with the
+    /// contact's internal id (new if it had no orphaned state).
+    pub orphan_states: Vec<(Contact, OrphanId, GroupId, SubscriptionState)>,
+    /// One record per net change of a (subject, group), in the order of their first change;
+    /// not yet sealed.
     pub changes: Vec<ChangeRecord>,
 }
 
@@ -122,22 +181,34 @@ impl SetStatusCommand {
 }
 
 /// Whose state an entry sets.
+#[derive(Clone, PartialEq, Eq, Hash)]
 enum Target {
     Profile(ProfileId),
     Orphan(Contact),
+}
+
+/// A (subject, group) the command changed: its state before the command, and after.
+struct NetChange {
+    target: Target,
+    group: GroupId,
+    old: Option<SubscriptionState>,
+    new: SubscriptionState,
+    use_double_opt_in_logic: bool,
 }
 
 /// Applies the command's entries in order to the known facts and returns what changed.
 ///
 /// An email or phone reaches every profile that carries it; one that no profile carries gets
 /// orphaned identifier state. An unknown external id creates a profile. A profile reached twice
-/// in one entry (by external id and by email, say) changes once. Setting a state to what it is
-/// records nothing.
+/// in one entry (by external id and by email, say) changes once. A (subject, group) changed by
+/// several entries gets one record of its net change, from its state before the request to its
+/// state after, and none when it ends where it began: the ledger records what the request did,
+/// not how it spelled it.
 pub fn plan_set_status(command: &SetStatusCommand, known: Known, ctx: &WriteContext) -> Plan {
-    let Known { mut profiles_by_external_id, carriers, mut states, mut orphan_states } = known;
+    let Known { mut profiles_by_external_id, carriers, mut states, mut orphan_states, mut orphan_ids } = known;
     let mut plan = Plan::default();
-    let mut touched_states = Vec::new();
-    let mut touched_orphans = Vec::new();
+    let mut net: Vec<NetChange> = Vec::new();
+    let mut net_index: HashMap<(Target, GroupId), usize> = HashMap::new();
     let mut targets = Vec::new();
     let mut reached = HashSet::new();
 
@@ -176,42 +247,41 @@ pub fn plan_set_status(command: &SetStatusCommand, known: Known, ctx: &WriteCont
             if old == Some(entry.state) {
                 continue;
             }
-            let subject = match target {
-                Target::Profile(id) => {
-                    touched_states.push((id, group));
-                    Subject::Profile(id)
+            match net_index.get(&(target.clone(), group)) {
+                Some(&i) => {
+                    net[i].new = entry.state;
+                    net[i].use_double_opt_in_logic = entry.use_double_opt_in_logic;
                 }
-                Target::Orphan(contact) => {
-                    touched_orphans.push((contact.clone(), group));
-                    Subject::Orphan(contact)
+                None => {
+                    net_index.insert((target.clone(), group), net.len());
+                    net.push(NetChange {
+                        target,
+                        group,
+                        old,
+                        new: entry.state,
+                        use_double_opt_in_logic: entry.use_double_opt_in_logic,
+                    });
                 }
-            };
-            plan.changes.push(ChangeRecord {
-                id: ChangeId::generate(),
-                at: ctx.at,
-                workspace_id: ctx.workspace_id,
-                group_id: group,
-                subject,
-                old,
-                new: entry.state,
-                source: ctx.source,
-                use_double_opt_in_logic: entry.use_double_opt_in_logic,
-            });
+            }
         }
     }
 
-    let mut written = HashSet::new();
-    for key in touched_states {
-        if written.insert(key) {
-            plan.profile_states.push((key.0, key.1, states[&key]));
+    for change in net {
+        if change.old == Some(change.new) {
+            continue;
         }
-    }
-    let mut written = HashSet::new();
-    for key in touched_orphans {
-        if written.insert(key.clone()) {
-            let state = orphan_states[&key];
-            plan.orphan_states.push((key.0, key.1, state));
-        }
+        let subject = match change.target {
+            Target::Profile(id) => {
+                plan.profile_states.push((id, change.group, change.new));
+                Subject::Profile(id)
+            }
+            Target::Orphan(contact) => {
+                let id = *orphan_ids.entry(contact.clone()).or_insert_with(OrphanId::generate);
+                plan.orphan_states.push((contact.clone(), id, change.group, change.new));
+                Subject::Orphan(id, contact)
+            }
+        };
+        plan.changes.push(ctx.record(change.group, subject, change.old, change.new, change.use_double_opt_in_logic));
     }
     plan
 }

@@ -23,7 +23,8 @@ pub const MAX_WINDOW_SECONDS: u32 = 86_400;
 pub enum Bucket {
     /// `POST /v2/subscription/status/set` and `POST /subscription/status/set`.
     Set,
-    /// `GET /subscription/status/get` and `GET /subscription/user/status`.
+    /// `GET /subscription/status/get`, `GET /subscription/user/status`, `GET /consent/history`
+    /// and `GET /consent/proof`.
     Get,
     /// `POST /users/track`.
     Track,

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::change::{ChangeRecord, Contact, Subject};
 use super::identifiers::{Email, ExternalId, Phone};
-use super::ids::{ChangeId, GroupId, ProfileId};
+use super::ids::{GroupId, ProfileId};
 use super::plan::WriteContext;
 use super::subscription::{StateView, SubscriptionState};
 use super::validation::{describe, group_field, state_field, GroupDirectory, Problems};
@@ -260,7 +260,8 @@ pub struct TrackPlan {
     pub profiles: Vec<TrackedProfile>,
     /// Emails and phones whose orphaned states moved to a profile, to be deleted.
     pub orphans_moved: Vec<Contact>,
-    /// One record per state change, in the order applied.
+    /// One record per net change of a (profile, group), in the order of their first change;
+    /// not yet sealed.
     pub changes: Vec<ChangeRecord>,
 }
 
@@ -299,10 +300,14 @@ impl TrackCommand {
 /// state in that group is newer; the orphaned states then belong to the profile and are
 /// deleted, so no later profile inherits a state that has since moved on. The object's own
 /// `subscription_groups` are applied last, so they win over inherited states.
+///
+/// A (profile, group) changed several times gets one record of its net change, and none (its
+/// state and its time left as they were) when it ends where it began.
 pub fn plan_track(command: &TrackCommand, known: TrackKnown, ctx: &WriteContext) -> TrackPlan {
     let TrackKnown { mut profiles, mut orphans } = known;
     let mut plan = TrackPlan::default();
     let mut touched: Vec<TrackedProfile> = Vec::new();
+    let mut net: Vec<NetChange> = Vec::new();
 
     for object in &command.objects {
         let slot = match touched.iter().position(|t| t.external_id == object.external_id) {
@@ -348,40 +353,54 @@ pub fn plan_track(command: &TrackCommand, known: TrackKnown, ctx: &WriteContext)
                 if own.is_some_and(|own| own.updated_at > orphan.updated_at) {
                     continue;
                 }
-                change(&mut plan.changes, profile, orphan.group_id, orphan.state, ctx);
+                change(&mut net, profile, orphan.group_id, orphan.state, ctx);
             }
         }
         for &(group, state) in &object.groups {
-            change(&mut plan.changes, profile, group, state, ctx);
+            change(&mut net, profile, group, state, ctx);
         }
     }
 
+    for change in net {
+        let profile = &mut touched.iter_mut().find(|t| t.after.id == change.profile).expect("a touched profile").after;
+        let new = profile.state(change.group).expect("set by the change").state;
+        match change.old {
+            Some(old) if old.state == new => profile.set_state(old),
+            old => plan.changes.push(ctx.record(
+                change.group,
+                Subject::Profile(change.profile),
+                old.map(|o| o.state),
+                new,
+                false,
+            )),
+        }
+    }
     plan.profiles = touched.into_iter().filter(|t| t.before.as_ref() != Some(&t.after)).collect();
     plan
 }
 
-/// Sets `profile`'s state in `group`, with a change record unless it already was `state`.
+/// A (profile, group) the command changed, with its state before the command.
+struct NetChange {
+    profile: ProfileId,
+    group: GroupId,
+    old: Option<StateView>,
+}
+
+/// Sets `profile`'s state in `group` unless it already is `state`, remembering the state it had
+/// before the command the first time the command changes it.
 fn change(
-    changes: &mut Vec<ChangeRecord>,
+    net: &mut Vec<NetChange>,
     profile: &mut ProfileSnapshot,
     group: GroupId,
     state: SubscriptionState,
     ctx: &WriteContext,
 ) {
-    let old = profile.state(group).map(|s| s.state);
-    if old == Some(state) {
+    let old = profile.state(group).copied();
+    if old.map(|o| o.state) == Some(state) {
         return;
     }
+    if !net.iter().any(|n| n.profile == profile.id && n.group == group) {
+        net.push(NetChange { profile: profile.id, group, old });
+    }
     profile.set_state(StateView { group_id: group, state, updated_at: ctx.at });
-    changes.push(ChangeRecord {
-        id: ChangeId::generate(),
-        at: ctx.at,
-        workspace_id: ctx.workspace_id,
-        group_id: group,
-        subject: Subject::Profile(profile.id),
-        old,
-        new: state,
-        source: ctx.source,
-        use_double_opt_in_logic: false,
-    });
 }

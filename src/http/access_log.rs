@@ -34,7 +34,9 @@ pub async fn log(mut request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
     let caller = Caller::default();
     request.extensions_mut().insert(caller.clone());
+    let in_flight = crate::telemetry::GaugeGuard::new(crate::telemetry::HTTP_REQUESTS_IN_FLIGHT);
     let response = next.run(request).await;
+    drop(in_flight);
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
     let (workspace, key) = match caller.0.get() {
@@ -43,6 +45,9 @@ pub async fn log(mut request: Request, next: Next) -> Response {
     };
     let route = route.as_deref().unwrap_or("(no route)");
     let status = response.status().as_u16();
+    metrics::histogram!(crate::telemetry::HTTP_REQUEST_DURATION,
+        "method" => crate::telemetry::method_label(&method), "route" => route.to_owned(), "status" => status.to_string())
+    .record(started.elapsed());
     if PROBES.contains(&route) {
         tracing::debug!(target: "consentry::access", %method, route, status, latency_ms, request_id, "request");
     } else {

@@ -56,6 +56,12 @@ impl Required for UsersDelete {
     const PERMISSION: Permission = Permission::UsersDelete;
 }
 
+/// Requires `consent.history.get`.
+pub struct HistoryGet;
+impl Required for HistoryGet {
+    const PERMISSION: Permission = Permission::ConsentHistoryGet;
+}
+
 /// An authenticated caller whose key carries `P`'s permission and admits the caller's address,
 /// and whose workspace is within `P`'s rate limit (this request counted). As an extractor it
 /// runs before the body is read, so an unauthenticated or rate-limited caller costs no parsing,

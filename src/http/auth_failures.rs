@@ -45,6 +45,7 @@ impl FailedAuthentications {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         match counts.get(&ip) {
             Some(&(start, failures)) if failures >= self.limit && self.running(start, now) => {
+                metrics::counter!(crate::telemetry::AUTH_FAILURE_LIMIT_REFUSALS).increment(1);
                 let left = start.0.saturating_add(self.window) - now.0;
                 // Whole seconds, rounded up: a client that waits that long is admitted again.
                 Err((left as u64).div_ceil(1_000_000))
@@ -55,6 +56,7 @@ impl FailedAuthentications {
 
     /// Counts a failure from `ip`.
     pub fn record(&self, ip: IpAddr) {
+        metrics::counter!(crate::telemetry::AUTH_FAILURES).increment(1);
         let now = self.clock.now();
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if counts.len() > SWEEP_ABOVE {

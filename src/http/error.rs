@@ -146,7 +146,10 @@ impl IntoResponse for ApiError {
         };
         match &self {
             ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
-            ApiError::StoreUnavailable(detail) => tracing::warn!(%detail, "answered 503: the database is unavailable"),
+            ApiError::StoreUnavailable(detail) => {
+                metrics::counter!(crate::telemetry::STORE_UNAVAILABLE_ANSWERS).increment(1);
+                tracing::warn!(%detail, "answered 503: the database is unavailable")
+            }
             _ => {}
         }
         let body = match self {

@@ -2,9 +2,12 @@
 //! OpenAPI document generated from the same registrations.
 
 pub mod access_log;
+pub mod as_of;
 pub mod auth;
 pub mod auth_failures;
 pub mod body;
+pub mod consent_history;
+pub mod consent_proof;
 pub mod error;
 pub mod health;
 pub mod limits;
@@ -67,6 +70,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(users_track::handle))
         .routes(routes!(users_delete::handle))
         .routes(routes!(crate::pages::links_api::handle))
+        .routes(routes!(consent_history::handle))
+        .routes(routes!(consent_proof::handle))
         .routes(routes!(openapi::serve))
 }
 

@@ -56,15 +56,16 @@ applied atomically: a 2XX means every change is durably stored, an error means n
 and a method a path does not take answers 405 (with `Allow`), both as `ErrorBody`.
 
 **Rate limits.** Requests are counted per workspace on fixed clock windows: the two set endpoints share one bucket, \
-the two GET endpoints another, `/users/track` and `/users/delete` have one each. Every answer to an authenticated \
-request carries `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset`; over the limit the answer is \
-429 with `retry-after`, and the request is not processed.
+the GET endpoints (status reads and the consent ledger) another, `/users/track` and `/users/delete` have one each. \
+Every answer to an authenticated request carries `x-ratelimit-limit`, `x-ratelimit-remaining` and \
+`x-ratelimit-reset`; over the limit the answer is 429 with `retry-after`, and the request is not processed.
 
 **Tracing.** Every answer carries `x-request-id`, which the change records it caused also keep."
     ),
     tags(
         (name = "subscriptions", description = "Set and read subscription group states."),
         (name = "users", description = "Create, update and delete user profiles."),
+        (name = "consent", description = "Read, and prove, the consent ledger: every change of every state."),
         (name = "openapi", description = "This document."),
     ),
     components(schemas(ErrorBody)),

@@ -44,6 +44,7 @@ pub async fn admit(
         let _ = slot.0.set(decision);
     }
     if !decision.allowed {
+        metrics::counter!(crate::telemetry::RATE_LIMIT_REFUSALS, "bucket" => bucket.as_str()).increment(1);
         return Err(ApiError::TooManyRequests { bucket, limit, retry_after: decision.retry_after(now) });
     }
     Ok(decision)

@@ -311,6 +311,11 @@ pub struct StatusGetQuery {
     /// unencoded arrives as a space and is read back as `+`.
     #[param(explode, value_type = Option<Vec<Phone>>, nullable = false, min_items = 1, max_items = 50)]
     pub phone: Option<Vec<String>>,
+    /// Answer as of this instant (RFC 3339, any offset), from the change records: the latest
+    /// record of each group at or before it. The identifiers name subjects as they are now: a
+    /// deleted profile is unknown at any time.
+    #[param(nullable = false, format = DateTime)]
+    pub at: Option<String>,
 }
 
 /// The query of `GET /subscription/user/status`. At least one of `external_id`, `email` and
@@ -334,6 +339,10 @@ pub struct UserStatusQuery {
     /// Users to skip, counted over all the users matched.
     #[param(nullable = false, minimum = 0, default = 0)]
     pub offset: Option<u64>,
+    /// List the states as of this instant (RFC 3339, any offset), from the change records;
+    /// the users listed are those the identifiers match now.
+    #[param(nullable = false, format = DateTime)]
+    pub at: Option<String>,
 }
 
 /// The fixed `message` of a successful answer.

@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::openapi::{AuthErrors, BodyErrors, StoreErrors};
 use super::schema::{SuccessResponse, V1SetRequest, V2SetRequest};
 use super::AppState;
-use crate::domain::change::{ChangeSource, Endpoint};
+use crate::domain::change::Endpoint;
 use crate::domain::ids::RequestId;
 use crate::domain::plan::Origin;
 use crate::domain::set_status::{self, SetStatusCommand};
@@ -87,7 +87,7 @@ async fn apply(
     let workspace_id = caller.key.workspace_id;
     let command = state.catalog.with_groups(workspace_id, |groups| parse(&body, groups)).map_err(ApiError::from)?;
     drop(body);
-    let origin = Origin { workspace_id, source: ChangeSource { api_key_id: caller.key.id, endpoint, request_id } };
+    let origin = Origin::api(workspace_id, caller.key.id, endpoint, request_id);
     state.store.set_status(origin, command).await?;
     Ok((StatusCode::CREATED, Json(json!({ "message": "success" }))))
 }

@@ -33,7 +33,7 @@ pub struct StatusResponse {
 pub struct StatusMap(pub Vec<(String, ReadState)>);
 
 impl StatusMap {
-    fn insert(&mut self, key: String, state: ReadState) {
+    pub(super) fn insert(&mut self, key: String, state: ReadState) {
         self.0.push((key, state));
     }
 }
@@ -79,6 +79,9 @@ pub async fn handle(
     let workspace = caller.key.workspace_id;
     let params = QueryParams::parse(uri.query())?;
     let query = state.catalog.with_groups(workspace, |groups| read::parse_status_query(&params, groups))?;
+    if let Some(at) = super::as_of::at_param(&params)? {
+        return Ok(Json(super::as_of::status_at(&state, workspace, &query, at).await?));
+    }
     let group = query.group_id;
     let mut status = StatusMap::default();
 

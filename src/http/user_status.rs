@@ -90,7 +90,11 @@ pub async fn handle(
     uri: Uri,
 ) -> Result<Json<UserStatusResponse>, ApiError> {
     let workspace = caller.key.workspace_id;
-    let query = read::parse_user_status_query(&QueryParams::parse(uri.query())?)?;
+    let params = QueryParams::parse(uri.query())?;
+    let query = read::parse_user_status_query(&params)?;
+    if let Some(at) = super::as_of::at_param(&params)? {
+        return Ok(Json(super::as_of::user_status_at(&state, workspace, &query, at).await?));
+    }
 
     let ids: Vec<_> = query.identifiers.external_ids.iter().map(|asked| &asked.value).collect();
     let profiles = state.store.read_profiles(workspace, &ids).await?;
@@ -132,7 +136,7 @@ fn entry(catalog: &Catalog, workspace: WorkspaceId, user: ListedUser) -> UserEnt
 
 /// The groups of `states`, named and sorted by name. A state of a group that no longer exists
 /// in the catalog (it cannot be deleted today) is left out rather than shown nameless.
-fn groups(catalog: &Catalog, workspace: WorkspaceId, states: &[StateView]) -> Vec<GroupEntry> {
+pub(super) fn groups(catalog: &Catalog, workspace: WorkspaceId, states: &[StateView]) -> Vec<GroupEntry> {
     let mut out: Vec<GroupEntry> = states
         .iter()
         .filter_map(|s| {

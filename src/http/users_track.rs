@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::openapi::{AuthErrors, BodyErrors, StoreErrors};
 use super::schema::{SuccessMessage, TrackRequest};
 use super::AppState;
-use crate::domain::change::{ChangeSource, Endpoint};
+use crate::domain::change::Endpoint;
 use crate::domain::ids::RequestId;
 use crate::domain::plan::Origin;
 use crate::domain::track::{self, TrackError};
@@ -65,8 +65,8 @@ pub async fn handle(
     let errors = std::mem::take(&mut command.errors);
     let attributes_processed = command.objects.len();
     if attributes_processed > 0 {
-        let source = ChangeSource { api_key_id: caller.key.id, endpoint: Endpoint::UsersTrack, request_id };
-        state.store.track(Origin { workspace_id, source }, command).await?;
+        let origin = Origin::api(workspace_id, caller.key.id, Endpoint::UsersTrack, request_id);
+        state.store.track(origin, command).await?;
     }
     Ok((StatusCode::CREATED, Json(TrackResponse { message: "success", attributes_processed, errors })))
 }

@@ -29,8 +29,8 @@ use axum::Router;
 use maud::html as markup;
 
 use crate::domain::catalog::{Group, GroupStatus, Workspace};
-use crate::domain::change::{ChangeSource, Endpoint};
-use crate::domain::ids::{ApiKeyId, GroupId, RequestId};
+use crate::domain::change::{Actor, Source, Trace};
+use crate::domain::ids::{GroupId, RequestId};
 use crate::domain::links::{self, LinkClaims, LinkSubject, PublicUrl};
 use crate::domain::plan::Origin;
 use crate::domain::read::{self, ReadState};
@@ -134,13 +134,22 @@ impl Visitor {
     }
 }
 
-/// The origin stamped on a page's change records. Until change records carry a source kind
-/// and an actor, a page change is told from an API change by its key: the nil key id, which
-/// no API key has.
-fn origin(workspace: &Workspace, _action: PageAction, _visitor: &Visitor, request_id: RequestId) -> Origin {
+/// The origin stamped on a page's change records: the kind of page, the request, and the
+/// person (address and user agent) in the record's `actor`.
+fn origin(workspace: &Workspace, action: PageAction, visitor: &Visitor, request_id: RequestId) -> Origin {
+    let kind = match action {
+        PageAction::OneClick => Source::OneClick,
+        PageAction::UnsubscribePage => Source::UnsubscribePage,
+        PageAction::PreferencePage => Source::PreferencePage,
+    };
     Origin {
         workspace_id: workspace.id,
-        source: ChangeSource { api_key_id: ApiKeyId(uuid::Uuid::nil()), endpoint: Endpoint::V2StatusSet, request_id },
+        kind,
+        trace: Trace { request_id: Some(request_id), ..Trace::default() },
+        actor: Some(Actor {
+            ip: visitor.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            user_agent: visitor.user_agent.clone(),
+        }),
     }
 }
 

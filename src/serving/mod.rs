@@ -57,6 +57,10 @@ pub struct ServingOptions {
     pub failed_auth_limit: u32,
     /// The window of `failed_auth_limit`.
     pub failed_auth_window: Duration,
+    /// Where to serve Prometheus metrics (`/metrics`); `None` serves none.
+    pub metrics_listen: Option<String>,
+    /// The `listener` label of this listener's connection metrics.
+    pub listener: &'static str,
 }
 
 impl Default for ServingOptions {
@@ -68,6 +72,8 @@ impl Default for ServingOptions {
             shutdown_grace: Duration::from_secs(10),
             failed_auth_limit: 30,
             failed_auth_window: Duration::from_secs(60),
+            metrics_listen: None,
+            listener: "api",
         }
     }
 }
@@ -95,6 +101,10 @@ pub struct ServingArgs {
     #[arg(long, env = "CONSENTRY_FAILED_AUTH_PER_MINUTE", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub failed_auth_per_minute: u32,
+    /// `host:port` to serve Prometheus metrics on, at `/metrics` (no key: bind it to an
+    /// address only Prometheus reaches). Off by default.
+    #[arg(long, env = "CONSENTRY_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// `text` (for people) or `json` (one object per line, for log collectors).
     #[arg(long, env = "CONSENTRY_LOG_FORMAT", value_enum, default_value_t = logging::LogFormat::Text)]
     pub log_format: logging::LogFormat,
@@ -110,6 +120,8 @@ impl ServingArgs {
             shutdown_grace: self.shutdown_grace,
             failed_auth_limit: self.failed_auth_per_minute,
             failed_auth_window: Duration::from_secs(60),
+            metrics_listen: self.metrics_listen.clone(),
+            listener: "api",
         }
     }
 }
@@ -191,7 +203,10 @@ pub async fn serve(
         };
         let (router, options, stopped) = (router.clone(), Arc::clone(&options), stopped.clone());
         tokio::spawn(async move {
+            let open = metrics::gauge!(crate::telemetry::HTTP_CONNECTIONS_OPEN, "listener" => options.listener);
+            open.increment(1.0);
             connection(stream, peer, router, &options, stopped).await;
+            open.decrement(1.0);
             drop(slot);
         });
     }
@@ -345,6 +360,8 @@ async fn connection(
             _ = tokio::time::sleep_until(wake) => {
                 if activity.deadline(options).is_some_and(|deadline| deadline <= Instant::now()) {
                     tracing::debug!("closing a connection past its header-read or idle deadline");
+                    let phase = if activity.with(|phase| matches!(phase, Phase::Head { .. })) { "header" } else { "idle" };
+                    metrics::counter!(crate::telemetry::HTTP_CONNECTIONS_TIMED_OUT, "listener" => options.listener, "phase" => phase).increment(1);
                     return;
                 }
             }

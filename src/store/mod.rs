@@ -13,12 +13,13 @@ use std::sync::Arc;
 
 use crate::domain::catalog::{Admission, ApiKey, Group, Workspace, WorkspaceChange};
 use crate::domain::change::{ChangeRecord, Contact};
+use crate::domain::history::Window;
 use crate::domain::identifiers::ExternalId;
-use crate::domain::ids::WorkspaceId;
+use crate::domain::ids::{GroupId, ProfileId, WorkspaceId};
 use crate::domain::plan::Origin;
 use crate::domain::retention::Retention;
 use crate::domain::set_status::SetStatusCommand;
-use crate::domain::time::Clock;
+use crate::domain::time::{Clock, Timestamp};
 use crate::domain::track::TrackCommand;
 
 pub use crate::domain::read::{ContactView, ProfileView};
@@ -240,6 +241,34 @@ pub struct ProfileImport {
     pub phone: Option<crate::domain::identifiers::Phone>,
 }
 
+/// Whose records a read of the ledger covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerSources {
+    /// These profiles' records and these emails' and phones' orphaned records.
+    Subjects {
+        /// Profiles.
+        profiles: Vec<ProfileId>,
+        /// Orphaned emails and phones.
+        contacts: Vec<Contact>,
+    },
+    /// Every record of the workspace (the export).
+    Workspace,
+}
+
+/// A read of the ledger: the records of `sources` in `window` and `groups`, the first `limit`
+/// of them in the ledger's order (time, then record id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRead {
+    /// Whose records.
+    pub sources: LedgerSources,
+    /// Only these groups' records; `None`: every group.
+    pub groups: Option<Vec<GroupId>>,
+    /// Time bounds and the position to start after.
+    pub window: Window,
+    /// Most records returned.
+    pub limit: usize,
+}
+
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Applied {
@@ -251,6 +280,8 @@ pub struct Applied {
     pub profiles_deleted: usize,
     /// Orphaned states deleted.
     pub orphans_deleted: usize,
+    /// Change records deleted by ledger retention.
+    pub records_expired: usize,
 }
 
 /// The store: one enum, one variant per engine, so that callers never know which runs.
@@ -392,6 +423,17 @@ impl Store {
         }
     }
 
+    /// Ledger retention: deletes the change records of `workspace` older than `cutoff`, but for
+    /// the latest of each chain, and records in each chain's head the anchor its kept records
+    /// follow (see [`crate::domain::ledger::expire_through`]); returns how many it deleted.
+    /// Safe to run concurrently with writes: each chain is checked again as it is cut.
+    pub async fn expire_ledger(&self, workspace: WorkspaceId, cutoff: Timestamp) -> Result<usize, StoreError> {
+        match self {
+            Store::Embedded(s) => s.expire_ledger(workspace, cutoff).await,
+            Store::Postgres(s) => s.expire_ledger(workspace, cutoff).await,
+        }
+    }
+
     /// Creates or updates profiles in bulk, atomically.
     pub async fn import_profiles(
         &self,
@@ -430,6 +472,97 @@ impl Store {
         }
     }
 
+    /// A page of the ledger: see [`LedgerRead`]. A subject's records are read through its
+    /// indexes, never by scanning the workspace.
+    pub async fn ledger_records(
+        &self,
+        workspace: WorkspaceId,
+        read: LedgerRead,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.ledger_records(workspace, read).await,
+            Store::Postgres(s) => s.ledger_records(workspace, &read).await,
+        }
+    }
+
+    /// A ledger subject as it is identified now: its profiles and the emails and phones whose
+    /// orphaned records belong to it (see [`crate::domain::history`]).
+    pub async fn ledger_subject(
+        &self,
+        workspace: WorkspaceId,
+        subject: &crate::domain::history::HistorySubject,
+    ) -> Result<(Vec<ProfileView>, Vec<Contact>), StoreError> {
+        use crate::domain::history::HistorySubject;
+        use crate::domain::identifiers::{Email, Phone};
+        match subject {
+            HistorySubject::ExternalId(id) => {
+                let Some(profile) = self.read_profiles(workspace, &[id]).await?.pop().flatten() else {
+                    return Ok((Vec::new(), Vec::new()));
+                };
+                let corrupt = |e: crate::domain::identifiers::IdentifierError| StoreError::Corrupt {
+                    what: "profile",
+                    detail: format!("stored identifier: {e}"),
+                };
+                let mut contacts = Vec::new();
+                if let Some(email) = &profile.email {
+                    contacts.push(Contact::Email(Email::parse(email).map_err(corrupt)?));
+                }
+                if let Some(phone) = &profile.phone {
+                    contacts.push(Contact::Phone(Phone::parse(phone).map_err(corrupt)?));
+                }
+                Ok((vec![profile], contacts))
+            }
+            HistorySubject::Contact(contact) => {
+                let view = self.read_contacts(workspace, &[contact]).await?.pop().unwrap_or_default();
+                Ok((view.carriers, vec![contact.clone()]))
+            }
+        }
+    }
+
+    /// The stored heads of these chains (all of `workspace`): where each ends (seq, hash) and
+    /// the anchor its kept records follow. A chain with no record has no head.
+    pub async fn chain_heads(
+        &self,
+        workspace: WorkspaceId,
+        chains: &[crate::domain::ledger::ChainKey],
+    ) -> Result<std::collections::HashMap<crate::domain::ledger::ChainKey, crate::domain::ledger::ChainHead>, StoreError>
+    {
+        match self {
+            Store::Embedded(s) => s.chain_heads(chains),
+            Store::Postgres(s) => s.chain_heads(workspace, chains).await,
+        }
+    }
+
+    /// The current external ids of these profiles; a deleted profile is absent.
+    pub async fn external_ids_of(
+        &self,
+        workspace: WorkspaceId,
+        profiles: &[ProfileId],
+    ) -> Result<std::collections::HashMap<ProfileId, String>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.external_ids_of(workspace, profiles),
+            Store::Postgres(s) => s.external_ids_of(workspace, profiles).await,
+        }
+    }
+
+    /// Walks every chain of the ledger (of one workspace, or of all) and reports the first
+    /// record whose hash or link does not hold; `progress` counts the records checked.
+    pub async fn verify_ledger(
+        &self,
+        workspace: Option<WorkspaceId>,
+        progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<crate::domain::ledger::LedgerCheck, StoreError> {
+        match self {
+            Store::Embedded(s) => {
+                let store = s.clone();
+                tokio::task::spawn_blocking(move || store.verify_ledger(workspace, &progress))
+                    .await
+                    .map_err(|e| StoreError::Internal(format!("the ledger walk stopped: {e}")))?
+            }
+            Store::Postgres(s) => s.verify_ledger(workspace, &progress).await,
+        }
+    }
+
     /// Reads for tests and tools that look at what a store holds beyond what the API shows
     /// (change records, orphaned states as stored). Not part of the service: no request path
     /// calls it.
@@ -444,6 +577,14 @@ impl Store {
         match self {
             Store::Embedded(s) => s.readiness(),
             Store::Postgres(s) => s.readiness().await,
+        }
+    }
+
+    /// Sets the store's gauges for a Prometheus scrape (see [`crate::telemetry`]).
+    pub fn record_gauges(&self) {
+        match self {
+            Store::Embedded(s) => s.record_gauges(),
+            Store::Postgres(s) => s.record_gauges(),
         }
     }
 

@@ -136,8 +136,8 @@ async fn concurrent_requests_on_overlapping_profiles_all_succeed_and_leave_unbro
     for (subject, group, last) in assert_unbroken_chains(&changes) {
         let stored = match &subject {
             Subject::Profile(id) => app.state_of(&by_profile_id[id], group).await,
-            Subject::Orphan(contact) => app.orphan_state(contact, group).await,
-            Subject::Erased => unreachable!("nothing is deleted in this test"),
+            Subject::Orphan(_, contact) => app.orphan_state(contact, group).await,
+            Subject::Erased(_) => unreachable!("nothing is deleted in this test"),
         };
         assert_eq!(stored, Some(last), "stored state of {subject:?} in {group}");
     }

@@ -37,10 +37,10 @@ async fn a_change_writes_exactly_one_record_with_its_full_provenance() {
     assert_eq!(change.subject, Subject::Profile(app.profile("user-1").await.unwrap().id));
     assert_eq!(change.old, None);
     assert_eq!(change.new, Subscribed);
-    assert_eq!(change.source.api_key_id, keys[0].id);
-    assert_eq!(change.source.endpoint, Endpoint::V2StatusSet);
-    assert_eq!(change.source.endpoint.path(), "/v2/subscription/status/set");
-    assert_eq!(change.source.request_id, request_id);
+    assert_eq!(change.trace.api_key_id.unwrap(), keys[0].id);
+    assert_eq!(change.trace.endpoint.unwrap(), Endpoint::V2StatusSet);
+    assert_eq!(change.trace.endpoint.unwrap().path(), "/v2/subscription/status/set");
+    assert_eq!(change.trace.request_id.unwrap(), request_id);
     assert!(change.use_double_opt_in_logic);
     app.shutdown().await;
 }
@@ -54,7 +54,7 @@ async fn a_change_of_an_orphaned_identifier_names_the_identifier() {
 
     let changes = app.changes().await;
     assert_eq!(changes.len(), 1);
-    assert_eq!(changes[0].subject, Subject::Orphan(email("someone@example.com")));
+    assert_eq!(changes[0].subject.contact(), Some(&email("someone@example.com")));
     assert_eq!((changes[0].old, changes[0].new), (None, Unsubscribed));
     assert!(!changes[0].use_double_opt_in_logic);
     app.shutdown().await;
@@ -87,7 +87,7 @@ async fn the_records_of_one_request_share_its_request_id_and_two_requests_differ
     assert_success(second).await;
 
     assert_ne!(first_id, second_id);
-    let ids: Vec<RequestId> = app.changes().await.iter().map(|c| c.source.request_id).collect();
+    let ids: Vec<RequestId> = app.changes().await.iter().map(|c| c.trace.request_id.unwrap()).collect();
     assert_eq!(ids, vec![first_id, first_id, second_id]);
     app.shutdown().await;
 }
@@ -109,7 +109,7 @@ async fn a_record_names_the_key_that_made_the_request() {
 
     assert_success(app.post_v2_with_key(&secret, &by_external_ids(group, "subscribed", &["u"])).await).await;
 
-    assert_eq!(app.changes().await[0].source.api_key_id, key.id);
+    assert_eq!(app.changes().await[0].trace.api_key_id.unwrap(), key.id);
     app.shutdown().await;
 }
 
@@ -200,7 +200,7 @@ async fn change_times_never_go_back_in_the_order_the_changes_were_applied() {
             assert!(
                 pair[0].at <= pair[1].at,
                 "round {round}: a change applied later carries an earlier time:\n{:?} at {:?} (request {})\nthen {:?} -> {:?} at {:?} (request {})",
-                pair[0].new, pair[0].at, pair[0].source.request_id, pair[1].old, pair[1].new, pair[1].at, pair[1].source.request_id
+                pair[0].new, pair[0].at, pair[0].trace.request_id.unwrap(), pair[1].old, pair[1].new, pair[1].at, pair[1].trace.request_id.unwrap()
             );
         }
     }

@@ -3,7 +3,7 @@
 
 use consentry::domain::change::{Contact, ContactKind, Subject};
 use consentry::domain::identifiers::{Email, Phone};
-use consentry::domain::ids::ProfileId;
+use consentry::domain::ids::{OrphanId, ProfileId};
 use consentry::domain::subscription::SubscriptionState;
 
 #[test]
@@ -22,9 +22,9 @@ fn change_subjects_keep_their_stored_codes_and_an_orphan_carries_its_contact_kin
     let email = Contact::Email(Email::parse("ana@example.com").unwrap());
     let phone = Contact::Phone(Phone::parse("+14155552671").unwrap());
     assert_eq!(Subject::Profile(ProfileId::generate()).code(), 0);
-    assert_eq!(Subject::Orphan(email.clone()).code(), 1);
-    assert_eq!(Subject::Orphan(phone.clone()).code(), 2);
-    assert_eq!(Subject::Erased.code(), 3);
+    assert_eq!(Subject::Orphan(OrphanId::generate(), email.clone()).code(), 1);
+    assert_eq!(Subject::Orphan(OrphanId::generate(), phone.clone()).code(), 2);
+    assert_eq!(Subject::Erased(OrphanId::generate()).code(), 3);
     for contact in [email, phone] {
         let kind = ContactKind::from_code(contact.kind().code()).unwrap();
         assert_eq!(kind.parse(contact.as_str()).unwrap(), contact);

@@ -4,10 +4,11 @@
 
 use std::collections::HashMap;
 
-use consentry::domain::change::{ChangeRecord, ChangeSource, Contact, Endpoint, Subject};
+use consentry::domain::change::{Actor, ChangeRecord, Contact, Endpoint, Source, Subject, Trace};
 use consentry::domain::delete::{parse_delete, plan_delete, DeleteKnown, FoundProfile};
 use consentry::domain::identifiers::{Email, ExternalId, Phone};
-use consentry::domain::ids::{ApiKeyId, ChangeId, GroupId, ProfileId, RequestId, WorkspaceId};
+use consentry::domain::ids::{ApiKeyId, ChangeId, GroupId, OrphanId, ProfileId, RequestId, WorkspaceId};
+use consentry::domain::ledger::ChainHash;
 use consentry::domain::subscription::SubscriptionState;
 use consentry::domain::time::Timestamp;
 use serde_json::json;
@@ -52,12 +53,13 @@ fn record(subject: Subject) -> ChangeRecord {
         subject,
         old: None,
         new: SubscriptionState::Unsubscribed,
-        source: ChangeSource {
-            api_key_id: ApiKeyId::generate(),
-            endpoint: Endpoint::V2StatusSet,
-            request_id: RequestId::generate(),
-        },
+        kind: Source::UnsubscribePage,
+        trace: Trace::api(ApiKeyId::generate(), Endpoint::V2StatusSet, RequestId::generate()),
         use_double_opt_in_logic: false,
+        actor: Some(Actor { ip: "192.0.2.7".into(), user_agent: "Mail/1.0".into() }),
+        seq: 1,
+        previous_hash: ChainHash::ZERO,
+        hash: ChainHash([7; 32]),
     }
 }
 
@@ -119,17 +121,26 @@ fn the_contacts_to_fetch_carriers_for_are_those_of_the_profiles_found_each_once(
 }
 
 #[test]
-fn erasing_rewrites_only_the_subject_of_records_about_a_released_address() {
+fn erasing_rewrites_only_the_subject_and_actor_of_records_about_a_released_address() {
     let a = ProfileId::generate();
     let gone = email("ana@example.com");
     let plan = plan_delete(&[id("a")], known(&[("a", a, vec![gone.clone()])]));
 
-    let mut about_gone = record(Subject::Orphan(gone));
+    let orphan = OrphanId::generate();
+    let mut about_gone = record(Subject::Orphan(orphan, gone));
     let before = about_gone.clone();
     assert!(plan.erase(&mut about_gone));
-    assert_eq!(about_gone, ChangeRecord { subject: Subject::Erased, ..before }, "the consent itself is kept");
+    assert_eq!(
+        about_gone,
+        ChangeRecord { subject: Subject::Erased(orphan), actor: None, ..before },
+        "the consent, its internal id and its hashes are kept"
+    );
 
-    for subject in [Subject::Orphan(email("other@example.com")), Subject::Profile(a), Subject::Erased] {
+    for subject in [
+        Subject::Orphan(OrphanId::generate(), email("other@example.com")),
+        Subject::Profile(a),
+        Subject::Erased(OrphanId::generate()),
+    ] {
         let mut untouched = record(subject);
         let before = untouched.clone();
         assert!(!plan.erase(&mut untouched));

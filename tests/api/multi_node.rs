@@ -97,7 +97,7 @@ async fn three_nodes_on_one_database_keep_one_unbroken_history_under_conflicting
     assert_eq!(ids.len(), changes.len(), "no change record twice");
     for change in &changes {
         assert!(
-            acknowledged.contains(&change.source.request_id.to_string()),
+            acknowledged.contains(&change.trace.request_id.unwrap().to_string()),
             "a change from an unacknowledged request: {change:?}"
         );
     }

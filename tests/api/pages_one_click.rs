@@ -64,9 +64,12 @@ async fn gmails_form_urlencoded_one_click_unsubscribes_from_the_group_once() {
     assert_eq!(app.state_of("u1", other).await, Some(Subscribed), "only the link's group");
     let changes = app.changes().await;
     assert_eq!(changes.len(), before + 1, "one change record");
-    // Until change records carry a source kind, a person's change is the one without a key.
-    assert!(changes.last().unwrap().source.api_key_id.0.is_nil(), "marked as no API call");
-    assert!(changes[..before].iter().all(|c| !c.source.api_key_id.0.is_nil()));
+    let record = changes.last().unwrap();
+    assert_eq!(record.kind, consentry::domain::change::Source::OneClick);
+    assert!(record.trace.api_key_id.is_none() && record.trace.request_id.is_some());
+    let actor = record.actor.as_ref().expect("the person is recorded");
+    assert_eq!(actor.ip, "127.0.0.1");
+    assert!(actor.user_agent.contains("Google-Safety"), "{actor:?}");
     // Providers retry: the second request answers the same and records nothing.
     assert_one_click_answer(gmail_one_click(&app, link["unsubscribe_url"].as_str().unwrap()).await).await;
     assert_eq!(app.changes().await.len(), before + 1, "idempotent");
@@ -145,7 +148,9 @@ async fn the_pages_button_unsubscribes_and_says_so_with_a_way_to_the_preference_
         assert!(page.contains(&format!("href=\"../preferences/{}\"", token_of(&link))), "{page}");
     }
     assert_eq!(app.state_of("u1", news).await, Some(Unsubscribed));
-    assert_eq!(app.changes().await.len(), 2, "the API's change and one from the page");
+    let changes = app.changes().await;
+    assert_eq!(changes.len(), 2, "the API's change and one from the page");
+    assert_eq!(changes[1].kind, consentry::domain::change::Source::UnsubscribePage);
 
     // A POST that is neither one-click nor the button changes nothing.
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u1"])).await).await;

@@ -99,7 +99,9 @@ async fn saving_changes_every_toggled_group_in_one_write_and_nothing_else() {
     let after = app.changes().await;
     let new: Vec<_> = after[before.len()..].to_vec();
     assert_eq!(new.len(), 2, "two changes, none for the group left as it was");
-    assert!(new.iter().all(|c| c.source.request_id == new[0].source.request_id), "one request, one write");
+    assert!(new.iter().all(|c| c.trace.request_id == new[0].trace.request_id), "one request, one write");
+    assert!(new.iter().all(|c| c.kind == consentry::domain::change::Source::PreferencePage));
+    assert!(new.iter().all(|c| c.actor.as_ref().is_some_and(|a| a.ip == "127.0.0.1")));
 
     // Saving the same again changes nothing.
     let (status, _) = post_form(&app, url, &format!("csrf={csrf}&group={offers}&group={digest}&action=save")).await;

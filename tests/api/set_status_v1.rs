@@ -3,7 +3,7 @@
 //! rules of V2 (SPEC.md and issue3-decisions.md, "V1 set").
 
 use consentry::domain::catalog::Permission;
-use consentry::domain::change::{Endpoint, Subject};
+use consentry::domain::change::Endpoint;
 use consentry::domain::ids::{GroupId, RequestId};
 use consentry::domain::subscription::Channel;
 use consentry::domain::subscription::SubscriptionState::{Subscribed, Unsubscribed};
@@ -128,7 +128,7 @@ async fn an_unknown_email_stores_orphaned_state_and_creates_no_profile() {
     assert!(app.profile("nobody@example.com").await.is_none());
     let changes = app.changes().await;
     assert_eq!(changes.len(), 1);
-    assert_eq!(changes[0].subject, Subject::Orphan(email("nobody@example.com")));
+    assert_eq!(changes[0].subject.contact(), Some(&email("nobody@example.com")));
     assert_eq!((changes[0].old, changes[0].new), (None, Unsubscribed));
     app.shutdown().await;
 }
@@ -536,11 +536,11 @@ async fn a_change_record_names_the_v1_endpoint_the_key_and_the_request() {
     let changes = app.changes().await;
     assert_eq!(changes.len(), 1);
     let change = &changes[0];
-    assert_eq!(change.source.endpoint, Endpoint::V1StatusSet);
-    assert_eq!(change.source.endpoint.path(), "/subscription/status/set");
-    assert_eq!(change.source.api_key_id, keys[0].id);
-    assert_eq!(Some(change.source.request_id), RequestId::parse(&header));
-    assert_eq!(change.subject, Subject::Orphan(phone("+12223334444")));
+    assert_eq!(change.trace.endpoint.unwrap(), Endpoint::V1StatusSet);
+    assert_eq!(change.trace.endpoint.unwrap().path(), "/subscription/status/set");
+    assert_eq!(change.trace.api_key_id.unwrap(), keys[0].id);
+    assert_eq!(Some(change.trace.request_id.unwrap()), RequestId::parse(&header));
+    assert_eq!(change.subject.contact(), Some(&phone("+12223334444")));
     assert_eq!(change.group_id, group);
     assert_eq!((change.old, change.new), (None, Subscribed));
     assert!(change.use_double_opt_in_logic);

@@ -145,15 +145,15 @@ async fn observe(app: &TestApp, groups: &[GroupId]) -> Observed {
                     });
                     format!("profile#{n}")
                 }
-                Subject::Orphan(contact) => format!("orphan {}", contact.as_str()),
-                Subject::Erased => "erased".into(),
+                Subject::Orphan(_, contact) => format!("orphan {}", contact.as_str()),
+                Subject::Erased(_) => "erased".into(),
             };
             format!(
                 "{subject} g{} {:?}->{:?} {} {}",
                 index(c.group_id),
                 c.old,
                 c.new,
-                c.source.endpoint.path(),
+                c.trace.endpoint.unwrap().path(),
                 c.use_double_opt_in_logic
             )
         })

@@ -140,10 +140,10 @@ async fn subscription_groups_are_applied_with_change_records_naming_users_track(
     let profile = app.profile("u").await.unwrap().id;
     for change in &changes {
         assert_eq!(change.subject, Subject::Profile(profile));
-        assert_eq!(change.source.endpoint, Endpoint::UsersTrack);
-        assert_eq!(change.source.endpoint.path(), "/users/track");
-        assert_eq!(change.source.api_key_id, keys[0].id);
-        assert_eq!(Some(change.source.request_id), request_id.as_deref().and_then(RequestId::parse));
+        assert_eq!(change.trace.endpoint.unwrap(), Endpoint::UsersTrack);
+        assert_eq!(change.trace.endpoint.unwrap().path(), "/users/track");
+        assert_eq!(change.trace.api_key_id.unwrap(), keys[0].id);
+        assert_eq!(Some(change.trace.request_id.unwrap()), request_id.as_deref().and_then(RequestId::parse));
         assert_eq!(change.old, None);
     }
     app.shutdown().await;
@@ -399,8 +399,8 @@ async fn a_new_email_inherits_its_orphaned_states_which_then_leave_the_orphan() 
         app.changes().await.into_iter().filter(|c| c.subject == Subject::Profile(profile)).collect();
     assert_eq!(inherited.len(), 2, "{inherited:?}");
     for change in &inherited {
-        assert_eq!(change.source.endpoint, Endpoint::UsersTrack);
-        assert_eq!(Some(change.source.request_id), request_id.as_deref().and_then(RequestId::parse));
+        assert_eq!(change.trace.endpoint.unwrap(), Endpoint::UsersTrack);
+        assert_eq!(Some(change.trace.request_id.unwrap()), request_id.as_deref().and_then(RequestId::parse));
         assert_eq!(change.old, None);
     }
     let mut groups: Vec<_> = inherited.iter().map(|c| (c.group_id, c.new)).collect();
@@ -487,7 +487,10 @@ async fn an_orphaned_state_newer_than_the_profiles_own_overrides_it() {
 
     assert_eq!(app.state_of("u", news).await, Some(Unsubscribed));
     let last = app.changes().await.pop().unwrap();
-    assert_eq!((last.old, last.new, last.source.endpoint), (Some(Subscribed), Unsubscribed, Endpoint::UsersTrack));
+    assert_eq!(
+        (last.old, last.new, last.trace.endpoint.unwrap()),
+        (Some(Subscribed), Unsubscribed, Endpoint::UsersTrack)
+    );
     assert_eq!(app.orphan_state(&email("heir@example.com"), news).await, None);
     app.shutdown().await;
 }

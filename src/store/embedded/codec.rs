@@ -8,23 +8,36 @@
 //! | `profiles` | ws · external id | [`ProfileRecord`] (id, email, phone, all states) |
 //! | `profile_ids` | ws · profile id | external id |
 //! | `emails` / `phones` | ws · identifier · 0x00 · profile id | external id |
-//! | `orphans` | ws · kind · identifier · 0x00 · group id | state · updated at |
+//! | `orphans` | ws · kind · identifier · 0x00 · group id | state · updated at · orphan id |
 //! | `changes` | ws · change id (time-ordered) | [`ChangeRecord`] |
 //! | `changes_by_profile` | ws · profile id · change id | empty |
 //! | `changes_by_contact` | ws · kind · identifier · 0x00 · change id | empty |
+//! | `chain_heads` | ws · chain group (17) · subject id | seq · hash · anchor seq · anchor hash |
+//! | `chain_records` | ws · chain group (17) · subject id · seq | change id |
+//! | `meta` | name | value (`format`: the store's format version, u32) |
 //!
 //! A profile's states live inside its record: the hot path (50 external ids) then costs one
 //! point read and one write per profile instead of two of each. Emails and phones are ASCII
 //! without NUL (the parsers guarantee it), so 0x00 ends them unambiguously.
 
-use crate::domain::change::{ChangeRecord, ChangeSource, Contact, ContactKind, Endpoint, Subject};
+use crate::domain::change::{Actor, ChangeRecord, Contact, ContactKind, Endpoint, Source, Subject, Trace};
 use crate::domain::identifiers::{Email, Phone};
-use crate::domain::ids::{ApiKeyId, ChangeId, GroupId, ProfileId, RequestId, WorkspaceId};
+use crate::domain::ids::{ApiKeyId, ChangeId, GroupId, OrphanId, ProfileId, RequestId, WorkspaceId};
+use crate::domain::ledger::{Anchor, ChainGroup, ChainHash, ChainHead, ChainKey};
 use crate::domain::subscription::SubscriptionState;
 use crate::domain::time::Timestamp;
 use crate::store::{StateView, StoreError};
 
 const RECORD_VERSION: u8 = 1;
+/// The encoding of change records since the ledger (issue 10): source, optional trace, actor,
+/// chain position and hashes, and the internal id of orphaned subjects.
+const CHANGE_VERSION: u8 = 2;
+
+/// The format of the whole store, kept in `meta` under [`FORMAT_KEY`]. A store without it was
+/// written before the ledger (format 1) and is upgraded on open (see `super::upgrade`).
+pub const FORMAT: u32 = 2;
+/// The `meta` key of the store's format.
+pub const FORMAT_KEY: &[u8] = b"format";
 
 /// A stored profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,19 +208,72 @@ fn trailing_id(key: &[u8], what: &'static str) -> Result<[u8; 16], StoreError> {
         .ok_or_else(|| StoreError::Corrupt { what, detail: "short key".into() })
 }
 
-/// `orphans` value: state · updated at.
-pub fn encode_orphan(state: SubscriptionState, at: Timestamp) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9);
+/// `orphans` value: state · updated at · the identifier's internal id.
+pub fn encode_orphan(state: SubscriptionState, at: Timestamp, id: OrphanId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(25);
     out.push(state_code(Some(state)));
     out.extend_from_slice(&at.0.to_be_bytes());
+    out.extend_from_slice(id.as_bytes());
     out
 }
 
 /// Decodes an `orphans` value.
 pub fn decode_orphan(bytes: &[u8]) -> Result<(SubscriptionState, Timestamp), StoreError> {
+    decode_orphan_with_id(bytes).map(|(state, at, _)| (state, at))
+}
+
+/// Decodes an `orphans` value with the identifier's internal id: nil in a value written before
+/// the ledger (the upgrade gives every one an id).
+pub fn decode_orphan_with_id(bytes: &[u8]) -> Result<(SubscriptionState, Timestamp, OrphanId), StoreError> {
     let mut r = Reader::new(bytes, "orphan state");
     let state = r.state()?.ok_or_else(|| r.corrupt("missing state"))?;
-    Ok((state, Timestamp(i64::from_be_bytes(r.array()?))))
+    let at = Timestamp(i64::from_be_bytes(r.array()?));
+    let id = if r.bytes.is_empty() { OrphanId(uuid::Uuid::nil()) } else { OrphanId::from_bytes(r.array()?) };
+    Ok((state, at, id))
+}
+
+/// Prefix of one chain's keys in `chain_heads` and `chain_records`: ws · chain group · subject.
+pub fn chain_key(chain: &ChainKey) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16 + 17 + 16 + 8);
+    key.extend_from_slice(chain.workspace_id.as_bytes());
+    key.extend_from_slice(&chain.group.to_bytes());
+    key.extend_from_slice(chain.subject.as_bytes());
+    key
+}
+
+/// The chain of a `chain_heads` key (or of the start of a `chain_records` key).
+pub fn decode_chain_key(key: &[u8]) -> Result<ChainKey, StoreError> {
+    let mut r = Reader::new(key, "chain key");
+    let workspace_id = WorkspaceId::from_bytes(r.array()?);
+    let group = ChainGroup::from_bytes(r.array()?).ok_or_else(|| r.corrupt("chain group"))?;
+    let subject = uuid::Uuid::from_bytes(r.array()?);
+    Ok(ChainKey { workspace_id, group, subject })
+}
+
+/// `chain_records` key: the chain's [`chain_key`] · seq.
+pub fn chain_record_key(chain: &ChainKey, seq: u64) -> Vec<u8> {
+    let mut key = chain_key(chain);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// `chain_heads` value.
+pub fn encode_head(head: &ChainHead) -> Vec<u8> {
+    let mut out = Vec::with_capacity(80);
+    out.extend_from_slice(&head.seq.to_be_bytes());
+    out.extend_from_slice(&head.hash.0);
+    out.extend_from_slice(&head.anchor.seq.to_be_bytes());
+    out.extend_from_slice(&head.anchor.hash.0);
+    out
+}
+
+/// Decodes a `chain_heads` value.
+pub fn decode_head(bytes: &[u8]) -> Result<ChainHead, StoreError> {
+    let mut r = Reader::new(bytes, "chain head");
+    let seq = u64::from_be_bytes(r.array()?);
+    let hash = ChainHash(r.array()?);
+    let anchor = Anchor { seq: u64::from_be_bytes(r.array()?), hash: ChainHash(r.array()?) };
+    Ok(ChainHead { seq, hash, anchor })
 }
 
 /// `changes` key: ws · change id.
@@ -242,50 +308,75 @@ pub fn change_by_profile_key(ws: WorkspaceId, profile: ProfileId, id: ChangeId) 
 
 /// Encodes a change record (its workspace and id are in the key).
 pub fn encode_change(c: &ChangeRecord) -> Vec<u8> {
-    let mut out = Vec::with_capacity(96);
-    out.push(RECORD_VERSION);
+    let mut out = Vec::with_capacity(200);
+    out.push(CHANGE_VERSION);
     out.extend_from_slice(&c.at.0.to_be_bytes());
     out.extend_from_slice(c.group_id.as_bytes());
     out.push(c.subject.code());
     match &c.subject {
         Subject::Profile(id) => out.extend_from_slice(id.as_bytes()),
-        Subject::Orphan(contact) => put_opt_str(&mut out, Some(contact.as_str())),
-        Subject::Erased => {}
+        Subject::Orphan(id, contact) => {
+            out.extend_from_slice(id.as_bytes());
+            put_opt_str(&mut out, Some(contact.as_str()));
+        }
+        Subject::Erased(id) => out.extend_from_slice(id.as_bytes()),
     }
     out.push(state_code(c.old));
     out.push(state_code(Some(c.new)));
-    out.extend_from_slice(c.source.api_key_id.as_bytes());
-    out.push(c.source.endpoint.code());
-    out.extend_from_slice(c.source.request_id.as_bytes());
-    out.push(c.use_double_opt_in_logic as u8);
+    out.push(c.kind.code());
+    out.push(c.trace.endpoint.map_or(0, Endpoint::code));
+    let flags = c.trace.api_key_id.is_some() as u8
+        | (c.trace.request_id.is_some() as u8) << 1
+        | (c.use_double_opt_in_logic as u8) << 2
+        | (c.actor.is_some() as u8) << 3;
+    out.push(flags);
+    if let Some(key) = c.trace.api_key_id {
+        out.extend_from_slice(key.as_bytes());
+    }
+    if let Some(request) = c.trace.request_id {
+        out.extend_from_slice(request.as_bytes());
+    }
+    if let Some(actor) = &c.actor {
+        put_opt_str(&mut out, Some(&actor.ip));
+        put_opt_str(&mut out, Some(&actor.user_agent));
+    }
+    out.extend_from_slice(&c.seq.to_be_bytes());
+    out.extend_from_slice(&c.previous_hash.0);
+    out.extend_from_slice(&c.hash.0);
     out
 }
 
-/// Decodes a change record stored under `key`.
+/// Decodes a change record stored under `key`, in either encoding. A record written before the
+/// ledger reads as `source: api` with seq 0, zero hashes and a nil orphan id (the upgrade then
+/// seals it).
 pub fn decode_change(key: &[u8], bytes: &[u8]) -> Result<ChangeRecord, StoreError> {
     let mut k = Reader::new(key, "change record key");
     let workspace_id = WorkspaceId::from_bytes(k.array()?);
     let id = ChangeId::from_bytes(k.array()?);
     let mut r = Reader::new(bytes, "change record");
-    r.version()?;
+    let version = r.byte()?;
+    if version != RECORD_VERSION && version != CHANGE_VERSION {
+        return Err(r.corrupt(&format!("unknown version {version}")));
+    }
+    let legacy = version == RECORD_VERSION;
     let at = Timestamp(i64::from_be_bytes(r.array()?));
     let group_id = GroupId::from_bytes(r.array()?);
+    let orphan_id = |r: &mut Reader<'_>| -> Result<OrphanId, StoreError> {
+        Ok(if legacy { OrphanId(uuid::Uuid::nil()) } else { OrphanId::from_bytes(r.array()?) })
+    };
     let subject = match r.byte()? {
         Subject::PROFILE_CODE => Subject::Profile(ProfileId::from_bytes(r.array()?)),
-        Subject::ERASED_CODE => Subject::Erased,
+        Subject::ERASED_CODE => Subject::Erased(orphan_id(&mut r)?),
         code => {
             let kind = ContactKind::from_code(code).ok_or_else(|| r.corrupt(&format!("subject tag {code}")))?;
+            let id = orphan_id(&mut r)?;
             let text = r.opt_str()?.unwrap_or_default();
-            Subject::Orphan(kind.parse(&text).map_err(|e| r.corrupt(&e.to_string()))?)
+            Subject::Orphan(id, kind.parse(&text).map_err(|e| r.corrupt(&e.to_string()))?)
         }
     };
     let old = r.state()?;
     let new = r.state()?.ok_or_else(|| r.corrupt("missing new state"))?;
-    let api_key_id = ApiKeyId::from_bytes(r.array()?);
-    let endpoint = Endpoint::from_code(r.byte()?).ok_or_else(|| r.corrupt("endpoint"))?;
-    let request_id = RequestId::from_bytes(r.array()?);
-    let use_double_opt_in_logic = r.byte()? != 0;
-    Ok(ChangeRecord {
+    let mut record = ChangeRecord {
         id,
         at,
         workspace_id,
@@ -293,9 +384,44 @@ pub fn decode_change(key: &[u8], bytes: &[u8]) -> Result<ChangeRecord, StoreErro
         subject,
         old,
         new,
-        source: ChangeSource { api_key_id, endpoint, request_id },
-        use_double_opt_in_logic,
-    })
+        kind: Source::Api,
+        trace: Trace::default(),
+        use_double_opt_in_logic: false,
+        actor: None,
+        seq: 0,
+        previous_hash: ChainHash::ZERO,
+        hash: ChainHash::ZERO,
+    };
+    if legacy {
+        let api_key_id = ApiKeyId::from_bytes(r.array()?);
+        let endpoint = Endpoint::from_code(r.byte()?).ok_or_else(|| r.corrupt("endpoint"))?;
+        let request_id = RequestId::from_bytes(r.array()?);
+        record.trace = Trace::api(api_key_id, endpoint, request_id);
+        record.use_double_opt_in_logic = r.byte()? != 0;
+        return Ok(record);
+    }
+    record.kind = Source::from_code(r.byte()?).ok_or_else(|| r.corrupt("source"))?;
+    record.trace.endpoint = match r.byte()? {
+        0 => None,
+        code => Some(Endpoint::from_code(code).ok_or_else(|| r.corrupt("endpoint"))?),
+    };
+    let flags = r.byte()?;
+    if flags & 1 != 0 {
+        record.trace.api_key_id = Some(ApiKeyId::from_bytes(r.array()?));
+    }
+    if flags & 2 != 0 {
+        record.trace.request_id = Some(RequestId::from_bytes(r.array()?));
+    }
+    record.use_double_opt_in_logic = flags & 4 != 0;
+    if flags & 8 != 0 {
+        let ip = r.opt_str()?.unwrap_or_default();
+        let user_agent = r.opt_str()?.unwrap_or_default();
+        record.actor = Some(Actor { ip, user_agent });
+    }
+    record.seq = u64::from_be_bytes(r.array()?);
+    record.previous_hash = ChainHash(r.array()?);
+    record.hash = ChainHash(r.array()?);
+    Ok(record)
 }
 
 /// A state's byte, 0 for none (no state has code 0).

@@ -108,6 +108,8 @@ pub struct OrphanRow {
     pub state: SubscriptionState,
     /// When it last changed.
     pub updated_at: Timestamp,
+    /// The identifier's internal id (the subject of its chains).
+    pub orphan_id: crate::domain::ids::OrphanId,
 }
 
 /// A profile as exported: its workspace, its external id and its record.
@@ -197,8 +199,8 @@ impl EmbeddedStore {
         entries_after(&self.tables().orphans, after).map(|item| {
             let (key, value) = item?;
             let (workspace_id, contact, group_id) = codec::decode_orphan_key(&key)?;
-            let (state, updated_at) = codec::decode_orphan(&value)?;
-            Ok((key, OrphanRow { workspace_id, contact, group_id, state, updated_at }))
+            let (state, updated_at, orphan_id) = codec::decode_orphan_with_id(&value)?;
+            Ok((key, OrphanRow { workspace_id, contact, group_id, state, updated_at, orphan_id }))
         })
     }
 

@@ -7,8 +7,11 @@
 
 pub(crate) mod codec;
 pub mod export;
+mod gauges;
+pub mod history;
 pub mod overlay;
 pub mod prefetch;
+pub mod upgrade;
 pub mod writer;
 
 use std::fs::{File, OpenOptions};
@@ -29,9 +32,11 @@ use super::{
 use crate::domain::catalog::{ApiKey, Group, Workspace};
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::identifiers::ExternalId;
-use crate::domain::ids::WorkspaceId;
+use crate::domain::ids::{ChangeId, WorkspaceId};
+use crate::domain::ledger::{BadRecord, Break, ChainVerifier, LedgerCheck};
 use crate::domain::plan::Origin;
 use crate::domain::set_status::SetStatusCommand;
+use crate::domain::time::Timestamp;
 use crate::domain::track::TrackCommand;
 
 /// The name of the lock file in the data directory.
@@ -46,7 +51,7 @@ const ENGINE_DIR: &str = "engine";
 /// each of eight keyspaces would blow any reasonable budget. The two keyspaces every change
 /// writes get 8 MiB, the rest 4 MiB. The benchmark's storage ceiling runs with exactly these
 /// settings (through `crate::bench_support`).
-pub(crate) const KEYSPACES: [(&str, u64); 9] = [
+pub(crate) const KEYSPACES: [(&str, u64); 12] = [
     ("catalog", 4),
     ("profiles", 6),
     ("profile_ids", 4),
@@ -56,6 +61,9 @@ pub(crate) const KEYSPACES: [(&str, u64); 9] = [
     ("changes", 6),
     ("changes_by_profile", 4),
     ("changes_by_contact", 2),
+    ("chain_heads", 4),
+    ("chain_records", 4),
+    ("meta", 1),
 ];
 
 /// The options a keyspace is created with, for a memtable of `memtable_mib` MiB.
@@ -80,6 +88,9 @@ pub struct Tables {
     changes: Keyspace,
     changes_by_profile: Keyspace,
     changes_by_contact: Keyspace,
+    chain_heads: Keyspace,
+    chain_records: Keyspace,
+    meta: Keyspace,
 }
 
 impl Tables {
@@ -93,6 +104,8 @@ impl Tables {
             Table::Changes => &self.changes,
             Table::ChangesByProfile => &self.changes_by_profile,
             Table::ChangesByContact => &self.changes_by_contact,
+            Table::ChainHeads => &self.chain_heads,
+            Table::ChainRecords => &self.chain_records,
         }
     }
 }
@@ -165,8 +178,13 @@ impl EmbeddedStore {
             changes: open("changes")?,
             changes_by_profile: open("changes_by_profile")?,
             changes_by_contact: open("changes_by_contact")?,
+            chain_heads: open("chain_heads")?,
+            chain_records: open("chain_records")?,
+            meta: open("meta")?,
             db,
         });
+
+        upgrade::run(&tables)?;
 
         let (sender, receiver) = mpsc::channel(options.queue_depth.max(1));
         let writer_tables = Arc::clone(&tables);
@@ -269,6 +287,69 @@ impl EmbeddedStore {
             deleted += self.submit(Op::ExpireOrphans(chunk?)).await?.orphans_deleted;
         }
         scan.await.map_err(|e| StoreError::Internal(format!("the orphan sweep stopped: {e}")))?;
+        Ok(deleted)
+    }
+
+    /// See [`super::Store::expire_ledger`]. The scan (on a blocking thread) reads each chain
+    /// of the workspace from its anchor only as far as its records have expired, and hands the
+    /// writer the cuts in chunks.
+    pub async fn expire_ledger(&self, ws: WorkspaceId, cutoff: Timestamp) -> Result<usize, StoreError> {
+        const CHUNK: usize = 256;
+        let tables = Arc::clone(&self.inner.tables);
+        let (sender, mut chunks) = mpsc::channel::<Result<Vec<(crate::domain::ledger::ChainKey, u64)>, StoreError>>(2);
+        let scan = tokio::task::spawn_blocking(move || {
+            let find =
+                |key: &[u8], value: &[u8]| -> Result<Option<(crate::domain::ledger::ChainKey, u64)>, StoreError> {
+                    let chain = codec::decode_chain_key(key)?;
+                    let head = codec::decode_head(value)?;
+                    let mut records = Vec::new();
+                    let from = codec::chain_record_key(&chain, head.anchor.seq + 1);
+                    let mut range = tables.chain_records.range(from..);
+                    // Records in a chain are in time order (one writer, a clock that never goes
+                    // back): reading stops at the first one kept.
+                    for entry in range.by_ref() {
+                        let (record_key, id) = entry.into_inner()?;
+                        if !record_key.starts_with(key) {
+                            break;
+                        }
+                        let id = ChangeId::from_bytes(id.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                            what: "chain index",
+                            detail: "change id is not 16 bytes".into(),
+                        })?);
+                        let change_key = codec::change_key(chain.workspace_id, id);
+                        let Some(bytes) = tables.changes.get(&change_key)? else { break };
+                        let record = codec::decode_change(&change_key, &bytes)?;
+                        if record.at >= cutoff || record.seq >= head.seq {
+                            break;
+                        }
+                        records.push((record.seq, record.at));
+                    }
+                    Ok(crate::domain::ledger::expire_through(&head, records, cutoff).map(|through| (chain, through)))
+                };
+            let mut chunk = Vec::with_capacity(CHUNK);
+            for item in tables.chain_heads.prefix(ws.as_bytes()) {
+                let found = item.into_inner().map_err(StoreError::from).and_then(|(key, value)| find(&key, &value));
+                match found {
+                    Ok(Some(cut)) => chunk.push(cut),
+                    Ok(None) => {}
+                    Err(err) => {
+                        let _ = sender.blocking_send(Err(err));
+                        return;
+                    }
+                }
+                if chunk.len() == CHUNK && sender.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+                    return;
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = sender.blocking_send(Ok(chunk));
+            }
+        });
+        let mut deleted = 0;
+        while let Some(chunk) = chunks.recv().await {
+            deleted += self.submit(Op::ExpireLedger(chunk?)).await?.records_expired;
+        }
+        scan.await.map_err(|e| StoreError::Internal(format!("the ledger retention scan stopped: {e}")))?;
         Ok(deleted)
     }
 
@@ -403,5 +484,59 @@ impl EmbeddedStore {
             out.push(codec::decode_change(&key, &value)?);
         }
         Ok(out)
+    }
+
+    /// Walks every chain (of workspace `ws`, or of all) and checks every record against its
+    /// hash, its predecessor and its chain's head, calling `progress` with the records checked
+    /// so far. Memory stays one record: chains are walked through `chain_records`. It reads
+    /// one snapshot, so writes going on meanwhile neither show nor break a chain.
+    pub fn verify_ledger(&self, ws: Option<WorkspaceId>, progress: &AtomicU64) -> Result<LedgerCheck, StoreError> {
+        use fjall::Readable;
+        let tables = self.tables();
+        let snapshot = tables.db.snapshot();
+        let mut check = LedgerCheck::default();
+        let heads = match ws {
+            Some(ws) => snapshot.prefix(&tables.chain_heads, ws.as_bytes()),
+            None => snapshot.iter(&tables.chain_heads),
+        };
+        for item in heads {
+            let (key, value) = item.into_inner()?;
+            let chain = codec::decode_chain_key(&key)?;
+            let head = codec::decode_head(&value)?;
+            check.chains += 1;
+            let mut verifier = ChainVerifier::new(head.anchor);
+            let mut outcome = Ok(());
+            for entry in snapshot.prefix(&tables.chain_records, &key) {
+                let (_, id) = entry.into_inner()?;
+                let id = ChangeId::from_bytes(id.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    what: "chain index",
+                    detail: "change id is not 16 bytes".into(),
+                })?);
+                let change_key = codec::change_key(chain.workspace_id, id);
+                let Some(bytes) = snapshot.get(&tables.changes, &change_key)? else {
+                    outcome = Err(BadRecord { id, why: Break::Sequence });
+                    break;
+                };
+                // A record too damaged to read is as altered as one that reads wrong.
+                let Ok(record) = codec::decode_change(&change_key, &bytes) else {
+                    outcome = Err(BadRecord { id, why: Break::Hash });
+                    break;
+                };
+                check.records += 1;
+                if check.records % 1_000 == 0 {
+                    progress.store(check.records, std::sync::atomic::Ordering::Relaxed);
+                }
+                outcome = verifier.check(&record);
+                if outcome.is_err() {
+                    break;
+                }
+            }
+            if let Err(bad) = outcome.and_then(|()| verifier.finish(&head)) {
+                check.first_bad = Some((chain, bad));
+                break;
+            }
+        }
+        progress.store(check.records, std::sync::atomic::Ordering::Relaxed);
+        Ok(check)
     }
 }

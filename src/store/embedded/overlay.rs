@@ -30,9 +30,13 @@ pub enum Table {
     ChangesByProfile,
     /// `changes_by_contact`
     ChangesByContact,
+    /// `chain_heads`
+    ChainHeads,
+    /// `chain_records`
+    ChainRecords,
 }
 
-const TABLES: usize = 8;
+const TABLES: usize = 10;
 
 /// Pending writes per table: `None` deletes the key.
 pub struct Overlay<'a> {
@@ -131,4 +135,6 @@ const TABLE_ORDER: [Table; TABLES] = [
     Table::Changes,
     Table::ChangesByProfile,
     Table::ChangesByContact,
+    Table::ChainHeads,
+    Table::ChainRecords,
 ];

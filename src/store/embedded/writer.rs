@@ -19,7 +19,8 @@ use super::Tables;
 use crate::domain::change::{ChangeRecord, Contact, Subject};
 use crate::domain::delete::{self, DeleteKnown, FoundProfile};
 use crate::domain::identifiers::ExternalId;
-use crate::domain::ids::{ProfileId, WorkspaceId};
+use crate::domain::ids::{ChangeId, ProfileId, WorkspaceId};
+use crate::domain::ledger::{self, Anchor, ChainHead, ChainKey};
 use crate::domain::plan::{self, Known, Origin, WriteContext};
 use crate::domain::retention::Retention;
 use crate::domain::set_status::SetStatusCommand;
@@ -48,6 +49,8 @@ pub enum Op {
     Delete(WorkspaceId, Vec<ExternalId>),
     /// `orphans` keys found expired by a sweep, to delete if still expired when applied.
     ExpireOrphans(Vec<Vec<u8>>),
+    /// Ledger retention: chains to cut through these `seq`s, found by a scan.
+    ExpireLedger(Vec<(ChainKey, u64)>),
 }
 
 /// How the writer commits, and the clock and retention it applies.
@@ -93,7 +96,11 @@ pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, c
             results.push(apply(&mut overlay, reads, &mut job.op, at));
         }
         let written: Vec<Vec<u8>> = overlay.keys(Table::Profiles).map(<[u8]>::to_vec).collect();
+        let (wrote, commit_started) = (!overlay.is_empty(), std::time::Instant::now());
         let committed = overlay.commit(mode).map_err(std::sync::Arc::new);
+        if wrote {
+            crate::telemetry::commit(commit_started.elapsed(), committed.is_ok(), Some(jobs.len()));
+        }
         if committed.is_ok() {
             batches += 1;
             recent.record(batches, written.iter().map(Vec::as_slice), epoch);
@@ -115,12 +122,17 @@ pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, c
 fn apply(overlay: &mut Overlay<'_>, reads: Reads<'_>, op: &mut Op, at: Timestamp) -> Result<Applied, StoreError> {
     match op {
         Op::SetStatus(origin, command, prefetch) => {
-            set_status(overlay, &origin.at(at), command, Reads { prefetch: Some(prefetch), ..reads })
+            let ctx = origin.at(at);
+            set_status(overlay, &ctx, command, Reads { prefetch: Some(prefetch), ..reads })
         }
         Op::Import(ws, profiles) => import(overlay, *ws, profiles),
-        Op::Track(origin, command) => track(overlay, &origin.at(at), command, reads),
+        Op::Track(origin, command) => {
+            let ctx = origin.at(at);
+            track(overlay, &ctx, command, reads)
+        }
         Op::Delete(ws, external_ids) => delete(overlay, *ws, external_ids),
         Op::ExpireOrphans(keys) => expire_orphans(overlay, keys, reads.retention, at),
+        Op::ExpireLedger(cuts) => expire_ledger(overlay, cuts),
     }
 }
 
@@ -197,7 +209,8 @@ fn set_status(
         if carriers.is_empty() {
             for (key, value) in overlay.prefix(Table::Orphans, &codec::orphan_prefix(ws, contact))? {
                 let group = codec::orphan_key_group(&key)?;
-                let (state, updated_at) = codec::decode_orphan(&value)?;
+                let (state, updated_at, id) = codec::decode_orphan_with_id(&value)?;
+                known.orphan_ids.insert(contact.clone(), id);
                 if lookups.groups.contains(&group) && loaded.reads.retention.is_live(updated_at, loaded.reads.at) {
                     known.orphan_states.insert((contact.clone(), group), state);
                 }
@@ -214,7 +227,7 @@ fn set_status(
         }
     }
 
-    let plan = plan::plan_set_status(command, known, ctx);
+    let mut plan = plan::plan_set_status(command, known, ctx);
 
     for new in &plan.new_profiles {
         let key = codec::profile_key(ws, new.external_id.as_str());
@@ -239,27 +252,39 @@ fn set_status(
         let (key, record) = &loaded.records[&profile];
         overlay.put(Table::Profiles, key.clone(), record.encode());
     }
-    for (contact, group, state) in &plan.orphan_states {
-        overlay.put(Table::Orphans, codec::orphan_key(ws, contact, *group), codec::encode_orphan(*state, ctx.at));
+    for (contact, id, group, state) in &plan.orphan_states {
+        overlay.put(Table::Orphans, codec::orphan_key(ws, contact, *group), codec::encode_orphan(*state, ctx.at, *id));
     }
-    write_changes(overlay, ws, &plan.changes);
+    write_changes(overlay, ws, &mut plan.changes)?;
     Ok(Applied { profiles_created: plan.new_profiles.len(), changes: plan.changes.len(), ..Applied::default() })
 }
 
-/// Stores change records with their by-profile index entries.
-fn write_changes(overlay: &mut Overlay<'_>, ws: WorkspaceId, changes: &[ChangeRecord]) {
+/// Seals change records into their chains and stores them with their index entries and the
+/// chains' new heads. The head is read through the overlay, so a chain that an earlier request
+/// of the batch extended continues from that request's record: no scan, no gap.
+fn write_changes(overlay: &mut Overlay<'_>, ws: WorkspaceId, changes: &mut [ChangeRecord]) -> Result<(), StoreError> {
     for change in changes {
+        let chain = change.chain();
+        let head_key = codec::chain_key(&chain);
+        let mut head = match overlay.get(Table::ChainHeads, &head_key)? {
+            Some(bytes) => codec::decode_head(&bytes)?,
+            None => ChainHead::default(),
+        };
+        ledger::seal(change, &mut head);
+        overlay.put(Table::ChainHeads, head_key, codec::encode_head(&head));
+        overlay.put(Table::ChainRecords, codec::chain_record_key(&chain, change.seq), change.id.as_bytes().to_vec());
         overlay.put(Table::Changes, codec::change_key(ws, change.id), codec::encode_change(change));
         match &change.subject {
             Subject::Profile(profile) => {
                 overlay.put(Table::ChangesByProfile, codec::change_by_profile_key(ws, *profile, change.id), Vec::new())
             }
-            Subject::Orphan(contact) => {
+            Subject::Orphan(_, contact) => {
                 overlay.put(Table::ChangesByContact, codec::change_by_contact_key(ws, contact, change.id), Vec::new())
             }
-            Subject::Erased => {}
+            Subject::Erased(_) => {}
         }
     }
+    Ok(())
 }
 
 fn track(
@@ -306,7 +331,7 @@ fn track(
         orphan_keys.insert(contact, stored.into_iter().map(|(key, _)| key.to_vec()).collect::<Vec<_>>());
     }
 
-    let plan = track::plan_track(command, known, ctx);
+    let mut plan = track::plan_track(command, known, ctx);
 
     let mut created = 0;
     for tracked in &plan.profiles {
@@ -336,8 +361,14 @@ fn track(
             orphans_deleted += 1;
         }
     }
-    write_changes(overlay, ws, &plan.changes);
-    Ok(Applied { profiles_created: created, changes: plan.changes.len(), profiles_deleted: 0, orphans_deleted })
+    write_changes(overlay, ws, &mut plan.changes)?;
+    Ok(Applied {
+        profiles_created: created,
+        changes: plan.changes.len(),
+        profiles_deleted: 0,
+        orphans_deleted,
+        records_expired: 0,
+    })
 }
 
 fn delete(overlay: &mut Overlay<'_>, ws: WorkspaceId, external_ids: &[ExternalId]) -> Result<Applied, StoreError> {
@@ -384,6 +415,20 @@ fn delete(overlay: &mut Overlay<'_>, ws: WorkspaceId, external_ids: &[ExternalId
         }
     }
 
+    // The person behind a change through a page is personal data too: the deleted profiles'
+    // records keep the change and lose the actor.
+    for deleted in &plan.profiles {
+        for (index_key, _) in overlay.prefix(Table::ChangesByProfile, &codec::profile_id_key(ws, deleted.profile.id))? {
+            let key = codec::change_key(ws, codec::change_by_contact_id(&index_key)?);
+            if let Some(bytes) = overlay.get(Table::Changes, &key)? {
+                let mut change = codec::decode_change(&key, &bytes)?;
+                if delete::erase_actor(&mut change) {
+                    erased.push((key, codec::encode_change(&change)));
+                }
+            }
+        }
+    }
+
     for deleted in &plan.profiles {
         let id = deleted.profile.id;
         overlay.delete(Table::Profiles, codec::profile_key(ws, deleted.external_id.as_str()));
@@ -425,6 +470,62 @@ fn expire_orphans(
         overlay.delete(Table::Orphans, key);
     }
     Ok(Applied { orphans_deleted, ..Applied::default() })
+}
+
+/// Deletes each chain's records from just after its anchor through the `seq` the scan found,
+/// and makes the last one deleted the chain's anchor. Checked again against the head: the scan
+/// never cuts the latest record, but the head is read here, where writes are serialized.
+fn expire_ledger(overlay: &mut Overlay<'_>, cuts: &[(ChainKey, u64)]) -> Result<Applied, StoreError> {
+    let mut deletes = Vec::new();
+    let mut heads = Vec::new();
+    for (chain, through) in cuts {
+        let head_key = codec::chain_key(chain);
+        let Some(bytes) = overlay.get(Table::ChainHeads, &head_key)? else { continue };
+        let mut head = codec::decode_head(&bytes)?;
+        if *through >= head.seq || *through <= head.anchor.seq {
+            continue;
+        }
+        let mut chain_deletes = Vec::new();
+        for seq in head.anchor.seq + 1..=*through {
+            let record_key = codec::chain_record_key(chain, seq);
+            let Some(id) = overlay.get(Table::ChainRecords, &record_key)? else { continue };
+            let id = ChangeId::from_bytes(id.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                what: "chain index",
+                detail: "change id is not 16 bytes".into(),
+            })?);
+            let key = codec::change_key(chain.workspace_id, id);
+            if let Some(bytes) = overlay.get(Table::Changes, &key)? {
+                let record = codec::decode_change(&key, &bytes)?;
+                match &record.subject {
+                    Subject::Profile(profile) => chain_deletes.push((
+                        Table::ChangesByProfile,
+                        codec::change_by_profile_key(chain.workspace_id, *profile, id),
+                    )),
+                    Subject::Orphan(_, contact) => chain_deletes
+                        .push((Table::ChangesByContact, codec::change_by_contact_key(chain.workspace_id, contact, id))),
+                    Subject::Erased(_) => {}
+                }
+                if seq == *through {
+                    head.anchor = Anchor { seq, hash: record.hash };
+                }
+                chain_deletes.push((Table::Changes, key));
+            }
+            chain_deletes.push((Table::ChainRecords, record_key));
+        }
+        // Without the record that becomes the anchor the chain could not verify: left whole.
+        if head.anchor.seq == *through {
+            deletes.extend(chain_deletes);
+            heads.push((head_key, head));
+        }
+    }
+    let records_expired = deletes.iter().filter(|(table, _)| matches!(table, Table::Changes)).count();
+    for (table, key) in deletes {
+        overlay.delete(table, key);
+    }
+    for (key, head) in heads {
+        overlay.put(Table::ChainHeads, key, codec::encode_head(&head));
+    }
+    Ok(Applied { records_expired, ..Applied::default() })
 }
 
 fn import(overlay: &mut Overlay<'_>, ws: WorkspaceId, profiles: &[ProfileImport]) -> Result<Applied, StoreError> {

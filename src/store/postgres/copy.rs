@@ -22,8 +22,8 @@ use tokio_postgres::{Client, IsolationLevel, Transaction};
 use uuid::Uuid;
 
 use super::catalog::{API_KEY, GROUP, WORKSPACE};
+use super::ledger;
 use super::retry::{self, BoxFuture, TxError};
-use super::write::subject_columns;
 use super::{contact_kind, state_code};
 use crate::domain::change::ChangeRecord;
 use crate::domain::time::{Clock, Timestamp};
@@ -291,6 +291,9 @@ fn mark_done<'c>(tx: &'c Transaction<'_>, table: &'c SourceTable) -> BoxFuture<'
 
 fn mark_complete<'c>(tx: &'c Transaction<'_>, _: &'c ()) -> BoxFuture<'c, Result<(), TxError>> {
     Box::pin(async move {
+        // The chains' heads follow from the copied records: each chain ends at its last record
+        // and its kept records follow the record before its first one (ledger retention).
+        ledger::rebuild_heads(tx).await?;
         tx.execute(
             "UPDATE store_copy SET completed_at = $1 WHERE id = 1 AND completed_at IS NULL",
             &[&Clock::system().now().0],
@@ -463,6 +466,7 @@ struct OrphanRows {
     groups: Vec<Uuid>,
     states: Vec<i16>,
     times: Vec<i64>,
+    orphan_ids: Vec<Uuid>,
 }
 
 impl OrphanRows {
@@ -473,42 +477,19 @@ impl OrphanRows {
         self.groups.push(row.group_id.0);
         self.states.push(state_code(row.state));
         self.times.push(row.updated_at.0);
+        self.orphan_ids.push(row.orphan_id.0);
     }
 }
 
+/// Change records as they are, sealed: the copy keeps their hashes.
 #[derive(Default)]
 struct ChangeRows {
-    workspaces: Vec<Uuid>,
-    ids: Vec<Uuid>,
-    ats: Vec<i64>,
-    groups: Vec<Uuid>,
-    kinds: Vec<i16>,
-    profiles: Vec<Option<Uuid>>,
-    identifiers: Vec<Option<String>>,
-    olds: Vec<Option<i16>>,
-    news: Vec<i16>,
-    keys: Vec<Uuid>,
-    endpoints: Vec<i16>,
-    requests: Vec<Uuid>,
-    double_opt_ins: Vec<bool>,
+    records: Vec<ChangeRecord>,
 }
 
 impl ChangeRows {
     fn push(&mut self, change: ChangeRecord) {
-        let (kind, profile, identifier) = subject_columns(&change.subject);
-        self.workspaces.push(change.workspace_id.0);
-        self.ids.push(change.id.0);
-        self.ats.push(change.at.0);
-        self.groups.push(change.group_id.0);
-        self.kinds.push(kind);
-        self.profiles.push(profile);
-        self.identifiers.push(identifier.map(str::to_string));
-        self.olds.push(change.old.map(state_code));
-        self.news.push(state_code(change.new));
-        self.keys.push(change.source.api_key_id.0);
-        self.endpoints.push(i16::from(change.source.endpoint.code()));
-        self.requests.push(change.source.request_id.0);
-        self.double_opt_ins.push(change.use_double_opt_in_logic);
+        self.records.push(change);
     }
 }
 
@@ -639,37 +620,25 @@ fn write_batch<'c>(tx: &'c Transaction<'_>, batch: &'c Batch) -> BoxFuture<'c, R
             }
             Rows::Orphans(r) => {
                 tx.execute(
-                    "INSERT INTO orphans (workspace_id, kind, identifier, group_id, state, updated_at) \
-                     SELECT * FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::uuid[], $5::int2[], $6::int8[]) \
-                     ON CONFLICT DO NOTHING",
-                    &[&r.workspaces, &r.kinds, &r.identifiers, &r.groups, &r.states, &r.times],
+                    "INSERT INTO orphans (workspace_id, kind, identifier, group_id, state, updated_at, orphan_id) \
+                     SELECT * FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::uuid[], $5::int2[], $6::int8[], \
+                     $7::uuid[]) ON CONFLICT DO NOTHING",
+                    &[&r.workspaces, &r.kinds, &r.identifiers, &r.groups, &r.states, &r.times, &r.orphan_ids],
                 )
                 .await?;
             }
             Rows::Changes(r) => {
-                tx.execute(
-                    "INSERT INTO changes (workspace_id, change_id, at, group_id, subject_kind, profile_id, identifier, \
-                     old_state, new_state, api_key_id, endpoint, request_id, use_double_opt_in_logic) \
-                     SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::int2[], $6::uuid[], \
-                     $7::text[], $8::int2[], $9::int2[], $10::uuid[], $11::int2[], $12::uuid[], $13::bool[]) \
-                     ON CONFLICT DO NOTHING",
-                    &[
-                        &r.workspaces,
-                        &r.ids,
-                        &r.ats,
-                        &r.groups,
-                        &r.kinds,
-                        &r.profiles,
-                        &r.identifiers,
-                        &r.olds,
-                        &r.news,
-                        &r.keys,
-                        &r.endpoints,
-                        &r.requests,
-                        &r.double_opt_ins,
-                    ],
-                )
-                .await?;
+                // A batch holds one workspace's records or several: written per workspace.
+                let mut start = 0;
+                while start < r.records.len() {
+                    let ws = r.records[start].workspace_id;
+                    let end = r.records[start..]
+                        .iter()
+                        .position(|c| c.workspace_id != ws)
+                        .map_or(r.records.len(), |n| start + n);
+                    ledger::write_rows(tx, ws, &r.records[start..end], true).await?;
+                    start = end;
+                }
             }
         }
         let moved = tx

@@ -8,7 +8,7 @@
 //!
 //! Codes stored as `INT2`: states 1 subscribed, 2 unsubscribed (as the embedded codec); contact
 //! kinds 1 email, 2 phone; change subjects 0 profile, 1 email, 2 phone, 3 erased; endpoints
-//! as `Endpoint::code`. Times are `BIGINT` microseconds since the epoch (`Timestamp`).
+//! as `Endpoint::code`; sources as `Source::code`. Times are `BIGINT` microseconds since the epoch (`Timestamp`).
 
 use tokio_postgres::Client;
 
@@ -114,13 +114,71 @@ CREATE TABLE rate_limit_counters (
 CREATE INDEX rate_limit_counters_by_end ON rate_limit_counters (window_end);
 "#,
     ),
+    // The ledger (issue 10): each record says how the change happened (`source`, default
+    // 1 = api for the records before it), may lack a key (a person's click has none), may name
+    // the person (`actor_*`), and is sealed into its chain (`subject_id`, `seq`, hashes).
+    // Orphaned identifiers get an internal id, the subject of their chains. `chain_heads` keeps
+    // each chain's end so that sealing needs no scan, and the anchor that ledger retention
+    // leaves. The new columns are filled, and made NOT NULL, by the data step that runs in
+    // this migration's transaction (`super::ledger::upgrade`).
+    (
+        4,
+        r#"
+ALTER TABLE changes
+    ADD COLUMN source INT2 NOT NULL DEFAULT 1,
+    ADD COLUMN actor_ip TEXT NULL,
+    ADD COLUMN actor_user_agent TEXT NULL,
+    ADD COLUMN subject_id UUID NULL,
+    ADD COLUMN seq BIGINT NULL,
+    ADD COLUMN previous_hash BYTEA NULL,
+    ADD COLUMN hash BYTEA NULL,
+    ALTER COLUMN api_key_id DROP NOT NULL,
+    ALTER COLUMN endpoint DROP NOT NULL,
+    ALTER COLUMN request_id DROP NOT NULL;
+ALTER TABLE orphans ADD COLUMN orphan_id UUID NULL;
+CREATE TABLE chain_heads (
+    workspace_id UUID NOT NULL,
+    chain_group UUID NOT NULL,
+    subject_id UUID NOT NULL,
+    seq BIGINT NOT NULL,
+    last_hash BYTEA NOT NULL,
+    anchor_seq BIGINT NOT NULL DEFAULT 0,
+    anchor_hash BYTEA NOT NULL DEFAULT '\x0000000000000000000000000000000000000000000000000000000000000000',
+    PRIMARY KEY (workspace_id, chain_group, subject_id)
+);
+"#,
+    ),
+    // Issue 10, the ledger's history: a subject's records are read oldest first, by (time,
+    // record id), a page at a time from a cursor. The two indexes on a subject's records are
+    // replaced by ones in that order, under the same names, so that a page is an index range
+    // and no index is added to the write path (the equality lookups that used the old ones,
+    // such as the erasure of an identifier's records, use the new ones' leading columns).
+    (
+        5,
+        r#"
+DROP INDEX changes_by_profile;
+CREATE INDEX changes_by_profile ON changes (workspace_id, profile_id, at, change_id);
+DROP INDEX changes_by_identifier;
+CREATE INDEX changes_by_identifier ON changes (workspace_id, subject_kind, identifier, at, change_id);
+"#,
+    ),
 ];
+
+/// The version whose migration carries the ledger's data step.
+const LEDGER_UPGRADE: i32 = 4;
 
 const CREATE_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS schema_migrations (version INT4 PRIMARY KEY, applied_at BIGINT NOT NULL)";
 
 /// Applies every migration not applied yet; returns the versions it applied.
 pub async fn apply(client: &mut Client) -> Result<Vec<i32>, StoreError> {
+    apply_up_to(client, i32::MAX).await
+}
+
+/// Applies the migrations up to `last` only: what an earlier release did, for the tests of
+/// upgrades.
+#[doc(hidden)]
+pub async fn apply_up_to(client: &mut Client, last: i32) -> Result<Vec<i32>, StoreError> {
     // Processes starting together on an empty database race to create this table; the loser
     // sees the winner's table as a unique violation and finds it there on a second try.
     if let Err(err) = client.batch_execute(CREATE_TABLE).await {
@@ -130,7 +188,7 @@ pub async fn apply(client: &mut Client) -> Result<Vec<i32>, StoreError> {
         client.batch_execute(CREATE_TABLE).await.map_err(retry::db_error)?;
     }
     let mut applied = Vec::new();
-    for &(version, sql) in MIGRATIONS {
+    for &(version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version <= last) {
         let done = retry::transaction(client, tokio_postgres::IsolationLevel::Serializable, &(version, sql), migrate)
             .await
             .map_err(|e| StoreError::Open(format!("migration {version} failed: {}", crate::store::report(&e))))?;
@@ -160,6 +218,9 @@ fn migrate<'c>(
             true => TxError::Conflict("a migration another process applies at the same time"),
             false => TxError::Db(err),
         })?;
+        if version == LEDGER_UPGRADE {
+            super::ledger::upgrade(tx).await?;
+        }
         // Bookkeeping of the schema, not domain time: always the system's clock.
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
@@ -174,5 +235,5 @@ fn migrate<'c>(
 /// fails with: a unique violation in the system catalog, or "already exists".
 fn created_concurrently(err: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
-    matches!(err.code(), Some(code) if [SqlState::UNIQUE_VIOLATION, SqlState::DUPLICATE_TABLE, SqlState::DUPLICATE_OBJECT].contains(code))
+    matches!(err.code(), Some(code) if [SqlState::UNIQUE_VIOLATION, SqlState::DUPLICATE_TABLE, SqlState::DUPLICATE_OBJECT, SqlState::DUPLICATE_COLUMN].contains(code))
 }

@@ -14,6 +14,9 @@
 pub mod catalog;
 pub mod copy;
 pub mod counters;
+mod gauges;
+pub mod history;
+pub mod ledger;
 pub mod migrations;
 pub mod read;
 pub mod retry;
@@ -87,7 +90,10 @@ impl PostgresStore {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(StoreError::ShuttingDown);
         }
-        self.inner.pool.get().await.map_err(|e| match e {
+        let waited = std::time::Instant::now();
+        let client = self.inner.pool.get().await;
+        metrics::histogram!(crate::telemetry::PG_POOL_WAIT).record(waited.elapsed());
+        client.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(err) => retry::db_error(err),
             other => StoreError::Unavailable { reason: format!("no PostgreSQL connection: {other}"), source: None },
         })
@@ -233,4 +239,17 @@ const SUBJECT_ERASED: i16 = Subject::ERASED_CODE as i16;
 /// The stored kind of a contact.
 fn contact_kind(contact: &Contact) -> i16 {
     i16::from(contact.kind().code())
+}
+
+impl PostgresStore {
+    /// See [`crate::store::Store::verify_ledger`]. Runs on a connection of its own (a long walk
+    /// must not hold a pooled one).
+    pub async fn verify_ledger(
+        &self,
+        ws: Option<crate::domain::ids::WorkspaceId>,
+        progress: &std::sync::atomic::AtomicU64,
+    ) -> Result<crate::domain::ledger::LedgerCheck, StoreError> {
+        let mut client = self.client().await?;
+        ledger::verify(&mut client, ws, progress).await
+    }
 }

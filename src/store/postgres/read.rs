@@ -9,10 +9,10 @@ use tokio_postgres::{GenericClient, IsolationLevel, Row};
 use uuid::Uuid;
 
 use super::retry::{self, BoxFuture, TxError};
-use super::{contact_kind, state_from, PostgresStore, EMAIL, PHONE, SUBJECT_ERASED, SUBJECT_PROFILE};
-use crate::domain::change::{ChangeRecord, ChangeSource, Contact, ContactKind, Endpoint, Subject};
+use super::{contact_kind, state_from, PostgresStore, EMAIL, PHONE};
+use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::identifiers::ExternalId;
-use crate::domain::ids::{ApiKeyId, ChangeId, GroupId, ProfileId, RequestId, WorkspaceId};
+use crate::domain::ids::{GroupId, ProfileId, WorkspaceId};
 use crate::domain::time::Timestamp;
 use crate::store::{ContactView, ProfileView, StateView, StoreError};
 
@@ -146,49 +146,10 @@ fn read_contacts_attempt<'c>(
 
 /// All of a workspace's change records, by id.
 async fn changes(client: &impl GenericClient, ws: WorkspaceId) -> Result<Vec<ChangeRecord>, TxError> {
-    let rows = client
-        .query(
-            "SELECT change_id, at, group_id, subject_kind, profile_id, identifier, old_state, new_state, \
-             api_key_id, endpoint, request_id, use_double_opt_in_logic \
-             FROM changes WHERE workspace_id = $1 ORDER BY change_id",
-            &[&ws.0],
-        )
-        .await?;
-    let corrupt = |detail: String| TxError::Store(StoreError::Corrupt { what: "change record", detail });
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let identifier: Option<String> = row.get(5);
-        let subject = match row.get::<_, i16>(3) {
-            SUBJECT_PROFILE => Subject::Profile(ProfileId(
-                row.get::<_, Option<Uuid>>(4).ok_or_else(|| corrupt("profile subject without a profile".into()))?,
-            )),
-            SUBJECT_ERASED => Subject::Erased,
-            code => {
-                let kind = u8::try_from(code)
-                    .ok()
-                    .and_then(ContactKind::from_code)
-                    .ok_or_else(|| corrupt(format!("subject kind {code}")))?;
-                Subject::Orphan(kind.parse(&identifier.unwrap_or_default()).map_err(|e| corrupt(e.to_string()))?)
-            }
-        };
-        let endpoint = u8::try_from(row.get::<_, i16>(9)).ok().and_then(Endpoint::from_code);
-        out.push(ChangeRecord {
-            id: ChangeId(row.get(0)),
-            at: Timestamp(row.get(1)),
-            workspace_id: ws,
-            group_id: GroupId(row.get(2)),
-            subject,
-            old: row.get::<_, Option<i16>>(6).map(state_from).transpose()?,
-            new: state_from(row.get(7))?,
-            source: ChangeSource {
-                api_key_id: ApiKeyId(row.get(8)),
-                endpoint: endpoint.ok_or_else(|| corrupt("endpoint".into()))?,
-                request_id: RequestId(row.get(10)),
-            },
-            use_double_opt_in_logic: row.get(11),
-        });
-    }
-    Ok(out)
+    let sql =
+        format!("SELECT {} FROM changes WHERE workspace_id = $1 ORDER BY change_id", super::ledger::CHANGE_COLUMNS);
+    let rows = client.query(&sql, &[&ws.0]).await?;
+    rows.iter().map(|row| super::ledger::change_from_row(row).map_err(TxError::Store)).collect()
 }
 
 impl PostgresStore {

@@ -127,14 +127,23 @@ where
         let outcome = async {
             let tx = client.build_transaction().isolation_level(isolation).start().await?;
             let value = attempt(&tx, data).await?;
-            tx.commit().await?;
+            let commit_started = std::time::Instant::now();
+            let committed = tx.commit().await;
+            crate::telemetry::commit(commit_started.elapsed(), committed.is_ok(), None);
+            committed?;
             Ok::<T, TxError>(value)
         }
         .await;
+        if let Err(TxError::Db(err)) = &outcome {
+            if is_serialization_failure(err) {
+                metrics::counter!(crate::telemetry::PG_SERIALIZATION_FAILURES).increment(1);
+            }
+        }
         match outcome {
             Ok(value) => return Ok(value),
             Err(err) if err.is_retryable() && tries < MAX_ATTEMPTS => {
                 tracing::debug!(attempt = tries, error = ?err, "transaction conflict; retrying");
+                metrics::counter!(crate::telemetry::PG_TRANSACTION_RETRIES).increment(1);
                 tokio::time::sleep(backoff(tries)).await;
             }
             Err(err) => {

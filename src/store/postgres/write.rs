@@ -10,11 +10,11 @@ use uuid::Uuid;
 
 use super::read::{self, profile_snapshot};
 use super::retry::{self, BoxFuture, TxError};
-use super::{contact_kind, state_code, PostgresStore, EMAIL, PHONE, SUBJECT_ERASED, SUBJECT_PROFILE};
-use crate::domain::change::{ChangeRecord, Contact, Subject};
+use super::{contact_kind, ledger, state_code, PostgresStore, EMAIL, PHONE, SUBJECT_ERASED};
+use crate::domain::change::Contact;
 use crate::domain::delete::{self, DeleteKnown, FoundProfile};
 use crate::domain::identifiers::ExternalId;
-use crate::domain::ids::{ProfileId, WorkspaceId};
+use crate::domain::ids::{OrphanId, ProfileId, WorkspaceId};
 use crate::domain::plan::{self, Known, Origin};
 use crate::domain::set_status::SetStatusCommand;
 use crate::domain::subscription::SubscriptionState;
@@ -91,72 +91,6 @@ async fn upsert_states(
          ON CONFLICT (workspace_id, profile_id, group_id) \
          DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
         &[&ws.0, &profiles, &groups, &states, &times],
-    )
-    .await?;
-    Ok(())
-}
-
-/// A change's subject as `changes` stores it: `(subject_kind, profile_id, identifier)`.
-pub(super) fn subject_columns(subject: &Subject) -> (i16, Option<Uuid>, Option<&str>) {
-    match subject {
-        Subject::Profile(id) => (SUBJECT_PROFILE, Some(id.0), None),
-        Subject::Orphan(contact) => (contact_kind(contact), None, Some(contact.as_str())),
-        Subject::Erased => (SUBJECT_ERASED, None, None),
-    }
-}
-
-/// Stores change records.
-async fn insert_changes(tx: &Transaction<'_>, ws: WorkspaceId, changes: &[ChangeRecord]) -> Result<(), TxError> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let mut ids = Vec::with_capacity(changes.len());
-    let mut ats = Vec::with_capacity(changes.len());
-    let mut groups = Vec::with_capacity(changes.len());
-    let mut kinds = Vec::with_capacity(changes.len());
-    let mut profiles: Vec<Option<Uuid>> = Vec::with_capacity(changes.len());
-    let mut identifiers: Vec<Option<&str>> = Vec::with_capacity(changes.len());
-    let mut olds: Vec<Option<i16>> = Vec::with_capacity(changes.len());
-    let mut news = Vec::with_capacity(changes.len());
-    let mut keys = Vec::with_capacity(changes.len());
-    let mut endpoints = Vec::with_capacity(changes.len());
-    let mut requests = Vec::with_capacity(changes.len());
-    let mut double_opt_ins = Vec::with_capacity(changes.len());
-    for change in changes {
-        ids.push(change.id.0);
-        ats.push(change.at.0);
-        groups.push(change.group_id.0);
-        let (kind, profile, identifier) = subject_columns(&change.subject);
-        kinds.push(kind);
-        profiles.push(profile);
-        identifiers.push(identifier);
-        olds.push(change.old.map(state_code));
-        news.push(state_code(change.new));
-        keys.push(change.source.api_key_id.0);
-        endpoints.push(i16::from(change.source.endpoint.code()));
-        requests.push(change.source.request_id.0);
-        double_opt_ins.push(change.use_double_opt_in_logic);
-    }
-    tx.execute(
-        "INSERT INTO changes (workspace_id, change_id, at, group_id, subject_kind, profile_id, identifier, \
-         old_state, new_state, api_key_id, endpoint, request_id, use_double_opt_in_logic) \
-         SELECT $1, * FROM UNNEST($2::uuid[], $3::int8[], $4::uuid[], $5::int2[], $6::uuid[], $7::text[], \
-         $8::int2[], $9::int2[], $10::uuid[], $11::int2[], $12::uuid[], $13::bool[])",
-        &[
-            &ws.0,
-            &ids,
-            &ats,
-            &groups,
-            &kinds,
-            &profiles,
-            &identifiers,
-            &olds,
-            &news,
-            &keys,
-            &endpoints,
-            &requests,
-            &double_opt_ins,
-        ],
     )
     .await?;
     Ok(())
@@ -246,11 +180,13 @@ fn set_status_attempt<'c>(tx: &'c Transaction<'_>, data: &'c SetData) -> BoxFutu
             if lonely.is_empty() {
                 continue;
             }
+            // Every group's row, not only the groups asked: any of them carries the identifier's
+            // internal id, which a new orphaned state of it then shares.
             let rows = tx
                 .query(
-                    "SELECT identifier, group_id, state, updated_at FROM orphans WHERE workspace_id = $1 \
-                     AND kind = $2 AND identifier = ANY($3) AND group_id = ANY($4)",
-                    &[&ws.0, &kind, &lonely, &groups],
+                    "SELECT identifier, group_id, state, updated_at, orphan_id FROM orphans WHERE workspace_id = $1 \
+                     AND kind = $2 AND identifier = ANY($3)",
+                    &[&ws.0, &kind, &lonely],
                 )
                 .await?;
             for row in rows {
@@ -260,8 +196,11 @@ fn set_status_attempt<'c>(tx: &'c Transaction<'_>, data: &'c SetData) -> BoxFutu
                 else {
                     continue;
                 };
-                let key = (contact.clone(), crate::domain::ids::GroupId(row.get(1)));
-                orphan_rows.push((key, super::state_from(row.get(2))?, Timestamp(row.get(3))));
+                known.orphan_ids.insert(contact.clone(), OrphanId(row.get(4)));
+                let group = crate::domain::ids::GroupId(row.get(1));
+                if lookups.groups.contains(&group) {
+                    orphan_rows.push(((contact.clone(), group), super::state_from(row.get(2))?, Timestamp(row.get(3))));
+                }
             }
         }
         profile_ids.sort_unstable();
@@ -294,7 +233,7 @@ fn set_status_attempt<'c>(tx: &'c Transaction<'_>, data: &'c SetData) -> BoxFutu
             }
         }
 
-        let plan = plan::plan_set_status(&data.command, known, &ctx);
+        let mut plan = plan::plan_set_status(&data.command, known, &ctx);
 
         let new: Vec<(Uuid, &str, Option<&str>, Option<&str>)> =
             plan.new_profiles.iter().map(|p| (p.id.0, p.external_id.as_str(), None, None)).collect();
@@ -302,21 +241,22 @@ fn set_status_attempt<'c>(tx: &'c Transaction<'_>, data: &'c SetData) -> BoxFutu
         let states: Vec<_> = plan.profile_states.iter().map(|&(p, g, s)| (p.0, g.0, s, at)).collect();
         upsert_states(tx, ws, &states).await?;
         if !plan.orphan_states.is_empty() {
-            let kinds: Vec<i16> = plan.orphan_states.iter().map(|(c, _, _)| contact_kind(c)).collect();
-            let identifiers: Vec<&str> = plan.orphan_states.iter().map(|(c, _, _)| c.as_str()).collect();
-            let groups: Vec<Uuid> = plan.orphan_states.iter().map(|(_, g, _)| g.0).collect();
-            let states: Vec<i16> = plan.orphan_states.iter().map(|(_, _, s)| state_code(*s)).collect();
+            let kinds: Vec<i16> = plan.orphan_states.iter().map(|(c, _, _, _)| contact_kind(c)).collect();
+            let identifiers: Vec<&str> = plan.orphan_states.iter().map(|(c, _, _, _)| c.as_str()).collect();
+            let ids: Vec<Uuid> = plan.orphan_states.iter().map(|(_, id, _, _)| id.0).collect();
+            let groups: Vec<Uuid> = plan.orphan_states.iter().map(|(_, _, g, _)| g.0).collect();
+            let states: Vec<i16> = plan.orphan_states.iter().map(|(_, _, _, s)| state_code(*s)).collect();
             let times: Vec<i64> = vec![at.0; states.len()];
             tx.execute(
-                "INSERT INTO orphans (workspace_id, kind, identifier, group_id, state, updated_at) \
-                 SELECT $1, * FROM UNNEST($2::int2[], $3::text[], $4::uuid[], $5::int2[], $6::int8[]) \
+                "INSERT INTO orphans (workspace_id, kind, identifier, group_id, state, updated_at, orphan_id) \
+                 SELECT $1, * FROM UNNEST($2::int2[], $3::text[], $4::uuid[], $5::int2[], $6::int8[], $7::uuid[]) \
                  ON CONFLICT (workspace_id, kind, identifier, group_id) \
                  DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                &[&ws.0, &kinds, &identifiers, &groups, &states, &times],
+                &[&ws.0, &kinds, &identifiers, &groups, &states, &times, &ids],
             )
             .await?;
         }
-        insert_changes(tx, ws, &plan.changes).await?;
+        ledger::insert_changes(tx, ws, &mut plan.changes).await?;
         Ok(Applied { profiles_created: plan.new_profiles.len(), changes: plan.changes.len(), ..Applied::default() })
     })
 }
@@ -372,7 +312,7 @@ fn track_attempt<'c>(tx: &'c Transaction<'_>, data: &'c TrackData) -> BoxFuture<
             }
         }
 
-        let plan = track::plan_track(&data.command, known, &ctx);
+        let mut plan = track::plan_track(&data.command, known, &ctx);
 
         let mut new = Vec::new();
         let mut changed = Vec::new();
@@ -411,8 +351,14 @@ fn track_attempt<'c>(tx: &'c Transaction<'_>, data: &'c TrackData) -> BoxFuture<
                     .await? as usize;
             }
         }
-        insert_changes(tx, ws, &plan.changes).await?;
-        Ok(Applied { profiles_created: new.len(), changes: plan.changes.len(), profiles_deleted: 0, orphans_deleted })
+        ledger::insert_changes(tx, ws, &mut plan.changes).await?;
+        Ok(Applied {
+            profiles_created: new.len(),
+            changes: plan.changes.len(),
+            profiles_deleted: 0,
+            orphans_deleted,
+            records_expired: 0,
+        })
     })
 }
 
@@ -476,13 +422,21 @@ fn delete_attempt<'c>(
                 .await? as usize;
             // `DeletePlan::erase` as one statement: the records about a released address.
             tx.execute(
-                "UPDATE changes SET subject_kind = $4, identifier = NULL \
+                "UPDATE changes SET subject_kind = $4, identifier = NULL, actor_ip = NULL, actor_user_agent = NULL \
                  WHERE workspace_id = $1 AND subject_kind = $2 AND identifier = ANY($3)",
                 &[&ws.0, &kind, &gone, &SUBJECT_ERASED],
             )
             .await?;
         }
         let deleted: Vec<Uuid> = plan.profile_ids().into_iter().map(|id| id.0).collect();
+        // The person behind a change through a page is personal data too: the deleted
+        // profiles' records keep the change and lose the actor (not hashed, see the ledger).
+        tx.execute(
+            "UPDATE changes SET actor_ip = NULL, actor_user_agent = NULL WHERE workspace_id = $1 \
+             AND profile_id = ANY($2) AND (actor_ip IS NOT NULL OR actor_user_agent IS NOT NULL)",
+            &[&ws.0, &deleted],
+        )
+        .await?;
         tx.execute("DELETE FROM states WHERE workspace_id = $1 AND profile_id = ANY($2)", &[&ws.0, &deleted]).await?;
         tx.execute("DELETE FROM profiles WHERE workspace_id = $1 AND profile_id = ANY($2)", &[&ws.0, &deleted]).await?;
         Ok(Applied { profiles_deleted: deleted.len(), orphans_deleted, ..Applied::default() })
@@ -573,5 +527,22 @@ impl PostgresStore {
         let _turn = self.write_turn().await?;
         let mut client = self.client().await?;
         retry::transaction(&mut client, IsolationLevel::Serializable, &cutoff, expire_attempt).await
+    }
+
+    /// See [`crate::store::Store::expire_ledger`]: a batch of expired records per transaction,
+    /// until a batch finds no more.
+    pub async fn expire_ledger(&self, ws: WorkspaceId, cutoff: Timestamp) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        loop {
+            let _turn = self.write_turn().await?;
+            let mut client = self.client().await?;
+            let (expired, more) =
+                retry::transaction(&mut client, IsolationLevel::Serializable, &(ws, cutoff), ledger::expire_attempt)
+                    .await?;
+            deleted += expired;
+            if !more || expired == 0 {
+                return Ok(deleted);
+            }
+        }
     }
 }
