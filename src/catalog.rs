@@ -11,10 +11,11 @@ use tokio::sync::{Mutex, MutexGuard};
 use ipnet::IpNet;
 
 use crate::domain::catalog::{
-    validate_name, Admission, ApiKey, Group, GroupStatus, KeyHash, LedgerRetention, LimitChange, Permission, Workspace,
-    WorkspaceChange, DEFAULT_MAX_GROUPS_PER_WORKSPACE,
+    validate_description, validate_name, Admission, ApiKey, Branding, Group, GroupStatus, KeyHash, LedgerRetention,
+    LimitChange, Permission, Workspace, WorkspaceChange, DEFAULT_MAX_GROUPS_PER_WORKSPACE,
 };
 use crate::domain::ids::{ApiKeyId, GroupId, WorkspaceId};
+use crate::domain::links::{self, LinkClaims, LinkKey, LinkSubject};
 use crate::domain::rate_limit::{Bucket, Limit};
 use crate::domain::subscription::Channel;
 use crate::domain::time::Clock;
@@ -228,6 +229,8 @@ impl Catalog {
             name: name.to_string(),
             created_at: self.clock.now(),
             rate_limits: BTreeMap::new(),
+            link_keys: Vec::new(),
+            branding: Branding::default(),
             ledger_retention: LedgerRetention::Forever,
         };
         self.store.insert_workspace(&workspace, &admission).await.map_err(refusal)?;
@@ -256,22 +259,20 @@ impl Catalog {
         let _change = self.change().await;
         let mut changed = self.read().workspace_named(workspace)?.clone();
         let change = WorkspaceChange::Limit(LimitChange { bucket, requests, window_seconds });
-        change.apply(&mut changed).map_err(CatalogError::Invalid)?;
-        let changed = self.store.change_workspace(&changed, &change).await.map_err(refusal)?;
-        self.write().workspaces.insert(changed.id, changed.clone());
-        Ok(changed)
+        self.change_workspace(&mut changed, &change).await
     }
 
     /// Sets how long a workspace keeps its change records; the ledger retention job applies it
     /// on its next run.
-    pub async fn set_ledger_retention(&self, workspace: &str, retention: LedgerRetention) -> Result<Workspace, CatalogError> {
+    pub async fn set_ledger_retention(
+        &self,
+        workspace: &str,
+        retention: LedgerRetention,
+    ) -> Result<Workspace, CatalogError> {
         let _change = self.change().await;
         let mut changed = self.read().workspace_named(workspace)?.clone();
         let change = WorkspaceChange::LedgerRetention(retention);
-        change.apply(&mut changed).map_err(CatalogError::Invalid)?;
-        let changed = self.store.change_workspace(&changed, &change).await.map_err(refusal)?;
-        self.write().workspaces.insert(changed.id, changed.clone());
-        Ok(changed)
+        self.change_workspace(&mut changed, &change).await
     }
 
     /// The limit of `bucket` for a workspace, on every request: one read-locked map lookup.
@@ -344,6 +345,8 @@ impl Catalog {
             channel,
             status: GroupStatus::Active,
             created_at: self.clock.now(),
+            public: false,
+            description: None,
         };
         self.store.insert_group(&group, &admission).await.map_err(refusal)?;
         self.write().groups.insert(group.id, group.clone());
@@ -371,6 +374,148 @@ impl Catalog {
             self.write().groups.insert(archived.id, archived.clone());
         }
         Ok(archived)
+    }
+}
+
+/// The person's side: link keys, branding and what the preference page offers.
+impl Catalog {
+    /// The id of the named workspace.
+    pub fn workspace_id(&self, name: &str) -> Result<WorkspaceId, CatalogError> {
+        Ok(self.read().workspace_named(name)?.id)
+    }
+
+    /// The workspace with this id.
+    pub fn workspace(&self, id: WorkspaceId) -> Option<Workspace> {
+        self.read().workspaces.get(&id).cloned()
+    }
+
+    /// The secret of the workspace's active link key `key_id`: what a token names must be
+    /// found in that workspace, so a token of one workspace never verifies in another.
+    pub fn link_key(&self, workspace: WorkspaceId, key_id: &str) -> Option<[u8; 32]> {
+        self.read().workspaces.get(&workspace)?.verifying_key(key_id)
+    }
+
+    /// The key that signs the workspace's new links, created on first use.
+    pub async fn signing_key(&self, workspace: WorkspaceId) -> Result<LinkKey, CatalogError> {
+        if let Some(key) = self.read().workspaces.get(&workspace).and_then(|w| w.signing_key().cloned()) {
+            return Ok(key);
+        }
+        let _change = self.change().await;
+        let mut changed = self
+            .read()
+            .workspaces
+            .get(&workspace)
+            .cloned()
+            .ok_or_else(|| CatalogError::NotFound(format!("no workspace with id {workspace}")))?;
+        // Another request may have created it while this one waited for the lock.
+        if let Some(key) = changed.signing_key() {
+            return Ok(key.clone());
+        }
+        let key = LinkKey::generate(self.clock.now());
+        let changed = self.change_workspace(&mut changed, &WorkspaceChange::AddLinkKey(key)).await?;
+        changed.signing_key().cloned().ok_or_else(|| CatalogError::Conflict("the link key was not kept".into()))
+    }
+
+    /// Signs a link for `subject` in `workspace` with its signing key, created on first use.
+    /// A group must be one of the workspace's active groups, on the subject's channel (an
+    /// email on an email group, a phone on an SMS or WhatsApp group).
+    pub async fn sign_link(
+        &self,
+        workspace: WorkspaceId,
+        subject: LinkSubject,
+        group: Option<GroupId>,
+        expires_at: Option<i64>,
+    ) -> Result<String, CatalogError> {
+        if let Some(id) = group {
+            let channel = match self.read().groups.get(&id).filter(|g| g.workspace_id == workspace) {
+                Some(g) if g.status == GroupStatus::Active => g.channel,
+                Some(_) => return Err(CatalogError::Invalid(format!("subscription group {id} is archived"))),
+                None => return Err(CatalogError::NotFound(format!("no subscription group with id {id}"))),
+            };
+            if !subject.addresses(channel) {
+                return Err(CatalogError::Invalid(format!(
+                    "subscription group {id} is on the {} channel, which this identifier does not address",
+                    channel.as_str()
+                )));
+            }
+        }
+        let key = self.signing_key(workspace).await?;
+        let claims = LinkClaims { workspace_id: workspace, key_id: key.id, subject, group_id: group, expires_at };
+        Ok(links::sign(&claims, &key.secret))
+    }
+
+    /// Adds a new link key to the named workspace; it signs new links from now on, and the
+    /// older keys keep verifying until they are retired.
+    pub async fn rotate_link_key(&self, workspace: &str) -> Result<LinkKey, CatalogError> {
+        let _change = self.change().await;
+        let mut changed = self.read().workspace_named(workspace)?.clone();
+        let key = LinkKey::generate(self.clock.now());
+        self.change_workspace(&mut changed, &WorkspaceChange::AddLinkKey(key.clone())).await?;
+        Ok(key)
+    }
+
+    /// Retires a link key of the named workspace: every link it signed stops working at once.
+    pub async fn retire_link_key(&self, workspace: &str, key_id: &str) -> Result<LinkKey, CatalogError> {
+        let _change = self.change().await;
+        let mut changed = self.read().workspace_named(workspace)?.clone();
+        let change = WorkspaceChange::RetireLinkKey { id: key_id.to_string(), at: self.clock.now() };
+        let changed = self.change_workspace(&mut changed, &change).await?;
+        Ok(changed.link_keys.into_iter().find(|k| k.id == key_id).expect("the retired key is kept"))
+    }
+
+    /// Replaces the named workspace's branding, once checked.
+    pub async fn set_branding(&self, workspace: &str, branding: Branding) -> Result<Workspace, CatalogError> {
+        branding.validate().map_err(CatalogError::Invalid)?;
+        let _change = self.change().await;
+        let mut changed = self.read().workspace_named(workspace)?.clone();
+        self.change_workspace(&mut changed, &WorkspaceChange::Branding(branding)).await
+    }
+
+    /// Sets whether a group is public and its description (`None`: left as they are;
+    /// `Some("")` clears the description).
+    pub async fn update_group(
+        &self,
+        id: &str,
+        public: Option<bool>,
+        description: Option<String>,
+    ) -> Result<Group, CatalogError> {
+        if let Some(description) = &description {
+            validate_description(description).map_err(CatalogError::Invalid)?;
+        }
+        let _change = self.change().await;
+        let mut group = GroupId::parse(id)
+            .and_then(|id| self.read().groups.get(&id).cloned())
+            .ok_or_else(|| CatalogError::NotFound(format!("no subscription group with id {id:?}")))?;
+        if let Some(public) = public {
+            group.public = public;
+        }
+        if let Some(description) = description {
+            group.description = (!description.is_empty()).then_some(description);
+        }
+        self.store.put_group(&group).await?;
+        self.write().groups.insert(group.id, group.clone());
+        Ok(group)
+    }
+
+    /// The workspace's groups, for the preference page.
+    pub fn workspace_groups(&self, workspace: WorkspaceId) -> Vec<Group> {
+        let mut list: Vec<Group> =
+            self.read().groups.values().filter(|g| g.workspace_id == workspace).cloned().collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// Applies `change` to `changed` (the catalog's copy, under the change lock) and to the
+    /// stored workspace, and takes in the stored result.
+    async fn change_workspace(
+        &self,
+        changed: &mut Workspace,
+        change: &WorkspaceChange,
+    ) -> Result<Workspace, CatalogError> {
+        change.apply(changed).map_err(CatalogError::Invalid)?;
+        let changed = self.store.change_workspace(changed, change).await.map_err(refusal)?;
+        self.write().workspaces.insert(changed.id, changed.clone());
+        Ok(changed)
     }
 }
 

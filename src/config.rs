@@ -43,7 +43,16 @@ pub struct Settings {
     pub clock: Clock,
     /// Connection timeouts and caps, shutdown grace, failed-authentication limit.
     pub serving: crate::serving::ServingOptions,
+    /// Where people reach the pages (`serve --public-url`); `None`: `http://` and the bound
+    /// listen address.
+    pub public_url: Option<crate::domain::links::PublicUrl>,
+    /// Requests one address may make to the public pages per minute.
+    pub public_rate_limit: u32,
 }
+
+/// Requests one address may make to the public pages per minute by default: a person needs a
+/// handful (a page and its stylesheet, a save), a mail server's one-click a few per batch.
+pub const DEFAULT_PUBLIC_RATE_LIMIT: u32 = 120;
 
 impl Settings {
     /// Settings for an embedded store in `dir`, listening on a free loopback port.
@@ -59,6 +68,8 @@ impl Settings {
             catalog_refresh_interval: None,
             clock: Clock::system(),
             serving: crate::serving::ServingOptions::default(),
+            public_url: None,
+            public_rate_limit: DEFAULT_PUBLIC_RATE_LIMIT,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod limiter;
+pub mod pages;
 pub mod server;
 pub mod serving;
 pub mod store;

@@ -89,6 +89,17 @@ impl Application {
                 Store::Embedded(_) => RateLimiter::in_memory(),
             },
         });
+        let public_url = match &settings.public_url {
+            Some(url) => url.clone(),
+            None => {
+                let bound = listener.local_addr()?;
+                crate::domain::links::PublicUrl::parse(&format!("http://{bound}")).map_err(anyhow::Error::msg)?
+            }
+        };
+        let pages = Arc::new(crate::pages::PagesState {
+            public_url,
+            limiter: crate::pages::limit::PublicLimiter::new(settings.public_rate_limit, Duration::from_secs(60)),
+        });
         Ok(Application {
             listener,
             state: AppState {
@@ -102,6 +113,7 @@ impl Application {
                     settings.serving.failed_auth_window,
                     settings.clock.clone(),
                 )),
+                pages,
             },
             admin,
             bootstrap,
@@ -149,7 +161,8 @@ impl Application {
         let admin_task =
             admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog), state.store.clone())));
         let store = state.store.clone();
-        let sweep = tokio::spawn(sweep_orphans(store.clone(), Arc::clone(&state.catalog), state.clock.clone(), sweep_interval));
+        let sweep =
+            tokio::spawn(sweep_orphans(store.clone(), Arc::clone(&state.catalog), state.clock.clone(), sweep_interval));
         // A shared database is changed by other processes too (admin commands, other nodes):
         // the catalog they change is read again (every second by default, see `serve`). The
         // embedded store has one process, whose admin socket changes the catalog in place.

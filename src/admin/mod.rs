@@ -13,9 +13,11 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::domain::catalog::{ApiKey, LedgerRetention, Permission};
-use crate::domain::ids::WorkspaceId;
+use crate::domain::catalog::{ApiKey, Branding, LedgerRetention, Permission};
+use crate::domain::identifiers::{Email, ExternalId, Phone};
+use crate::domain::ids::{GroupId, WorkspaceId};
 use crate::domain::ledger::{ChainGroup, LedgerCheck};
+use crate::domain::links::{self, LinkSubject, PublicUrl, SignedLink};
 use crate::domain::rate_limit::Bucket;
 use crate::domain::subscription::Channel;
 
@@ -41,6 +43,45 @@ pub enum AdminRequest {
         requests: u64,
         /// The window's length; `None` keeps the bucket's current window.
         window_seconds: Option<u64>,
+    },
+    /// `workspaces rotate-link-key WORKSPACE`
+    WorkspacesRotateLinkKey {
+        /// Workspace name.
+        workspace: String,
+    },
+    /// `workspaces retire-link-key WORKSPACE KEY_ID`
+    WorkspacesRetireLinkKey {
+        /// Workspace name.
+        workspace: String,
+        /// The key's id.
+        key_id: String,
+    },
+    /// `workspaces link-keys WORKSPACE`
+    WorkspacesLinkKeys {
+        /// Workspace name.
+        workspace: String,
+    },
+    /// `workspaces set-branding WORKSPACE [--display-name …] [--logo-url …] [--accent-colour …]`
+    WorkspacesSetBranding {
+        /// Workspace name.
+        workspace: String,
+        /// The branding as a whole: what is not given is cleared.
+        branding: Branding,
+    },
+    /// `links sign`
+    LinksSign {
+        /// Workspace name.
+        workspace: String,
+        /// `external_id`, `email` or `phone`.
+        kind: String,
+        /// The identifier.
+        identifier: String,
+        /// The one group the link unsubscribes from.
+        group: Option<String>,
+        /// RFC 3339 time after which the link is no longer valid.
+        expires_at: Option<String>,
+        /// Where the pages are served.
+        public_url: String,
     },
     /// `workspaces set-ledger-retention WORKSPACE --days N | --forever`
     WorkspacesSetLedgerRetention {
@@ -78,6 +119,21 @@ pub enum AdminRequest {
         name: String,
         /// Channel.
         channel: Channel,
+        /// Offered on everyone's preference page.
+        #[serde(default)]
+        public: bool,
+        /// Shown under its name on the preference page.
+        #[serde(default)]
+        description: Option<String>,
+    },
+    /// `groups update GROUP_ID [--public true|false] [--description …]`
+    GroupsUpdate {
+        /// The group's id.
+        id: String,
+        /// Offered on everyone's preference page; `None` leaves it.
+        public: Option<bool>,
+        /// The description; `None` leaves it, empty clears it.
+        description: Option<String>,
     },
     /// `groups list --workspace NAME`
     GroupsList {
@@ -242,14 +298,92 @@ pub async fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminO
             let key = catalog.revoke_key(id).await?;
             out.stderr = format!("revoked API key {} ({:?})\n", key.id, key.name);
         }
-        AdminRequest::GroupsCreate { workspace, name, channel } => {
-            let group = catalog.create_group(workspace, name, *channel).await?;
+        AdminRequest::GroupsCreate { workspace, name, channel, public, description } => {
+            if let Some(description) = description {
+                crate::domain::catalog::validate_description(description).map_err(CatalogError::Invalid)?;
+            }
+            let mut group = catalog.create_group(workspace, name, *channel).await?;
+            if *public || description.is_some() {
+                let id = group.id.to_string();
+                group = catalog.update_group(&id, Some(*public), description.clone()).await?;
+            }
             out.stdout = format!("{}\n", group.id);
             out.stderr = format!("created {} group {name:?} in workspace {workspace:?}\n", channel.as_str());
         }
+        AdminRequest::GroupsUpdate { id, public, description } => {
+            let group = catalog.update_group(id, *public, description.clone()).await?;
+            out.stderr = format!(
+                "group {} ({:?}) is {}\n",
+                group.id,
+                group.name,
+                if group.public { "public" } else { "not public" }
+            );
+        }
+        AdminRequest::WorkspacesRotateLinkKey { workspace } => {
+            let key = catalog.rotate_link_key(workspace).await?;
+            out.stdout = format!("{}\t{}\n", key.id, hex(&key.secret));
+            out.stderr = format!(
+                "link key {} now signs the links of workspace {workspace:?}; older keys keep working until \
+                 retired. Its secret (above) mints links offline, see docs/links.md\n",
+                key.id
+            );
+        }
+        AdminRequest::WorkspacesRetireLinkKey { workspace, key_id } => {
+            let key = catalog.retire_link_key(workspace, key_id).await?;
+            out.stderr = format!("retired link key {}: the links it signed no longer work\n", key.id);
+        }
+        AdminRequest::WorkspacesLinkKeys { workspace } => {
+            let id = catalog.workspace_id(workspace)?;
+            let keys = catalog.workspace(id).map(|w| w.link_keys).unwrap_or_default();
+            out.stdout = table(
+                &["id", "created_at", "retired_at"],
+                keys.into_iter().map(|k| {
+                    vec![
+                        k.id,
+                        k.created_at.to_rfc3339(),
+                        k.retired_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into()),
+                    ]
+                }),
+            );
+        }
+        AdminRequest::WorkspacesSetBranding { workspace, branding } => {
+            catalog.set_branding(workspace, branding.clone()).await?;
+            out.stderr = format!("branding of workspace {workspace:?} set\n");
+        }
+        AdminRequest::LinksSign { workspace, kind, identifier, group, expires_at, public_url } => {
+            let base = PublicUrl::parse(public_url).map_err(CatalogError::Invalid)?;
+            let invalid = |e: crate::domain::identifiers::IdentifierError| CatalogError::Invalid(e.to_string());
+            let subject = match kind.as_str() {
+                "external_id" => LinkSubject::ExternalId(ExternalId::parse(identifier).map_err(invalid)?),
+                "email" => LinkSubject::Email(Email::parse(identifier).map_err(invalid)?),
+                "phone" => LinkSubject::Phone(Phone::parse(identifier).map_err(invalid)?),
+                other => return Err(CatalogError::Invalid(format!("unknown identifier kind {other:?}"))),
+            };
+            let group = match group {
+                Some(raw) => Some(
+                    GroupId::parse(raw)
+                        .ok_or_else(|| CatalogError::Invalid(format!("{raw:?} is not a subscription group id")))?,
+                ),
+                None => None,
+            };
+            let expires_at = match expires_at {
+                Some(raw) => Some(links::parse_rfc3339(raw).ok_or_else(|| {
+                    CatalogError::Invalid(format!(
+                        "expiry {raw:?} is not an RFC 3339 time such as 2026-12-31T23:59:59Z"
+                    ))
+                })?),
+                None => None,
+            };
+            let token = catalog.sign_link(catalog.workspace_id(workspace)?, subject, group, expires_at).await?;
+            let link = SignedLink::new(&base, &token);
+            out.stdout = format!(
+                "unsubscribe_url\t{}\npreference_url\t{}\nList-Unsubscribe: {}\nList-Unsubscribe-Post: {}\n",
+                link.unsubscribe_url, link.preference_url, link.list_unsubscribe, link.list_unsubscribe_post
+            );
+        }
         AdminRequest::GroupsList { workspace } => {
             out.stdout = table(
-                &["id", "name", "channel", "status", "created_at"],
+                &["id", "name", "channel", "status", "created_at", "public"],
                 catalog.groups(workspace)?.into_iter().map(|g| {
                     vec![
                         g.id.to_string(),
@@ -260,6 +394,7 @@ pub async fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminO
                             crate::domain::catalog::GroupStatus::Archived => "archived".into(),
                         },
                         g.created_at.to_rfc3339(),
+                        if g.public { "public".into() } else { "-".into() },
                     ]
                 }),
             );
@@ -275,6 +410,10 @@ pub async fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminO
         }
     }
     Ok(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn permission_list(key: &ApiKey) -> String {

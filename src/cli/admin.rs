@@ -36,6 +36,38 @@ pub enum WorkspacesCommand {
         #[arg(long)]
         window_seconds: Option<u64>,
     },
+    /// Add a new link key; it signs new links, older keys keep working until retired. Prints
+    /// the key's id and secret (for minting links offline, docs/links.md).
+    RotateLinkKey {
+        /// Workspace name.
+        workspace: String,
+    },
+    /// Retire a link key: every link it signed stops working at once.
+    RetireLinkKey {
+        /// Workspace name.
+        workspace: String,
+        /// The key's id, as `link-keys` shows it.
+        key_id: String,
+    },
+    /// List a workspace's link keys (never their secrets).
+    LinkKeys {
+        /// Workspace name.
+        workspace: String,
+    },
+    /// Set how the person's pages look; what is not given goes back to the default.
+    SetBranding {
+        /// Workspace name.
+        workspace: String,
+        /// The name shown to people (default: the workspace's name).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// An https:// URL of a logo image.
+        #[arg(long)]
+        logo_url: Option<String>,
+        /// The colour of buttons and headings, #rrggbb.
+        #[arg(long)]
+        accent_colour: Option<String>,
+    },
     /// Set how long a workspace keeps its change records (default: forever). Records older
     /// than N days are deleted, but for the latest of each chain, which still verifies from
     /// the anchor the deleted records leave.
@@ -48,6 +80,37 @@ pub enum WorkspacesCommand {
         /// Keep every record forever.
         #[arg(long)]
         forever: bool,
+    },
+}
+
+/// `consentry links …`
+#[derive(Debug, Subcommand)]
+pub enum LinksCommand {
+    /// Sign an unsubscribe and preference link; prints both URLs and the two email headers.
+    #[command(group(clap::ArgGroup::new("subject").required(true)))]
+    Sign {
+        /// Workspace name.
+        #[arg(long)]
+        workspace: String,
+        /// The person, by external id.
+        #[arg(long, group = "subject")]
+        external_id: Option<String>,
+        /// The person, by email.
+        #[arg(long, group = "subject")]
+        email: Option<String>,
+        /// The person, by phone (E.164).
+        #[arg(long, group = "subject")]
+        phone: Option<String>,
+        /// The one subscription group the link unsubscribes from; default: every group of the
+        /// person's channel.
+        #[arg(long)]
+        group: Option<String>,
+        /// RFC 3339 time after which the link no longer works; default: never.
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// Where the server's pages are reached (as `serve --public-url`).
+        #[arg(long, env = "CONSENTRY_PUBLIC_URL")]
+        public_url: String,
     },
 }
 
@@ -97,6 +160,23 @@ pub enum GroupsCommand {
         /// email, sms or whatsapp.
         #[arg(long, value_parser = parse_channel)]
         channel: Channel,
+        /// Offer it on everyone's preference page.
+        #[arg(long)]
+        public: bool,
+        /// What the preference page says of it.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Change whether a group is public and its description.
+    Update {
+        /// The group's id.
+        group_id: String,
+        /// Offer it on everyone's preference page (true or false).
+        #[arg(long)]
+        public: Option<bool>,
+        /// What the preference page says of it; empty clears it.
+        #[arg(long)]
+        description: Option<String>,
     },
     /// List a workspace's groups.
     List {
@@ -118,6 +198,15 @@ impl From<WorkspacesCommand> for AdminRequest {
             WorkspacesCommand::List => AdminRequest::WorkspacesList,
             WorkspacesCommand::SetLimit { workspace, bucket, limit, window_seconds } => {
                 AdminRequest::WorkspacesSetLimit { workspace, bucket, requests: limit, window_seconds }
+            }
+            WorkspacesCommand::RotateLinkKey { workspace } => AdminRequest::WorkspacesRotateLinkKey { workspace },
+            WorkspacesCommand::RetireLinkKey { workspace, key_id } => {
+                AdminRequest::WorkspacesRetireLinkKey { workspace, key_id }
+            }
+            WorkspacesCommand::LinkKeys { workspace } => AdminRequest::WorkspacesLinkKeys { workspace },
+            WorkspacesCommand::SetBranding { workspace, display_name, logo_url, accent_colour } => {
+                let branding = crate::domain::catalog::Branding { display_name, logo_url, accent_colour };
+                AdminRequest::WorkspacesSetBranding { workspace, branding }
             }
             WorkspacesCommand::SetLedgerRetention { workspace, days, forever: _ } => {
                 AdminRequest::WorkspacesSetLedgerRetention { workspace, days }
@@ -141,11 +230,31 @@ impl From<KeysCommand> for AdminRequest {
 impl From<GroupsCommand> for AdminRequest {
     fn from(command: GroupsCommand) -> Self {
         match command {
-            GroupsCommand::Create { workspace, name, channel } => {
-                AdminRequest::GroupsCreate { workspace, name, channel }
+            GroupsCommand::Create { workspace, name, channel, public, description } => {
+                AdminRequest::GroupsCreate { workspace, name, channel, public, description }
+            }
+            GroupsCommand::Update { group_id, public, description } => {
+                AdminRequest::GroupsUpdate { id: group_id, public, description }
             }
             GroupsCommand::List { workspace } => AdminRequest::GroupsList { workspace },
             GroupsCommand::Archive { group_id } => AdminRequest::GroupsArchive { id: group_id },
+        }
+    }
+}
+
+impl From<LinksCommand> for AdminRequest {
+    fn from(command: LinksCommand) -> Self {
+        match command {
+            LinksCommand::Sign { workspace, external_id, email, phone, group, expires_at, public_url } => {
+                let (kind, identifier) = match (external_id, email, phone) {
+                    (Some(id), _, _) => ("external_id", id),
+                    (_, Some(email), _) => ("email", email),
+                    (_, _, Some(phone)) => ("phone", phone),
+                    // clap requires one of the group; an empty identifier is refused as one.
+                    _ => ("external_id", String::new()),
+                };
+                AdminRequest::LinksSign { workspace, kind: kind.into(), identifier, group, expires_at, public_url }
+            }
         }
     }
 }

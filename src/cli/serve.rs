@@ -67,6 +67,14 @@ pub struct ServeArgs {
           default_value_t = PostgresOptions::default().max_concurrent_writes as u32,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub pg_max_concurrent_writes: u32,
+    /// Where people reach the unsubscribe and preference pages, as links put it in emails
+    /// (`https://consent.example.com`); default: http:// and the listen address.
+    #[arg(long, env = "CONSENTRY_PUBLIC_URL", value_parser = crate::domain::links::PublicUrl::parse)]
+    pub public_url: Option<crate::domain::links::PublicUrl>,
+    /// Requests one client address may make to the public pages per minute.
+    #[arg(long, env = "CONSENTRY_PUBLIC_RATE_LIMIT", default_value_t = crate::config::DEFAULT_PUBLIC_RATE_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub public_rate_limit: u32,
     /// Connection limits, failed-authentication limit, log format.
     #[command(flatten)]
     pub serving: crate::serving::ServingArgs,
@@ -105,6 +113,8 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
         catalog_refresh_interval,
         clock: Clock::system(),
         serving: args.serving.options(),
+        public_url: args.public_url,
+        public_rate_limit: args.public_rate_limit,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {

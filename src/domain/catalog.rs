@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ids::{ApiKeyId, GroupId, WorkspaceId};
+use super::links::LinkKey;
 use super::rate_limit::{Bucket, Limit};
 use super::subscription::Channel;
 use super::time::Timestamp;
@@ -30,6 +31,13 @@ pub struct Workspace {
     /// so workspaces stored before limits existed still load, with the default limits.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rate_limits: BTreeMap<Bucket, Limit>,
+    /// Keys that sign its links, oldest first; retired ones are kept so that `workspaces
+    /// link-keys` can show when. Absent in workspaces stored before links existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_keys: Vec<LinkKey>,
+    /// How its pages look. Absent: the workspace's name and the default colours.
+    #[serde(default, skip_serializing_if = "Branding::is_default")]
+    pub branding: Branding,
     /// How long its change records are kept. Defaulted when absent, so workspaces stored
     /// before ledger retention existed keep their records forever, as they did.
     #[serde(default, skip_serializing_if = "LedgerRetention::is_forever")]
@@ -89,6 +97,66 @@ impl Workspace {
     pub fn rate_limit(&self, bucket: Bucket) -> Limit {
         self.rate_limits.get(&bucket).copied().unwrap_or(bucket.default_limit())
     }
+
+    /// The key that signs new links: the newest one not retired.
+    pub fn signing_key(&self) -> Option<&LinkKey> {
+        self.link_keys.iter().filter(|k| k.is_active()).max_by_key(|k| k.created_at)
+    }
+
+    /// The secret of the active key `id`, to verify a token that names it.
+    pub fn verifying_key(&self, id: &str) -> Option<[u8; 32]> {
+        self.link_keys.iter().find(|k| k.id == id && k.is_active()).map(|k| k.secret)
+    }
+}
+
+/// A workspace's look on the person's pages. Every value goes into HTML or CSS, so each is
+/// checked strictly here ([`Branding::validate`]) and escaped again where it is written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Branding {
+    /// The name shown to people; default: the workspace's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// An `https://` URL of a logo image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_url: Option<String>,
+    /// `#rrggbb`, the colour of buttons and headings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accent_colour: Option<String>,
+}
+
+impl Branding {
+    /// Whether nothing is set.
+    pub fn is_default(&self) -> bool {
+        *self == Branding::default()
+    }
+
+    /// Refuses any value that could be anything but what it claims: a display name of at most
+    /// 100 characters without control characters; a logo URL of at most 500 bytes, `https://`,
+    /// of URL characters only (no quotes, angle brackets, backslashes or spaces); a colour of
+    /// exactly `#` and six hex digits.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(name) = &self.display_name {
+            if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+                return Err(format!("display name {name:?} must be 1 to 100 characters without control characters"));
+            }
+        }
+        if let Some(url) = &self.logo_url {
+            let host = url.strip_prefix("https://").unwrap_or_default();
+            let url_char = |c: char| c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&()*+,;=%".contains(c);
+            if url.len() > 500 || host.is_empty() || host.starts_with('/') || !url.chars().all(url_char) {
+                return Err(format!(
+                    "logo URL {url:?} must be an https:// URL of at most 500 bytes, without quotes, spaces, \\ or < >"
+                ));
+            }
+        }
+        if let Some(colour) = &self.accent_colour {
+            let hex = colour.strip_prefix('#').unwrap_or_default();
+            if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("accent colour {colour:?} must be # followed by six hex digits, e.g. #1a73e8"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What an API key may do; each endpoint requires one.
@@ -109,6 +177,9 @@ pub enum Permission {
     /// `POST /users/delete`.
     #[serde(rename = "users.delete")]
     UsersDelete,
+    /// `POST /consent/links`.
+    #[serde(rename = "consent.links.create")]
+    ConsentLinksCreate,
     /// `GET /consent/history` and `GET /consent/proof`: the ledger of one subject.
     #[serde(rename = "consent.history.get")]
     ConsentHistoryGet,
@@ -116,12 +187,13 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission, in the order the command line lists them.
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 7] = [
         Permission::SubscriptionStatusSet,
         Permission::SubscriptionStatusGet,
         Permission::SubscriptionGroupsGet,
         Permission::UsersTrack,
         Permission::UsersDelete,
+        Permission::ConsentLinksCreate,
         Permission::ConsentHistoryGet,
     ];
 
@@ -133,6 +205,7 @@ impl Permission {
             Permission::SubscriptionGroupsGet => "subscription.groups.get",
             Permission::UsersTrack => "users.track",
             Permission::UsersDelete => "users.delete",
+            Permission::ConsentLinksCreate => "consent.links.create",
             Permission::ConsentHistoryGet => "consent.history.get",
         }
     }
@@ -156,6 +229,7 @@ impl Permission {
             }
             Permission::UsersTrack => Bucket::Track,
             Permission::UsersDelete => Bucket::Delete,
+            Permission::ConsentLinksCreate => Bucket::Links,
         }
     }
 }
@@ -265,6 +339,21 @@ pub struct Group {
     pub status: GroupStatus,
     /// When it was created.
     pub created_at: Timestamp,
+    /// Whether the preference page offers it to everyone (else only to people who have a state
+    /// in it). Absent in groups stored before pages existed: not public.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public: bool,
+    /// What the preference page says of it, under its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Checks a group's description: shown to people, so short and printable.
+pub fn validate_description(description: &str) -> Result<(), String> {
+    if description.chars().count() > 300 || description.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(format!("description {description:?} must be at most 300 characters without control characters"));
+    }
+    Ok(())
 }
 
 /// What a new workspace or group must not collide with, checked against everything stored.
@@ -341,12 +430,33 @@ pub struct LimitChange {
     pub window_seconds: Option<u64>,
 }
 
-/// A change to one setting of a stored workspace, applied to the stored workspace in the
-/// transaction that writes it (see [`LimitChange`]).
+impl LimitChange {
+    /// Sets the limit on `workspace`; the error names the refused value.
+    pub fn apply(&self, workspace: &mut Workspace) -> Result<(), String> {
+        let window_seconds =
+            self.window_seconds.unwrap_or(u64::from(workspace.rate_limit(self.bucket).window_seconds()));
+        let limit = Limit::new(self.requests, window_seconds)?;
+        workspace.rate_limits.insert(self.bucket, limit);
+        Ok(())
+    }
+}
+
+/// A change of one workspace, applied to the workspace as stored (see [`LimitChange`] for why).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkspaceChange {
-    /// A bucket's rate limit.
+    /// Set a bucket's rate limit.
     Limit(LimitChange),
+    /// Add a link key, which then signs new links.
+    AddLinkKey(LinkKey),
+    /// Retire the link key with this id at this time (a key already retired stays as it was).
+    RetireLinkKey {
+        /// The key's id.
+        id: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// Replace the branding.
+    Branding(Branding),
     /// How long its change records are kept.
     LedgerRetention(LedgerRetention),
 }
@@ -356,22 +466,31 @@ impl WorkspaceChange {
     pub fn apply(&self, workspace: &mut Workspace) -> Result<(), String> {
         match self {
             WorkspaceChange::Limit(change) => change.apply(workspace),
+            WorkspaceChange::AddLinkKey(key) => {
+                if workspace.link_keys.iter().all(|k| k.id != key.id) {
+                    workspace.link_keys.push(key.clone());
+                }
+                Ok(())
+            }
+            WorkspaceChange::RetireLinkKey { id, at } => {
+                let key = workspace
+                    .link_keys
+                    .iter_mut()
+                    .find(|k| &k.id == id)
+                    .ok_or_else(|| format!("workspace {:?} has no link key {id:?}", workspace.name))?;
+                key.retired_at.get_or_insert(*at);
+                Ok(())
+            }
             WorkspaceChange::LedgerRetention(retention) => {
                 workspace.ledger_retention = *retention;
                 Ok(())
             }
+            WorkspaceChange::Branding(branding) => {
+                branding.validate()?;
+                workspace.branding = branding.clone();
+                Ok(())
+            }
         }
-    }
-}
-
-impl LimitChange {
-    /// Sets the limit on `workspace`; the error names the refused value.
-    pub fn apply(&self, workspace: &mut Workspace) -> Result<(), String> {
-        let window_seconds =
-            self.window_seconds.unwrap_or(u64::from(workspace.rate_limit(self.bucket).window_seconds()));
-        let limit = Limit::new(self.requests, window_seconds)?;
-        workspace.rate_limits.insert(self.bucket, limit);
-        Ok(())
     }
 }
 
@@ -387,7 +506,8 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-mod hex32 {
+/// A 32-byte value as 64 hex digits in the catalog's JSON.
+pub(crate) mod hex32 {
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {

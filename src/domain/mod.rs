@@ -9,6 +9,7 @@ pub mod history;
 pub mod identifiers;
 pub mod ids;
 pub mod ledger;
+pub mod links;
 pub mod plan;
 pub mod rate_limit;
 pub mod read;

@@ -49,6 +49,8 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// Wrong API keys per client address, to stop guessing.
     pub failed_auth: Arc<auth_failures::FailedAuthentications>,
+    /// The person's pages: public URL and per-address limit.
+    pub pages: Arc<crate::pages::PagesState>,
 }
 
 /// Every endpoint, each registered once with both its route and its OpenAPI operation:
@@ -67,6 +69,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(user_status::handle))
         .routes(routes!(users_track::handle))
         .routes(routes!(users_delete::handle))
+        .routes(routes!(crate::pages::links_api::handle))
         .routes(routes!(consent_history::handle))
         .routes(routes!(consent_proof::handle))
         .routes(routes!(openapi::serve))
@@ -77,6 +80,8 @@ pub fn router(state: AppState) -> Router {
     // Generated now, once per process, rather than by the first request to read it.
     openapi::document();
     Router::from(api())
+        // The person's pages: public, HTML, outside the API document.
+        .merge(crate::pages::router(state.clone()))
         // The probes, deliberately outside the Braze API document (see `health`).
         .route("/livez", axum::routing::get(health::livez))
         .route("/readyz", axum::routing::get(health::readyz))

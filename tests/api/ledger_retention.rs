@@ -48,7 +48,11 @@ async fn retention_deletes_old_records_but_the_latest_of_each_chain_and_chains_s
     assert_eq!(expire_ledgers(&app.store, &app.catalog, in_three_days()).await.unwrap(), 0);
 
     app.catalog.set_ledger_retention("default", LedgerRetention::days(1).unwrap()).await.unwrap();
-    assert_eq!(expire_ledgers(&app.store, &app.catalog, consentry::domain::time::Clock::system().now()).await.unwrap(), 0, "nothing is a day old");
+    assert_eq!(
+        expire_ledgers(&app.store, &app.catalog, consentry::domain::time::Clock::system().now()).await.unwrap(),
+        0,
+        "nothing is a day old"
+    );
     let deleted = expire_ledgers(&app.store, &app.catalog, in_three_days()).await.unwrap();
     assert_eq!(deleted, 3, "u1's first two and the orphan's first; u2's only record is its latest");
     assert_eq!(expire_ledgers(&app.store, &app.catalog, in_three_days()).await.unwrap(), 0, "the latest stay");

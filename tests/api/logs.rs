@@ -19,7 +19,7 @@ use crate::helpers::{
 };
 
 /// A `consentry serve` child and what it wrote.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     addr: SocketAddr,
     stdout: std::thread::JoinHandle<String>,
@@ -28,7 +28,7 @@ struct Running {
 
 /// Starts `consentry --database DATABASE serve --listen 127.0.0.1:0 ARGS…` with `RUST_LOG`,
 /// and waits for its address (read from its log line, text or JSON).
-fn start(database: &Path, rust_log: &str, args: &[&str]) -> Running {
+pub(crate) fn start(database: &Path, rust_log: &str, args: &[&str]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_consentry"))
         .env_remove("CONSENTRY_DATABASE_URL")
         .env_remove("CONSENTRY_LISTEN")
@@ -79,13 +79,13 @@ fn start(database: &Path, rust_log: &str, args: &[&str]) -> Running {
 }
 
 impl Running {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
     /// SIGTERM, then the exit status, stdout and stderr.
     #[allow(unsafe_code)] // std cannot send SIGTERM; `unsafe_code = "deny"` in Cargo.toml
-    fn stop(mut self) -> (std::process::ExitStatus, String, String) {
+    pub(crate) fn stop(mut self) -> (std::process::ExitStatus, String, String) {
         // SAFETY: kill sends a signal to our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().unwrap();
@@ -94,7 +94,7 @@ impl Running {
 }
 
 /// The test's store, as a `--database` argument, with what keeps it alive.
-fn fresh_database() -> (String, Option<TestDatabase>, tempfile::TempDir) {
+pub(crate) fn fresh_database() -> (String, Option<TestDatabase>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     match test_store() {
         TestStore::Embedded => (dir.path().join("data").to_str().unwrap().to_string(), None, dir),

@@ -383,10 +383,19 @@ fn set_limit_refuses_bad_input_naming_the_value() {
 fn each_permission_draws_from_its_bucket() {
     assert_eq!(
         Permission::ALL.map(Permission::bucket),
-        [Bucket::Set, Bucket::Get, Bucket::Get, Bucket::Track, Bucket::Delete, Bucket::Get]
+        [Bucket::Set, Bucket::Get, Bucket::Get, Bucket::Track, Bucket::Delete, Bucket::Links, Bucket::Get]
     );
     let defaults = Bucket::ALL.map(|b| (b.as_str(), b.default_limit().requests(), b.default_limit().window_seconds()));
-    assert_eq!(defaults, [("set", 5_000, 60), ("get", 250_000, 3_600), ("track", 3_000, 3), ("delete", 20_000, 60)]);
+    assert_eq!(
+        defaults,
+        [
+            ("set", 5_000, 60),
+            ("get", 250_000, 3_600),
+            ("track", 3_000, 3),
+            ("delete", 20_000, 60),
+            ("links", 5_000, 60)
+        ]
+    );
     for bucket in Bucket::ALL {
         assert_eq!(Bucket::parse(bucket.as_str()), Some(bucket));
     }
@@ -449,7 +458,7 @@ fn the_in_memory_counter_forgets_windows_that_have_ended() {
             memory.acquire(WorkspaceId::generate(), bucket, limit, now);
         }
     }
-    assert_eq!(memory.tracked_windows(), 4, "only the last second's windows are kept");
+    assert_eq!(memory.tracked_windows(), Bucket::ALL.len(), "only the last second's windows are kept");
 }
 
 #[test]

@@ -33,10 +33,10 @@ use crate::domain::catalog::{ApiKey, Group, Workspace};
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::{ChangeId, WorkspaceId};
-use crate::domain::time::Timestamp;
 use crate::domain::ledger::{BadRecord, Break, ChainVerifier, LedgerCheck};
 use crate::domain::plan::Origin;
 use crate::domain::set_status::SetStatusCommand;
+use crate::domain::time::Timestamp;
 use crate::domain::track::TrackCommand;
 
 /// The name of the lock file in the data directory.
@@ -539,5 +539,4 @@ impl EmbeddedStore {
         progress.store(check.records, std::sync::atomic::Ordering::Relaxed);
         Ok(check)
     }
-
 }
