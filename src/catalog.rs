@@ -10,14 +10,14 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use ipnet::IpNet;
 
-use crate::domain::catalog::{
-    validate_description, validate_name, Admission, ApiKey, Branding, Group, GroupStatus, KeyHash, LedgerRetention,
-    LimitChange, Permission, Workspace, WorkspaceChange, DEFAULT_MAX_GROUPS_PER_WORKSPACE,
-};
 use crate::domain::ids::{ApiKeyId, GroupId, WorkspaceId};
 use crate::domain::links::{self, LinkClaims, LinkKey, LinkSubject};
 use crate::domain::rate_limit::{Bucket, Limit};
 use crate::domain::subscription::Channel;
+use crate::domain::tenant::{
+    validate_description, validate_name, Admission, ApiKey, Branding, Group, GroupStatus, KeyHash, LedgerRetention,
+    LimitChange, Permission, Workspace, WorkspaceChange, DEFAULT_MAX_GROUPS_PER_WORKSPACE,
+};
 use crate::domain::time::Clock;
 use crate::domain::validation::GroupDirectory;
 use crate::store::{Store, StoreError};

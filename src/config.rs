@@ -60,7 +60,7 @@ impl Settings {
         Settings {
             database: DatabaseLocation::Embedded(dir.to_path_buf()),
             listen: "127.0.0.1:0".into(),
-            max_groups_per_workspace: crate::domain::catalog::DEFAULT_MAX_GROUPS_PER_WORKSPACE,
+            max_groups_per_workspace: crate::domain::tenant::DEFAULT_MAX_GROUPS_PER_WORKSPACE,
             store: StoreOptions::default(),
             orphan_retention: Retention::DEFAULT,
             orphan_sweep_interval: DEFAULT_ORPHAN_SWEEP_INTERVAL,

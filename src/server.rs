@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::admin::socket as admin_socket;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::Settings;
-use crate::domain::catalog::ApiKey;
+use crate::domain::tenant::ApiKey;
 use crate::domain::time::{Clock, Timestamp};
 use crate::http::auth_failures::FailedAuthentications;
 use crate::http::{router, AppState};

@@ -13,13 +13,13 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::domain::catalog::{ApiKey, Branding, LedgerRetention, Permission};
 use crate::domain::identifiers::{Email, ExternalId, Phone};
 use crate::domain::ids::{GroupId, WorkspaceId};
 use crate::domain::ledger::{ChainGroup, LedgerCheck};
 use crate::domain::links::{self, LinkSubject, PublicUrl, SignedLink};
 use crate::domain::rate_limit::Bucket;
 use crate::domain::subscription::Channel;
+use crate::domain::tenant::{ApiKey, Branding, LedgerRetention, Permission};
 
 /// One admin command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,7 +300,7 @@ pub async fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminO
         }
         AdminRequest::GroupsCreate { workspace, name, channel, public, description } => {
             if let Some(description) = description {
-                crate::domain::catalog::validate_description(description).map_err(CatalogError::Invalid)?;
+                crate::domain::tenant::validate_description(description).map_err(CatalogError::Invalid)?;
             }
             let mut group = catalog.create_group(workspace, name, *channel).await?;
             if *public || description.is_some() {
@@ -390,8 +390,8 @@ pub async fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminO
                         g.name,
                         g.channel.as_str().into(),
                         match g.status {
-                            crate::domain::catalog::GroupStatus::Active => "active".into(),
-                            crate::domain::catalog::GroupStatus::Archived => "archived".into(),
+                            crate::domain::tenant::GroupStatus::Active => "active".into(),
+                            crate::domain::tenant::GroupStatus::Archived => "archived".into(),
                         },
                         g.created_at.to_rfc3339(),
                         if g.public { "public".into() } else { "-".into() },

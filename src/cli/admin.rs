@@ -6,9 +6,9 @@ use ipnet::IpNet;
 
 use crate::admin::{self, socket, AdminOutput, AdminRequest};
 use crate::catalog::Catalog;
-use crate::domain::catalog::Permission;
 use crate::domain::rate_limit::Bucket;
 use crate::domain::subscription::Channel;
+use crate::domain::tenant::Permission;
 use crate::domain::time::Clock;
 use crate::store::{DatabaseLocation, Policy, Store, StoreError, StoreOptions};
 
@@ -205,7 +205,7 @@ impl From<WorkspacesCommand> for AdminRequest {
             }
             WorkspacesCommand::LinkKeys { workspace } => AdminRequest::WorkspacesLinkKeys { workspace },
             WorkspacesCommand::SetBranding { workspace, display_name, logo_url, accent_colour } => {
-                let branding = crate::domain::catalog::Branding { display_name, logo_url, accent_colour };
+                let branding = crate::domain::tenant::Branding { display_name, logo_url, accent_colour };
                 AdminRequest::WorkspacesSetBranding { workspace, branding }
             }
             WorkspacesCommand::SetLedgerRetention { workspace, days, forever: _ } => {

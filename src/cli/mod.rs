@@ -23,7 +23,7 @@ pub struct Cli {
 
     /// Most active subscription groups a workspace may have.
     #[arg(long, global = true, help_heading = "Global options", env = "CONSENTRY_MAX_GROUPS_PER_WORKSPACE",
-          default_value_t = crate::domain::catalog::DEFAULT_MAX_GROUPS_PER_WORKSPACE)]
+          default_value_t = crate::domain::tenant::DEFAULT_MAX_GROUPS_PER_WORKSPACE)]
     pub max_groups_per_workspace: usize,
 
     /// What to do.

@@ -33,12 +33,12 @@ use base64::Engine as _;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::catalog::GroupStatus;
 use super::change::{ChangeRecord, Contact, Endpoint, Subject};
 use super::identifiers::{Email, ExternalId, Phone};
 use super::ids::{ChangeId, GroupId};
 use super::read::{self, QueryParams};
 use super::subscription::{Channel, StateView, SubscriptionState};
+use super::tenant::GroupStatus;
 use super::time::Timestamp;
 use super::validation::{quote, GroupDirectory, Problems};
 

@@ -13,10 +13,10 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::catalog::hex32;
 use super::change::Contact;
 use super::identifiers::{Email, ExternalId, Phone};
 use super::ids::{GroupId, WorkspaceId};
+use super::tenant::hex32;
 use super::time::Timestamp;
 
 /// Longest token read: a payload of the longest identifiers fits well within it, and anything

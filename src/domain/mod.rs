@@ -2,7 +2,6 @@
 //! no storage. Both stores run the same [`plan`] over the facts they fetched, so the rules
 //! of what a request changes are written once.
 
-pub mod catalog;
 pub mod change;
 pub mod delete;
 pub mod history;
@@ -16,6 +15,7 @@ pub mod read;
 pub mod retention;
 pub mod set_status;
 pub mod subscription;
+pub mod tenant;
 pub mod time;
 pub mod track;
 pub mod validation;

@@ -9,11 +9,11 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use super::catalog::GroupStatus;
 use super::change::Contact;
 use super::identifiers::{Email, ExternalId, Phone};
 use super::ids::{GroupId, ProfileId};
 use super::subscription::{Channel, StateView, SubscriptionState};
+use super::tenant::GroupStatus;
 use super::time::Timestamp;
 use super::validation::{quote, GroupDirectory, Problems, MAX_IDENTIFIERS_PER_LIST};
 

@@ -8,10 +8,10 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::catalog::GroupStatus;
 use super::identifiers::QuotedValue;
 use super::ids::GroupId;
 use super::subscription::{Channel, SubscriptionState};
+use super::tenant::GroupStatus;
 
 /// Identifiers in one list of one entry, as Braze allows.
 pub const MAX_IDENTIFIERS_PER_LIST: usize = 50;

@@ -12,8 +12,8 @@ use axum::http::{header, request::Parts};
 use super::error::ApiError;
 use super::rate_limit::{self, RateLimitSlot};
 use super::AppState;
-use crate::domain::catalog::{ApiKey, Permission};
 use crate::domain::rate_limit::{Bucket, Decision};
+use crate::domain::tenant::{ApiKey, Permission};
 
 /// Names the permission an endpoint requires, at the type level, so that a handler cannot
 /// forget to check it, nor to count the request against its rate limit.

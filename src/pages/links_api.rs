@@ -10,8 +10,8 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::catalog::CatalogError;
-use crate::domain::catalog::Permission;
 use crate::domain::links::{parse_links_request, SignedLink};
+use crate::domain::tenant::Permission;
 use crate::http::auth::{Authorized, Required};
 use crate::http::body::JsonBody;
 use crate::http::error::ApiError;

@@ -28,7 +28,6 @@ use axum::routing::get;
 use axum::Router;
 use maud::html as markup;
 
-use crate::domain::catalog::{Group, GroupStatus, Workspace};
 use crate::domain::change::{Actor, Source, Trace};
 use crate::domain::ids::{GroupId, RequestId};
 use crate::domain::links::{self, LinkClaims, LinkSubject, PublicUrl};
@@ -36,6 +35,7 @@ use crate::domain::plan::Origin;
 use crate::domain::read::{self, ReadState};
 use crate::domain::set_status::{SetEntry, SetStatusCommand};
 use crate::domain::subscription::SubscriptionState;
+use crate::domain::tenant::{Group, GroupStatus, Workspace};
 use crate::http::AppState;
 use crate::store::StoreError;
 use html::{Brand, Lang, Rendered};

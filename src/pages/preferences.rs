@@ -14,11 +14,11 @@ use maud::html as markup;
 
 use super::html::{self, Msg};
 use super::{invalid_link, message_page, read_form, respond, Language, Link, PageAction, Visitor};
-use crate::domain::catalog::Group;
 use crate::domain::ids::{GroupId, RequestId};
 use crate::domain::links;
 use crate::domain::read::ReadState;
 use crate::domain::subscription::SubscriptionState;
+use crate::domain::tenant::Group;
 use crate::http::AppState;
 
 /// `GET|HEAD /preferences/{token}`.

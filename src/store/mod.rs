@@ -11,7 +11,6 @@ pub mod postgres;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::domain::catalog::{Admission, ApiKey, Group, Workspace, WorkspaceChange};
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::history::Window;
 use crate::domain::identifiers::ExternalId;
@@ -19,6 +18,7 @@ use crate::domain::ids::{GroupId, ProfileId, WorkspaceId};
 use crate::domain::plan::Origin;
 use crate::domain::retention::Retention;
 use crate::domain::set_status::SetStatusCommand;
+use crate::domain::tenant::{Admission, ApiKey, Group, Workspace, WorkspaceChange};
 use crate::domain::time::{Clock, Timestamp};
 use crate::domain::track::TrackCommand;
 

@@ -1,10 +1,10 @@
 //! Authentication (401), permissions and IP allowlists (403), and the wall between
 //! workspaces.
 
-use consentry::domain::catalog::Permission;
 use consentry::domain::ids::GroupId;
 use consentry::domain::subscription::Channel;
 use consentry::domain::subscription::SubscriptionState::{Subscribed, Unsubscribed};
+use consentry::domain::tenant::Permission;
 use reqwest::StatusCode;
 
 use crate::helpers::{assert_error, assert_success, by_external_ids, spawn_app, state_in, status_and_json, V2_PATH};

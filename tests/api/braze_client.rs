@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use consentry::catalog::DEFAULT_WORKSPACE;
-use consentry::domain::catalog::Permission;
 use consentry::domain::subscription::Channel;
+use consentry::domain::tenant::Permission;
 
 use crate::helpers::spawn_app;
 

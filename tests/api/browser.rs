@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use consentry::admin::{execute, AdminRequest};
 use consentry::catalog::DEFAULT_WORKSPACE;
-use consentry::domain::catalog::Branding;
 use consentry::domain::subscription::Channel;
 use consentry::domain::subscription::SubscriptionState::{Subscribed, Unsubscribed};
+use consentry::domain::tenant::Branding;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_success, by_external_ids, spawn_app};

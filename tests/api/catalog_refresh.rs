@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use consentry::catalog::{Catalog, DEFAULT_WORKSPACE};
-use consentry::domain::catalog::Permission;
 use consentry::domain::subscription::Channel;
+use consentry::domain::tenant::Permission;
 use consentry::domain::time::Clock;
 use reqwest::StatusCode;
 

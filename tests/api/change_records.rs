@@ -98,12 +98,7 @@ async fn a_record_names_the_key_that_made_the_request() {
     let group = app.create_group("news", Channel::Email).await;
     let (key, secret) = app
         .catalog
-        .create_key(
-            "default",
-            vec![consentry::domain::catalog::Permission::SubscriptionStatusSet],
-            Vec::new(),
-            "second",
-        )
+        .create_key("default", vec![consentry::domain::tenant::Permission::SubscriptionStatusSet], Vec::new(), "second")
         .await
         .unwrap();
 

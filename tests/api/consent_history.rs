@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 
-use consentry::domain::catalog::Permission;
 use consentry::domain::history::parse_rfc3339;
 use consentry::domain::subscription::Channel;
+use consentry::domain::tenant::Permission;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -5,9 +5,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use consentry::domain::catalog::{ApiKey, Permission};
 use consentry::domain::ids::WorkspaceId;
 use consentry::domain::subscription::Channel;
+use consentry::domain::tenant::{ApiKey, Permission};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use consentry::catalog::{Catalog, DEFAULT_WORKSPACE};
 use consentry::config::Settings;
-use consentry::domain::catalog::Permission;
 use consentry::domain::change::{ChangeRecord, Contact};
 use consentry::domain::identifiers::{Email, ExternalId, Phone};
 use consentry::domain::ids::{GroupId, WorkspaceId};
 use consentry::domain::subscription::{Channel, SubscriptionState};
+use consentry::domain::tenant::Permission;
 use consentry::domain::time::{Clock, Timestamp};
 use consentry::server::Application;
 use consentry::store::{ProfileImport, ProfileView, Store};

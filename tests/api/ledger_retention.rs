@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use consentry::domain::catalog::{LedgerRetention, Workspace};
 use consentry::domain::subscription::Channel;
+use consentry::domain::tenant::{LedgerRetention, Workspace};
 use consentry::domain::time::Timestamp;
 use consentry::server::expire_ledgers;
 use consentry::store::Store;

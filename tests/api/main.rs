@@ -15,6 +15,7 @@ mod consent_history;
 mod container;
 mod domain_codes;
 mod domain_delete;
+mod domain_ledger;
 mod domain_read;
 mod edges;
 mod errors;

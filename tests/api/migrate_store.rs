@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use consentry::config::Settings;
-use consentry::domain::catalog::Permission;
 use consentry::domain::change::{Contact, Subject};
 use consentry::domain::ids::{GroupId, WorkspaceId};
 use consentry::domain::subscription::Channel;
+use consentry::domain::tenant::Permission;
 use consentry::store::{DatabaseLocation, Policy, Store, StoreOptions};
 use serde_json::{json, Value};
 use tokio_postgres::NoTls;

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use consentry::domain::catalog::Permission;
 use consentry::domain::subscription::Channel;
+use consentry::domain::tenant::Permission;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 

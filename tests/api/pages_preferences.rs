@@ -3,9 +3,9 @@
 
 use consentry::admin::{execute, AdminRequest};
 use consentry::catalog::DEFAULT_WORKSPACE;
-use consentry::domain::catalog::{Branding, Group};
 use consentry::domain::subscription::Channel;
 use consentry::domain::subscription::SubscriptionState::{Subscribed, Unsubscribed};
+use consentry::domain::tenant::{Branding, Group};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -217,7 +217,7 @@ fn groups_and_workspaces_stored_before_pages_existed_load_private_and_unbranded(
     let group: Group = serde_json::from_value(stored.clone()).expect("an old group loads");
     assert!(!group.public && group.description.is_none());
     assert_eq!(serde_json::to_value(&group).unwrap(), stored, "and is written back the same");
-    let workspace: consentry::domain::catalog::Workspace = serde_json::from_value(json!({
+    let workspace: consentry::domain::tenant::Workspace = serde_json::from_value(json!({
         "id": "0199a8a4-4c1e-7c3a-9c55-1f2e3d4c5b6b", "name": "default", "created_at": 1
     }))
     .expect("an old workspace loads");

@@ -5,11 +5,11 @@
 //! Tests that spend a budget and then expect a refusal use day-long windows: a window that
 //! ends between two requests of a test would refill the budget and make the test flaky.
 
-use consentry::domain::catalog::{Permission, Workspace};
 use consentry::domain::ids::{GroupId, WorkspaceId};
 use consentry::domain::rate_limit::{Bucket, Limit, Window, MAX_REQUESTS};
 use consentry::domain::subscription::Channel;
 use consentry::domain::subscription::SubscriptionState::Subscribed;
+use consentry::domain::tenant::{Permission, Workspace};
 use consentry::domain::time::Timestamp;
 use consentry::limiter::{MemoryLimiter, RateLimiter};
 use reqwest::StatusCode;

@@ -2,11 +2,11 @@
 //! string or an array, Braze's exact message for email and phone together, and otherwise the
 //! rules of V2 (SPEC.md and issue3-decisions.md, "V1 set").
 
-use consentry::domain::catalog::Permission;
 use consentry::domain::change::Endpoint;
 use consentry::domain::ids::{GroupId, RequestId};
 use consentry::domain::subscription::Channel;
 use consentry::domain::subscription::SubscriptionState::{Subscribed, Unsubscribed};
+use consentry::domain::tenant::Permission;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

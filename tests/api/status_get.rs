@@ -2,9 +2,9 @@
 //! answers, which identifiers are looked up, limits, groups, and that reading writes nothing
 //! (SPEC.md and issue3-decisions.md, "GET /subscription/status/get").
 
-use consentry::domain::catalog::Permission;
 use consentry::domain::ids::GroupId;
 use consentry::domain::subscription::Channel;
+use consentry::domain::tenant::Permission;
 use reqwest::StatusCode;
 use serde_json::json;
 

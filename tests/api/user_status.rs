@@ -2,8 +2,8 @@
 //! (or carrier-less identifier with orphaned state), the groups it has a state in, paging, and
 //! the permission (SPEC.md and issue3-decisions.md, "GET /subscription/user/status").
 
-use consentry::domain::catalog::Permission;
 use consentry::domain::subscription::Channel;
+use consentry::domain::tenant::Permission;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -2,10 +2,10 @@
 //! orphaned state is left behind; change records stay without the identifiers (SPEC.md and
 //! issue3-decisions.md, "POST /users/delete").
 
-use consentry::domain::catalog::Permission;
 use consentry::domain::change::Subject;
 use consentry::domain::subscription::Channel;
 use consentry::domain::subscription::SubscriptionState::{Subscribed, Unsubscribed};
+use consentry::domain::tenant::Permission;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

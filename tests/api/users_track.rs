@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use consentry::domain::catalog::Permission;
 use consentry::domain::change::{Endpoint, Subject};
 use consentry::domain::ids::{GroupId, RequestId};
 use consentry::domain::subscription::Channel;
 use consentry::domain::subscription::SubscriptionState::{Subscribed, Unsubscribed};
+use consentry::domain::tenant::Permission;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

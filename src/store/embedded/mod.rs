@@ -29,13 +29,13 @@ use self::writer::{Job, Op};
 use super::{
     Applied, CatalogData, ContactView, EmbeddedOptions, Policy, ProfileImport, ProfileView, StateView, StoreError,
 };
-use crate::domain::catalog::{ApiKey, Group, Workspace};
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::{ChangeId, WorkspaceId};
 use crate::domain::ledger::{BadRecord, Break, ChainVerifier, LedgerCheck};
 use crate::domain::plan::Origin;
 use crate::domain::set_status::SetStatusCommand;
+use crate::domain::tenant::{ApiKey, Group, Workspace};
 use crate::domain::time::Timestamp;
 use crate::domain::track::TrackCommand;
 

@@ -5,8 +5,8 @@ use tokio_postgres::IsolationLevel;
 
 use super::retry::{self, BoxFuture, TxError};
 use super::PostgresStore;
-use crate::domain::catalog::{Admission, ApiKey, Group, Workspace, WorkspaceChange};
 use crate::domain::ids::WorkspaceId;
+use crate::domain::tenant::{Admission, ApiKey, Group, Workspace, WorkspaceChange};
 use crate::store::{CatalogData, StoreError};
 
 /// `catalog.kind` of a workspace, an API key and a group.
