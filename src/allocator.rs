@@ -14,6 +14,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Returns freed memory to the OS at once instead of after mimalloc's default delay. The
 /// writer's batches allocate and free in bursts; with the delay the server's peak RSS was
 /// 239 MB with a million profiles, without it 177 MB, at no measurable cost in throughput.
+#[allow(unsafe_code)] // the crate's one unsafe call (`unsafe_code = "deny"` in Cargo.toml)
 pub fn return_freed_memory_promptly() {
     // SAFETY: sets a process-wide integer option; mimalloc allows this at any time.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{Mutex, MutexGuard};
 
 use ipnet::IpNet;
 
@@ -15,7 +17,7 @@ use crate::domain::catalog::{
 use crate::domain::ids::{ApiKeyId, GroupId, WorkspaceId};
 use crate::domain::rate_limit::{Bucket, Limit};
 use crate::domain::subscription::Channel;
-use crate::domain::time::Timestamp;
+use crate::domain::time::Clock;
 use crate::domain::validation::GroupDirectory;
 use crate::store::{Store, StoreError};
 
@@ -71,11 +73,13 @@ impl Index {
 
 /// Workspaces, keys and groups, cached in memory and written through to the store.
 ///
-/// Changes are serialized by `changes` and written to the store before the in-memory index is
-/// touched, so the index lock is held only for the instant of the update: a catalog change
-/// never makes requests wait for an fsync.
+/// Changes are serialized by `changes` (held across the store's write, so an async lock) and
+/// written to the store before the in-memory index is touched, so the index lock is held only
+/// for the instant of the update: a catalog change never makes requests wait for an fsync.
 pub struct Catalog {
     store: Store,
+    /// Where creation and revocation times come from.
+    clock: Clock,
     index: RwLock<Index>,
     changes: Mutex<()>,
     /// Local changes completed; see [`Catalog::reload`].
@@ -112,11 +116,12 @@ impl Index {
 }
 
 impl Catalog {
-    /// Loads the whole catalog from the store.
-    pub fn load(store: Store) -> Result<Catalog, CatalogError> {
-        let index = Index::from_data(store.load_catalog()?);
+    /// Loads the whole catalog from the store; times it records come from `clock`.
+    pub async fn load(store: Store, clock: Clock) -> Result<Catalog, CatalogError> {
+        let index = Index::from_data(store.load_catalog().await?);
         Ok(Catalog {
             store,
+            clock,
             index: RwLock::new(index),
             changes: Mutex::new(()),
             generation: AtomicU64::new(0),
@@ -132,8 +137,8 @@ impl Catalog {
     /// to undo that change in memory.
     pub async fn reload(&self) -> Result<(), CatalogError> {
         let before = self.generation.load(Ordering::Acquire);
-        let fresh = Index::from_data(self.store.read_catalog().await?);
-        let _change = self.change();
+        let fresh = Index::from_data(self.store.load_catalog().await?);
+        let _change = self.change().await;
         if self.generation.load(Ordering::Acquire) == before {
             *self.write() = fresh;
         }
@@ -146,9 +151,8 @@ impl Catalog {
         self
     }
 
-    fn change(&self) -> ChangeGuard<'_> {
-        let lock = self.changes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        ChangeGuard { _lock: lock, generation: &self.generation }
+    async fn change(&self) -> ChangeGuard<'_> {
+        ChangeGuard { _lock: self.changes.lock().await, generation: &self.generation }
     }
 
     /// Refuses `admission` if it collides with the catalog held in memory (the store checks
@@ -176,21 +180,21 @@ impl Catalog {
     ///
     /// Nodes started together on an empty database all try: one creates the workspace and
     /// its key, the others find it created and take in the catalog as it now is.
-    pub fn bootstrap(&self) -> Result<Option<(ApiKey, String)>, CatalogError> {
+    pub async fn bootstrap(&self) -> Result<Option<(ApiKey, String)>, CatalogError> {
         if !self.read().workspaces.is_empty() {
             return Ok(None);
         }
-        match self.create_workspace(DEFAULT_WORKSPACE) {
+        match self.create_workspace(DEFAULT_WORKSPACE).await {
             Ok(_) => {}
             Err(CatalogError::Conflict(_)) => {
-                let fresh = Index::from_data(self.store.load_catalog()?);
-                let _change = self.change();
+                let fresh = Index::from_data(self.store.load_catalog().await?);
+                let _change = self.change().await;
                 *self.write() = fresh;
                 return Ok(None);
             }
             Err(other) => return Err(other),
         }
-        let created = self.create_key(DEFAULT_WORKSPACE, Permission::ALL.to_vec(), Vec::new(), "bootstrap")?;
+        let created = self.create_key(DEFAULT_WORKSPACE, Permission::ALL.to_vec(), Vec::new(), "bootstrap").await?;
         Ok(Some(created))
     }
 
@@ -214,18 +218,18 @@ impl Catalog {
     }
 
     /// Creates a workspace.
-    pub fn create_workspace(&self, name: &str) -> Result<Workspace, CatalogError> {
+    pub async fn create_workspace(&self, name: &str) -> Result<Workspace, CatalogError> {
         validate_name("workspace", name).map_err(CatalogError::Invalid)?;
-        let _change = self.change();
+        let _change = self.change().await;
         let admission = Admission::Workspace { name: name.to_string() };
         self.admit(&admission)?;
         let workspace = Workspace {
             id: WorkspaceId::generate(),
             name: name.to_string(),
-            created_at: Timestamp::now(),
+            created_at: self.clock.now(),
             rate_limits: BTreeMap::new(),
         };
-        self.store.insert_workspace(&workspace, &admission).map_err(refusal)?;
+        self.store.insert_workspace(&workspace, &admission).await.map_err(refusal)?;
         self.write().workspaces.insert(workspace.id, workspace.clone());
         Ok(workspace)
     }
@@ -241,18 +245,18 @@ impl Catalog {
     /// the window that applies now when `window_seconds` is `None` (so raising a limit does not
     /// silently change its window). Takes effect on the next request; counts already made in
     /// the current window still count.
-    pub fn set_rate_limit(
+    pub async fn set_rate_limit(
         &self,
         workspace: &str,
         bucket: Bucket,
         requests: u64,
         window_seconds: Option<u64>,
     ) -> Result<Workspace, CatalogError> {
-        let _change = self.change();
+        let _change = self.change().await;
         let mut changed = self.read().workspace_named(workspace)?.clone();
         let change = LimitChange { bucket, requests, window_seconds };
         change.apply(&mut changed).map_err(CatalogError::Invalid)?;
-        let changed = self.store.change_workspace_limit(&changed, &change).map_err(refusal)?;
+        let changed = self.store.change_workspace_limit(&changed, &change).await.map_err(refusal)?;
         self.write().workspaces.insert(changed.id, changed.clone());
         Ok(changed)
     }
@@ -264,7 +268,7 @@ impl Catalog {
     }
 
     /// Creates an API key in the named workspace and returns it with its secret.
-    pub fn create_key(
+    pub async fn create_key(
         &self,
         workspace: &str,
         permissions: Vec<Permission>,
@@ -275,10 +279,11 @@ impl Catalog {
         if permissions.is_empty() {
             return Err(CatalogError::Invalid("a key needs at least one --permission".into()));
         }
-        let _change = self.change();
+        let _change = self.change().await;
         let workspace_id = self.read().workspace_named(workspace)?.id;
-        let (key, secret) = ApiKey::generate(workspace_id, name.to_string(), permissions, allowed_ips);
-        self.store.put_api_key(&key)?;
+        let (key, secret) =
+            ApiKey::generate(workspace_id, name.to_string(), permissions, allowed_ips, self.clock.now());
+        self.store.put_api_key(&key).await?;
         self.write().add_key(key.clone());
         Ok((key, secret))
     }
@@ -294,23 +299,23 @@ impl Catalog {
     }
 
     /// Revokes a key; it authenticates nothing from now on. Revoking twice is not an error.
-    pub fn revoke_key(&self, id: &str) -> Result<ApiKey, CatalogError> {
-        let _change = self.change();
+    pub async fn revoke_key(&self, id: &str) -> Result<ApiKey, CatalogError> {
+        let _change = self.change().await;
         let mut revoked = ApiKeyId::parse(id)
             .and_then(|id| self.read().keys.get(&id).map(|k| (**k).clone()))
             .ok_or_else(|| CatalogError::NotFound(format!("no API key with id {id:?}")))?;
         if revoked.revoked_at.is_none() {
-            revoked.revoked_at = Some(Timestamp::now());
-            self.store.put_api_key(&revoked)?;
+            revoked.revoked_at = Some(self.clock.now());
+            self.store.put_api_key(&revoked).await?;
             self.write().add_key(revoked.clone());
         }
         Ok(revoked)
     }
 
     /// Creates a subscription group in the named workspace.
-    pub fn create_group(&self, workspace: &str, name: &str, channel: Channel) -> Result<Group, CatalogError> {
+    pub async fn create_group(&self, workspace: &str, name: &str, channel: Channel) -> Result<Group, CatalogError> {
         validate_name("group", name).map_err(CatalogError::Invalid)?;
-        let _change = self.change();
+        let _change = self.change().await;
         let workspace_id = self.read().workspace_named(workspace)?.id;
         let admission = Admission::Group {
             workspace: workspace_id,
@@ -325,9 +330,9 @@ impl Catalog {
             name: name.to_string(),
             channel,
             status: GroupStatus::Active,
-            created_at: Timestamp::now(),
+            created_at: self.clock.now(),
         };
-        self.store.insert_group(&group, &admission).map_err(refusal)?;
+        self.store.insert_group(&group, &admission).await.map_err(refusal)?;
         self.write().groups.insert(group.id, group.clone());
         Ok(group)
     }
@@ -342,14 +347,14 @@ impl Catalog {
     }
 
     /// Archives a group: it keeps its states and history but refuses changes.
-    pub fn archive_group(&self, id: &str) -> Result<Group, CatalogError> {
-        let _change = self.change();
+    pub async fn archive_group(&self, id: &str) -> Result<Group, CatalogError> {
+        let _change = self.change().await;
         let mut archived = GroupId::parse(id)
             .and_then(|id| self.read().groups.get(&id).cloned())
             .ok_or_else(|| CatalogError::NotFound(format!("no subscription group with id {id:?}")))?;
         if archived.status != GroupStatus::Archived {
             archived.status = GroupStatus::Archived;
-            self.store.put_group(&archived)?;
+            self.store.put_group(&archived).await?;
             self.write().groups.insert(archived.id, archived.clone());
         }
         Ok(archived)

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::domain::retention::Retention;
+use crate::domain::time::Clock;
 use crate::store::{DatabaseLocation, StoreOptions};
 
 /// The default data directory of the embedded store.
@@ -10,10 +12,11 @@ pub const DEFAULT_DATABASE: &str = "./consentry-data";
 /// The default listen address: loopback only, so that a first start exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-/// How long orphaned identifier state is kept by default: 30 days, as SPEC.md says.
-pub const DEFAULT_ORPHAN_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How often expired orphaned states are swept by default.
 pub const DEFAULT_ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often a server on a shared database reads the catalog again by default: a key revoked
+/// by another process stops working everywhere within this.
+pub const DEFAULT_CATALOG_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Everything a server needs to start.
 #[derive(Debug, Clone)]
@@ -27,15 +30,17 @@ pub struct Settings {
     /// Store tuning.
     pub store: StoreOptions,
     /// How long an orphaned identifier state lives after its last change.
-    pub orphan_retention: Duration,
+    pub orphan_retention: Retention,
     /// How often the background sweep deletes expired orphaned states.
     pub orphan_sweep_interval: Duration,
-    /// `redis://host:port` of the rate-limit counters shared by several nodes; `None` keeps
+    /// The `redis://` or `rediss://` URL of the rate-limit counters shared by several nodes; `None` keeps
     /// them in this process.
     pub rate_limit_redis: Option<String>,
     /// How often the catalog is read again from the store, for stores that other processes
     /// change too (PostgreSQL); `None` for a store this process alone serves.
-    pub catalog_refresh: Option<Duration>,
+    pub catalog_refresh_interval: Option<Duration>,
+    /// Where the service reads the time: the system's, or in tests a manual clock.
+    pub clock: Clock,
     /// Connection timeouts and caps, shutdown grace, failed-authentication limit.
     pub serving: crate::serving::ServingOptions,
 }
@@ -48,10 +53,11 @@ impl Settings {
             listen: "127.0.0.1:0".into(),
             max_groups_per_workspace: crate::domain::catalog::DEFAULT_MAX_GROUPS_PER_WORKSPACE,
             store: StoreOptions::default(),
-            orphan_retention: DEFAULT_ORPHAN_RETENTION,
+            orphan_retention: Retention::DEFAULT,
             orphan_sweep_interval: DEFAULT_ORPHAN_SWEEP_INTERVAL,
             rate_limit_redis: None,
-            catalog_refresh: None,
+            catalog_refresh_interval: None,
+            clock: Clock::system(),
             serving: crate::serving::ServingOptions::default(),
         }
     }

@@ -6,12 +6,14 @@
 
 pub mod admin;
 pub mod allocator;
+#[doc(hidden)]
+pub mod bench_support;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
-pub mod ratelimit;
+pub mod limiter;
 pub mod server;
 pub mod serving;
 pub mod store;

@@ -12,11 +12,11 @@ use crate::admin::socket as admin_socket;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::Settings;
 use crate::domain::catalog::ApiKey;
-use crate::domain::time::Timestamp;
+use crate::domain::time::Clock;
 use crate::http::auth_failures::FailedAuthentications;
 use crate::http::{router, AppState};
-use crate::ratelimit::RateLimiter;
-use crate::store::{DatabaseLocation, Store, StoreError};
+use crate::limiter::RateLimiter;
+use crate::store::{report, DatabaseLocation, Policy, Store, StoreError};
 
 /// A server that is bound and ready to run.
 pub struct Application {
@@ -24,8 +24,8 @@ pub struct Application {
     state: AppState,
     admin: Option<tokio::net::UnixListener>,
     bootstrap: Option<(ApiKey, String)>,
-    /// Orphaned-state retention and how often the sweep runs.
-    sweep: (Duration, Duration),
+    /// How often the orphaned-state sweep runs.
+    sweep_interval: Duration,
     /// How often the catalog is read again, for a store other processes change.
     catalog_refresh: Option<Duration>,
     /// Connection limits and shutdown grace.
@@ -37,18 +37,31 @@ impl Application {
     /// the HTTP listener and (embedded store) the admin socket.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         crate::domain::identifiers::warm_up();
+        // Bound before anything is created: a first start that cannot listen must not leave a
+        // bootstrap key behind that it never printed.
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         if let DatabaseLocation::Embedded(dir) = &settings.database {
             crate::serving::host::private_data_dir(dir)
                 .map_err(|e| anyhow::anyhow!("cannot make the data directory {} private: {e}", dir.display()))?;
         }
-        let store = {
-            let mut options = settings.store.clone();
-            options.orphan_retention = settings.orphan_retention;
-            let database = settings.database.clone();
-            tokio::task::spawn_blocking(move || Store::open(&database, &options)).await??
+        // Redis is checked before the store is opened, so that credentials it refuses stop the
+        // start-up before anything (a store, a bootstrap key) is created.
+        let redis = match &settings.rate_limit_redis {
+            Some(url) => {
+                Some(RateLimiter::in_redis(url).await.map_err(|e| anyhow::anyhow!("--rate-limit-redis: {e}"))?)
+            }
+            None => None,
         };
-        let catalog = Arc::new(Catalog::load(store.clone())?.with_max_groups(settings.max_groups_per_workspace));
-        let bootstrap = catalog.bootstrap()?;
+        let policy = Policy { clock: settings.clock.clone(), retention: settings.orphan_retention };
+        let store = Store::open(&settings.database, &settings.store, &policy).await?;
+        let catalog = Arc::new(
+            Catalog::load(store.clone(), settings.clock.clone())
+                .await?
+                .with_max_groups(settings.max_groups_per_workspace),
+        );
+        let bootstrap = catalog.bootstrap().await?;
         let admin = match &settings.database {
             DatabaseLocation::Embedded(dir) => Some(
                 admin_socket::bind(dir)
@@ -56,13 +69,10 @@ impl Application {
             ),
             DatabaseLocation::Postgres(_) => None,
         };
-        let listener = TcpListener::bind(&settings.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         // One process serves an embedded store, so its counters can live in its memory; nodes
         // that share a PostgreSQL database share their counters in it, or in Redis if given.
-        let limiter = Arc::new(match &settings.rate_limit_redis {
-            Some(url) => RateLimiter::in_redis(url).map_err(|e| anyhow::anyhow!("--rate-limit-redis: {e}"))?,
+        let limiter = Arc::new(match redis {
+            Some(redis) => redis,
             None => match &store {
                 Store::Postgres(shared) => RateLimiter::in_postgres(shared.clone()),
                 Store::Embedded(_) => RateLimiter::in_memory(),
@@ -75,6 +85,7 @@ impl Application {
                 store,
                 limiter,
                 orphan_retention: settings.orphan_retention,
+                clock: settings.clock.clone(),
                 failed_auth: Arc::new(FailedAuthentications::new(
                     settings.serving.failed_auth_limit,
                     settings.serving.failed_auth_window,
@@ -82,8 +93,8 @@ impl Application {
             },
             admin,
             bootstrap,
-            sweep: (settings.orphan_retention, settings.orphan_sweep_interval),
-            catalog_refresh: settings.catalog_refresh,
+            sweep_interval: settings.orphan_sweep_interval,
+            catalog_refresh: settings.catalog_refresh_interval,
             serving: settings.serving.clone(),
         })
     }
@@ -103,6 +114,11 @@ impl Application {
         Arc::clone(&self.state.catalog)
     }
 
+    /// The clock the server reads.
+    pub fn clock(&self) -> Clock {
+        self.state.clock.clone()
+    }
+
     /// The store.
     pub fn store(&self) -> Store {
         self.state.store.clone()
@@ -111,11 +127,10 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, finishes in-flight requests,
     /// drains the writer and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state, admin, sweep: (retention, interval), catalog_refresh, serving, .. } = self;
-        let admin_task =
-            admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog), state.store.clone())));
+        let Application { listener, state, admin, sweep_interval, catalog_refresh, serving, .. } = self;
+        let admin_task = admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog), state.store.clone())));
         let store = state.store.clone();
-        let sweep = tokio::spawn(sweep_orphans(store.clone(), retention, interval));
+        let sweep = tokio::spawn(sweep_orphans(store.clone(), sweep_interval));
         // A shared database is changed by other processes too (admin commands, other nodes):
         // the catalog they change is read again (every second by default, see `serve`). The
         // embedded store has one process, whose admin socket changes the catalog in place.
@@ -123,6 +138,9 @@ impl Application {
         crate::serving::serve(listener, router(state), serving, shutdown).await;
         if let Some(task) = admin_task {
             task.abort();
+            // Dropping the task removes the socket file; wait for it while the store is still
+            // locked, so that it cannot remove the socket of a server started after this one.
+            let _ = task.await;
         }
         sweep.abort();
         if let Some(refresh) = refresh {
@@ -132,9 +150,6 @@ impl Application {
         Ok(())
     }
 }
-
-/// How often a server on a shared database reads the catalog again.
-pub const CATALOG_REFRESH: Duration = Duration::from_secs(1);
 
 /// Reads the catalog from the store every `interval`, for as long as the server runs.
 async fn refresh_catalog(catalog: Arc<Catalog>, interval: Duration) {
@@ -153,29 +168,30 @@ async fn refresh_catalog(catalog: Arc<Catalog>, interval: Duration) {
             }
             Ok(()) => {}
             Err(CatalogError::Store(StoreError::ShuttingDown)) => return,
-            Err(err) if failing => tracing::debug!(error = %err, "reading the catalog again failed"),
+            Err(err) if failing => tracing::debug!(error = %report(&err), "reading the catalog again failed"),
             Err(err) => {
                 failing = true;
-                tracing::error!(error = %err, "reading the catalog again failed; it will be tried every tick");
+                tracing::error!(error = %report(&err), "reading the catalog again failed; it will be tried every tick");
             }
         }
     }
 }
 
-/// Deletes expired orphaned states every `interval`, for as long as the server runs.
+/// Deletes expired orphaned states (by the store's clock and retention) every `interval`, for
+/// as long as the server runs.
 ///
 /// Every node may run it at once: the store re-checks each state's age at the moment it
 /// deletes it, so two sweeps delete nothing twice and never delete a state refreshed meanwhile.
-async fn sweep_orphans(store: Store, retention: Duration, interval: Duration) {
+async fn sweep_orphans(store: Store, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match store.expire_orphans(Timestamp::now().minus(retention)).await {
+        match store.expire_orphans().await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "expired orphaned identifier states deleted"),
             Err(StoreError::ShuttingDown) => return,
-            Err(err) => tracing::error!(error = %err, "the orphaned-state sweep failed; it will run again"),
+            Err(err) => tracing::error!(error = %report(&err), "the orphaned-state sweep failed; it will run again"),
         }
     }
 }

@@ -161,11 +161,11 @@ pub fn ledger_report(check: &LedgerCheck) -> AdminOutput {
 }
 
 /// Runs an admin command against the catalog.
-pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput, CatalogError> {
+pub async fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput, CatalogError> {
     let mut out = AdminOutput::default();
     match request {
         AdminRequest::WorkspacesCreate { name } => {
-            let workspace = catalog.create_workspace(name)?;
+            let workspace = catalog.create_workspace(name).await?;
             out.stdout = format!("{}\n", workspace.id);
             out.stderr = format!("created workspace {name:?}\n");
         }
@@ -185,7 +185,8 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
             );
         }
         AdminRequest::WorkspacesSetLimit { workspace, bucket, requests, window_seconds } => {
-            let limit = catalog.set_rate_limit(workspace, *bucket, *requests, *window_seconds)?.rate_limit(*bucket);
+            let limit =
+                catalog.set_rate_limit(workspace, *bucket, *requests, *window_seconds).await?.rate_limit(*bucket);
             out.stderr = format!(
                 "workspace {workspace:?} may now make {} requests per {} seconds to {} (bucket {:?})\n",
                 limit.requests(),
@@ -195,7 +196,7 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
             );
         }
         AdminRequest::KeysCreate { workspace, permissions, allowed_ips, name } => {
-            let (key, secret) = catalog.create_key(workspace, permissions.clone(), allowed_ips.clone(), name)?;
+            let (key, secret) = catalog.create_key(workspace, permissions.clone(), allowed_ips.clone(), name).await?;
             out.stdout = format!("{secret}\n");
             out.stderr = format!(
                 "created API key {} ({name:?}) in workspace {workspace:?} with {}; the key is shown only this once\n",
@@ -223,11 +224,11 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
             );
         }
         AdminRequest::KeysRevoke { id } => {
-            let key = catalog.revoke_key(id)?;
+            let key = catalog.revoke_key(id).await?;
             out.stderr = format!("revoked API key {} ({:?})\n", key.id, key.name);
         }
         AdminRequest::GroupsCreate { workspace, name, channel } => {
-            let group = catalog.create_group(workspace, name, *channel)?;
+            let group = catalog.create_group(workspace, name, *channel).await?;
             out.stdout = format!("{}\n", group.id);
             out.stderr = format!("created {} group {name:?} in workspace {workspace:?}\n", channel.as_str());
         }
@@ -249,7 +250,7 @@ pub fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminOutput,
             );
         }
         AdminRequest::GroupsArchive { id } => {
-            let group = catalog.archive_group(id)?;
+            let group = catalog.archive_group(id).await?;
             out.stderr = format!("archived group {} ({:?})\n", group.id, group.name);
         }
         AdminRequest::LedgerExportPage(_) => {

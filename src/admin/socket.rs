@@ -52,9 +52,11 @@ pub fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves admin requests until the task is dropped. Catalog commands run against `catalog`;
-/// a page of `ledger export` reads `store`.
+/// Serves admin requests until the task is dropped, then removes the socket file, so that no
+/// stale socket is left in the data directory after a clean shutdown. Catalog commands run
+/// against `catalog`; a page of `ledger export` reads `store`.
 pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>, store: Store) {
+    let _remove_on_drop = RemoveOnDrop(listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)));
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(pair) => pair,
@@ -80,10 +82,9 @@ pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>, store: Store) 
                             Err(message) => Reply::Err(message),
                         }
                     }
-                    Ok(request) => match tokio::task::spawn_blocking(move || execute(&catalog, &request)).await {
-                        Ok(Ok(output)) => Reply::Ok(output),
-                        Ok(Err(err)) => Reply::Err(err.to_string()),
-                        Err(_) => Reply::Err("the admin command failed inside the server".into()),
+                    Ok(request) => match execute(&catalog, &request).await {
+                        Ok(output) => Reply::Ok(output),
+                        Err(err) => Reply::Err(crate::store::report(&err)),
                     },
                     Err(err) => Reply::Err(format!("malformed admin request: {err}")),
                 },
@@ -93,6 +94,17 @@ pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>, store: Store) 
             text.push('\n');
             let _ = write.write_all(text.as_bytes()).await;
         });
+    }
+}
+
+/// Removes the socket file it names when dropped.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

@@ -9,7 +9,8 @@ use crate::catalog::Catalog;
 use crate::domain::catalog::Permission;
 use crate::domain::rate_limit::Bucket;
 use crate::domain::subscription::Channel;
-use crate::store::{DatabaseLocation, Store, StoreError, StoreOptions};
+use crate::domain::time::Clock;
+use crate::store::{DatabaseLocation, Policy, Store, StoreError, StoreOptions};
 
 /// `consentry workspaces …`
 #[derive(Debug, Subcommand)]
@@ -133,26 +134,33 @@ impl From<GroupsCommand> for AdminRequest {
     }
 }
 
-/// Runs one admin command and prints its output.
+/// Runs one admin command and prints its output, on one runtime for the whole command.
 ///
 /// Through a running server, the server's own group limit applies.
 pub fn run(database: &DatabaseLocation, max_groups: usize, request: AdminRequest) -> anyhow::Result<()> {
-    let output = match Store::open(database, &StoreOptions::default()) {
-        Ok(store) => {
-            let result = Catalog::load(store.clone()).map_err(anyhow::Error::from).and_then(|catalog| {
-                admin::execute(&catalog.with_max_groups(max_groups), &request).map_err(anyhow::Error::from)
-            });
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(store.close());
-            result?
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let output = runtime.block_on(async {
+        match Store::open(database, &StoreOptions::default(), &Policy::default()).await {
+            Ok(store) => {
+                let result = execute_on(&store, max_groups, &request).await;
+                store.close().await;
+                result
+            }
+            Err(StoreError::Locked(dir)) => {
+                // The socket is a few hundred bytes each way: a blocking exchange is fine here.
+                socket::call(&dir, &request).map_err(anyhow::Error::msg)?.map_err(anyhow::Error::msg)
+            }
+            Err(other) => Err(other.into()),
         }
-        Err(StoreError::Locked(dir)) => {
-            socket::call(&dir, &request).map_err(anyhow::Error::msg)?.map_err(anyhow::Error::msg)?
-        }
-        Err(other) => return Err(other.into()),
-    };
+    })?;
     print(&output);
     Ok(())
+}
+
+/// Runs `request` against the catalog of `store`.
+async fn execute_on(store: &Store, max_groups: usize, request: &AdminRequest) -> anyhow::Result<AdminOutput> {
+    let catalog = Catalog::load(store.clone(), Clock::system()).await?.with_max_groups(max_groups);
+    Ok(admin::execute(&catalog, request).await?)
 }
 
 fn print(output: &AdminOutput) {

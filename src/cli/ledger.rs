@@ -14,6 +14,8 @@ use clap::Subcommand;
 
 use crate::admin::{self, socket, AdminRequest};
 use crate::catalog::Catalog;
+use crate::domain::time::Clock;
+use crate::store::Policy;
 use crate::store::{DatabaseLocation, Store, StoreError, StoreOptions};
 
 /// `consentry ledger …`
@@ -36,9 +38,9 @@ pub fn run(database: &DatabaseLocation, command: LedgerCommand) -> anyhow::Resul
         LedgerCommand::Verify { workspace } => workspace,
         LedgerCommand::Export(args) => return super::ledger_export::run(database, args),
     };
-    let output = match Store::open(database, &StoreOptions::default()) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let output = match runtime.block_on(Store::open(database, &StoreOptions::default(), &Policy::default())) {
         Ok(store) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
             let result = runtime.block_on(verify(&store, workspace.as_deref()));
             runtime.block_on(store.close());
             result?
@@ -59,7 +61,7 @@ pub fn run(database: &DatabaseLocation, command: LedgerCommand) -> anyhow::Resul
 }
 
 async fn verify(store: &Store, workspace: Option<&str>) -> anyhow::Result<admin::AdminOutput> {
-    let catalog = Catalog::load(store.clone())?;
+    let catalog = Catalog::load(store.clone(), Clock::system()).await?;
     let ws = admin::workspace_filter(&catalog, workspace)?;
     let progress = Arc::new(AtomicU64::new(0));
     let shown = Arc::clone(&progress);

@@ -10,6 +10,8 @@ use anyhow::Context as _;
 use crate::admin::export::{self, ExportFormat, ExportPage, ExportRequest};
 use crate::admin::{socket, AdminRequest};
 use crate::catalog::Catalog;
+use crate::domain::time::Clock;
+use crate::store::Policy;
 use crate::domain::history::{parse_rfc3339, CSV_HEADER};
 use crate::store::{DatabaseLocation, Store, StoreError, StoreOptions};
 
@@ -61,11 +63,11 @@ pub fn run(database: &DatabaseLocation, args: ExportArgs) -> anyhow::Result<()> 
         write!(out, "{CSV_HEADER}\r\n")?;
     }
     let mut progress = Progress::new();
-    match Store::open(database, &StoreOptions::default()) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    match runtime.block_on(Store::open(database, &StoreOptions::default(), &Policy::default())) {
         Ok(store) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
             let result = runtime.block_on(async {
-                let catalog = Catalog::load(store.clone())?;
+                let catalog = Catalog::load(store.clone(), Clock::system()).await?;
                 loop {
                     let page = export::page(&store, &catalog, &request).await.map_err(anyhow::Error::msg)?;
                     if !write_page(&mut out, &mut progress, &mut request, page)? {

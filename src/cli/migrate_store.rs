@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail};
 
 use crate::store::embedded::export::SourceTable;
 use crate::store::postgres::copy::{Outcome, Progress, Target, DEFAULT_BATCH_SIZE};
-use crate::store::{EmbeddedStore, StoreError, StoreOptions};
+use crate::store::{report, EmbeddedOptions, EmbeddedStore, StoreError};
 
 /// The most source entries one batch may hold.
 const MAX_BATCH_SIZE: usize = 100_000;
@@ -39,8 +39,10 @@ fn parse_batch_size(raw: &str) -> Result<usize, String> {
     }
 }
 
-/// Runs the copy; an error when anything is refused, fails, or does not verify.
+/// Runs the copy, on one runtime for the whole command; an error when anything is refused,
+/// fails, or does not verify.
 pub fn run(args: MigrateStoreArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let url = args.to.trim();
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         bail!("--to {:?}: not a PostgreSQL URL; give postgres://USER@HOST:PORT/DATABASE", args.to);
@@ -50,14 +52,14 @@ pub fn run(args: MigrateStoreArgs) -> anyhow::Result<()> {
         Err(e) => bail!("--to: invalid PostgreSQL URL: {e}"),
     };
     let from = args.from.display().to_string();
-    let source = EmbeddedStore::open_existing(&args.from, &StoreOptions::default()).map_err(|e| match e {
+    let source = EmbeddedStore::open_existing(&args.from, &EmbeddedOptions::default()).map_err(|e| match e {
         StoreError::Locked(_) => anyhow!(
             "--from {from}: the store is in use by a running Consentry server; stop the server first (the copy \
              needs the store to itself, so that nothing changes while it is read)"
         ),
-        other => anyhow!("--from {from}: {other}"),
+        other => anyhow!("--from {from}: {}", report(&other)),
     })?;
-    let database = Target::prepare(url).map_err(|e| anyhow!("--to: {e}"))?;
+    let database = runtime.block_on(Target::prepare(url)).map_err(|e| anyhow!("--to: {}", report(&e)))?;
 
     let mut reading = Bar::new("reading");
     let mut surveyed = None;
@@ -79,7 +81,7 @@ pub fn run(args: MigrateStoreArgs) -> anyhow::Result<()> {
         reading.finish(last);
     }
 
-    let report = database.copy(&source, &survey, args.batch_size, Box::new(Bar::new("copying")))?;
+    let report = runtime.block_on(database.copy(&source, &survey, args.batch_size, Box::new(Bar::new("copying"))))?;
     let verb = match report.outcome {
         Outcome::Copied { resumed: false } => "copied",
         Outcome::Copied { resumed: true } => "resumed and finished the copy of",

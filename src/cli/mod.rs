@@ -18,11 +18,11 @@ use crate::store::DatabaseLocation;
 #[command(name = "consentry", version, about)]
 pub struct Cli {
     /// Where the data lives: a directory (the embedded store) or a postgres:// URL.
-    #[arg(long, global = true, env = "CONSENTRY_DATABASE_URL", default_value = DEFAULT_DATABASE)]
+    #[arg(long, global = true, help_heading = "Global options", env = "CONSENTRY_DATABASE_URL", default_value = DEFAULT_DATABASE)]
     pub database: String,
 
     /// Most active subscription groups a workspace may have.
-    #[arg(long, global = true, env = "CONSENTRY_MAX_GROUPS_PER_WORKSPACE",
+    #[arg(long, global = true, help_heading = "Global options", env = "CONSENTRY_MAX_GROUPS_PER_WORKSPACE",
           default_value_t = crate::domain::catalog::DEFAULT_MAX_GROUPS_PER_WORKSPACE)]
     pub max_groups_per_workspace: usize,
 

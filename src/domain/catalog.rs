@@ -149,6 +149,7 @@ impl ApiKey {
         name: String,
         permissions: Vec<Permission>,
         allowed_ips: Vec<IpNet>,
+        created_at: Timestamp,
     ) -> (ApiKey, String) {
         let secret = uuid::Uuid::new_v4().hyphenated().to_string();
         let mut permissions = permissions;
@@ -161,7 +162,7 @@ impl ApiKey {
             hash: KeyHash::of(&secret),
             permissions,
             allowed_ips,
-            created_at: Timestamp::now(),
+            created_at,
             revoked_at: None,
         };
         (key, secret)

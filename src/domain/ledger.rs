@@ -362,7 +362,7 @@ mod tests {
     fn record(profile: ProfileId, new: SubscriptionState) -> ChangeRecord {
         ChangeRecord {
             id: ChangeId::generate(),
-            at: Timestamp::now(),
+            at: crate::domain::time::Clock::system().now(),
             workspace_id: WorkspaceId(Uuid::from_u128(1)),
             group_id: GroupId(Uuid::from_u128(2)),
             subject: Subject::Profile(profile),

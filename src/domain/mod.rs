@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod plan;
 pub mod rate_limit;
 pub mod read;
+pub mod retention;
 pub mod set_status;
 pub mod subscription;
 pub mod time;

@@ -437,7 +437,6 @@ impl ReadState {
 
 /// Orphaned states still inside their retention at `now`; older ones have expired, whether or
 /// not the sweep has deleted them yet.
-pub fn live_orphans(states: Vec<StateView>, now: Timestamp, retention: std::time::Duration) -> Vec<StateView> {
-    let cutoff = now.minus(retention);
-    states.into_iter().filter(|s| s.updated_at >= cutoff).collect()
+pub fn live_orphans(states: Vec<StateView>, now: Timestamp, retention: super::retention::Retention) -> Vec<StateView> {
+    states.into_iter().filter(|s| retention.is_live(s.updated_at, now)).collect()
 }

@@ -21,7 +21,6 @@ use crate::domain::history::{self, HistorySubject, LedgerRecord, Window};
 use crate::domain::ledger::{self, Anchor, ChainKey};
 use crate::domain::read::{self, QueryParams};
 use crate::domain::subscription::StateView;
-use crate::domain::time::Timestamp;
 
 /// The query of `GET /consent/proof`.
 #[derive(IntoParams)]
@@ -155,7 +154,7 @@ pub async fn handle(
     let workspace = caller.key.workspace_id;
     let params = QueryParams::parse(uri.query())?;
     let asked = history::parse_subject(&params)?;
-    let generated = Timestamp::now();
+    let generated = state.clock.now();
     let subjects = Subjects::resolve(&state, workspace, &asked).await?;
     let records = state.store.ledger_records(workspace, subjects.read_all(Window::default())).await?;
 

@@ -128,8 +128,8 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::ShuttingDown => ApiError::Unavailable,
-            StoreError::Unavailable(detail) => ApiError::StoreUnavailable(detail),
-            other => ApiError::Internal(other.to_string()),
+            err @ StoreError::Unavailable { .. } => ApiError::StoreUnavailable(crate::store::report(&err)),
+            other => ApiError::Internal(crate::store::report(&other)),
         }
     }
 }

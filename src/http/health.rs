@@ -30,7 +30,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "not ready: the store does not accept writes");
             match err {
-                StoreError::Unavailable(_) => "the database is unreachable or is not a primary".to_string(),
+                StoreError::Unavailable { .. } => "the database is unreachable or is not a primary".to_string(),
                 _ => "the store does not accept writes".to_string(),
             }
         }

@@ -9,9 +9,9 @@ pub mod body;
 pub mod consent_history;
 pub mod consent_proof;
 pub mod error;
-pub mod fallback;
 pub mod health;
 pub mod limits;
+pub mod middleware;
 pub mod openapi;
 pub mod rate_limit;
 pub mod schema;
@@ -22,7 +22,6 @@ pub mod users_delete;
 pub mod users_track;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::Method;
 use axum::Router;
@@ -30,7 +29,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::catalog::Catalog;
-use crate::ratelimit::RateLimiter;
+use crate::domain::retention::Retention;
+use crate::domain::time::Clock;
+use crate::limiter::RateLimiter;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -41,7 +42,9 @@ pub struct AppState {
     /// The store.
     pub store: Store,
     /// How long orphaned identifier state counts after its last change.
-    pub orphan_retention: Duration,
+    pub orphan_retention: Retention,
+    /// Where handlers read the time (reads of orphaned state, rate-limit windows).
+    pub clock: Clock,
     /// The per-workspace rate-limit counters.
     pub limiter: Arc<RateLimiter>,
     /// Wrong API keys per client address, to stop guessing.
@@ -77,9 +80,9 @@ pub fn router(state: AppState) -> Router {
         // The probes, deliberately outside the Braze API document (see `health`).
         .route("/livez", axum::routing::get(health::livez))
         .route("/readyz", axum::routing::get(health::readyz))
-        .fallback(fallback::not_found)
+        .fallback(middleware::not_found)
         .layer(axum::middleware::from_fn(limits::uri_length))
-        .layer(axum::middleware::from_fn(fallback::request_id_and_json_errors))
+        .layer(axum::middleware::from_fn(middleware::request_id_and_json_errors))
         // Outermost, to log the final status and request id.
         .layer(axum::middleware::from_fn(access_log::log))
         .with_state(state)

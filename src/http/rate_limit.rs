@@ -15,7 +15,6 @@ use super::error::ApiError;
 use super::AppState;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::rate_limit::{Bucket, Decision};
-use crate::domain::time::Timestamp;
 
 /// Where the extractor leaves the decision for the middleware. Cloning shares the slot.
 #[derive(Debug, Clone, Default)]
@@ -37,7 +36,7 @@ pub async fn admit(
     bucket: Bucket,
 ) -> Result<Decision, ApiError> {
     let limit = state.catalog.rate_limit(workspace, bucket);
-    let now = Timestamp::now();
+    let now = state.clock.now();
     let decision = state.limiter.acquire(workspace, bucket, limit, now).await;
     if let Some(slot) = slot {
         // Set once per request; a second limited extractor in one handler would find it full

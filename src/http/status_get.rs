@@ -12,7 +12,6 @@ use super::openapi::{AuthErrors, QueryErrors, StoreErrors};
 use super::schema::{StatusGetQuery, SuccessMessage};
 use super::AppState;
 use crate::domain::read::{self, QueryParams, ReadState};
-use crate::domain::time::Timestamp;
 
 /// The answer, `status` first as Braze writes it.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -95,7 +94,7 @@ pub async fn handle(
     let asked: Vec<_> = query.identifiers.contacts().collect();
     let contacts: Vec<_> = asked.iter().map(|(_, contact)| contact).collect();
     let views = state.store.read_contacts(workspace, &contacts).await?;
-    let now = Timestamp::now();
+    let now = state.clock.now();
     for ((written, _), mut view) in asked.iter().zip(views) {
         view.orphans = read::live_orphans(view.orphans, now, state.orphan_retention);
         status.insert((*written).to_string(), read::contact_answer(&view, group));

@@ -17,7 +17,6 @@ use crate::domain::change::Contact;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::read::{self, ListedUser, QueryParams, ReadState};
 use crate::domain::subscription::{Channel, StateView};
-use crate::domain::time::Timestamp;
 
 /// One listed user: a profile, or an email/phone no profile carries that holds orphaned state.
 #[derive(Debug, Serialize, ToSchema)]
@@ -101,7 +100,7 @@ pub async fn handle(
     let profiles = state.store.read_profiles(workspace, &ids).await?;
     let contacts = query.identifiers.distinct_contacts();
     let views = state.store.read_contacts(workspace, &contacts.iter().collect::<Vec<_>>()).await?;
-    let now = Timestamp::now();
+    let now = state.clock.now();
     let contacts = contacts
         .into_iter()
         .zip(views)

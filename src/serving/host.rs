@@ -1,6 +1,10 @@
 //! What the server asks of its host at start-up: enough file descriptors for its connection
 //! cap, and private files for the consent data it keeps.
 
+// The libc calls below (getrlimit, setrlimit, umask) have no safe std equivalent; the crate
+// denies unsafe code everywhere else (`[lints]` in Cargo.toml).
+#![allow(unsafe_code)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 

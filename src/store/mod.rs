@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod postgres;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::domain::catalog::{Admission, ApiKey, Group, LimitChange, Workspace};
 use crate::domain::change::{ChangeRecord, Contact};
@@ -16,8 +17,9 @@ use crate::domain::history::Window;
 use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::{GroupId, ProfileId, WorkspaceId};
 use crate::domain::plan::Origin;
+use crate::domain::retention::Retention;
 use crate::domain::set_status::SetStatusCommand;
-use crate::domain::time::Timestamp;
+use crate::domain::time::Clock;
 use crate::domain::track::TrackCommand;
 
 pub use crate::domain::read::{ContactView, ProfileView};
@@ -40,7 +42,7 @@ impl std::fmt::Display for DatabaseLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DatabaseLocation::Embedded(path) => write!(f, "{}", path.display()),
-            DatabaseLocation::Postgres(url) => match postgres::connection_config(url, &StoreOptions::default()) {
+            DatabaseLocation::Postgres(url) => match postgres::connection_config(url, &PostgresOptions::default()) {
                 Ok(config) => write!(f, "postgres://{}", postgres::describe(&config)),
                 Err(_) => f.write_str("postgres://(invalid URL)"),
             },
@@ -80,51 +82,89 @@ pub enum Durability {
     Buffered,
 }
 
-/// Tuning of a store, with defaults fit for a two-core machine.
-#[derive(Debug, Clone)]
+/// Tuning of the stores, one part per engine, with defaults fit for a two-core machine. How
+/// long orphaned state lives is not here: that is domain policy
+/// ([`crate::domain::retention::Retention`]), given to [`Store::open`] beside the clock.
+#[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
+    /// The embedded store's tuning.
+    pub embedded: EmbeddedOptions,
+    /// The PostgreSQL store's tuning.
+    pub postgres: PostgresOptions,
+}
+
+/// Tuning of the embedded store.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
     /// Commit durability.
     pub durability: Durability,
     /// Most requests committed together in one batch.
     pub max_batch: usize,
     /// Requests waiting for the writer before new ones wait to be queued.
     pub queue_depth: usize,
-    /// Block cache of the embedded engine, in bytes.
+    /// Block cache of the engine, in bytes.
     pub cache_bytes: u64,
-    /// How long orphaned identifier state counts after its last change; older state is
-    /// treated as absent by every write.
-    pub orphan_retention: std::time::Duration,
-    /// Most connections the PostgreSQL store opens.
-    pub pg_pool_size: usize,
-    /// Longest a PostgreSQL statement may run before the server cancels it.
-    pub pg_statement_timeout: std::time::Duration,
-    /// Most write transactions one process runs on PostgreSQL at once; the others wait
-    /// their turn without holding a connection.
-    pub pg_max_concurrent_writes: usize,
 }
 
-impl Default for StoreOptions {
+impl Default for EmbeddedOptions {
     fn default() -> Self {
-        StoreOptions {
-            durability: Durability::Sync,
-            max_batch: 64,
-            queue_depth: 1024,
-            cache_bytes: 24 << 20,
-            orphan_retention: crate::config::DEFAULT_ORPHAN_RETENTION,
-            pg_pool_size: 16,
-            pg_statement_timeout: std::time::Duration::from_secs(5),
-            pg_max_concurrent_writes: 2,
+        EmbeddedOptions { durability: Durability::Sync, max_batch: 64, queue_depth: 1024, cache_bytes: 24 << 20 }
+    }
+}
+
+/// Tuning of the PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// Most connections the store opens.
+    pub pool_size: usize,
+    /// Longest a statement may run before the server cancels it.
+    pub statement_timeout: std::time::Duration,
+    /// Most write transactions one process runs at once; the others wait their turn without
+    /// holding a connection.
+    pub max_concurrent_writes: usize,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            pool_size: 16,
+            statement_timeout: std::time::Duration::from_secs(5),
+            max_concurrent_writes: 2,
         }
     }
 }
 
+/// What the domain decides and a store applies: the time it stamps changes with and how long
+/// orphaned state lives.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Where the store reads the time.
+    pub clock: Clock,
+    /// How long orphaned identifier state counts after its last change.
+    pub retention: Retention,
+}
+
 /// A failure of the storage layer. These are never the client's fault: they answer 500, or 503
 /// while shutting down or while the database is unreachable.
+///
+/// Variants that wrap an engine's or a driver's error keep it as their
+/// [`source`](std::error::Error::source) and do not repeat it in their own message: print the
+/// whole chain with [`report`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The engine failed (I/O error, full disk…).
-    #[error("storage engine error: {0}")]
-    Engine(String),
+    /// The embedded engine failed (I/O error, full disk…).
+    #[error("storage engine error")]
+    Engine(#[from] fjall::Error),
+    /// A batch of writes could not be committed; every request in it gets this error, sharing
+    /// the engine's one.
+    #[error("the batch could not be committed")]
+    Commit(#[source] Arc<fjall::Error>),
+    /// PostgreSQL refused a statement for a reason that is no one's fault but the service's.
+    #[error("PostgreSQL refused a statement")]
+    Postgres(#[source] tokio_postgres::Error),
+    /// The service itself failed (a task or thread stopped, a value did not encode).
+    #[error("{0}")]
+    Internal(String),
     /// Stored bytes did not decode: a bug or a damaged store.
     #[error("corrupt record in {what}: {detail}")]
     Corrupt {
@@ -138,8 +178,23 @@ pub enum StoreError {
     ShuttingDown,
     /// The database cannot be reached, dropped the connection or did not answer in time. The
     /// server keeps running and reconnects when the database is back; a client may retry.
-    #[error("the database is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the database is unavailable: {reason}")]
+    Unavailable {
+        /// What was unavailable, for people.
+        reason: String,
+        /// The driver's error, when there is one.
+        #[source]
+        source: Option<tokio_postgres::Error>,
+    },
+    /// A connection to PostgreSQL could not be made.
+    #[error("cannot connect to PostgreSQL at {target}")]
+    Connect {
+        /// `host:port/database`, never a password.
+        target: String,
+        /// Why.
+        #[source]
+        source: tokio_postgres::Error,
+    },
     /// Another process holds the embedded store in this directory.
     #[error("the store in {} is in use by another Consentry process", .0.display())]
     Locked(PathBuf),
@@ -151,10 +206,17 @@ pub enum StoreError {
     Open(String),
 }
 
-impl From<fjall::Error> for StoreError {
-    fn from(err: fjall::Error) -> Self {
-        StoreError::Engine(err.to_string())
+/// An error with every cause in its source chain, `: `-separated: for logs and for messages
+/// that must say why, not only what.
+pub fn report(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
     }
+    out
 }
 
 /// The catalog as stored: read whole at start-up, it is small (workspaces, keys, groups).
@@ -230,36 +292,41 @@ pub enum Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `location`.
-    pub fn open(location: &DatabaseLocation, options: &StoreOptions) -> Result<Store, StoreError> {
+    /// Opens (creating if needed) the store at `location`, applying `policy`.
+    pub async fn open(
+        location: &DatabaseLocation,
+        options: &StoreOptions,
+        policy: &Policy,
+    ) -> Result<Store, StoreError> {
         match location {
-            DatabaseLocation::Embedded(path) => Ok(Store::Embedded(EmbeddedStore::open(path, options)?)),
-            DatabaseLocation::Postgres(url) => Ok(Store::Postgres(PostgresStore::open(url, options)?)),
+            DatabaseLocation::Embedded(path) => {
+                // Opening replays the engine's journal: disk work, off the async threads.
+                let (path, options, policy) = (path.clone(), options.embedded.clone(), policy.clone());
+                let opened = tokio::task::spawn_blocking(move || EmbeddedStore::open(&path, &options, &policy)).await;
+                Ok(Store::Embedded(
+                    opened.map_err(|e| StoreError::Internal(format!("opening the store stopped: {e}")))??,
+                ))
+            }
+            DatabaseLocation::Postgres(url) => {
+                Ok(Store::Postgres(PostgresStore::open(url, &options.postgres, policy).await?))
+            }
         }
     }
 
-    /// Reads the whole catalog.
-    pub fn load_catalog(&self) -> Result<CatalogData, StoreError> {
+    /// Reads the whole catalog (at start-up, and periodically on a database other processes
+    /// change too).
+    pub async fn load_catalog(&self) -> Result<CatalogData, StoreError> {
         match self {
             Store::Embedded(s) => s.load_catalog(),
-            Store::Postgres(s) => s.load_catalog(),
-        }
-    }
-
-    /// Reads the whole catalog from async code (the periodic reload of a shared database):
-    /// on PostgreSQL through the pool rather than a connection of its own.
-    pub async fn read_catalog(&self) -> Result<CatalogData, StoreError> {
-        match self {
-            Store::Embedded(s) => s.load_catalog(),
-            Store::Postgres(s) => s.read_catalog().await,
+            Store::Postgres(s) => s.load_catalog().await,
         }
     }
 
     /// Creates or replaces a workspace, durably.
-    pub fn put_workspace(&self, workspace: &Workspace) -> Result<(), StoreError> {
+    pub async fn put_workspace(&self, workspace: &Workspace) -> Result<(), StoreError> {
         match self {
-            Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::Workspace(workspace)),
-            Store::Postgres(s) => s.put_workspace(workspace),
+            Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::Workspace(workspace)).await,
+            Store::Postgres(s) => s.put_workspace(workspace).await,
         }
     }
 
@@ -267,47 +334,51 @@ impl Store {
     /// catalog's copy with the change applied. The embedded store has one process, so that
     /// copy is the stored workspace changed; PostgreSQL reads and writes the stored one in one
     /// transaction, keeping what other processes changed meanwhile.
-    pub fn change_workspace_limit(&self, changed: &Workspace, change: &LimitChange) -> Result<Workspace, StoreError> {
+    pub async fn change_workspace_limit(
+        &self,
+        changed: &Workspace,
+        change: &LimitChange,
+    ) -> Result<Workspace, StoreError> {
         match self {
             Store::Embedded(s) => {
-                s.put_catalog_item(embedded::CatalogItem::Workspace(changed))?;
+                s.put_catalog_item(embedded::CatalogItem::Workspace(changed)).await?;
                 Ok(changed.clone())
             }
-            Store::Postgres(s) => s.change_workspace_limit(changed.id, change),
+            Store::Postgres(s) => s.change_workspace_limit(changed.id, change).await,
         }
     }
 
     /// Creates or replaces an API key, durably.
-    pub fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+    pub async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
         match self {
-            Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::ApiKey(key)),
-            Store::Postgres(s) => s.put_api_key(key),
+            Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::ApiKey(key)).await,
+            Store::Postgres(s) => s.put_api_key(key).await,
         }
     }
 
     /// Creates a workspace, durably, unless it breaks `admission` against what is stored;
     /// [`StoreError::Refused`] then says why. The embedded store has one process, whose
     /// catalog has checked it already; PostgreSQL checks again in the inserting transaction.
-    pub fn insert_workspace(&self, workspace: &Workspace, admission: &Admission) -> Result<(), StoreError> {
+    pub async fn insert_workspace(&self, workspace: &Workspace, admission: &Admission) -> Result<(), StoreError> {
         match self {
-            Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::Workspace(workspace)),
-            Store::Postgres(s) => s.insert_workspace(workspace, admission),
+            Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::Workspace(workspace)).await,
+            Store::Postgres(s) => s.insert_workspace(workspace, admission).await,
         }
     }
 
     /// Creates a group, durably, unless it breaks `admission` (as [`Store::insert_workspace`]).
-    pub fn insert_group(&self, group: &Group, admission: &Admission) -> Result<(), StoreError> {
+    pub async fn insert_group(&self, group: &Group, admission: &Admission) -> Result<(), StoreError> {
         match self {
-            Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::Group(group)),
-            Store::Postgres(s) => s.insert_group(group, admission),
+            Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::Group(group)).await,
+            Store::Postgres(s) => s.insert_group(group, admission).await,
         }
     }
 
     /// Creates or replaces a group, durably.
-    pub fn put_group(&self, group: &Group) -> Result<(), StoreError> {
+    pub async fn put_group(&self, group: &Group) -> Result<(), StoreError> {
         match self {
-            Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::Group(group)),
-            Store::Postgres(s) => s.put_group(group),
+            Store::Embedded(s) => s.put_catalog_item(embedded::CatalogItem::Group(group)).await,
+            Store::Postgres(s) => s.put_group(group).await,
         }
     }
 
@@ -340,13 +411,13 @@ impl Store {
         }
     }
 
-    /// Deletes orphaned states last changed before `cutoff`, in every workspace; returns how
-    /// many it deleted. Safe to run concurrently with writes and with itself: each state is
-    /// checked again at the moment it is deleted.
-    pub async fn expire_orphans(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+    /// Deletes the orphaned states that have expired now (by the store's clock and retention),
+    /// in every workspace; returns how many it deleted. Safe to run concurrently with writes
+    /// and with itself: each state is checked again at the moment it is deleted.
+    pub async fn expire_orphans(&self) -> Result<usize, StoreError> {
         match self {
-            Store::Embedded(s) => s.expire_orphans(cutoff).await,
-            Store::Postgres(s) => s.expire_orphans(cutoff).await,
+            Store::Embedded(s) => s.expire_orphans().await,
+            Store::Postgres(s) => s.expire_orphans().await,
         }
     }
 
@@ -385,46 +456,6 @@ impl Store {
         match self {
             Store::Embedded(s) => contacts.iter().map(|contact| s.contact_view(workspace, contact)).collect(),
             Store::Postgres(s) => s.read_contacts(workspace, contacts).await,
-        }
-    }
-
-    /// The profile with this external id.
-    pub fn profile_by_external_id(
-        &self,
-        workspace: WorkspaceId,
-        external_id: &str,
-    ) -> Result<Option<ProfileView>, StoreError> {
-        match self {
-            Store::Embedded(s) => s.profile_by_external_id(workspace, external_id),
-            Store::Postgres(s) => s.profile_by_external_id(workspace, external_id),
-        }
-    }
-
-    /// The profiles that carry this email or phone.
-    pub fn profiles_by_contact(
-        &self,
-        workspace: WorkspaceId,
-        contact: &Contact,
-    ) -> Result<Vec<ProfileView>, StoreError> {
-        match self {
-            Store::Embedded(s) => s.profiles_by_contact(workspace, contact),
-            Store::Postgres(s) => s.profiles_by_contact(workspace, contact),
-        }
-    }
-
-    /// The orphaned states of an email or phone.
-    pub fn orphan_states(&self, workspace: WorkspaceId, contact: &Contact) -> Result<Vec<StateView>, StoreError> {
-        match self {
-            Store::Embedded(s) => s.orphan_states(workspace, contact),
-            Store::Postgres(s) => s.orphan_states(workspace, contact),
-        }
-    }
-
-    /// The workspace's change records, oldest first.
-    pub fn change_records(&self, workspace: WorkspaceId) -> Result<Vec<ChangeRecord>, StoreError> {
-        match self {
-            Store::Embedded(s) => s.change_records(workspace),
-            Store::Postgres(s) => s.change_records(workspace),
         }
     }
 
@@ -499,18 +530,18 @@ impl Store {
                 let store = s.clone();
                 tokio::task::spawn_blocking(move || store.verify_ledger(workspace, &progress))
                     .await
-                    .map_err(|e| StoreError::Engine(format!("the ledger walk stopped: {e}")))?
+                    .map_err(|e| StoreError::Internal(format!("the ledger walk stopped: {e}")))?
             }
             Store::Postgres(s) => s.verify_ledger(workspace, &progress).await,
         }
     }
 
-    /// Bytes the store occupies on disk.
-    pub fn disk_space(&self) -> Result<u64, StoreError> {
-        match self {
-            Store::Embedded(s) => s.disk_space(),
-            Store::Postgres(s) => s.disk_space(),
-        }
+    /// Reads for tests and tools that look at what a store holds beyond what the API shows
+    /// (change records, orphaned states as stored). Not part of the service: no request path
+    /// calls it.
+    #[doc(hidden)]
+    pub fn inspect(&self) -> Inspect<'_> {
+        Inspect { store: self }
     }
 
     /// Whether the store accepts writes now (`GET /readyz`): the embedded writer runs; the
@@ -527,6 +558,54 @@ impl Store {
         match self {
             Store::Embedded(s) => s.close().await,
             Store::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+/// What [`Store::inspect`] reads: the store as stored, for tests and tools.
+#[doc(hidden)]
+pub struct Inspect<'a> {
+    store: &'a Store,
+}
+
+impl Inspect<'_> {
+    /// The profile with this external id.
+    pub async fn profile_by_external_id(
+        &self,
+        workspace: WorkspaceId,
+        external_id: &str,
+    ) -> Result<Option<ProfileView>, StoreError> {
+        match self.store {
+            Store::Embedded(s) => s.profile_by_external_id(workspace, external_id),
+            Store::Postgres(s) => s.profile_by_external_id(workspace, external_id).await,
+        }
+    }
+
+    /// The profiles that carry this email or phone.
+    pub async fn profiles_by_contact(
+        &self,
+        workspace: WorkspaceId,
+        contact: &Contact,
+    ) -> Result<Vec<ProfileView>, StoreError> {
+        match self.store {
+            Store::Embedded(s) => s.profiles_by_contact(workspace, contact),
+            Store::Postgres(s) => s.profiles_by_contact(workspace, contact).await,
+        }
+    }
+
+    /// The orphaned states of an email or phone, expired ones included.
+    pub async fn orphan_states(&self, workspace: WorkspaceId, contact: &Contact) -> Result<Vec<StateView>, StoreError> {
+        match self.store {
+            Store::Embedded(s) => s.orphan_states(workspace, contact),
+            Store::Postgres(s) => s.orphan_states(workspace, contact).await,
+        }
+    }
+
+    /// The workspace's change records, oldest first.
+    pub async fn change_records(&self, workspace: WorkspaceId) -> Result<Vec<ChangeRecord>, StoreError> {
+        match self.store {
+            Store::Embedded(s) => s.change_records(workspace),
+            Store::Postgres(s) => s.change_records(workspace).await,
         }
     }
 }

@@ -15,10 +15,10 @@ use crate::helpers::{assert_bad_request, email, spawn_app};
 #[tokio::test]
 async fn a_request_whose_last_entry_is_invalid_changes_nothing() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let sms = app.create_group("sms", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let sms = app.create_group("sms", Channel::Sms).await;
     app.import(&[("alice", Some("alice@example.com"), None)]).await;
-    let alice_before = app.profile("alice").unwrap();
+    let alice_before = app.profile("alice").await.unwrap();
 
     let entry = |group: GroupId, field: &str, values: serde_json::Value| json!({ "subscription_group_id": group.to_string(), "subscription_state": "subscribed", field: values });
     let mut entries = vec![
@@ -32,18 +32,18 @@ async fn a_request_whose_last_entry_is_invalid_changes_nothing() {
     let message = assert_bad_request(app.post_v2(&json!({ "subscription_groups": entries })).await).await;
 
     assert!(message.starts_with("subscription_groups[24].phones[0]:"), "{message}");
-    assert!(app.profile("new-user").is_none(), "no profile is created");
-    assert!(app.profile("filler-0").is_none(), "no profile is created");
-    assert_eq!(app.profile("alice").unwrap(), alice_before, "no state is set");
-    assert_eq!(app.orphan_state(&email("nobody@example.com"), news), None, "no orphaned state is stored");
-    assert!(app.changes().is_empty(), "no change record is written");
+    assert!(app.profile("new-user").await.is_none(), "no profile is created");
+    assert!(app.profile("filler-0").await.is_none(), "no profile is created");
+    assert_eq!(app.profile("alice").await.unwrap(), alice_before, "no state is set");
+    assert_eq!(app.orphan_state(&email("nobody@example.com"), news).await, None, "no orphaned state is stored");
+    assert!(app.changes().await.is_empty(), "no change record is written");
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_request_naming_an_unknown_group_in_its_last_entry_changes_nothing() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
 
     let request = json!({ "subscription_groups": [
         { "subscription_group_id": news.to_string(), "subscription_state": "subscribed", "external_ids": ["u1"] },
@@ -51,17 +51,16 @@ async fn a_request_naming_an_unknown_group_in_its_last_entry_changes_nothing() {
     ] });
     assert_bad_request(app.post_v2(&request).await).await;
 
-    assert!(app.profile("u1").is_none());
-    assert!(app.profile("u2").is_none());
-    assert!(app.changes().is_empty());
+    assert!(app.profile("u1").await.is_none());
+    assert!(app.profile("u2").await.is_none());
+    assert!(app.changes().await.is_empty());
     app.shutdown().await;
 }
 
 /// Checks that every (subject, group) history is an unbroken chain ending in `current`.
 fn assert_unbroken_chains(
     changes: &[ChangeRecord],
-    current: impl Fn(&Subject, GroupId) -> Option<consentry::domain::subscription::SubscriptionState>,
-) {
+) -> Vec<(Subject, GroupId, consentry::domain::subscription::SubscriptionState)> {
     let mut ids: Vec<_> = changes.iter().map(|c| c.id).collect();
     ids.sort();
     assert_eq!(ids, changes.iter().map(|c| c.id).collect::<Vec<_>>(), "records come oldest first by change id");
@@ -75,21 +74,23 @@ fn assert_unbroken_chains(
             .1
             .push(change);
     }
+    let mut last = Vec::new();
     for ((_, group), (subject, chain)) in &chains {
         assert_eq!(chain[0].old, None, "the first change of {subject:?} in {group} starts from Unknown");
         for pair in chain.windows(2) {
             assert_eq!(pair[1].old, Some(pair[0].new), "broken chain for {subject:?} in {group}: {pair:#?}");
             assert_ne!(pair[1].old, Some(pair[1].new), "a no-op was recorded: {:?}", pair[1]);
         }
-        assert_eq!(current(subject, *group), Some(chain.last().unwrap().new), "stored state of {subject:?} in {group}");
+        last.push((subject.clone(), *group, chain.last().unwrap().new));
     }
+    last
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_on_overlapping_profiles_all_succeed_and_leave_unbroken_histories() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let promo = app.create_group("promo", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
+    let promo = app.create_group("promo", Channel::Email).await;
     let profiles: Vec<String> = (0..10).map(|i| format!("user-{i}")).collect();
     app.import(&[("carrier-a", Some("shared@example.com"), None), ("carrier-b", Some("shared@example.com"), None)])
         .await;
@@ -125,26 +126,31 @@ async fn concurrent_requests_on_overlapping_profiles_all_succeed_and_leave_unbro
         }
     }
 
-    let changes = app.changes();
+    let changes = app.changes().await;
     assert!(changes.len() > 40, "the requests changed states: {}", changes.len());
-    let by_profile_id: HashMap<_, _> = profiles
-        .iter()
-        .map(String::as_str)
-        .chain(["carrier-a", "carrier-b"])
-        .map(|id| (app.profile(id).expect("profile exists").id, id.to_string()))
-        .collect();
-    assert_unbroken_chains(&changes, |subject, group| match subject {
-        Subject::Profile(id) => app.state_of(&by_profile_id[id], group),
-        Subject::Orphan(_, contact) => app.orphan_state(contact, group),
-        Subject::Erased(_) => unreachable!("nothing is deleted in this test"),
-    });
+    let mut by_profile_id = HashMap::new();
+    for id in profiles.iter().map(String::as_str).chain(["carrier-a", "carrier-b"]) {
+        by_profile_id.insert(app.profile(id).await.expect("profile exists").id, id.to_string());
+    }
+    // Each chain ends in the state stored now.
+    for (subject, group, last) in assert_unbroken_chains(&changes) {
+        let stored = match &subject {
+            Subject::Profile(id) => app.state_of(&by_profile_id[id], group).await,
+            Subject::Orphan(_, contact) => app.orphan_state(contact, group).await,
+            Subject::Erased(_) => unreachable!("nothing is deleted in this test"),
+        };
+        assert_eq!(stored, Some(last), "stored state of {subject:?} in {group}");
+    }
     app.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_writes_to_one_new_external_id_create_exactly_one_profile() {
     let app = spawn_app().await;
-    let groups: Vec<GroupId> = (0..8).map(|i| app.create_group(&format!("g{i}"), Channel::Email)).collect();
+    let mut groups: Vec<GroupId> = Vec::new();
+    for i in 0..8 {
+        groups.push(app.create_group(&format!("g{i}"), Channel::Email).await);
+    }
 
     let mut tasks = Vec::new();
     for &group in &groups {
@@ -160,13 +166,13 @@ async fn concurrent_first_writes_to_one_new_external_id_create_exactly_one_profi
         assert_eq!(task.await.unwrap(), StatusCode::CREATED);
     }
 
-    let profile = app.profile("newcomer").expect("the profile exists");
+    let profile = app.profile("newcomer").await.expect("the profile exists");
     assert_eq!(profile.states.len(), groups.len(), "every group's state landed on the one profile");
-    let changes = app.changes();
+    let changes = app.changes().await;
     assert_eq!(changes.len(), groups.len());
     assert!(changes.iter().all(|c| c.subject == Subject::Profile(profile.id)), "all changes name the one profile");
     for group in groups {
-        assert_eq!(app.state_of("newcomer", group), Some(Subscribed));
+        assert_eq!(app.state_of("newcomer", group).await, Some(Subscribed));
     }
     app.shutdown().await;
 }
@@ -174,7 +180,7 @@ async fn concurrent_first_writes_to_one_new_external_id_create_exactly_one_profi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_answers_in_flight_requests_and_keeps_every_acknowledged_write() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let store = app.store.clone();
     let workspace = app.workspace;
 
@@ -201,7 +207,7 @@ async fn a_graceful_shutdown_answers_in_flight_requests_and_keeps_every_acknowle
             Ok(StatusCode::CREATED) => {
                 acknowledged += 1;
                 assert_eq!(
-                    crate::helpers::state_in(&store, workspace, &id, group),
+                    crate::helpers::state_in(&store, workspace, &id, group).await,
                     Some(Subscribed),
                     "{id} was acknowledged"
                 );
@@ -210,5 +216,9 @@ async fn a_graceful_shutdown_answers_in_flight_requests_and_keeps_every_acknowle
             Ok(other) => panic!("{id}: unexpected {other}"),
         }
     }
-    assert_eq!(store.change_records(workspace).unwrap().len(), acknowledged, "nothing unacknowledged was written");
+    assert_eq!(
+        store.inspect().change_records(workspace).await.unwrap().len(),
+        acknowledged,
+        "nothing unacknowledged was written"
+    );
 }

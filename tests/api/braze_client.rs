@@ -34,12 +34,13 @@ async fn the_braze_api_client_from_npm_drives_every_endpoint_unchanged() {
     tokio::task::spawn_blocking(move || ensure_installed(&install_dir)).await.expect("the install does not panic");
 
     let app = spawn_app().await;
-    let newsletter = app.create_group("newsletter", Channel::Email);
-    let alerts = app.create_group("alerts", Channel::Sms);
+    let newsletter = app.create_group("newsletter", Channel::Email).await;
+    let alerts = app.create_group("alerts", Channel::Sms).await;
     // A key that may read states but nothing else: every other endpoint must answer it 403.
     let (_, read_only) = app
         .catalog
         .create_key(DEFAULT_WORKSPACE, vec![Permission::SubscriptionStatusGet], Vec::new(), "read-only")
+        .await
         .expect("the read-only key is created");
 
     let mut drive = Command::new("node");

@@ -1,8 +1,9 @@
-//! Braze's own sample requests (the reference extract of its public Postman collection, copied
-//! to `fixtures/braze_reference_samples.json`), sent as published with their placeholders
-//! replaced by real ids: the valid ones succeed, the broken ones get a clear 400 as JSON.
+//! Braze's own sample requests (an extract of its public Postman collection, copied unchanged to
+//! `fixtures/braze-postman-subscription-extract.json`; see `fixtures/PROVENANCE.md`), sent as
+//! published with their placeholders replaced by real ids: the valid ones succeed, the broken
+//! ones get a clear 400 as JSON.
 
-use std::path::PathBuf;
+use sha2::{Digest, Sha256};
 
 use consentry::domain::ids::GroupId;
 use consentry::domain::subscription::Channel;
@@ -16,38 +17,47 @@ use crate::helpers::{
 
 /// One sample request as the fixture keeps it.
 #[derive(Debug, Clone, PartialEq)]
-struct Sample {
-    name: String,
-    folder: String,
-    method: String,
-    url: String,
-    headers: Vec<(String, String)>,
-    body: Option<String>,
+pub(crate) struct Sample {
+    pub(crate) name: String,
+    pub(crate) folder: String,
+    pub(crate) method: String,
+    pub(crate) url: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Option<String>,
 }
 
-fn samples_of(value: &Value) -> Vec<Sample> {
-    value["samples"]
+/// Braze's Postman extract, exactly as published.
+pub(crate) const BRAZE_EXTRACT: &str = include_str!("fixtures/braze-postman-subscription-extract.json");
+
+/// The extract's SHA-256, as `fixtures/PROVENANCE.md` records it.
+const BRAZE_EXTRACT_SHA256: &str = "cf89df7bce28f1c02da58b86597c45ba49861991351bde91c191792a0fbc6486";
+
+/// Every request of the extract, in its order.
+pub(crate) fn fixture_samples() -> Vec<Sample> {
+    let collection: Value = serde_json::from_str(BRAZE_EXTRACT).expect("the extract is JSON");
+    collection["item"]
         .as_array()
-        .expect("a samples list")
+        .expect("items")
         .iter()
-        .map(|s| Sample {
-            name: s["name"].as_str().unwrap().to_string(),
-            folder: s["folder"].as_str().unwrap().to_string(),
-            method: s["method"].as_str().unwrap().to_string(),
-            url: s["url"].as_str().unwrap().to_string(),
-            headers: s["headers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|h| (h[0].as_str().unwrap().to_string(), h[1].as_str().unwrap().to_string()))
-                .collect(),
-            body: s["body"].as_str().map(str::to_string),
+        .map(|item| {
+            let request = &item["request"];
+            // Postman writes a URL either as a string or as an object with a `raw` string.
+            let url = &request["url"];
+            Sample {
+                name: item["name"].as_str().expect("a name").to_string(),
+                folder: item["_folder"].as_str().expect("a folder").to_string(),
+                method: request["method"].as_str().expect("a method").to_string(),
+                url: url.as_str().or_else(|| url["raw"].as_str()).expect("a URL").to_string(),
+                headers: request["header"]
+                    .as_array()
+                    .expect("headers")
+                    .iter()
+                    .map(|h| (h["key"].as_str().unwrap().to_string(), h["value"].as_str().unwrap().to_string()))
+                    .collect(),
+                body: request["body"]["raw"].as_str().map(str::to_string),
+            }
         })
         .collect()
-}
-
-fn fixture_samples() -> Vec<Sample> {
-    samples_of(&serde_json::from_str(include_str!("fixtures/braze_reference_samples.json")).unwrap())
 }
 
 /// The sample with this method, path and folder.
@@ -74,8 +84,8 @@ const USER: &str = "user-1";
 
 async fn world() -> World {
     let app = spawn_app().await;
-    let email_group = app.create_group("news", Channel::Email);
-    let sms_group = app.create_group("sms", Channel::Sms);
+    let email_group = app.create_group("news", Channel::Email).await;
+    let sms_group = app.create_group("sms", Channel::Sms).await;
     app.import(&[(USER, Some("example@braze.com"), Some("+11112223333"))]).await;
     app.import(&[("user-2", Some("example@braze.com"), None)]).await;
     app.import(&[("user-3", None, Some("+11112223333"))]).await;
@@ -123,41 +133,15 @@ impl World {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The fixture is the reference
-
-/// The shared reference file, when the checkout has `../shared` beside it.
-fn reference_samples() -> Option<Vec<Sample>> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/braze-postman-subscription-extract.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let collection: Value = serde_json::from_str(&text).expect("the reference file is JSON");
-    let samples: Vec<Value> = collection["item"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|item| {
-            let request = &item["request"];
-            let url = &request["url"];
-            json!({
-                "name": item["name"], "folder": item["_folder"], "method": request["method"],
-                "url": url.as_str().or_else(|| url["raw"].as_str()).expect("a URL"),
-                "headers": request["header"].as_array().unwrap().iter().map(|h| json!([h["key"], h["value"]])).collect::<Vec<_>>(),
-                "body": request["body"]["raw"],
-            })
-        })
-        .collect();
-    Some(samples_of(&json!({ "samples": samples })))
-}
+// The fixture is Braze's
 
 #[test]
-fn the_fixture_holds_every_request_of_the_shared_reference_unchanged() {
-    let fixture = fixture_samples();
-    assert_eq!(fixture.len(), 9);
-    let Some(reference) = reference_samples() else {
-        eprintln!("../shared/reference is not beside this checkout; the fixture copy is tested alone");
-        return;
-    };
-    assert_eq!(reference, fixture, "tests/api/fixtures/braze_reference_samples.json is out of date");
+fn the_braze_extract_is_the_published_one_byte_for_byte() {
+    let digest: String = Sha256::digest(BRAZE_EXTRACT.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(digest, BRAZE_EXTRACT_SHA256, "fixtures/braze-postman-subscription-extract.json was changed");
+    let samples = fixture_samples();
+    assert_eq!(samples.len(), 9, "{samples:?}");
+    assert!(samples.iter().all(|s| s.url.starts_with("https://{{instance_url}}/")), "{samples:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -218,9 +202,9 @@ async fn the_email_v1_sample_succeeds() {
 
     assert_success(w.send(&sample("POST", "/subscription/status/set", "Email")).await).await;
 
-    assert_eq!(w.app.state_of("external_identifier", w.email_group), Some(Unsubscribed));
-    assert_eq!(w.app.orphan_state(&email("example1@email.com"), w.email_group), Some(Unsubscribed));
-    assert_eq!(w.app.orphan_state(&email("example2@email.com"), w.email_group), Some(Unsubscribed));
+    assert_eq!(w.app.state_of("external_identifier", w.email_group).await, Some(Unsubscribed));
+    assert_eq!(w.app.orphan_state(&email("example1@email.com"), w.email_group).await, Some(Unsubscribed));
+    assert_eq!(w.app.orphan_state(&email("example2@email.com"), w.email_group).await, Some(Unsubscribed));
     w.app.shutdown().await;
 }
 
@@ -230,17 +214,17 @@ async fn the_sms_v1_sample_succeeds() {
 
     assert_success(w.send(&sample("POST", "/subscription/status/set", "SMS")).await).await;
 
-    assert_eq!(w.app.state_of("external_identifier", w.sms_group), Some(Unsubscribed));
-    assert_eq!(w.app.orphan_state(&phone("+12223334444"), w.sms_group), Some(Unsubscribed));
-    assert_eq!(w.app.state_of("user-3", w.sms_group), Some(Unsubscribed), "a carrier of +11112223333");
-    assert_eq!(w.app.state_of(USER, w.sms_group), Some(Unsubscribed));
+    assert_eq!(w.app.state_of("external_identifier", w.sms_group).await, Some(Unsubscribed));
+    assert_eq!(w.app.orphan_state(&phone("+12223334444"), w.sms_group).await, Some(Unsubscribed));
+    assert_eq!(w.app.state_of("user-3", w.sms_group).await, Some(Unsubscribed), "a carrier of +11112223333");
+    assert_eq!(w.app.state_of(USER, w.sms_group).await, Some(Unsubscribed));
     w.app.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_v2_samples_as_published_answer_a_clear_400_as_json() {
     let w = world().await;
-    let before = w.app.changes();
+    let before = w.app.changes().await;
 
     for folder in ["Email", "SMS"] {
         let response = w.send(&sample("POST", V2_PATH, folder)).await;
@@ -250,7 +234,7 @@ async fn the_v2_samples_as_published_answer_a_clear_400_as_json() {
         assert!(message.contains("JSON"), "{folder}: {message}");
     }
 
-    assert_eq!(w.app.changes(), before);
+    assert_eq!(w.app.changes().await, before);
     w.app.shutdown().await;
 }
 
@@ -264,15 +248,15 @@ async fn the_v2_samples_with_their_braces_restored_succeed() {
         assert_success(w.send(&fixed).await).await;
     }
 
-    assert_eq!(w.app.orphan_state(&email("example2@email.com"), w.email_group), Some(Subscribed));
-    assert_eq!(w.app.orphan_state(&phone("+15556667777"), w.sms_group), Some(Subscribed));
+    assert_eq!(w.app.orphan_state(&email("example2@email.com"), w.email_group).await, Some(Subscribed));
+    assert_eq!(w.app.orphan_state(&phone("+15556667777"), w.sms_group).await, Some(Subscribed));
     w.app.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_track_users_sample_skips_its_object_without_external_id_and_ignores_events_and_purchases() {
     let w = world().await;
-    let before = w.app.changes();
+    let before = w.app.changes().await;
 
     let (status, body) = status_and_json(w.send(&sample("POST", "/users/track", "User Data")).await).await;
 
@@ -284,8 +268,8 @@ async fn the_track_users_sample_skips_its_object_without_external_id_and_ignores
     assert_eq!(errors[0]["input_array"], "attributes", "{body}");
     assert_eq!(errors[0]["index"], 0, "{body}");
     assert!(errors[0]["type"].as_str().is_some_and(|t| t.contains("external_id")), "{body}");
-    assert!(w.app.carriers(&email("test@braze.com")).is_empty());
-    assert_eq!(w.app.changes(), before);
+    assert!(w.app.carriers(&email("test@braze.com")).await.is_empty());
+    assert_eq!(w.app.changes().await, before);
     w.app.shutdown().await;
 }
 
@@ -300,7 +284,7 @@ async fn the_track_users_sample_with_an_external_id_creates_the_profile() {
     let (status, body) = status_and_json(w.send(&with_id).await).await;
 
     assert_eq!((status, body), (StatusCode::CREATED, json!({ "message": "success", "attributes_processed": 1 })));
-    assert_eq!(w.app.profile("tracked").unwrap().email.as_deref(), Some("test@braze.com"));
+    assert_eq!(w.app.profile("tracked").await.unwrap().email.as_deref(), Some("test@braze.com"));
     w.app.shutdown().await;
 }
 

@@ -6,7 +6,7 @@ use consentry::domain::ids::RequestId;
 use consentry::domain::rate_limit::Bucket;
 use consentry::domain::subscription::Channel;
 use consentry::domain::subscription::SubscriptionState::{Subscribed, Unsubscribed};
-use consentry::domain::time::Timestamp;
+use consentry::domain::time::Clock;
 use serde_json::json;
 
 use crate::helpers::{assert_success, by_external_ids, email, one_entry, spawn_app};
@@ -19,7 +19,7 @@ fn request_id_of(response: &reqwest::Response) -> RequestId {
 #[tokio::test]
 async fn a_change_writes_exactly_one_record_with_its_full_provenance() {
     let app = spawn_app().await;
-    let group = app.create_group("sms", Channel::Sms);
+    let group = app.create_group("sms", Channel::Sms).await;
     let keys = app.catalog.keys("default").unwrap();
     assert_eq!(keys.len(), 1);
 
@@ -29,12 +29,12 @@ async fn a_change_writes_exactly_one_record_with_its_full_provenance() {
     let request_id = request_id_of(&response);
     assert_success(response).await;
 
-    let changes = app.changes();
+    let changes = app.changes().await;
     assert_eq!(changes.len(), 1);
     let change = &changes[0];
     assert_eq!(change.workspace_id, app.workspace);
     assert_eq!(change.group_id, group);
-    assert_eq!(change.subject, Subject::Profile(app.profile("user-1").unwrap().id));
+    assert_eq!(change.subject, Subject::Profile(app.profile("user-1").await.unwrap().id));
     assert_eq!(change.old, None);
     assert_eq!(change.new, Subscribed);
     assert_eq!(change.trace.api_key_id.unwrap(), keys[0].id);
@@ -48,11 +48,11 @@ async fn a_change_writes_exactly_one_record_with_its_full_provenance() {
 #[tokio::test]
 async fn a_change_of_an_orphaned_identifier_names_the_identifier() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     assert_success(app.post_v2(&one_entry(group, "unsubscribed", "emails", &["Someone@Example.com"])).await).await;
 
-    let changes = app.changes();
+    let changes = app.changes().await;
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].subject.contact(), Some(&email("someone@example.com")));
     assert_eq!((changes[0].old, changes[0].new), (None, Unsubscribed));
@@ -63,12 +63,12 @@ async fn a_change_of_an_orphaned_identifier_names_the_identifier() {
 #[tokio::test]
 async fn a_change_records_the_old_state() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["user-1"])).await).await;
     assert_success(app.post_v2(&by_external_ids(group, "unsubscribed", &["user-1"])).await).await;
 
-    let changes = app.changes();
+    let changes = app.changes().await;
     assert_eq!(changes.len(), 2);
     assert_eq!((changes[1].old, changes[1].new), (Some(Subscribed), Unsubscribed));
     app.shutdown().await;
@@ -77,7 +77,7 @@ async fn a_change_records_the_old_state() {
 #[tokio::test]
 async fn the_records_of_one_request_share_its_request_id_and_two_requests_differ() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let first = app.post_v2(&by_external_ids(group, "subscribed", &["a", "b"])).await;
     let first_id = request_id_of(&first);
@@ -87,7 +87,7 @@ async fn the_records_of_one_request_share_its_request_id_and_two_requests_differ
     assert_success(second).await;
 
     assert_ne!(first_id, second_id);
-    let ids: Vec<RequestId> = app.changes().iter().map(|c| c.trace.request_id.unwrap()).collect();
+    let ids: Vec<RequestId> = app.changes().await.iter().map(|c| c.trace.request_id.unwrap()).collect();
     assert_eq!(ids, vec![first_id, first_id, second_id]);
     app.shutdown().await;
 }
@@ -95,7 +95,7 @@ async fn the_records_of_one_request_share_its_request_id_and_two_requests_differ
 #[tokio::test]
 async fn a_record_names_the_key_that_made_the_request() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let (key, secret) = app
         .catalog
         .create_key(
@@ -104,43 +104,48 @@ async fn a_record_names_the_key_that_made_the_request() {
             Vec::new(),
             "second",
         )
+        .await
         .unwrap();
 
     assert_success(app.post_v2_with_key(&secret, &by_external_ids(group, "subscribed", &["u"])).await).await;
 
-    assert_eq!(app.changes()[0].trace.api_key_id.unwrap(), key.id);
+    assert_eq!(app.changes().await[0].trace.api_key_id.unwrap(), key.id);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn setting_a_state_to_what_it_already_is_records_nothing() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["user-1"])).await).await;
     assert_success(app.post_v2(&one_entry(group, "subscribed", "emails", &["x@example.com"])).await).await;
-    let before = app.changes();
-    let updated_at = app.profile("user-1").unwrap().states[0].updated_at;
+    let before = app.changes().await;
+    let updated_at = app.profile("user-1").await.unwrap().states[0].updated_at;
 
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["user-1"])).await).await;
     assert_success(app.post_v2(&one_entry(group, "subscribed", "emails", &["X@example.com"])).await).await;
 
-    assert_eq!(app.changes(), before);
-    assert_eq!(app.profile("user-1").unwrap().states[0].updated_at, updated_at, "a no-op does not touch the state");
+    assert_eq!(app.changes().await, before);
+    assert_eq!(
+        app.profile("user-1").await.unwrap().states[0].updated_at,
+        updated_at,
+        "a no-op does not touch the state"
+    );
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_record_time_lies_within_the_request_wall_clock_window() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
-    let before = Timestamp::now();
+    let before = Clock::system().now();
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["user-1"])).await).await;
-    let after = Timestamp::now();
+    let after = Clock::system().now();
 
-    let at = app.changes()[0].at;
+    let at = app.changes().await[0].at;
     assert!(before <= at && at <= after, "{before:?} <= {at:?} <= {after:?}");
-    let state = app.profile("user-1").unwrap().states[0];
+    let state = app.profile("user-1").await.unwrap().states[0];
     assert_eq!(state.updated_at, at, "the state's time is the change's time");
     app.shutdown().await;
 }
@@ -164,10 +169,10 @@ async fn a_refused_request_still_carries_a_request_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_times_never_go_back_in_the_order_the_changes_were_applied() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     // 5,760 requests in a few seconds: more than the default 5,000 a minute of the set bucket,
     // which this test is not about.
-    app.catalog.set_rate_limit("default", Bucket::Set, 1_000_000, None).unwrap();
+    app.catalog.set_rate_limit("default", Bucket::Set, 1_000_000, None).await.unwrap();
 
     for round in 0..4 {
         let hot = format!("hot-{round}");
@@ -190,7 +195,7 @@ async fn change_times_never_go_back_in_the_order_the_changes_were_applied() {
             task.await.unwrap();
         }
 
-        let changes = app.changes();
+        let changes = app.changes().await;
         for pair in changes.windows(2) {
             assert!(
                 pair[0].at <= pair[1].at,

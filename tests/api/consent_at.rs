@@ -32,7 +32,7 @@ fn minus_one(t: Timestamp) -> Timestamp {
 #[tokio::test]
 async fn status_get_at_answers_the_state_before_between_and_after_records_and_now_as_live() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["u"])).await).await;
     assert_success(app.post_v2(&by_external_ids(group, "unsubscribed", &["u"])).await).await;
     let t = times(&app, "external_id=u").await;
@@ -48,7 +48,7 @@ async fn status_get_at_answers_the_state_before_between_and_after_records_and_no
         assert_eq!((status, body), (StatusCode::OK, statuses(&[("u", expected)])), "at {}", q(at));
     }
     let (_, live) = app.status_get(group, "external_id=u&external_id=nobody").await;
-    let (_, now) = app.status_get(group, &format!("external_id=u&external_id=nobody&at={}", q(Timestamp::now()))).await;
+    let (_, now) = app.status_get(group, &format!("external_id=u&external_id=nobody&at={}", q(app.clock.now()))).await;
     assert_eq!(live, now);
 
     // Any offset: the instant of the first record, written in New York time.
@@ -61,7 +61,7 @@ async fn status_get_at_answers_the_state_before_between_and_after_records_and_no
 #[tokio::test]
 async fn a_deleted_profile_is_unknown_at_any_time() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["gone"])).await).await;
     let t = times(&app, "external_id=gone").await;
     assert_eq!(app.delete_users(&["gone"]).await.0, StatusCode::CREATED);
@@ -74,7 +74,7 @@ async fn a_deleted_profile_is_unknown_at_any_time() {
 #[tokio::test]
 async fn at_follows_an_orphaned_email_into_the_profile_that_inherited_it() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&one_entry(group, "subscribed", "emails", &["heir@example.com"])).await).await;
     let orphaned = times(&app, "email=heir%40example.com").await[0];
     // Past the microsecond of the orphaned record, so that inheritance happens strictly later.
@@ -99,7 +99,7 @@ async fn at_follows_an_orphaned_email_into_the_profile_that_inherited_it() {
 #[tokio::test]
 async fn an_orphaned_email_answers_its_state_at_the_time_asked() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&one_entry(group, "subscribed", "emails", &["lone@example.com"])).await).await;
     assert_success(app.post_v2(&one_entry(group, "unsubscribed", "emails", &["lone@example.com"])).await).await;
     let t = times(&app, "email=lone%40example.com").await;
@@ -110,15 +110,15 @@ async fn an_orphaned_email_answers_its_state_at_the_time_asked() {
     let (_, body) = app.user_status(&format!("email=lone%40example.com&at={}", q(t[0]))).await;
     assert_eq!(body["users"][0]["subscription_groups"], json!([group_json(group, "news", "email", "Subscribed")]));
     let (_, live) = app.user_status("email=lone%40example.com").await;
-    let (_, now) = app.user_status(&format!("email=lone%40example.com&at={}", q(Timestamp::now()))).await;
+    let (_, now) = app.user_status(&format!("email=lone%40example.com&at={}", q(app.clock.now()))).await;
     assert_eq!(live, now);
 }
 
 #[tokio::test]
 async fn user_status_at_lists_the_groups_a_profile_had_then() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let promo = app.create_group("promo", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
+    let promo = app.create_group("promo", Channel::Email).await;
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u"])).await).await;
     assert_success(app.post_v2(&by_external_ids(promo, "unsubscribed", &["u"])).await).await;
     let t = times(&app, "external_id=u").await;
@@ -129,14 +129,14 @@ async fn user_status_at_lists_the_groups_a_profile_had_then() {
     let (_, body) = app.user_status(&format!("external_id=u&at={}", q(t[0]))).await;
     assert_eq!(groups_at(&body), json!([group_json(news, "news", "email", "Subscribed")]));
     let (_, live) = app.user_status("external_id=u").await;
-    let (_, now) = app.user_status(&format!("external_id=u&at={}", q(Timestamp::now()))).await;
+    let (_, now) = app.user_status(&format!("external_id=u&at={}", q(app.clock.now()))).await;
     assert_eq!(live, now);
 }
 
 #[tokio::test]
 async fn a_bad_at_answers_400_naming_it() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let message = assert_bad_request(
         app.get_query(STATUS_GET_PATH, &format!("subscription_group_id={group}&external_id=u&at=noon")).await,
     )
@@ -150,8 +150,8 @@ async fn a_bad_at_answers_400_naming_it() {
 #[tokio::test]
 async fn the_proof_lists_states_and_verified_chains_of_the_subject() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let promo = app.create_group("promo", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
+    let promo = app.create_group("promo", Channel::Email).await;
     assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["p@example.com"])).await).await;
     let (status, _) = app.track(json!([{"external_id": "p", "email": "p@example.com"}])).await;
     assert_eq!(status, StatusCode::CREATED);

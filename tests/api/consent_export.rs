@@ -30,7 +30,7 @@ async fn export_through_the_running_server_streams_the_records_history_shows_as_
         return;
     }
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     for i in 0..1203 {
         let who = format!("user-{}", i % 3);
         let state = if (i / 3) % 2 == 0 { "subscribed" } else { "unsubscribed" };

@@ -59,7 +59,7 @@ async fn set(
 #[tokio::test]
 async fn history_of_an_external_id_lists_its_records_oldest_first_with_every_field_and_linked_hashes() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let first = set(&app, group, "subscribed", "external_ids", &["user-1"]).await;
     let second = set(&app, group, "unsubscribed", "external_ids", &["user-1"]).await;
 
@@ -126,7 +126,7 @@ async fn a_subject_without_records_and_an_unknown_one_answer_an_empty_page() {
 #[tokio::test]
 async fn an_external_id_inherits_the_orphaned_records_of_its_email_and_an_email_lists_every_carrier() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     set(&app, group, "subscribed", "emails", &["Shared@Example.com"]).await;
     let (status, _) = app.track(json!([{"external_id": "heir", "email": "shared@example.com"}])).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -152,8 +152,8 @@ async fn an_external_id_inherits_the_orphaned_records_of_its_email_and_an_email_
 #[tokio::test]
 async fn group_and_time_filters_select_records_and_global_is_accepted() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let promo = app.create_group("promo", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
+    let promo = app.create_group("promo", Channel::Email).await;
     for state in ["subscribed", "unsubscribed", "subscribed"] {
         set(&app, news, state, "external_ids", &["u"]).await;
         set(&app, promo, state, "external_ids", &["u"]).await;
@@ -189,7 +189,7 @@ async fn group_and_time_filters_select_records_and_global_is_accepted() {
 #[tokio::test]
 async fn pages_cover_every_record_exactly_once_and_the_last_page_has_no_cursor() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     for i in 0..23 {
         set(&app, group, if i % 2 == 0 { "subscribed" } else { "unsubscribed" }, "external_ids", &["pager"]).await;
     }
@@ -205,7 +205,7 @@ async fn pages_cover_every_record_exactly_once_and_the_last_page_has_no_cursor()
 #[tokio::test]
 async fn paging_while_a_writer_adds_records_shows_every_earlier_record_exactly_once() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     for i in 0..30 {
         set(&app, group, if i % 2 == 0 { "subscribed" } else { "unsubscribed" }, "external_ids", &["busy"]).await;
     }
@@ -248,7 +248,7 @@ async fn paging_while_a_writer_adds_records_shows_every_earlier_record_exactly_o
 #[tokio::test]
 async fn bad_queries_answer_400_naming_the_parameter_and_value() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     set(&app, group, "subscribed", "external_ids", &["u"]).await;
     let (_, body) = history(&app, "external_id=u&limit=1").await;
     let other_query_cursor = body["next_cursor"].as_str().map(str::to_string);
@@ -288,12 +288,12 @@ async fn bad_queries_answer_400_naming_the_parameter_and_value() {
 #[tokio::test]
 async fn history_needs_the_consent_history_permission_and_counts_against_the_get_bucket() {
     let app = spawn_app().await;
-    let key = app.create_key(&[Permission::SubscriptionStatusGet]);
+    let key = app.create_key(&[Permission::SubscriptionStatusGet]).await;
     let response = app.get_query_with_key(HISTORY, "external_id=u", Some(&key)).await;
     let message = assert_error(response, StatusCode::FORBIDDEN).await;
     assert!(message.contains("consent.history.get"), "{message}");
 
-    let key = app.create_key(&[Permission::ConsentHistoryGet]);
+    let key = app.create_key(&[Permission::ConsentHistoryGet]).await;
     let response = app.get_query_with_key(HISTORY, "external_id=u", Some(&key)).await;
     let (limit, _, _) = rate_limit_headers(&response).expect("rate-limit headers");
     assert_eq!(limit, consentry::domain::rate_limit::Bucket::Get.default_limit().requests());

@@ -235,7 +235,7 @@ async fn requests_hyper_cannot_read_and_overlong_targets_are_answered_as_json_wi
 #[tokio::test]
 async fn a_compressed_body_is_refused_with_415_naming_its_encoding() {
     let app = spawn_app().await;
-    let group = app.create_group("News", Channel::Email);
+    let group = app.create_group("News", Channel::Email).await;
     let response = app
         .client
         .post(app.url(V2_PATH))
@@ -249,14 +249,14 @@ async fn a_compressed_body_is_refused_with_415_naming_its_encoding() {
     let (status, body) = status_and_json(response).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
     assert_eq!(body["message"], "Content-Encoding \"gzip\" is not supported: send the JSON body unencoded");
-    assert!(app.profile("ada").is_none(), "nothing was applied");
+    assert!(app.profile("ada").await.is_none(), "nothing was applied");
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_query_escape_that_is_not_utf8_is_refused_naming_the_parameter() {
     let app = spawn_app().await;
-    let group = app.create_group("News", Channel::Email);
+    let group = app.create_group("News", Channel::Email).await;
     let (status, body) = status_and_json(
         app.get_query(STATUS_GET_PATH, &format!("subscription_group_id={group}&email=a%ff%40b.c")).await,
     )
@@ -316,6 +316,7 @@ fn a_key_allowing_an_ipv4_network_admits_that_address_mapped_into_ipv6() {
         "office".into(),
         vec![Permission::SubscriptionStatusGet],
         vec!["127.0.0.0/8".parse().unwrap()],
+        consentry::domain::time::Timestamp(0),
     );
     assert!(key.admits("127.0.0.1".parse().unwrap()));
     assert!(key.admits("::ffff:127.0.0.1".parse().unwrap()), "an IPv4 caller on an IPv6 socket");
@@ -331,8 +332,9 @@ async fn a_server_on_an_ipv6_socket_admits_an_ipv4_caller_by_its_ipv4_allowlist(
     let (_, secret) = app
         .catalog
         .create_key("default", vec![Permission::SubscriptionStatusGet], vec!["127.0.0.1/32".parse().unwrap()], "office")
+        .await
         .expect("the key is created");
-    let group = app.create_group("News", Channel::Email);
+    let group = app.create_group("News", Channel::Email).await;
     let url =
         format!("http://127.0.0.1:{}{STATUS_GET_PATH}?subscription_group_id={group}&external_id=a", app.addr.port());
     let response = app.client.get(url).bearer_auth(&secret).send().await.unwrap();

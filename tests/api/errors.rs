@@ -1,8 +1,6 @@
 //! Errors outside the endpoint's own validation: unknown paths and methods, media types, body
 //! size, malformed JSON, and Braze's own broken samples. Every one is JSON with a `message`.
 
-use std::path::PathBuf;
-
 use consentry::domain::subscription::Channel;
 use consentry::domain::subscription::SubscriptionState::Subscribed;
 use consentry::http::error::MAX_BODY_BYTES;
@@ -47,28 +45,28 @@ async fn another_method_on_the_endpoint_answers_405_as_json_with_an_allow_header
     app.shutdown().await;
 }
 
-fn valid_body(app: &TestApp) -> Vec<u8> {
-    let group = app.create_group("news", Channel::Email);
+async fn valid_body(app: &TestApp) -> Vec<u8> {
+    let group = app.create_group("news", Channel::Email).await;
     serde_json::to_vec(&by_external_ids(group, "subscribed", &["u"])).unwrap()
 }
 
 #[tokio::test]
 async fn a_body_without_content_type_answers_415() {
     let app = spawn_app().await;
-    let body = valid_body(&app);
+    let body = valid_body(&app).await;
 
     let message =
         assert_error(app.post_raw(V2_PATH, None, body, Some(&app.key)).await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
 
     assert!(message.contains("application/json"), "{message}");
-    assert!(app.profile("u").is_none());
+    assert!(app.profile("u").await.is_none());
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_body_declared_as_another_media_type_answers_415() {
     let app = spawn_app().await;
-    let body = valid_body(&app);
+    let body = valid_body(&app).await;
 
     for content_type in ["text/plain", "application/x-www-form-urlencoded", "application/jsonx", "multipart/form-data"]
     {
@@ -76,14 +74,14 @@ async fn a_body_declared_as_another_media_type_answers_415() {
         let message = assert_error(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
         assert!(message.contains(content_type), "{content_type}: {message}");
     }
-    assert!(app.profile("u").is_none());
+    assert!(app.profile("u").await.is_none());
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn json_with_a_charset_parameter_or_in_upper_case_is_accepted() {
     let app = spawn_app().await;
-    let body = valid_body(&app);
+    let body = valid_body(&app).await;
 
     for content_type in ["application/json; charset=utf-8", "application/json;charset=UTF-8", "Application/JSON"] {
         assert_success(app.post_raw(V2_PATH, Some(content_type), body.clone(), Some(&app.key)).await).await;
@@ -118,8 +116,8 @@ async fn an_empty_body_answers_400() {
 // Body size
 
 /// A valid request padded with trailing white space to exactly `size` bytes.
-fn padded_body(app: &TestApp, size: usize) -> Vec<u8> {
-    let mut body = valid_body(app);
+async fn padded_body(app: &TestApp, size: usize) -> Vec<u8> {
+    let mut body = valid_body(app).await;
     assert!(body.len() < size);
     body.resize(size, b' ');
     body
@@ -128,7 +126,7 @@ fn padded_body(app: &TestApp, size: usize) -> Vec<u8> {
 #[tokio::test]
 async fn a_body_of_four_million_bytes_is_accepted() {
     let app = spawn_app().await;
-    let body = padded_body(&app, 4_000_000);
+    let body = padded_body(&app, 4_000_000).await;
 
     assert_success(app.post_raw(V2_PATH, Some("application/json"), body, Some(&app.key)).await).await;
 
@@ -140,7 +138,7 @@ async fn a_body_of_four_million_bytes_is_accepted() {
 #[tokio::test]
 async fn a_body_of_exactly_the_size_limit_is_accepted() {
     let app = spawn_app().await;
-    let body = padded_body(&app, MAX_BODY_BYTES);
+    let body = padded_body(&app, MAX_BODY_BYTES).await;
 
     assert_success(app.post_raw(V2_PATH, Some("application/json"), body, Some(&app.key)).await).await;
 
@@ -150,7 +148,7 @@ async fn a_body_of_exactly_the_size_limit_is_accepted() {
 #[tokio::test]
 async fn a_body_one_byte_over_the_size_limit_answers_413() {
     let app = spawn_app().await;
-    let body = padded_body(&app, MAX_BODY_BYTES + 1);
+    let body = padded_body(&app, MAX_BODY_BYTES + 1).await;
 
     assert_error(
         app.post_raw(V2_PATH, Some("application/json"), body, Some(&app.key)).await,
@@ -158,20 +156,20 @@ async fn a_body_one_byte_over_the_size_limit_answers_413() {
     )
     .await;
 
-    assert!(app.profile("u").is_none());
+    assert!(app.profile("u").await.is_none());
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_body_over_four_megabytes_with_content_length_answers_413_as_json() {
     let app = spawn_app().await;
-    let body = padded_body(&app, FOUR_MIB + 1);
+    let body = padded_body(&app, FOUR_MIB + 1).await;
 
     let response = app.post_raw(V2_PATH, Some("application/json"), body, Some(&app.key)).await;
 
     let message = assert_error(response, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert!(message.contains("4 MB"), "{message}");
-    assert!(app.profile("u").is_none());
+    assert!(app.profile("u").await.is_none());
     app.shutdown().await;
 }
 
@@ -239,7 +237,7 @@ async fn a_declared_content_length_over_four_megabytes_answers_413_without_sendi
 #[tokio::test]
 async fn a_chunked_body_over_four_megabytes_answers_413_as_json() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let head = format!(
         "POST {V2_PATH} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
          Transfer-Encoding: chunked\r\n\r\n",
@@ -262,14 +260,14 @@ async fn a_chunked_body_over_four_megabytes_answers_413_as_json() {
 
     assert_eq!(status, 413, "{body}");
     assert!(body["message"].is_string(), "{body}");
-    assert!(app.profile("u").is_none());
+    assert!(app.profile("u").await.is_none());
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_small_chunked_body_is_accepted() {
     let app = spawn_app().await;
-    let body = valid_body(&app);
+    let body = valid_body(&app).await;
     let head = format!(
         "POST {V2_PATH} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
          Transfer-Encoding: chunked\r\n\r\n",
@@ -288,18 +286,22 @@ async fn a_small_chunked_body_is_accepted() {
     let (status, body) = raw_exchange(&app, head, chunks).await;
 
     assert_eq!((status, body), (201, json!({ "message": "success" })));
-    assert!(app.profile("u").is_some());
+    assert!(app.profile("u").await.is_some());
     app.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Braze's own sample requests
 
-/// The V2 sample bodies of Braze's Postman collection, copied into the fixture.
+/// The V2 sample bodies of Braze's Postman collection (`fixtures/PROVENANCE.md`).
 fn fixture_samples() -> Vec<String> {
-    let text = include_str!("fixtures/braze_v2_samples.json");
-    let fixture: Value = serde_json::from_str(text).unwrap();
-    fixture["samples"].as_array().unwrap().iter().map(|s| s["body"].as_str().unwrap().to_string()).collect()
+    let samples: Vec<String> = crate::braze_samples::fixture_samples()
+        .into_iter()
+        .filter(|s| s.method == "POST" && s.url.ends_with("/v2/subscription/status/set"))
+        .map(|s| s.body.expect("a V2 sample has a body"))
+        .collect();
+    assert_eq!(samples.len(), 2, "the email and the SMS V2 samples: {samples:?}");
+    samples
 }
 
 async fn assert_samples_answer_a_clear_400(app: &TestApp, samples: &[String]) {
@@ -325,8 +327,8 @@ async fn braze_v2_sample_requests_missing_their_braces_answer_a_clear_400() {
 #[tokio::test]
 async fn braze_v2_sample_requests_with_their_braces_restored_succeed_on_real_groups() {
     let app = spawn_app().await;
-    let email_group = app.create_group("news", Channel::Email);
-    let sms_group = app.create_group("sms", Channel::Sms);
+    let email_group = app.create_group("news", Channel::Email).await;
+    let sms_group = app.create_group("sms", Channel::Sms).await;
 
     for sample in fixture_samples() {
         let group = if sample.contains("\"emails\"") { email_group } else { sms_group };
@@ -335,42 +337,7 @@ async fn braze_v2_sample_requests_with_their_braces_restored_succeed_on_real_gro
         assert_success(response).await;
     }
 
-    assert_eq!(app.orphan_state(&crate::helpers::email("example1@email.com"), email_group), Some(Subscribed));
-    assert_eq!(app.orphan_state(&crate::helpers::phone("+15556667777"), sms_group), Some(Subscribed));
-    app.shutdown().await;
-}
-
-/// The shared reference file, when the checkout has `../shared` beside it (CI does).
-fn reference_samples() -> Option<Vec<String>> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/braze-postman-subscription-extract.json");
-    let text = std::fs::read_to_string(&path).ok()?;
-    let collection: Value = serde_json::from_str(&text).expect("the reference file is JSON");
-    let samples = collection["item"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter(|item| item["request"]["method"] == "POST")
-        .filter(|item| {
-            // Postman writes a URL either as a string or as an object with a `raw` string.
-            let url = &item["request"]["url"];
-            url.as_str().or_else(|| url["raw"].as_str()).is_some_and(|u| u.ends_with("/v2/subscription/status/set"))
-        })
-        .map(|item| item["request"]["body"]["raw"].as_str().expect("a raw body").to_string())
-        .collect();
-    Some(samples)
-}
-
-#[tokio::test]
-async fn braze_v2_sample_requests_from_the_shared_reference_answer_a_clear_400_and_match_the_fixture() {
-    let Some(samples) = reference_samples() else {
-        eprintln!("../shared/reference is not beside this checkout; the fixture copy is tested instead");
-        return;
-    };
-    let app = spawn_app().await;
-
-    assert_eq!(samples, fixture_samples(), "tests/api/fixtures/braze_v2_samples.json is out of date");
-    assert_samples_answer_a_clear_400(&app, &samples).await;
-
+    assert_eq!(app.orphan_state(&crate::helpers::email("example1@email.com"), email_group).await, Some(Subscribed));
+    assert_eq!(app.orphan_state(&crate::helpers::phone("+15556667777"), sms_group).await, Some(Subscribed));
     app.shutdown().await;
 }

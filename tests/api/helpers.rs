@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use consentry::catalog::{Catalog, DEFAULT_WORKSPACE};
 use consentry::config::Settings;
@@ -16,6 +17,7 @@ use consentry::domain::change::{ChangeRecord, Contact};
 use consentry::domain::identifiers::{Email, ExternalId, Phone};
 use consentry::domain::ids::{GroupId, WorkspaceId};
 use consentry::domain::subscription::{Channel, SubscriptionState};
+use consentry::domain::time::{Clock, Timestamp};
 use consentry::server::Application;
 use consentry::store::{ProfileImport, ProfileView, Store};
 use reqwest::StatusCode;
@@ -26,6 +28,16 @@ use tokio::task::JoinHandle;
 
 /// The V2 endpoint under test.
 pub const V2_PATH: &str = "/v2/subscription/status/set";
+/// `POST /subscription/status/set` (V1).
+pub const V1_PATH: &str = "/subscription/status/set";
+/// `GET /subscription/status/get`.
+pub const STATUS_GET_PATH: &str = "/subscription/status/get";
+/// `GET /subscription/user/status`.
+pub const USER_STATUS_PATH: &str = "/subscription/user/status";
+/// `POST /users/track`.
+pub const TRACK_PATH: &str = "/users/track";
+/// `POST /users/delete`.
+pub const DELETE_PATH: &str = "/users/delete";
 
 /// A running server and handles on its catalog and store.
 pub struct TestApp {
@@ -41,6 +53,8 @@ pub struct TestApp {
     pub catalog: Arc<Catalog>,
     /// The server's store.
     pub store: Store,
+    /// The server's clock (the system's unless the test gave it a manual one).
+    pub clock: Clock,
     /// A client that never goes through a proxy.
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -169,7 +183,7 @@ pub fn test_settings_on(store: TestStore, dir: &std::path::Path) -> (Settings, O
             let database = TestDatabase::create();
             settings.database = consentry::store::DatabaseLocation::Postgres(database.url.clone());
             // Tests run side by side on two cores: a few connections each is plenty.
-            settings.store.pg_pool_size = 4;
+            settings.store.postgres.pool_size = 4;
             Some(database)
         }
     };
@@ -179,6 +193,13 @@ pub fn test_settings_on(store: TestStore, dir: &std::path::Path) -> (Settings, O
 /// Starts a server on a fresh store.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
+}
+
+/// A manual clock at a fixed, recent time, for a test that moves time itself:
+/// `spawn_app_with(|s| s.clock = clock.clone())`.
+pub fn manual_clock() -> Clock {
+    // 2026-01-01T00:00:00Z: after any time a store of the suite was written at.
+    Clock::manual(Timestamp(1_767_225_600_000_000))
 }
 
 /// Starts a server on a fresh store, with the test settings changed by `configure`.
@@ -213,6 +234,7 @@ pub async fn spawn_app_on_existing(
 fn serve(app: Application, key: String, database: Option<TestDatabase>, dir: TempDir) -> TestApp {
     let catalog = app.catalog();
     let store = app.store();
+    let clock = app.clock();
     let addr = app.local_addr();
     let workspace = catalog
         .workspaces()
@@ -231,6 +253,7 @@ fn serve(app: Application, key: String, database: Option<TestDatabase>, dir: Tem
         workspace,
         catalog,
         store,
+        clock,
         client: client(),
         shutdown: Some(tx),
         server: Some(server),
@@ -297,15 +320,15 @@ impl TestApp {
     }
 
     /// Creates an active group in the `default` workspace.
-    pub fn create_group(&self, name: &str, channel: Channel) -> GroupId {
-        self.catalog.create_group(DEFAULT_WORKSPACE, name, channel).expect("the group is created").id
+    pub async fn create_group(&self, name: &str, channel: Channel) -> GroupId {
+        self.catalog.create_group(DEFAULT_WORKSPACE, name, channel).await.expect("the group is created").id
     }
 
     /// Creates a workspace and a key in it with `permissions`; returns its id and the key.
-    pub fn create_workspace_with_key(&self, name: &str, permissions: &[Permission]) -> (WorkspaceId, String) {
-        let workspace = self.catalog.create_workspace(name).expect("the workspace is created");
+    pub async fn create_workspace_with_key(&self, name: &str, permissions: &[Permission]) -> (WorkspaceId, String) {
+        let workspace = self.catalog.create_workspace(name).await.expect("the workspace is created");
         let (_, secret) =
-            self.catalog.create_key(name, permissions.to_vec(), Vec::new(), "test").expect("the key is created");
+            self.catalog.create_key(name, permissions.to_vec(), Vec::new(), "test").await.expect("the key is created");
         (workspace.id, secret)
     }
 
@@ -328,36 +351,119 @@ impl TestApp {
     }
 
     /// The profile with this external id in the `default` workspace.
-    pub fn profile(&self, external_id: &str) -> Option<ProfileView> {
-        self.store.profile_by_external_id(self.workspace, external_id).expect("the store reads")
+    pub async fn profile(&self, external_id: &str) -> Option<ProfileView> {
+        self.store.inspect().profile_by_external_id(self.workspace, external_id).await.expect("the store reads")
     }
 
     /// The state of the profile with this external id in `group` (`None`: no profile, or
     /// `Unknown`).
-    pub fn state_of(&self, external_id: &str, group: GroupId) -> Option<SubscriptionState> {
-        state_in(&self.store, self.workspace, external_id, group)
+    pub async fn state_of(&self, external_id: &str, group: GroupId) -> Option<SubscriptionState> {
+        state_in(&self.store, self.workspace, external_id, group).await
     }
 
     /// The `default` workspace's change records, oldest first.
-    pub fn changes(&self) -> Vec<ChangeRecord> {
-        self.store.change_records(self.workspace).expect("the store reads")
+    pub async fn changes(&self) -> Vec<ChangeRecord> {
+        self.store.inspect().change_records(self.workspace).await.expect("the store reads")
     }
 
     /// The orphaned identifier state of `contact` in `group`.
-    pub fn orphan_state(&self, contact: &Contact, group: GroupId) -> Option<SubscriptionState> {
+    pub async fn orphan_state(&self, contact: &Contact, group: GroupId) -> Option<SubscriptionState> {
         self.store
+            .inspect()
             .orphan_states(self.workspace, contact)
+            .await
             .expect("the store reads")
             .into_iter()
             .find(|s| s.group_id == group)
             .map(|s| s.state)
     }
+
+    /// POSTs `body` as JSON to `path` with the default key.
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.post_json_with_key(path, Some(&self.key), body).await
+    }
+
+    /// POSTs `body` as JSON to `path` with `key` (no Authorization header when `None`).
+    pub async fn post_json_with_key(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.expect("the request is sent")
+    }
+
+    /// GETs `path?query` with the default key; the query goes on the wire exactly as written
+    /// (a `+` stays a `+`, `[]` stays `[]`, `%5B%5D` stays encoded).
+    pub async fn get_query(&self, path: &str, query: &str) -> reqwest::Response {
+        self.get_query_with_key(path, query, Some(&self.key)).await
+    }
+
+    /// GETs `path?query` with `key` (no Authorization header when `None`), the query as written.
+    pub async fn get_query_with_key(&self, path: &str, query: &str, key: Option<&str>) -> reqwest::Response {
+        let url = reqwest::Url::parse(&format!("{}{}?{}", self.address, path, query)).expect("a valid URL");
+        assert_eq!(url.query(), Some(query), "the client would re-encode this query; the test must write it encoded");
+        let mut request = self.client.get(url);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.expect("the request is sent")
+    }
+
+    /// Creates a key in the `default` workspace with `permissions`; returns its secret.
+    pub async fn create_key(&self, permissions: &[Permission]) -> String {
+        self.catalog.create_key(DEFAULT_WORKSPACE, permissions.to_vec(), Vec::new(), "limited").await.expect("a key").1
+    }
+
+    /// Archives a group.
+    pub async fn archive_group(&self, group: GroupId) {
+        self.catalog.archive_group(&group.to_string()).await.expect("the group is archived");
+    }
+
+    /// The profiles carrying `contact` in the `default` workspace.
+    pub async fn carriers(&self, contact: &Contact) -> Vec<ProfileView> {
+        self.store.inspect().profiles_by_contact(self.workspace, contact).await.expect("the store reads")
+    }
+
+    /// `GET /subscription/status/get?subscription_group_id=GROUP&rest`: status and body.
+    pub async fn status_get(&self, group: GroupId, rest: &str) -> (StatusCode, Value) {
+        status_and_json(self.get_query(STATUS_GET_PATH, &format!("subscription_group_id={group}&{rest}")).await).await
+    }
+
+    /// `GET /subscription/user/status?query`: status and body.
+    pub async fn user_status(&self, query: &str) -> (StatusCode, Value) {
+        status_and_json(self.get_query(USER_STATUS_PATH, query).await).await
+    }
+
+    /// `POST /users/track` with `{"attributes": attributes}`: status and body.
+    pub async fn track(&self, attributes: Value) -> (StatusCode, Value) {
+        status_and_json(self.post_json(TRACK_PATH, &json!({ "attributes": attributes })).await).await
+    }
+
+    /// `POST /users/delete` with `{"external_ids": ids}`: status and body.
+    pub async fn delete_users(&self, ids: &[&str]) -> (StatusCode, Value) {
+        status_and_json(self.post_json(DELETE_PATH, &json!({ "external_ids": ids })).await).await
+    }
+
+    /// Sets the `default` workspace's limit for `bucket`, as `workspaces set-limit` does.
+    pub async fn set_limit(&self, bucket: consentry::domain::rate_limit::Bucket, requests: u64, window_seconds: u64) {
+        self.catalog
+            .set_rate_limit(DEFAULT_WORKSPACE, bucket, requests, Some(window_seconds))
+            .await
+            .expect("the limit is set");
+    }
 }
 
 /// The state of the profile with this external id in `group`, read from `store`.
-pub fn state_in(store: &Store, workspace: WorkspaceId, external_id: &str, group: GroupId) -> Option<SubscriptionState> {
+pub async fn state_in(
+    store: &Store,
+    workspace: WorkspaceId,
+    external_id: &str,
+    group: GroupId,
+) -> Option<SubscriptionState> {
     store
+        .inspect()
         .profile_by_external_id(workspace, external_id)
+        .await
         .expect("the store reads")
         .and_then(|p| p.states.into_iter().find(|s| s.group_id == group))
         .map(|s| s.state)
@@ -410,88 +516,6 @@ pub async fn assert_error(response: reqwest::Response, expected: StatusCode) -> 
     body["message"].as_str().unwrap_or_else(|| panic!("the error body has no string message: {body}")).to_string()
 }
 
-// ---------------------------------------------------------------------------------------------
-// Issue 3: the V1 set, the two reads, users/track and users/delete
-
-/// `POST /subscription/status/set` (V1).
-pub const V1_PATH: &str = "/subscription/status/set";
-/// `GET /subscription/status/get`.
-pub const STATUS_GET_PATH: &str = "/subscription/status/get";
-/// `GET /subscription/user/status`.
-pub const USER_STATUS_PATH: &str = "/subscription/user/status";
-/// `POST /users/track`.
-pub const TRACK_PATH: &str = "/users/track";
-/// `POST /users/delete`.
-pub const DELETE_PATH: &str = "/users/delete";
-
-impl TestApp {
-    /// POSTs `body` as JSON to `path` with the default key.
-    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.post_json_with_key(path, Some(&self.key), body).await
-    }
-
-    /// POSTs `body` as JSON to `path` with `key` (no Authorization header when `None`).
-    pub async fn post_json_with_key(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
-        let mut request = self.client.post(self.url(path)).json(body);
-        if let Some(key) = key {
-            request = request.bearer_auth(key);
-        }
-        request.send().await.expect("the request is sent")
-    }
-
-    /// GETs `path?query` with the default key; the query goes on the wire exactly as written
-    /// (a `+` stays a `+`, `[]` stays `[]`, `%5B%5D` stays encoded).
-    pub async fn get_query(&self, path: &str, query: &str) -> reqwest::Response {
-        self.get_query_with_key(path, query, Some(&self.key)).await
-    }
-
-    /// GETs `path?query` with `key` (no Authorization header when `None`), the query as written.
-    pub async fn get_query_with_key(&self, path: &str, query: &str, key: Option<&str>) -> reqwest::Response {
-        let url = reqwest::Url::parse(&format!("{}{}?{}", self.address, path, query)).expect("a valid URL");
-        assert_eq!(url.query(), Some(query), "the client would re-encode this query; the test must write it encoded");
-        let mut request = self.client.get(url);
-        if let Some(key) = key {
-            request = request.bearer_auth(key);
-        }
-        request.send().await.expect("the request is sent")
-    }
-
-    /// Creates a key in the `default` workspace with `permissions`; returns its secret.
-    pub fn create_key(&self, permissions: &[Permission]) -> String {
-        self.catalog.create_key(DEFAULT_WORKSPACE, permissions.to_vec(), Vec::new(), "limited").expect("a key").1
-    }
-
-    /// Archives a group.
-    pub fn archive_group(&self, group: GroupId) {
-        self.catalog.archive_group(&group.to_string()).expect("the group is archived");
-    }
-
-    /// The profiles carrying `contact` in the `default` workspace.
-    pub fn carriers(&self, contact: &Contact) -> Vec<ProfileView> {
-        self.store.profiles_by_contact(self.workspace, contact).expect("the store reads")
-    }
-
-    /// `GET /subscription/status/get?subscription_group_id=GROUP&rest`: status and body.
-    pub async fn status_get(&self, group: GroupId, rest: &str) -> (StatusCode, Value) {
-        status_and_json(self.get_query(STATUS_GET_PATH, &format!("subscription_group_id={group}&{rest}")).await).await
-    }
-
-    /// `GET /subscription/user/status?query`: status and body.
-    pub async fn user_status(&self, query: &str) -> (StatusCode, Value) {
-        status_and_json(self.get_query(USER_STATUS_PATH, query).await).await
-    }
-
-    /// `POST /users/track` with `{"attributes": attributes}`: status and body.
-    pub async fn track(&self, attributes: Value) -> (StatusCode, Value) {
-        status_and_json(self.post_json(TRACK_PATH, &json!({ "attributes": attributes })).await).await
-    }
-
-    /// `POST /users/delete` with `{"external_ids": ids}`: status and body.
-    pub async fn delete_users(&self, ids: &[&str]) -> (StatusCode, Value) {
-        status_and_json(self.post_json(DELETE_PATH, &json!({ "external_ids": ids })).await).await
-    }
-}
-
 /// The body of a successful status/get answer: `{"status": {identifier: status, ...}}`.
 pub fn statuses(pairs: &[(&str, &str)]) -> Value {
     let status: serde_json::Map<String, Value> = pairs.iter().map(|&(k, v)| (k.to_string(), json!(v))).collect();
@@ -527,17 +551,27 @@ pub fn rate_limit_headers(response: &reqwest::Response) -> Option<(u64, u64, i64
     }
 }
 
-/// The current time in UTC epoch seconds, as `x-ratelimit-reset` counts it.
+/// The current time in UTC epoch seconds, as `x-ratelimit-reset` counts it on a server on the
+/// system clock.
 pub fn now_secs() -> i64 {
-    consentry::domain::time::Timestamp::now().as_secs()
+    Clock::system().now().as_secs()
 }
 
-impl TestApp {
-    /// Sets the `default` workspace's limit for `bucket`, as `workspaces set-limit` does.
-    pub fn set_limit(&self, bucket: consentry::domain::rate_limit::Bucket, requests: u64, window_seconds: u64) {
-        self.catalog
-            .set_rate_limit(DEFAULT_WORKSPACE, bucket, requests, Some(window_seconds))
-            .expect("the limit is set");
+/// Runs `check` until it returns `Some`, every few milliseconds, and returns what it returned;
+/// panics naming `what` when `timeout` passes first. For what happens in the background
+/// (a catalog read again, a server that has stopped), never for what a test's clock decides.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -25,7 +25,7 @@ async fn refused(app: &TestApp, body: Vec<u8>) -> String {
 
 async fn assert_still_serving(app: &TestApp, group: GroupId) {
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["still-alive"])).await).await;
-    assert_eq!(app.state_of("still-alive", group), Some(Subscribed));
+    assert_eq!(app.state_of("still-alive", group).await, Some(Subscribed));
 }
 
 fn entry_with_external_ids(group: GroupId, ids: Value) -> Vec<u8> {
@@ -37,7 +37,7 @@ fn entry_with_external_ids(group: GroupId, ids: Value) -> Vec<u8> {
 #[tokio::test]
 async fn deeply_nested_json_is_refused_and_the_server_keeps_serving() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let arrays = "[".repeat(100_000).into_bytes();
     let objects = "{\"a\":".repeat(100_000).into_bytes();
@@ -57,7 +57,7 @@ async fn deeply_nested_json_is_refused_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn a_three_megabyte_external_id_is_refused_with_a_short_message() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let huge = "x".repeat(3 * 1024 * 1024);
 
     let message = refused(&app, entry_with_external_ids(group, json!([huge]))).await;
@@ -71,7 +71,7 @@ async fn a_three_megabyte_external_id_is_refused_with_a_short_message() {
 #[tokio::test]
 async fn a_three_megabyte_group_id_state_or_email_is_refused_with_a_short_message() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let huge = "y".repeat(3 * 1024 * 1024);
 
     let bodies = [
@@ -91,7 +91,7 @@ async fn a_three_megabyte_group_id_state_or_email_is_refused_with_a_short_messag
 #[tokio::test]
 async fn invalid_utf8_in_the_body_is_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let mut in_a_string = entry_with_external_ids(group, json!(["PLACEHOLDER"]));
     let at = in_a_string.windows(11).position(|w| w == b"PLACEHOLDER").unwrap();
@@ -102,7 +102,7 @@ async fn invalid_utf8_in_the_body_is_refused() {
         refused(&app, body).await;
     }
 
-    assert!(app.changes().is_empty());
+    assert!(app.changes().await.is_empty());
     assert_still_serving(&app, group).await;
     app.shutdown().await;
 }
@@ -110,13 +110,13 @@ async fn invalid_utf8_in_the_body_is_refused() {
 #[tokio::test]
 async fn a_hundred_thousand_external_ids_are_refused_with_a_small_response() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let ids: Vec<String> = (0..100_000).map(|i| format!("u{i}")).collect();
 
     let message = refused(&app, entry_with_external_ids(group, json!(ids))).await;
 
     assert!(message.contains("100000"), "{message}");
-    assert!(app.profile("u0").is_none());
+    assert!(app.profile("u0").await.is_none());
     assert_still_serving(&app, group).await;
     app.shutdown().await;
 }
@@ -124,7 +124,7 @@ async fn a_hundred_thousand_external_ids_are_refused_with_a_small_response() {
 #[tokio::test]
 async fn a_hundred_thousand_entries_are_refused_with_a_small_response() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let mut entries: Vec<Value> = std::iter::repeat_n(json!({}), 100_000).collect();
     entries[0] =
         json!({ "subscription_group_id": group.to_string(), "subscription_state": "subscribed", "external_ids": "u" });
@@ -132,14 +132,14 @@ async fn a_hundred_thousand_entries_are_refused_with_a_small_response() {
     let message = refused(&app, serde_json::to_vec(&json!({ "subscription_groups": entries })).unwrap()).await;
 
     assert!(message.starts_with("subscription_groups:"), "{message}");
-    assert!(app.profile("u").is_none());
+    assert!(app.profile("u").await.is_none());
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_thousand_invalid_identifiers_get_a_bounded_list_of_errors() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let bad: Vec<String> = (0..50).map(|i| format!("bad-{i}-{}", "z".repeat(200))).collect();
     let entries: Vec<Value> = (0..25)
         .map(|_| json!({ "subscription_group_id": group.to_string(), "subscription_state": "subscribed", "emails": bad }))
@@ -159,7 +159,7 @@ async fn a_thousand_invalid_identifiers_get_a_bounded_list_of_errors() {
 #[tokio::test]
 async fn a_lone_surrogate_escape_is_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     for escape in ["\\ud800", "\\udc00", "\\ud800\\u0041"] {
         let raw = format!(
@@ -168,7 +168,7 @@ async fn a_lone_surrogate_escape_is_refused() {
         refused(&app, raw.into_bytes()).await;
     }
 
-    assert!(app.changes().is_empty());
+    assert!(app.changes().await.is_empty());
     assert_still_serving(&app, group).await;
     app.shutdown().await;
 }
@@ -176,21 +176,21 @@ async fn a_lone_surrogate_escape_is_refused() {
 #[tokio::test]
 async fn an_escaped_surrogate_pair_is_an_ordinary_character() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let raw = format!(
         "{{\"subscription_groups\":[{{\"subscription_group_id\":\"{group}\",\"subscription_state\":\"subscribed\",\"external_ids\":[\"smile-\\ud83d\\ude00\"]}}]}}"
     );
 
     assert_success(app.post_raw(V2_PATH, Some("application/json"), raw.into_bytes(), Some(&app.key)).await).await;
 
-    assert_eq!(app.state_of("smile-\u{1f600}", group), Some(Subscribed));
+    assert_eq!(app.state_of("smile-\u{1f600}", group).await, Some(Subscribed));
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn control_characters_in_an_external_id_are_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     for id in ["a\u{0}b", "line\nbreak", "tab\there", "\u{1b}[31mred", "del\u{7f}", "c1\u{85}"] {
         let message = refused(&app, entry_with_external_ids(group, json!([id]))).await;
@@ -198,7 +198,7 @@ async fn control_characters_in_an_external_id_are_refused() {
         assert!(message.contains("control character"), "{id:?}: {message}");
     }
 
-    assert!(app.changes().is_empty());
+    assert!(app.changes().await.is_empty());
     assert_still_serving(&app, group).await;
     app.shutdown().await;
 }
@@ -206,7 +206,7 @@ async fn control_characters_in_an_external_id_are_refused() {
 #[tokio::test]
 async fn error_messages_never_echo_raw_control_or_bidi_characters() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let values = ["\u{1b}[2J\u{1b}[31mpwned@example.com", "evil\u{202e}moc.elpmaxe@a", "nul\u{0}@example.com"];
     for value in values {
@@ -228,7 +228,7 @@ async fn error_messages_never_echo_raw_control_or_bidi_characters() {
 #[tokio::test]
 async fn a_duplicated_key_takes_its_last_value() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let state_twice = format!(
         "{{\"subscription_groups\":[{{\"subscription_group_id\":\"{group}\",\"subscription_state\":\"subscribed\",\
@@ -236,7 +236,7 @@ async fn a_duplicated_key_takes_its_last_value() {
     );
     assert_success(app.post_raw(V2_PATH, Some("application/json"), state_twice.into_bytes(), Some(&app.key)).await)
         .await;
-    assert_eq!(app.state_of("twice", group), Some(Unsubscribed));
+    assert_eq!(app.state_of("twice", group).await, Some(Unsubscribed));
 
     let groups_twice = format!(
         "{{\"subscription_groups\":\"not a list\",\"subscription_groups\":[{{\"subscription_group_id\":\"{group}\",\
@@ -244,14 +244,14 @@ async fn a_duplicated_key_takes_its_last_value() {
     );
     assert_success(app.post_raw(V2_PATH, Some("application/json"), groups_twice.into_bytes(), Some(&app.key)).await)
         .await;
-    assert_eq!(app.state_of("second", group), Some(Subscribed));
+    assert_eq!(app.state_of("second", group).await, Some(Subscribed));
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_body_that_is_not_an_object_is_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let as_array = serde_json::to_vec(&json!([{ "subscription_group_id": group.to_string(),
         "subscription_state": "subscribed", "external_ids": ["u"] }]))
     .unwrap();
@@ -261,14 +261,14 @@ async fn a_body_that_is_not_an_object_is_refused() {
         assert!(message.starts_with("request body:"), "{message}");
     }
 
-    assert!(app.profile("u").is_none());
+    assert!(app.profile("u").await.is_none());
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn huge_numbers_are_refused_with_a_short_message() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let digits = "9".repeat(100_000);
 
     let bodies = [
@@ -282,7 +282,7 @@ async fn huge_numbers_are_refused_with_a_short_message() {
         assert!(message.len() < 1024, "{} bytes", message.len());
     }
 
-    assert!(app.profile("u").is_none());
+    assert!(app.profile("u").await.is_none());
     assert_still_serving(&app, group).await;
     app.shutdown().await;
 }
@@ -290,7 +290,7 @@ async fn huge_numbers_are_refused_with_a_short_message() {
 #[tokio::test]
 async fn after_a_barrage_of_hostile_bodies_a_valid_request_still_succeeds() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let bodies: Vec<Vec<u8>> = vec![
         "[".repeat(100_000).into_bytes(),
@@ -316,7 +316,7 @@ async fn after_a_barrage_of_hostile_bodies_a_valid_request_still_succeeds() {
         assert_eq!(task.await.unwrap(), StatusCode::BAD_REQUEST);
     }
 
-    assert!(app.changes().is_empty());
+    assert!(app.changes().await.is_empty());
     assert_still_serving(&app, group).await;
     app.shutdown().await;
 }

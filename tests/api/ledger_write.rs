@@ -23,23 +23,23 @@ async fn verify(store: &Store) -> ledger::LedgerCheck {
 #[tokio::test]
 async fn entries_that_flip_a_state_back_and_forth_record_only_the_net_change() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let entry = |state: &str| json!({"subscription_group_id": group.to_string(), "subscription_state": state, "external_ids": ["u1"]});
 
     let body = json!({"subscription_groups": [entry("subscribed"), entry("unsubscribed"), entry("subscribed")]});
     assert_success(app.post_v2(&body).await).await;
-    let changes = app.changes();
+    let changes = app.changes().await;
     assert_eq!(changes.len(), 1, "one record for the net change: {changes:?}");
     assert_eq!((changes[0].old, changes[0].new), (None, Subscribed));
 
     let body = json!({"subscription_groups": [entry("unsubscribed"), entry("subscribed")]});
     assert_success(app.post_v2(&body).await).await;
-    assert_eq!(app.changes().len(), 1, "a request that ends where it began records nothing");
-    assert_eq!(app.state_of("u1", group), Some(Subscribed));
+    assert_eq!(app.changes().await.len(), 1, "a request that ends where it began records nothing");
+    assert_eq!(app.state_of("u1", group).await, Some(Subscribed));
 
     let body = json!({"subscription_groups": [entry("unsubscribed"), entry("subscribed"), entry("unsubscribed")]});
     assert_success(app.post_v2(&body).await).await;
-    let changes = app.changes();
+    let changes = app.changes().await;
     assert_eq!(changes.len(), 2);
     assert_eq!((changes[1].old, changes[1].new), (Some(Subscribed), Unsubscribed));
     assert_eq!(changes[1].previous_hash, changes[0].hash, "the second record follows the first in its chain");
@@ -54,23 +54,23 @@ async fn entries_that_flip_a_state_back_and_forth_record_only_the_net_change() {
 #[tokio::test]
 async fn users_track_objects_that_flip_a_group_back_record_nothing() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let object = |state: &str| json!({"external_id": "u1", "subscription_groups": [{"subscription_group_id": group.to_string(), "subscription_state": state}]});
     let response = app.post_json("/users/track", &json!({"attributes": [object("subscribed")]})).await;
     assert_eq!(response.status(), 201);
-    let before = app.profile("u1").expect("created").states;
+    let before = app.profile("u1").await.expect("created").states;
     let response =
         app.post_json("/users/track", &json!({"attributes": [object("unsubscribed"), object("subscribed")]})).await;
     assert_eq!(response.status(), 201);
-    assert_eq!(app.changes().len(), 1, "the flip and its undoing record nothing");
-    assert_eq!(app.profile("u1").expect("kept").states, before, "the state and its time are left as they were");
+    assert_eq!(app.changes().await.len(), 1, "the flip and its undoing record nothing");
+    assert_eq!(app.profile("u1").await.expect("kept").states, before, "the state and its time are left as they were");
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn erasing_an_address_keeps_every_chain_verifying() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&one_entry(group, "unsubscribed", "emails", &["gone@example.com"])).await).await;
     assert_success(app.post_v2(&one_entry(group, "subscribed", "emails", &["gone@example.com"])).await).await;
     let response = app
@@ -78,11 +78,11 @@ async fn erasing_an_address_keeps_every_chain_verifying() {
         .await;
     assert_eq!(response.status(), 201);
     assert_success(app.post_v2(&one_entry(group, "unsubscribed", "external_ids", &["u1"])).await).await;
-    let before = app.changes();
+    let before = app.changes().await;
     let response = app.post_json("/users/delete", &json!({"external_ids": ["u1"]})).await;
     assert_eq!(response.status(), 201);
 
-    let after = app.changes();
+    let after = app.changes().await;
     assert_eq!(after.len(), before.len());
     assert!(after.iter().all(|c| c.subject.contact().is_none()), "no record names the address any more");
     assert!(matches!(after[0].subject, Subject::Erased(_)));
@@ -97,12 +97,12 @@ async fn erasing_an_address_keeps_every_chain_verifying() {
 fn tamper(dir: &std::path::Path, victim: &consentry::domain::change::ChangeRecord) {
     let db = fjall::Database::builder(dir.join("engine")).open().expect("the engine opens");
     let changes = db.keyspace("changes", fjall::KeyspaceCreateOptions::default).expect("the keyspace opens");
-    let key = consentry::store::embedded::codec::change_key(victim.workspace_id, victim.id);
+    let key = consentry::bench_support::change_key(victim.workspace_id, victim.id);
     let mut value = changes.get(&key).expect("reads").expect("the record is there").to_vec();
     // The double-opt-in flag byte lives in the flags byte; flipping it keeps the record readable.
     let mut tampered = victim.clone();
     tampered.use_double_opt_in_logic = !tampered.use_double_opt_in_logic;
-    let rewritten = consentry::store::embedded::codec::encode_change(&tampered);
+    let rewritten = consentry::bench_support::encode_change(&tampered);
     let differing: Vec<usize> = (0..value.len()).filter(|&i| value[i] != rewritten[i]).collect();
     assert_eq!(differing.len(), 1, "exactly one byte differs");
     value[differing[0]] = rewritten[differing[0]];
@@ -114,11 +114,11 @@ fn tamper(dir: &std::path::Path, victim: &consentry::domain::change::ChangeRecor
 #[tokio::test]
 async fn flipping_one_byte_of_a_stored_record_makes_verify_fail_and_name_it() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     for state in ["subscribed", "unsubscribed", "subscribed"] {
         assert_success(app.post_v2(&one_entry(group, state, "external_ids", &["u1", "u2"])).await).await;
     }
-    let changes = app.changes();
+    let changes = app.changes().await;
     let victim = changes[3].clone();
     let database = match &app.store {
         Store::Embedded(s) => s.path().to_path_buf(),
@@ -158,7 +158,7 @@ async fn flipping_one_byte_of_a_stored_record_makes_verify_fail_and_name_it() {
 #[tokio::test]
 async fn verify_passes_on_an_untouched_store() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&one_entry(group, "subscribed", "external_ids", &["u1", "u2"])).await).await;
     assert_success(app.post_v2(&one_entry(group, "unsubscribed", "emails", &["o@example.com"])).await).await;
     let target = match postgres_url(&app) {
@@ -234,13 +234,13 @@ async fn a_store_written_by_the_previous_release_opens_upgraded_with_every_chain
     assert!(response.text().await.expect("a body").contains("Subscribed"));
     let news = consentry::domain::ids::GroupId::parse(FIXTURE_NEWS).expect("an id");
     let sms = consentry::domain::ids::GroupId::parse(FIXTURE_SMS).expect("an id");
-    assert_eq!(app.state_of("u1", news), Some(Subscribed));
-    assert_eq!(app.state_of("u2", news), Some(Subscribed));
-    assert_eq!(app.state_of("u2", sms), Some(Unsubscribed));
-    assert_eq!(app.orphan_state(&email("orphan@example.com"), news), Some(Subscribed));
-    assert_eq!(app.orphan_state(&phone("+13334445555"), sms), Some(Subscribed));
+    assert_eq!(app.state_of("u1", news).await, Some(Subscribed));
+    assert_eq!(app.state_of("u2", news).await, Some(Subscribed));
+    assert_eq!(app.state_of("u2", sms).await, Some(Unsubscribed));
+    assert_eq!(app.orphan_state(&email("orphan@example.com"), news).await, Some(Subscribed));
+    assert_eq!(app.orphan_state(&phone("+13334445555"), sms).await, Some(Subscribed));
 
-    let changes = app.changes();
+    let changes = app.changes().await;
     assert!(changes.len() >= 9, "{changes:?}");
     assert!(changes.iter().all(|c| c.kind == Source::Api && c.seq >= 1 && c.hash != ChainHash::ZERO));
     assert!(changes.iter().any(|c| matches!(c.subject, Subject::Erased(_))), "the erased address stays erased");
@@ -254,7 +254,7 @@ async fn a_store_written_by_the_previous_release_opens_upgraded_with_every_chain
 
     // Writes after the upgrade continue the upgraded chains.
     assert_success(app.post_v2(&one_entry(news, "unsubscribed", "emails", &["orphan@example.com"])).await).await;
-    let last = app.changes().into_iter().last().expect("a record");
+    let last = app.changes().await.into_iter().last().expect("a record");
     assert_eq!(last.subject.internal_id(), orphan[0].subject.internal_id());
     assert_eq!(last.previous_hash, orphan[1].hash);
     assert_eq!(verify(&app.store).await.first_bad, None);

@@ -37,6 +37,8 @@ fn start(database: &Path, rust_log: &str, args: &[&str]) -> Running {
         .arg("--database")
         .arg(database)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        // As admin_cli's servers: `settle` waits for a few of these refreshes.
+        .args(["--catalog-refresh-interval-ms", &crate::admin_cli::CATALOG_REFRESH_MS.to_string()])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -82,6 +84,7 @@ impl Running {
     }
 
     /// SIGTERM, then the exit status, stdout and stderr.
+    #[allow(unsafe_code)] // std cannot send SIGTERM; `unsafe_code = "deny"` in Cargo.toml
     fn stop(mut self) -> (std::process::ExitStatus, String, String) {
         // SAFETY: kill sends a signal to our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };

@@ -1,3 +1,6 @@
+//! The one integration-test binary: each file tests one part of the service against a real
+//! server on 127.0.0.1, on the store `CONSENTRY_TEST_STORE` names (embedded by default).
+
 mod admin_cli;
 mod atomicity;
 mod auth;
@@ -13,6 +16,7 @@ mod domain_delete;
 mod domain_read;
 mod edges;
 mod errors;
+mod first_run;
 mod health;
 mod helpers;
 mod hostile;
@@ -27,6 +31,7 @@ mod postgres_outage;
 mod postgres_store;
 mod postgres_tls;
 mod rate_limits;
+mod redis_auth;
 mod set_status_v1;
 mod set_status_v2;
 mod shared_rate_limits;

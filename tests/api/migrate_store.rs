@@ -17,7 +17,7 @@ use consentry::domain::catalog::Permission;
 use consentry::domain::change::{Contact, Subject};
 use consentry::domain::ids::{GroupId, WorkspaceId};
 use consentry::domain::subscription::Channel;
-use consentry::store::{DatabaseLocation, Store, StoreOptions};
+use consentry::store::{DatabaseLocation, Policy, Store, StoreOptions};
 use serde_json::{json, Value};
 use tokio_postgres::NoTls;
 
@@ -96,11 +96,11 @@ const PHONES: [&str; 2] = ["+12223334444", "+15556667777"];
 
 async fn source_with_history() -> Source {
     let app = spawn_app_on(TestStore::Embedded, |_| {}).await;
-    let news = app.create_group("news", Channel::Email);
-    let alerts = app.create_group("alerts", Channel::Sms);
-    let promo = app.create_group("promo", Channel::Email);
-    let old = app.create_group("old", Channel::Email);
-    app.archive_group(old);
+    let news = app.create_group("news", Channel::Email).await;
+    let alerts = app.create_group("alerts", Channel::Sms).await;
+    let promo = app.create_group("promo", Channel::Email).await;
+    let old = app.create_group("old", Channel::Email).await;
+    app.archive_group(old).await;
     app.import(&[("ada", Some("ada@example.com"), Some("+12223334444")), ("bob", None, None)]).await;
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["ada", "bob"])).await).await;
     assert_success(app.post_v2(&by_external_ids(alerts, "unsubscribed", &["ada"])).await).await;
@@ -117,10 +117,10 @@ async fn source_with_history() -> Source {
     assert!(status.is_success(), "{body}");
     let (status, body) = app.delete_users(&["leaver"]).await;
     assert!(status.is_success(), "{body}");
-    assert!(app.changes().iter().any(|c| matches!(c.subject, Subject::Erased(_))), "the history has an erased address");
+    assert!(app.changes().await.iter().any(|c| matches!(c.subject, Subject::Erased(_))), "the history has an erased address");
 
-    let (other, secret) = app.create_workspace_with_key("other", &[Permission::SubscriptionStatusSet]);
-    let theirs = app.catalog.create_group("other", "theirs", Channel::Email).expect("a group").id;
+    let (other, secret) = app.create_workspace_with_key("other", &[Permission::SubscriptionStatusSet]).await;
+    let theirs = app.catalog.create_group("other", "theirs", Channel::Email).await.expect("a group").id;
     let body = by_external_ids(theirs, "subscribed", &["ada", "zed"]);
     assert_success(app.post_json_with_key(V2_PATH, Some(&secret), &body).await).await;
     Source { app, groups: vec![news, alerts, promo, old], other: (other, secret), theirs }
@@ -151,20 +151,23 @@ async fn observe(app: &TestApp, groups: &[GroupId], other: WorkspaceId) -> Vec<V
         let (status, body) = app.user_status(query).await;
         seen.push(json!([query, status.as_u16(), body]));
     }
-    let catalog = app.store.load_catalog().expect("the store reads");
+    let catalog = app.store.load_catalog().await.expect("the store reads");
     seen.push(json!([catalog.workspaces, catalog.api_keys, catalog.groups]));
     for workspace in [app.workspace, other] {
         for id in EXTERNAL_IDS.iter().chain(&["zed"]) {
-            let profile = app.store.profile_by_external_id(workspace, id).expect("the store reads");
+            let profile = app.store.inspect().profile_by_external_id(workspace, id).await.expect("the store reads");
             seen.push(json!(format!("{profile:?}")));
         }
         let contacts: Vec<Contact> = EMAILS.iter().map(|e| email(e)).chain(PHONES.iter().map(|p| phone(p))).collect();
         for contact in &contacts {
-            let carriers = app.store.profiles_by_contact(workspace, contact).expect("the store reads");
-            let orphans = app.store.orphan_states(workspace, contact).expect("the store reads");
+            let carriers = app.store.inspect().profiles_by_contact(workspace, contact).await.expect("the store reads");
+            let orphans = app.store.inspect().orphan_states(workspace, contact).await.expect("the store reads");
             seen.push(json!(format!("{contact:?}: {carriers:?} {orphans:?}")));
         }
-        seen.push(serde_json::to_value(app.store.change_records(workspace).expect("the store reads")).unwrap());
+        seen.push(
+            serde_json::to_value(app.store.inspect().change_records(workspace).await.expect("the store reads"))
+                .unwrap(),
+        );
     }
     seen
 }
@@ -174,7 +177,7 @@ async fn serve_copy(database: TestDatabase, key: &str) -> TestApp {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut settings = Settings::for_tests(dir.path());
     settings.database = DatabaseLocation::Postgres(database.url.clone());
-    settings.store.pg_pool_size = 4;
+    settings.store.postgres.pool_size = 4;
     spawn_app_on_existing(settings, key.to_string(), Some(database), dir).await
 }
 
@@ -235,8 +238,8 @@ async fn a_copy_killed_midway_resumes_after_its_last_batch_and_copies_nothing_tw
         return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
     }
     let app = spawn_app_on(TestStore::Embedded, |_| {}).await;
-    let news = app.create_group("news", Channel::Email);
-    let alerts = app.create_group("alerts", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let alerts = app.create_group("alerts", Channel::Sms).await;
     const PROFILES: usize = 3000;
     let ids: Vec<String> = (0..PROFILES).map(|n| format!("user-{n}")).collect();
     for chunk in ids.chunks(50) {
@@ -244,7 +247,7 @@ async fn a_copy_killed_midway_resumes_after_its_last_batch_and_copies_nothing_tw
         assert_success(app.post_v2(&by_external_ids(news, "subscribed", &chunk)).await).await;
         assert_success(app.post_v2(&by_external_ids(alerts, "unsubscribed", &chunk[..10])).await).await;
     }
-    let changes: Vec<uuid::Uuid> = app.changes().iter().map(|c| c.id.0).collect();
+    let changes: Vec<uuid::Uuid> = app.changes().await.iter().map(|c| c.id.0).collect();
     let (dir, _kept) = stop(app).await;
     let database = TestDatabase::create();
 
@@ -275,9 +278,11 @@ async fn a_copy_killed_midway_resumes_after_its_last_batch_and_copies_nothing_tw
     // The killed copy's backends may still be finishing a statement (or a COMMIT sent just
     // before the kill): wait until they are gone, so that what is read below is final.
     let client = connect(&database.url).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let others: i64 = client
+    crate::helpers::eventually(
+        "the killed copy's connections are gone",
+        std::time::Duration::from_secs(30),
+        || async {
+            let others: i64 = client
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
                  AND backend_type = 'client backend'",
@@ -286,12 +291,10 @@ async fn a_copy_killed_midway_resumes_after_its_last_batch_and_copies_nothing_tw
             .await
             .unwrap()
             .get(0);
-        if others == 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the killed copy's connections linger");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+            (others == 0).then_some(())
+        },
+    )
+    .await;
 
     // Killed for real: incomplete, and every committed batch came with its checkpoint.
     let completed: Option<i64> = client.query_one("SELECT completed_at FROM store_copy", &[]).await.unwrap().get(0);
@@ -340,7 +343,7 @@ async fn a_database_holding_anything_but_this_stores_copy_is_refused_and_left_as
         return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
     }
     let first = spawn_app_on(TestStore::Embedded, |_| {}).await;
-    let group = first.create_group("news", Channel::Email);
+    let group = first.create_group("news", Channel::Email).await;
     assert_success(first.post_v2(&by_external_ids(group, "subscribed", &["ada"])).await).await;
     let (first_dir, _first) = stop(first).await;
     let second = spawn_app_on(TestStore::Embedded, |_| {}).await;
@@ -355,8 +358,11 @@ async fn a_database_holding_anything_but_this_stores_copy_is_refused_and_left_as
 
     // The same store, written to after its copy: not the store the copy is of any more.
     {
-        let store = Store::open(&DatabaseLocation::Embedded(first_dir.clone()), &StoreOptions::default()).unwrap();
-        let workspace = store.load_catalog().unwrap().workspaces[0].id;
+        let store =
+            Store::open(&DatabaseLocation::Embedded(first_dir.clone()), &StoreOptions::default(), &Policy::default())
+                .await
+                .unwrap();
+        let workspace = store.load_catalog().await.unwrap().workspaces[0].id;
         let profile = consentry::store::ProfileImport {
             external_id: consentry::domain::identifiers::ExternalId::parse("late").unwrap(),
             email: None,

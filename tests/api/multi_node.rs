@@ -9,16 +9,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::time::Duration;
 
 use consentry::catalog::{Catalog, DEFAULT_WORKSPACE};
 use consentry::domain::change::{ChangeRecord, Subject};
 use consentry::domain::ids::GroupId;
 use consentry::domain::subscription::SubscriptionState;
-use consentry::store::{DatabaseLocation, Store, StoreOptions};
+use consentry::domain::time::Clock;
+use consentry::store::{DatabaseLocation, Policy, Store, StoreOptions};
 use reqwest::StatusCode;
 
 use crate::admin_cli::{ok, Server};
-use crate::helpers::{client, state_in, TestDatabase, V2_PATH};
+use crate::helpers::{client, eventually, state_in, TestDatabase, V2_PATH};
 
 const NODES: usize = 3;
 const PROFILES: [&str; 4] = ["p0", "p1", "p2", "p3"];
@@ -82,13 +84,15 @@ async fn three_nodes_on_one_database_keep_one_unbroken_history_under_conflicting
         assert!(status.success(), "a node did not stop cleanly: {err}");
     }
 
-    let store = Store::open(&DatabaseLocation::Postgres(database.url.clone()), &StoreOptions::default())
-        .expect("the database opens");
-    let catalog = Catalog::load(store.clone()).expect("the catalog loads");
+    let store =
+        Store::open(&DatabaseLocation::Postgres(database.url.clone()), &StoreOptions::default(), &Policy::default())
+            .await
+            .expect("the database opens");
+    let catalog = Catalog::load(store.clone(), Clock::system()).await.expect("the catalog loads");
     let workspace =
         catalog.workspaces().into_iter().find(|w| w.name == DEFAULT_WORKSPACE).expect("the default workspace").id;
     let group = GroupId::parse(&group).expect("a group id");
-    let changes = store.change_records(workspace).expect("the change records");
+    let changes = store.inspect().change_records(workspace).await.expect("the change records");
     let ids: HashSet<_> = changes.iter().map(|c| c.id).collect();
     assert_eq!(ids.len(), changes.len(), "no change record twice");
     for change in &changes {
@@ -97,10 +101,11 @@ async fn three_nodes_on_one_database_keep_one_unbroken_history_under_conflicting
             "a change from an unacknowledged request: {change:?}"
         );
     }
-    let by_profile: HashMap<_, _> = PROFILES
-        .iter()
-        .map(|id| (store.profile_by_external_id(workspace, id).unwrap().expect("the profile exists").id, *id))
-        .collect();
+    let mut by_profile = HashMap::new();
+    for id in PROFILES {
+        let profile = store.inspect().profile_by_external_id(workspace, id).await.unwrap().expect("the profile exists");
+        by_profile.insert(profile.id, id);
+    }
     let mut chains: HashMap<_, Vec<&ChangeRecord>> = HashMap::new();
     for change in &changes {
         let Subject::Profile(profile) = change.subject else { panic!("only profiles were set: {change:?}") };
@@ -119,7 +124,7 @@ async fn three_nodes_on_one_database_keep_one_unbroken_history_under_conflicting
             assert_eq!(pair[1].old, Some(pair[0].new), "{name}'s history is broken: {pair:#?}");
             assert_ne!(pair[1].old, Some(pair[1].new), "a no-op was recorded: {:?}", pair[1]);
         }
-        let stored: Option<SubscriptionState> = state_in(&store, workspace, name, group);
+        let stored: Option<SubscriptionState> = state_in(&store, workspace, name, group).await;
         assert_eq!(stored, Some(chain.last().unwrap().new), "{name}'s stored state ends its history");
     }
 }
@@ -129,14 +134,12 @@ async fn three_nodes_on_one_database_keep_one_unbroken_history_under_conflicting
 async fn wait_until_accepted(client: &reqwest::Client, endpoint: &str, key: &str, group: &str) -> String {
     let body = serde_json::json!({ "subscription_groups": [{
         "subscription_group_id": group, "subscription_state": "subscribed", "external_ids": ["warm-up"] }] });
-    for _ in 0..100 {
+    eventually("the first node accepts the key created after it started", Duration::from_secs(10), || async {
         let response = client.post(endpoint).bearer_auth(key).json(&body).send().await.expect("the request is sent");
-        if response.status() == StatusCode::CREATED {
-            return response.headers()["x-request-id"].to_str().unwrap().to_string();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("the first node never accepted the key created after it started");
+        (response.status() == StatusCode::CREATED)
+            .then(|| response.headers()["x-request-id"].to_str().unwrap().to_string())
+    })
+    .await
 }
 
 /// A small deterministic generator: the test needs varied, reproducible requests, not a crate.
@@ -158,7 +161,7 @@ async fn nodes_started_together_on_an_empty_database_create_one_default_workspac
     let builds = (0..NODES).map(|_| {
         let mut settings = consentry::config::Settings::for_tests(dir.path());
         settings.database = DatabaseLocation::Postgres(database.url.clone());
-        settings.store.pg_pool_size = 2;
+        settings.store.postgres.pool_size = 2;
         tokio::spawn(consentry::server::Application::build(settings))
     });
     let mut apps = Vec::new();
@@ -168,8 +171,11 @@ async fn nodes_started_together_on_an_empty_database_create_one_default_workspac
     let keys: Vec<_> = apps.iter().filter_map(|app| app.bootstrap_key().cloned()).collect();
     assert_eq!(keys.len(), 1, "exactly one node creates and prints the bootstrap key");
 
-    let store = Store::open(&DatabaseLocation::Postgres(database.url.clone()), &StoreOptions::default()).unwrap();
-    let stored = store.load_catalog().unwrap();
+    let store =
+        Store::open(&DatabaseLocation::Postgres(database.url.clone()), &StoreOptions::default(), &Policy::default())
+            .await
+            .unwrap();
+    let stored = store.load_catalog().await.unwrap();
     assert_eq!(stored.workspaces.len(), 1, "{:?}", stored.workspaces);
     assert_eq!(stored.api_keys.len(), 1, "{:?}", stored.api_keys);
     for app in &apps {
@@ -250,8 +256,14 @@ fn admin_commands_racing_on_one_database_never_create_two_workspaces_or_groups_w
     });
     assert_eq!(succeeded, 4, "{errors:?}");
 
-    let store = Store::open(&DatabaseLocation::Postgres(database.url.clone()), &StoreOptions::default()).unwrap();
-    let stored = store.load_catalog().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let stored = runtime.block_on(async {
+        let location = DatabaseLocation::Postgres(database.url.clone());
+        let store = Store::open(&location, &StoreOptions::default(), &Policy::default()).await.unwrap();
+        let stored = store.load_catalog().await.unwrap();
+        store.close().await;
+        stored
+    });
     let acme: Vec<_> = stored.workspaces.iter().filter(|w| w.name == "acme").collect();
     assert_eq!(acme.len(), 1);
     assert_eq!(stored.groups.len(), 3, "{:?}", stored.groups);

@@ -4,7 +4,6 @@
 //! example is accepted).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use consentry::domain::catalog::Permission;
 use consentry::domain::subscription::Channel;
@@ -12,8 +11,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::helpers::{spawn_app, status_and_json, TestApp};
-
-const FIXTURE: &str = "tests/api/fixtures/openapi.json";
 
 /// The group id the request examples use, replaced by a real group's id to send them.
 const EXAMPLE_GROUP_ID: &str = "0199a8a4-4c1e-7c3a-9c55-1f2e3d4c5b6a";
@@ -42,29 +39,18 @@ fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
     out
 }
 
-/// The served document is pinned by `tests/api/fixtures/openapi.json`, byte for byte (the
-/// server serves it pretty-printed, so the fixture is readable and its diffs reviewable).
+/// The served document is pinned byte for byte by an insta snapshot,
+/// `snapshots/api__openapi__openapi.snap` (the server serves it pretty-printed, so the snapshot
+/// is readable and its diffs reviewable).
 ///
-/// After a deliberate change to the API, regenerate the fixture with
-/// `UPDATE_SNAPSHOTS=1 cargo test --test api openapi` and review its diff: the test then writes
-/// the served document to the fixture instead of comparing.
+/// After a deliberate change to the API, run `INSTA_UPDATE=always cargo test --test api openapi`
+/// (or `cargo insta review` with cargo-insta) and review the snapshot's diff.
 #[tokio::test]
 async fn the_served_document_matches_its_snapshot() {
     let app = spawn_app().await;
     let (_, text) = fetch(&app).await;
-    let served = format!("{text}\n");
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(FIXTURE);
 
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
-        std::fs::write(&fixture, &served).expect("the fixture is written");
-    } else {
-        let pinned = std::fs::read_to_string(&fixture).unwrap_or_default();
-        assert!(
-            served == pinned,
-            "the served OpenAPI document differs from {FIXTURE}; if the change is deliberate, run \
-             `UPDATE_SNAPSHOTS=1 cargo test --test api openapi` and review the fixture's diff"
-        );
-    }
+    insta::assert_snapshot!("openapi", text);
     app.shutdown().await;
 }
 
@@ -195,8 +181,8 @@ async fn each_documented_permission_is_the_one_the_server_enforces() {
         let Some(documented) = operation["x-permission"].as_str() else { continue };
         let permission = Permission::parse(documented).unwrap_or_else(|| panic!("{path}: unknown {documented}"));
         let others: Vec<Permission> = Permission::ALL.into_iter().filter(|p| *p != permission).collect();
-        let (_, without) = app.create_workspace_with_key(&format!("without-{index}"), &others);
-        let (_, with) = app.create_workspace_with_key(&format!("with-{index}"), &[permission]);
+        let (_, without) = app.create_workspace_with_key(&format!("without-{index}"), &others).await;
+        let (_, with) = app.create_workspace_with_key(&format!("with-{index}"), &[permission]).await;
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let send = |key: String| {
             let mut request = app.client.request(method.clone(), app.url(&path)).bearer_auth(key);
@@ -221,7 +207,7 @@ async fn each_documented_permission_is_the_one_the_server_enforces() {
 async fn each_documented_request_example_is_accepted() {
     let app = spawn_app().await;
     let (doc, _) = fetch(&app).await;
-    let group = app.create_group("news", Channel::Email).to_string();
+    let group = app.create_group("news", Channel::Email).await.to_string();
 
     let mut sent = 0;
     for (method, path, operation) in operations(&doc) {

@@ -15,7 +15,9 @@ use reqwest::StatusCode;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
-use crate::helpers::{by_external_ids, spawn_app_on, status_and_json, test_store, TestStore, STATUS_GET_PATH};
+use crate::helpers::{
+    by_external_ids, eventually, spawn_app_on, status_and_json, test_store, TestStore, STATUS_GET_PATH,
+};
 
 /// A TCP proxy to the test PostgreSQL server that can fail and come back on the same port.
 pub(crate) struct Proxy {
@@ -58,14 +60,10 @@ impl Proxy {
     /// Listens again on the same port.
     pub(crate) async fn recover(&self) {
         // The aborted accept loop drops its listener on its next poll; retry until the port is free.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let listener = loop {
-            match TcpListener::bind(self.addr).await {
-                Ok(listener) => break listener,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
-                Err(e) => panic!("the proxy cannot listen on {} again: {e}", self.addr),
-            }
-        };
+        let listener = eventually("the proxy listens on its port again", Duration::from_secs(5), || async {
+            TcpListener::bind(self.addr).await.ok()
+        })
+        .await;
         self.serve(listener);
     }
 }
@@ -90,10 +88,10 @@ async fn a_server_answers_503_while_its_database_is_down_and_serves_again_when_i
         let mut through_proxy = reqwest::Url::parse(url).unwrap();
         through_proxy.set_port(Some(proxy.addr.port())).unwrap();
         settings.database = DatabaseLocation::Postgres(through_proxy.to_string());
-        settings.store.pg_statement_timeout = Duration::from_secs(2);
+        settings.store.postgres.statement_timeout = Duration::from_secs(2);
     })
     .await;
-    let group = app.create_group("News", Channel::Email);
+    let group = app.create_group("News", Channel::Email).await;
     let (status, _) = status_and_json(app.post_v2(&by_external_ids(group, "subscribed", &["ada"])).await).await;
     assert_eq!(status, StatusCode::CREATED);
 
@@ -112,20 +110,16 @@ async fn a_server_answers_503_while_its_database_is_down_and_serves_again_when_i
     assert!(started.elapsed() < Duration::from_secs(10), "the 503s took {:?}", started.elapsed());
 
     proxy.recover().await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    eventually("the server serves again after the database came back", Duration::from_secs(15), || async {
         let (status, body) = status_and_json(app.post_v2(&by_external_ids(group, "subscribed", &["bob"])).await).await;
-        if status == StatusCode::CREATED {
-            break;
-        }
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        assert!(Instant::now() < deadline, "the server did not serve again after the database came back: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(app.state_of("ada", group), Some(SubscriptionState::Subscribed));
-    assert_eq!(app.state_of("bob", group), Some(SubscriptionState::Subscribed));
+        assert!(matches!(status, StatusCode::CREATED | StatusCode::SERVICE_UNAVAILABLE), "{status}: {body}");
+        (status == StatusCode::CREATED).then_some(())
+    })
+    .await;
+    assert_eq!(app.state_of("ada", group).await, Some(SubscriptionState::Subscribed));
+    assert_eq!(app.state_of("bob", group).await, Some(SubscriptionState::Subscribed));
     // The refused write left nothing behind: one change per profile.
-    assert_eq!(app.changes().len(), 2, "{:?}", app.changes());
+    assert_eq!(app.changes().await.len(), 2, "{:?}", app.changes().await);
     app.shutdown().await;
 }
 
@@ -136,12 +130,12 @@ async fn a_write_stuck_behind_a_lock_past_the_statement_timeout_answers_503_and_
     }
     let mut url = String::new();
     let app = spawn_app_on(TestStore::Postgres, |settings| {
-        settings.store.pg_statement_timeout = Duration::from_millis(300);
+        settings.store.postgres.statement_timeout = Duration::from_millis(300);
         let DatabaseLocation::Postgres(database) = &settings.database else { unreachable!("a PostgreSQL test app") };
         url = database.clone();
     })
     .await;
-    let group = app.create_group("News", Channel::Email);
+    let group = app.create_group("News", Channel::Email).await;
     let (locker, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     locker.batch_execute("BEGIN; LOCK TABLE profiles IN ACCESS EXCLUSIVE MODE").await.unwrap();
@@ -154,8 +148,8 @@ async fn a_write_stuck_behind_a_lock_past_the_statement_timeout_answers_503_and_
     assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
 
     locker.batch_execute("ROLLBACK").await.unwrap();
-    assert_eq!(app.state_of("ada", group), None, "the refused write left nothing");
-    assert!(app.changes().is_empty());
+    assert_eq!(app.state_of("ada", group).await, None, "the refused write left nothing");
+    assert!(app.changes().await.is_empty());
     let (status, _) = status_and_json(app.post_v2(&by_external_ids(group, "subscribed", &["ada"])).await).await;
     assert_eq!(status, StatusCode::CREATED);
     app.shutdown().await;

@@ -90,7 +90,7 @@ fn always_conflicting<'c>(_: &'c Transaction<'_>, attempts: &'c AtomicU32) -> Bo
 fn failing_for_good<'c>(_: &'c Transaction<'_>, attempts: &'c AtomicU32) -> BoxFuture<'c, Result<(), TxError>> {
     Box::pin(async move {
         attempts.fetch_add(1, Ordering::SeqCst);
-        Err(TxError::Store(StoreError::Engine("not a conflict".into())))
+        Err(TxError::Store(StoreError::Internal("not a conflict".into())))
     })
 }
 
@@ -122,12 +122,12 @@ async fn the_retry_helper_retries_injected_conflicts_up_to_its_bound_and_never_o
 
     let attempts = AtomicU32::new(0);
     let outcome = retry::transaction(&mut client, IsolationLevel::Serializable, &attempts, always_conflicting).await;
-    assert!(matches!(outcome, Err(StoreError::Engine(_))), "{outcome:?}");
+    assert!(matches!(outcome, Err(StoreError::Internal(ref m)) if m.starts_with("gave up")), "{outcome:?}");
     assert_eq!(attempts.load(Ordering::SeqCst), MAX_ATTEMPTS, "bounded");
 
     let attempts = AtomicU32::new(0);
     let outcome = retry::transaction(&mut client, IsolationLevel::Serializable, &attempts, failing_for_good).await;
-    assert!(matches!(outcome, Err(StoreError::Engine(ref m)) if m == "not a conflict"), "{outcome:?}");
+    assert!(matches!(outcome, Err(StoreError::Internal(ref m)) if m == "not a conflict"), "{outcome:?}");
     assert_eq!(attempts.load(Ordering::SeqCst), 1, "an error that is not a conflict is not retried");
 }
 
@@ -172,9 +172,9 @@ async fn the_statement_timeout_option_cancels_a_statement_that_runs_longer() {
         return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
     }
     let database = TestDatabase::create();
-    let options = consentry::store::StoreOptions {
-        pg_statement_timeout: std::time::Duration::from_millis(100),
-        ..consentry::store::StoreOptions::default()
+    let options = consentry::store::PostgresOptions {
+        statement_timeout: std::time::Duration::from_millis(100),
+        ..consentry::store::PostgresOptions::default()
     };
     let config = consentry::store::postgres::connection_config(&database.url, &options).unwrap();
     let (client, connection) = config.connect(NoTls).await.unwrap();

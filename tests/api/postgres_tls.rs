@@ -12,7 +12,7 @@ use std::process::Command;
 use consentry::domain::identifiers::ExternalId;
 use consentry::store::postgres::tls::{self, RootCert, SslMode};
 use consentry::store::postgres::{connection_config, connection_settings};
-use consentry::store::{DatabaseLocation, StoreOptions};
+use consentry::store::{DatabaseLocation, PostgresOptions};
 use tempfile::TempDir;
 use tokio_postgres::NoTls;
 
@@ -34,7 +34,7 @@ fn with_host(url: &str, host: &str) -> String {
 /// Connects to `url` the way the store does and asks the server whether this connection is
 /// encrypted; an error carries the driver's reason.
 async fn encrypted(url: &str) -> Result<bool, String> {
-    let (config, connector) = connection_settings(url, &StoreOptions::default()).map_err(|e| e.to_string())?;
+    let (config, connector) = connection_settings(url, &PostgresOptions::default()).map_err(|e| e.to_string())?;
     let (client, connection) = connector
         .connect(&config)
         .await
@@ -145,7 +145,7 @@ fn the_tls_parameters_are_taken_out_of_the_url_and_everything_else_is_kept_as_wr
 
     // The driver never sees what it would reject, and messages still show where the database is.
     let verify_full = "postgres://app:secret@db.example:6432/consents?sslmode=verify-full&sslrootcert=/x.pem";
-    let config = connection_config(verify_full, &StoreOptions::default()).expect("the driver's part parses");
+    let config = connection_config(verify_full, &PostgresOptions::default()).expect("the driver's part parses");
     assert_eq!(config.get_dbname(), Some("consents"));
     assert_eq!(DatabaseLocation::Postgres(verify_full.into()).to_string(), "postgres://db.example:6432/consents");
 }
@@ -197,7 +197,7 @@ fn a_client_certificate_needs_its_key_and_a_key_that_is_not_one_is_refused_namin
     let dir = TempDir::new().unwrap();
     let (cert, key) = throwaway_certificate(dir.path(), "client");
     let url = format!("postgres://db/c?sslmode=require&sslcert={}&sslkey={}", cert.display(), key.display());
-    let (_, connector) = connection_settings(&url, &StoreOptions::default()).expect("a matching pair loads");
+    let (_, connector) = connection_settings(&url, &PostgresOptions::default()).expect("a matching pair loads");
     assert_eq!(connector.mode(), SslMode::Require);
 
     let only_cert = format!("postgres://db/c?sslcert={}", cert.display());
@@ -470,25 +470,23 @@ fn sslrootcert_system_verifies_against_the_platform_bundle_or_ssl_cert_file() {
     let database = TestDatabase::create();
     // verify-full is implied: the certificate's name is checked, at 127.0.0.1.
     let url = with_params(&with_host(&database.url, &name), "hostaddr=127.0.0.1&sslrootcert=system");
-    let migrate = |cert_file: Option<&Path>| {
+    // The platform's bundle is what OpenSSL's SSL_CERT_FILE and SSL_CERT_DIR name, else its
+    // default locations; the test names it, since a machine's own directory may well trust
+    // PostgreSQL's certificate (Debian links its snakeoil certificate into /etc/ssl/certs).
+    let migrate = |cert_file: &Path| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_consentry"));
-        command.env_remove("CONSENTRY_DATABASE_URL").env_remove("SSL_CERT_FILE");
-        if let Some(file) = cert_file {
-            command.env("SSL_CERT_FILE", file);
-        }
+        command.env_remove("CONSENTRY_DATABASE_URL").env_remove("SSL_CERT_DIR").env("SSL_CERT_FILE", cert_file);
         command.args(["--database", &url, "migrate"]).output().expect("the binary runs")
     };
-    // The machine's self-signed certificate is in no platform bundle.
-    let refused = migrate(None);
+    // A bundle without the machine's self-signed certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let (other_root, _) = throwaway_certificate(dir.path(), "another-ca");
+    let refused = migrate(&other_root);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("invalid peer certificate: UnknownIssuer")
-            || stderr.contains("sslrootcert=system: no CA bundle"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("invalid peer certificate: UnknownIssuer"), "{stderr}");
     // SSL_CERT_FILE names the bundle, as for OpenSSL.
-    let trusted = migrate(Some(&root));
+    let trusted = migrate(&root);
     assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
     assert!(String::from_utf8_lossy(&trusted.stdout).contains("applied migrations 1"), "{trusted:?}");
 }
@@ -577,7 +575,7 @@ async fn allow_and_prefer_make_libpqs_second_attempt_when_the_server_refuses_the
 
 /// Why `connection_settings` refuses `url` (the test fails if it accepts it).
 fn refusal(url: &str) -> String {
-    match connection_settings(url, &StoreOptions::default()) {
+    match connection_settings(url, &PostgresOptions::default()) {
         Ok(_) => panic!("{url} was accepted"),
         Err(err) => err.to_string(),
     }

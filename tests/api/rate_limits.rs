@@ -5,22 +5,20 @@
 //! Tests that spend a budget and then expect a refusal use day-long windows: a window that
 //! ends between two requests of a test would refill the budget and make the test flaky.
 
-use std::time::Duration;
-
 use consentry::domain::catalog::{Permission, Workspace};
 use consentry::domain::ids::{GroupId, WorkspaceId};
 use consentry::domain::rate_limit::{Bucket, Limit, Window, MAX_REQUESTS};
 use consentry::domain::subscription::Channel;
 use consentry::domain::subscription::SubscriptionState::Subscribed;
 use consentry::domain::time::Timestamp;
-use consentry::ratelimit::{MemoryLimiter, RateLimiter};
+use consentry::limiter::{MemoryLimiter, RateLimiter};
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::admin_cli::{body, cell, fails, first_start_key, ok, only_uuid, post, row, settle, table, Server};
 use crate::helpers::{
-    assert_bad_request, assert_error, assert_success, by_external_ids, client, now_secs, rate_limit_headers, spawn_app,
-    status_and_json, StoreLocation, V2_PATH,
+    assert_bad_request, assert_error, assert_success, by_external_ids, client, manual_clock, now_secs,
+    rate_limit_headers, spawn_app, spawn_app_with, status_and_json, StoreLocation, V2_PATH,
 };
 
 const DAY: u64 = 86_400;
@@ -31,7 +29,7 @@ const DAY: u64 = 86_400;
 #[tokio::test]
 async fn a_successful_set_carries_the_rate_limit_headers_of_the_default_set_bucket() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let response = app.post_v2(&by_external_ids(group, "subscribed", &["u"])).await;
 
@@ -58,14 +56,14 @@ async fn a_400_found_after_authentication_still_carries_the_headers_and_spends_t
     let not_json = app.post_raw(V2_PATH, Some("text/plain"), b"{}".to_vec(), Some(&app.key)).await;
     assert_eq!(rate_limit_headers(&not_json).map(|(l, r, _)| (l, r)), Some((5_000, 4_997)));
     assert_error(not_json, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
-    assert!(app.profile("u").is_none());
+    assert!(app.profile("u").await.is_none());
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_unauthenticated_request_gets_no_rate_limit_headers() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let body = serde_json::to_vec(&by_external_ids(group, "subscribed", &["u"])).unwrap();
 
     for key in [None, Some("not-a-key")] {
@@ -81,9 +79,9 @@ async fn an_unauthenticated_request_gets_no_rate_limit_headers() {
 #[tokio::test]
 async fn a_request_refused_for_its_permission_spends_nothing_and_gets_no_headers() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let (_, track_only) =
-        app.catalog.create_key("default", vec![Permission::UsersTrack], Vec::new(), "track only").unwrap();
+        app.catalog.create_key("default", vec![Permission::UsersTrack], Vec::new(), "track only").await.unwrap();
 
     let forbidden = app.post_v2_with_key(&track_only, &by_external_ids(group, "subscribed", &["u"])).await;
     assert_eq!(rate_limit_headers(&forbidden), None);
@@ -97,8 +95,8 @@ async fn a_request_refused_for_its_permission_spends_nothing_and_gets_no_headers
 #[tokio::test]
 async fn remaining_counts_down_with_every_request_of_the_window() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
-    app.set_limit(Bucket::Set, 10, DAY);
+    let group = app.create_group("news", Channel::Email).await;
+    app.set_limit(Bucket::Set, 10, DAY).await;
 
     let mut seen = Vec::new();
     for n in 0..4 {
@@ -115,10 +113,10 @@ async fn remaining_counts_down_with_every_request_of_the_window() {
 #[tokio::test]
 async fn the_reset_header_is_the_end_of_the_clock_window_in_utc_epoch_seconds() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     for window in [60, 7, 3_600, DAY] {
-        app.set_limit(Bucket::Set, 1_000, window);
+        app.set_limit(Bucket::Set, 1_000, window).await;
         let before = now_secs();
         let response = app.post_v2(&by_external_ids(group, "subscribed", &["u"])).await;
         let after = now_secs();
@@ -136,8 +134,8 @@ async fn the_reset_header_is_the_end_of_the_clock_window_in_utc_epoch_seconds() 
 #[tokio::test]
 async fn once_the_workspace_limit_is_spent_the_answer_is_429_with_a_json_message_and_retry_after() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
-    app.set_limit(Bucket::Set, 3, DAY);
+    let group = app.create_group("news", Channel::Email).await;
+    app.set_limit(Bucket::Set, 3, DAY).await;
     for n in 0..3 {
         assert_success(app.post_v2(&by_external_ids(group, "subscribed", &[&format!("u{n}")])).await).await;
     }
@@ -172,11 +170,11 @@ async fn once_the_workspace_limit_is_spent_the_answer_is_429_with_a_json_message
 #[tokio::test]
 async fn a_rejected_set_changes_no_state_and_records_no_change() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     app.import(&[("known", Some("known@example.com"), None)]).await;
-    app.set_limit(Bucket::Set, 1, DAY);
+    app.set_limit(Bucket::Set, 1, DAY).await;
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["known"])).await).await;
-    let changes_before = app.changes();
+    let changes_before = app.changes().await;
 
     let body = json!({ "subscription_groups": [
         { "subscription_group_id": group.to_string(), "subscription_state": "unsubscribed",
@@ -186,17 +184,17 @@ async fn a_rejected_set_changes_no_state_and_records_no_change() {
     ]});
     assert_error(app.post_v2(&body).await, StatusCode::TOO_MANY_REQUESTS).await;
 
-    assert_eq!(app.state_of("known", group), Some(Subscribed));
-    assert!(app.profile("new-user").is_none(), "no profile created");
-    assert_eq!(app.orphan_state(&crate::helpers::email("orphan@example.com"), group), None);
-    assert_eq!(app.changes(), changes_before);
+    assert_eq!(app.state_of("known", group).await, Some(Subscribed));
+    assert!(app.profile("new-user").await.is_none(), "no profile created");
+    assert_eq!(app.orphan_state(&crate::helpers::email("orphan@example.com"), group).await, None);
+    assert_eq!(app.changes().await, changes_before);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_rejected_request_is_refused_before_its_body_is_examined() {
     let app = spawn_app().await;
-    app.set_limit(Bucket::Set, 1, DAY);
+    app.set_limit(Bucket::Set, 1, DAY).await;
     assert_bad_request(app.post_raw(V2_PATH, Some("application/json"), b"[]".to_vec(), Some(&app.key)).await).await;
 
     let response = app.post_raw(V2_PATH, Some("application/json"), b"{not json".to_vec(), Some(&app.key)).await;
@@ -208,10 +206,10 @@ async fn a_rejected_request_is_refused_before_its_body_is_examined() {
 #[tokio::test]
 async fn two_workspaces_have_separate_budgets() {
     let app = spawn_app().await;
-    let group_of_a = app.create_group("news", Channel::Email);
-    let (_, key_of_b) = app.create_workspace_with_key("b", &[Permission::SubscriptionStatusSet]);
-    let group_of_b = app.catalog.create_group("b", "news", Channel::Email).unwrap().id;
-    app.set_limit(Bucket::Set, 1, DAY);
+    let group_of_a = app.create_group("news", Channel::Email).await;
+    let (_, key_of_b) = app.create_workspace_with_key("b", &[Permission::SubscriptionStatusSet]).await;
+    let group_of_b = app.catalog.create_group("b", "news", Channel::Email).await.unwrap().id;
+    app.set_limit(Bucket::Set, 1, DAY).await;
     assert_success(app.post_v2(&by_external_ids(group_of_a, "subscribed", &["u"])).await).await;
     assert_error(app.post_v2(&by_external_ids(group_of_a, "subscribed", &["u"])).await, StatusCode::TOO_MANY_REQUESTS)
         .await;
@@ -226,10 +224,10 @@ async fn two_workspaces_have_separate_budgets() {
 #[tokio::test]
 async fn two_keys_of_one_workspace_share_its_budget() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let (_, second) =
-        app.catalog.create_key("default", vec![Permission::SubscriptionStatusSet], Vec::new(), "second").unwrap();
-    app.set_limit(Bucket::Set, 1, DAY);
+        app.catalog.create_key("default", vec![Permission::SubscriptionStatusSet], Vec::new(), "second").await.unwrap();
+    app.set_limit(Bucket::Set, 1, DAY).await;
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["u"])).await).await;
 
     let response = app.post_v2_with_key(&second, &by_external_ids(group, "subscribed", &["v"])).await;
@@ -240,11 +238,11 @@ async fn two_keys_of_one_workspace_share_its_budget() {
 
 #[tokio::test]
 async fn the_budget_refills_when_the_clock_window_rolls_over() {
-    let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
-    app.set_limit(Bucket::Set, 1, 1);
+    let app = spawn_app_with(|settings| settings.clock = manual_clock()).await;
+    let group = app.create_group("news", Channel::Email).await;
+    app.set_limit(Bucket::Set, 1, 1).await;
 
-    // Two requests can straddle a second, so spend until a refusal shows the window is full.
+    // Spend until a refusal shows the window is full (the clock stands still: the second).
     let mut refused = None;
     for n in 0..50 {
         let response = app.post_v2(&by_external_ids(group, "subscribed", &[&format!("u{n}")])).await;
@@ -258,28 +256,26 @@ async fn the_budget_refills_when_the_clock_window_rolls_over() {
     let ((limit, remaining, reset), retry_after) = refused.expect("a second request within one second is refused");
     assert_eq!((limit, remaining, retry_after.as_str()), (1, 0, "1"));
 
-    while now_secs() < reset {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.clock.set(Timestamp(reset * 1_000_000));
     let response = app.post_v2(&by_external_ids(group, "subscribed", &["next-window"])).await;
 
     let (_, remaining, next_reset) = rate_limit_headers(&response).unwrap();
     assert_eq!(remaining, 0, "the one request of the new window");
     assert!(next_reset > reset, "a new window: {next_reset} after {reset}");
     assert_success(response).await;
-    assert_eq!(app.state_of("next-window", group), Some(Subscribed));
+    assert_eq!(app.state_of("next-window", group).await, Some(Subscribed));
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_raised_limit_takes_effect_on_the_next_request() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
-    app.set_limit(Bucket::Set, 1, DAY);
+    let group = app.create_group("news", Channel::Email).await;
+    app.set_limit(Bucket::Set, 1, DAY).await;
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["u"])).await).await;
     assert_error(app.post_v2(&by_external_ids(group, "subscribed", &["v"])).await, StatusCode::TOO_MANY_REQUESTS).await;
 
-    app.set_limit(Bucket::Set, 5, DAY);
+    app.set_limit(Bucket::Set, 5, DAY).await;
     let response = app.post_v2(&by_external_ids(group, "subscribed", &["v"])).await;
 
     // The refused request was counted too, as a shared counter would count it.
@@ -483,8 +479,8 @@ fn a_workspace_stored_before_rate_limits_existed_loads_with_the_defaults() {
 #[tokio::test]
 async fn a_429_body_is_json_with_only_a_message() {
     let app = spawn_app().await;
-    app.set_limit(Bucket::Set, 1, DAY);
-    let group = app.create_group("news", Channel::Email);
+    app.set_limit(Bucket::Set, 1, DAY).await;
+    let group = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["u"])).await).await;
 
     let (status, body) = status_and_json(app.post_v2(&by_external_ids(group, "subscribed", &["v"])).await).await;

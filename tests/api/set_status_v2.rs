@@ -28,7 +28,7 @@ fn body(entries: Vec<Value>) -> Value {
 #[tokio::test]
 async fn a_valid_request_answers_201_with_exactly_the_success_message() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let response = app.post_v2(&by_external_ids(group, "subscribed", &["user-1"])).await;
 
@@ -39,37 +39,37 @@ async fn a_valid_request_answers_201_with_exactly_the_success_message() {
 #[tokio::test]
 async fn an_unknown_external_id_creates_a_profile_with_the_state() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
-    assert!(app.profile("user-1").is_none());
+    let group = app.create_group("news", Channel::Email).await;
+    assert!(app.profile("user-1").await.is_none());
 
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["user-1"])).await).await;
 
-    let profile = app.profile("user-1").expect("the profile is created");
+    let profile = app.profile("user-1").await.expect("the profile is created");
     assert_eq!(profile.external_id.as_deref(), Some("user-1"));
-    assert_eq!(app.state_of("user-1", group), Some(Subscribed));
+    assert_eq!(app.state_of("user-1", group).await, Some(Subscribed));
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_known_external_id_keeps_its_profile_and_gets_the_new_state() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     app.import(&[("user-1", Some("user1@example.com"), None)]).await;
-    let before = app.profile("user-1").unwrap();
+    let before = app.profile("user-1").await.unwrap();
 
     assert_success(app.post_v2(&by_external_ids(group, "unsubscribed", &["user-1"])).await).await;
 
-    let after = app.profile("user-1").unwrap();
+    let after = app.profile("user-1").await.unwrap();
     assert_eq!(after.id, before.id);
     assert_eq!(after.email.as_deref(), Some("user1@example.com"));
-    assert_eq!(app.state_of("user-1", group), Some(Unsubscribed));
+    assert_eq!(app.state_of("user-1", group).await, Some(Unsubscribed));
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_email_updates_every_profile_that_carries_it() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     app.import(&[
         ("alice", Some("shared@example.com"), None),
         ("bob", Some("shared@example.com"), None),
@@ -79,31 +79,31 @@ async fn an_email_updates_every_profile_that_carries_it() {
 
     assert_success(app.post_v2(&one_entry(group, "subscribed", "emails", &["shared@example.com"])).await).await;
 
-    assert_eq!(app.state_of("alice", group), Some(Subscribed));
-    assert_eq!(app.state_of("bob", group), Some(Subscribed));
-    assert_eq!(app.state_of("carol", group), None);
-    assert_eq!(app.changes().len(), 2);
-    assert_eq!(app.orphan_state(&email("shared@example.com"), group), None);
+    assert_eq!(app.state_of("alice", group).await, Some(Subscribed));
+    assert_eq!(app.state_of("bob", group).await, Some(Subscribed));
+    assert_eq!(app.state_of("carol", group).await, None);
+    assert_eq!(app.changes().await.len(), 2);
+    assert_eq!(app.orphan_state(&email("shared@example.com"), group).await, None);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn email_matching_ignores_case_and_surrounding_white_space() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     app.import(&[("alice", Some("alice@example.com"), None)]).await;
 
     assert_success(app.post_v2(&one_entry(group, "subscribed", "emails", &["  Alice@EXAMPLE.com\t"])).await).await;
 
-    assert_eq!(app.state_of("alice", group), Some(Subscribed));
-    assert_eq!(app.orphan_state(&email("alice@example.com"), group), None);
+    assert_eq!(app.state_of("alice", group).await, Some(Subscribed));
+    assert_eq!(app.orphan_state(&email("alice@example.com"), group).await, None);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_phone_updates_every_profile_that_carries_it() {
     let app = spawn_app().await;
-    let group = app.create_group("sms", Channel::Sms);
+    let group = app.create_group("sms", Channel::Sms).await;
     app.import(&[
         ("alice", None, Some("+12223334444")),
         ("bob", None, Some("+12223334444")),
@@ -113,24 +113,30 @@ async fn a_phone_updates_every_profile_that_carries_it() {
 
     assert_success(app.post_v2(&one_entry(group, "subscribed", "phones", &["+12223334444"])).await).await;
 
-    assert_eq!(app.state_of("alice", group), Some(Subscribed));
-    assert_eq!(app.state_of("bob", group), Some(Subscribed));
-    assert_eq!(app.state_of("carol", group), None);
+    assert_eq!(app.state_of("alice", group).await, Some(Subscribed));
+    assert_eq!(app.state_of("bob", group).await, Some(Subscribed));
+    assert_eq!(app.state_of("carol", group).await, None);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_unknown_email_stores_orphaned_state_and_creates_no_profile() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     assert_success(app.post_v2(&one_entry(group, "unsubscribed", "emails", &["Nobody@Example.com"])).await).await;
 
-    assert_eq!(app.orphan_state(&email("nobody@example.com"), group), Some(Unsubscribed));
-    assert!(app.store.profiles_by_contact(app.workspace, &email("nobody@example.com")).unwrap().is_empty());
-    assert!(app.profile("Nobody@Example.com").is_none());
-    assert!(app.profile("nobody@example.com").is_none());
-    let changes = app.changes();
+    assert_eq!(app.orphan_state(&email("nobody@example.com"), group).await, Some(Unsubscribed));
+    assert!(app
+        .store
+        .inspect()
+        .profiles_by_contact(app.workspace, &email("nobody@example.com"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(app.profile("Nobody@Example.com").await.is_none());
+    assert!(app.profile("nobody@example.com").await.is_none());
+    let changes = app.changes().await;
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].subject.contact(), Some(&email("nobody@example.com")));
     app.shutdown().await;
@@ -139,39 +145,39 @@ async fn an_unknown_email_stores_orphaned_state_and_creates_no_profile() {
 #[tokio::test]
 async fn an_unknown_phone_stores_orphaned_state_and_creates_no_profile() {
     let app = spawn_app().await;
-    let group = app.create_group("sms", Channel::Sms);
+    let group = app.create_group("sms", Channel::Sms).await;
 
     assert_success(app.post_v2(&one_entry(group, "subscribed", "phones", &["+12223334444"])).await).await;
 
-    assert_eq!(app.orphan_state(&phone("+12223334444"), group), Some(Subscribed));
-    assert!(app.store.profiles_by_contact(app.workspace, &phone("+12223334444")).unwrap().is_empty());
-    assert!(app.profile("+12223334444").is_none());
+    assert_eq!(app.orphan_state(&phone("+12223334444"), group).await, Some(Subscribed));
+    assert!(app.store.inspect().profiles_by_contact(app.workspace, &phone("+12223334444")).await.unwrap().is_empty());
+    assert!(app.profile("+12223334444").await.is_none());
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_email_carried_by_a_profile_stores_no_orphaned_state() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     app.import(&[("alice", Some("alice@example.com"), None)]).await;
 
     assert_success(app.post_v2(&one_entry(group, "subscribed", "emails", &["alice@example.com"])).await).await;
 
-    assert_eq!(app.orphan_state(&email("alice@example.com"), group), None);
-    assert_eq!(app.changes()[0].subject, Subject::Profile(app.profile("alice").unwrap().id));
+    assert_eq!(app.orphan_state(&email("alice@example.com"), group).await, None);
+    assert_eq!(app.changes().await[0].subject, Subject::Profile(app.profile("alice").await.unwrap().id));
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_orphaned_state_can_be_changed_again_and_its_history_chains() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     assert_success(app.post_v2(&one_entry(group, "subscribed", "emails", &["x@example.com"])).await).await;
     assert_success(app.post_v2(&one_entry(group, "unsubscribed", "emails", &["X@example.com"])).await).await;
 
-    assert_eq!(app.orphan_state(&email("x@example.com"), group), Some(Unsubscribed));
-    let changes = app.changes();
+    assert_eq!(app.orphan_state(&email("x@example.com"), group).await, Some(Unsubscribed));
+    let changes = app.changes().await;
     assert_eq!(changes.len(), 2);
     assert_eq!((changes[0].old, changes[0].new), (None, Subscribed));
     assert_eq!((changes[1].old, changes[1].new), (Some(Subscribed), Unsubscribed));
@@ -181,7 +187,7 @@ async fn an_orphaned_state_can_be_changed_again_and_its_history_chains() {
 #[tokio::test]
 async fn entries_are_applied_in_order_so_a_later_entry_for_the_same_profile_and_group_wins() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let request = body(vec![
         entry(group, "subscribed", "external_ids", json!(["user-1"])),
@@ -189,8 +195,8 @@ async fn entries_are_applied_in_order_so_a_later_entry_for_the_same_profile_and_
     ]);
     assert_success(app.post_v2(&request).await).await;
 
-    assert_eq!(app.state_of("user-1", group), Some(Unsubscribed));
-    let changes = app.changes();
+    assert_eq!(app.state_of("user-1", group).await, Some(Unsubscribed));
+    let changes = app.changes().await;
     assert_eq!(changes.len(), 1, "one record of the net change: {changes:?}");
     assert_eq!((changes[0].old, changes[0].new), (None, Unsubscribed));
     app.shutdown().await;
@@ -199,7 +205,7 @@ async fn entries_are_applied_in_order_so_a_later_entry_for_the_same_profile_and_
 #[tokio::test]
 async fn a_later_entry_by_email_overrides_an_earlier_entry_by_external_id_for_the_same_profile() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     app.import(&[("alice", Some("alice@example.com"), None)]).await;
 
     let request = body(vec![
@@ -208,17 +214,17 @@ async fn a_later_entry_by_email_overrides_an_earlier_entry_by_external_id_for_th
     ]);
     assert_success(app.post_v2(&request).await).await;
 
-    assert_eq!(app.state_of("alice", group), Some(Subscribed));
-    assert_eq!(app.changes().len(), 1, "one record of the net change");
+    assert_eq!(app.state_of("alice", group).await, Some(Subscribed));
+    assert_eq!(app.changes().await.len(), 1, "one record of the net change");
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn entries_for_different_groups_are_all_applied() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let promo = app.create_group("promo", Channel::Email);
-    let sms = app.create_group("sms", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let promo = app.create_group("promo", Channel::Email).await;
+    let sms = app.create_group("sms", Channel::Sms).await;
 
     let request = body(vec![
         entry(news, "subscribed", "external_ids", json!(["user-1"])),
@@ -227,17 +233,17 @@ async fn entries_for_different_groups_are_all_applied() {
     ]);
     assert_success(app.post_v2(&request).await).await;
 
-    assert_eq!(app.state_of("user-1", news), Some(Subscribed));
-    assert_eq!(app.state_of("user-1", promo), Some(Unsubscribed));
-    assert_eq!(app.state_of("user-1", sms), Some(Subscribed));
-    assert_eq!(app.profile("user-1").unwrap().states.len(), 3);
+    assert_eq!(app.state_of("user-1", news).await, Some(Subscribed));
+    assert_eq!(app.state_of("user-1", promo).await, Some(Unsubscribed));
+    assert_eq!(app.state_of("user-1", sms).await, Some(Subscribed));
+    assert_eq!(app.profile("user-1").await.unwrap().states.len(), 3);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_profile_reached_by_external_id_and_by_email_in_one_entry_changes_once() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     app.import(&[("alice", Some("alice@example.com"), None)]).await;
 
     let request = body(vec![json!({
@@ -248,8 +254,8 @@ async fn a_profile_reached_by_external_id_and_by_email_in_one_entry_changes_once
     })]);
     assert_success(app.post_v2(&request).await).await;
 
-    assert_eq!(app.state_of("alice", group), Some(Subscribed));
-    assert_eq!(app.changes().len(), 1);
+    assert_eq!(app.state_of("alice", group).await, Some(Subscribed));
+    assert_eq!(app.changes().await.len(), 1);
     app.shutdown().await;
 }
 
@@ -259,81 +265,81 @@ async fn a_profile_reached_by_external_id_and_by_email_in_one_entry_changes_once
 #[tokio::test]
 async fn a_single_string_is_accepted_as_a_list_of_one_for_each_identifier_list() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let sms = app.create_group("sms", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let sms = app.create_group("sms", Channel::Sms).await;
 
     assert_success(app.post_v2(&body(vec![entry(news, "subscribed", "external_ids", json!("user-1"))])).await).await;
     assert_success(app.post_v2(&body(vec![entry(news, "subscribed", "emails", json!("a@example.com"))])).await).await;
     assert_success(app.post_v2(&body(vec![entry(sms, "subscribed", "phones", json!("+12223334444"))])).await).await;
 
-    assert_eq!(app.state_of("user-1", news), Some(Subscribed));
-    assert_eq!(app.orphan_state(&email("a@example.com"), news), Some(Subscribed));
-    assert_eq!(app.orphan_state(&phone("+12223334444"), sms), Some(Subscribed));
+    assert_eq!(app.state_of("user-1", news).await, Some(Subscribed));
+    assert_eq!(app.orphan_state(&email("a@example.com"), news).await, Some(Subscribed));
+    assert_eq!(app.orphan_state(&phone("+12223334444"), sms).await, Some(Subscribed));
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_same_external_id_twice_in_one_list_counts_once() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["user-1", "user-1"])).await).await;
 
-    assert_eq!(app.changes().len(), 1);
-    assert_eq!(app.state_of("user-1", group), Some(Subscribed));
+    assert_eq!(app.changes().await.len(), 1);
+    assert_eq!(app.state_of("user-1", group).await, Some(Subscribed));
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_same_email_twice_in_one_list_counts_once_even_when_spelled_differently() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     app.import(&[("alice", Some("alice@example.com"), None)]).await;
 
     let emails = ["alice@example.com", " ALICE@example.com", "x@example.com", "X@Example.COM"];
     assert_success(app.post_v2(&one_entry(group, "subscribed", "emails", &emails)).await).await;
 
-    assert_eq!(app.changes().len(), 2, "one change for alice's profile, one for the orphan x@example.com");
+    assert_eq!(app.changes().await.len(), 2, "one change for alice's profile, one for the orphan x@example.com");
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_same_phone_twice_in_one_list_counts_once() {
     let app = spawn_app().await;
-    let group = app.create_group("sms", Channel::Sms);
+    let group = app.create_group("sms", Channel::Sms).await;
 
     assert_success(app.post_v2(&one_entry(group, "subscribed", "phones", &["+12223334444", "+12223334444"])).await)
         .await;
 
-    assert_eq!(app.changes().len(), 1);
+    assert_eq!(app.changes().await.len(), 1);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_external_id_that_looks_like_an_email_is_an_external_id() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     app.import(&[("alice", Some("alice@example.com"), None)]).await;
 
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["Alice@Example.com"])).await).await;
 
-    assert_eq!(app.state_of("Alice@Example.com", group), Some(Subscribed));
-    assert_eq!(app.state_of("alice", group), None, "the profile carrying that email is untouched");
-    assert_eq!(app.orphan_state(&email("alice@example.com"), group), None);
-    assert!(app.profile("alice@example.com").is_none(), "external ids are not normalized");
+    assert_eq!(app.state_of("Alice@Example.com", group).await, Some(Subscribed));
+    assert_eq!(app.state_of("alice", group).await, None, "the profile carrying that email is untouched");
+    assert_eq!(app.orphan_state(&email("alice@example.com"), group).await, None);
+    assert!(app.profile("alice@example.com").await.is_none(), "external ids are not normalized");
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn external_ids_are_compared_exactly_without_case_folding_or_trimming() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["User", "user", " user "])).await).await;
 
-    assert_eq!(app.changes().len(), 3);
+    assert_eq!(app.changes().await.len(), 3);
     for id in ["User", "user", " user "] {
-        assert_eq!(app.state_of(id, group), Some(Subscribed), "{id:?}");
+        assert_eq!(app.state_of(id, group).await, Some(Subscribed), "{id:?}");
     }
     app.shutdown().await;
 }
@@ -341,7 +347,7 @@ async fn external_ids_are_compared_exactly_without_case_folding_or_trimming() {
 #[tokio::test]
 async fn emails_and_external_ids_in_one_entry_are_accepted() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let request = body(vec![json!({
         "subscription_group_id": group.to_string(),
@@ -351,15 +357,15 @@ async fn emails_and_external_ids_in_one_entry_are_accepted() {
     })]);
     assert_success(app.post_v2(&request).await).await;
 
-    assert_eq!(app.state_of("user-1", group), Some(Subscribed));
-    assert_eq!(app.orphan_state(&email("someone@example.com"), group), Some(Subscribed));
+    assert_eq!(app.state_of("user-1", group).await, Some(Subscribed));
+    assert_eq!(app.orphan_state(&email("someone@example.com"), group).await, Some(Subscribed));
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn phones_and_external_ids_in_one_entry_are_accepted() {
     let app = spawn_app().await;
-    let group = app.create_group("sms", Channel::Sms);
+    let group = app.create_group("sms", Channel::Sms).await;
 
     let request = body(vec![json!({
         "subscription_group_id": group.to_string(),
@@ -369,8 +375,8 @@ async fn phones_and_external_ids_in_one_entry_are_accepted() {
     })]);
     assert_success(app.post_v2(&request).await).await;
 
-    assert_eq!(app.state_of("user-1", group), Some(Subscribed));
-    assert_eq!(app.orphan_state(&phone("+12223334444"), group), Some(Subscribed));
+    assert_eq!(app.state_of("user-1", group).await, Some(Subscribed));
+    assert_eq!(app.orphan_state(&phone("+12223334444"), group).await, Some(Subscribed));
     app.shutdown().await;
 }
 
@@ -378,9 +384,9 @@ async fn phones_and_external_ids_in_one_entry_are_accepted() {
 async fn external_ids_work_for_every_channel() {
     let app = spawn_app().await;
     for (name, channel) in [("e", Channel::Email), ("s", Channel::Sms), ("w", Channel::Whatsapp)] {
-        let group = app.create_group(name, channel);
+        let group = app.create_group(name, channel).await;
         assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["user-1"])).await).await;
-        assert_eq!(app.state_of("user-1", group), Some(Subscribed));
+        assert_eq!(app.state_of("user-1", group).await, Some(Subscribed));
     }
     app.shutdown().await;
 }
@@ -388,19 +394,19 @@ async fn external_ids_work_for_every_channel() {
 #[tokio::test]
 async fn a_whatsapp_group_takes_phones() {
     let app = spawn_app().await;
-    let group = app.create_group("wa", Channel::Whatsapp);
+    let group = app.create_group("wa", Channel::Whatsapp).await;
     app.import(&[("alice", None, Some("+447700900123"))]).await;
 
     assert_success(app.post_v2(&one_entry(group, "subscribed", "phones", &["+447700900123"])).await).await;
 
-    assert_eq!(app.state_of("alice", group), Some(Subscribed));
+    assert_eq!(app.state_of("alice", group).await, Some(Subscribed));
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn use_double_opt_in_logic_is_recorded_on_the_change_record() {
     let app = spawn_app().await;
-    let group = app.create_group("sms", Channel::Sms);
+    let group = app.create_group("sms", Channel::Sms).await;
 
     let request = body(vec![
         json!({ "subscription_group_id": group.to_string(), "subscription_state": "subscribed",
@@ -412,7 +418,7 @@ async fn use_double_opt_in_logic_is_recorded_on_the_change_record() {
     ]);
     assert_success(app.post_v2(&request).await).await;
 
-    let flags: Vec<bool> = app.changes().iter().map(|c| c.use_double_opt_in_logic).collect();
+    let flags: Vec<bool> = app.changes().await.iter().map(|c| c.use_double_opt_in_logic).collect();
     assert_eq!(flags, vec![true, false, false]);
     app.shutdown().await;
 }
@@ -427,24 +433,24 @@ fn entries_for(group: GroupId, count: usize) -> Value {
 #[tokio::test]
 async fn twenty_five_entries_are_accepted() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     assert_success(app.post_v2(&entries_for(group, 25)).await).await;
 
-    assert_eq!(app.changes().len(), 25);
+    assert_eq!(app.changes().await.len(), 25);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn twenty_six_entries_are_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let message = assert_bad_request(app.post_v2(&entries_for(group, 26)).await).await;
 
     assert!(message.starts_with("subscription_groups:"), "{message}");
     assert!(message.contains("26"), "{message}");
-    assert!(app.changes().is_empty());
+    assert!(app.changes().await.is_empty());
     app.shutdown().await;
 }
 
@@ -481,23 +487,23 @@ fn numbered(field: &str, count: usize) -> Vec<String> {
 #[tokio::test]
 async fn fifty_identifiers_in_each_list_are_accepted() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let sms = app.create_group("sms", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let sms = app.create_group("sms", Channel::Sms).await;
 
     for (group, field) in [(news, "external_ids"), (news, "emails"), (sms, "phones")] {
         let values = numbered(field, 50);
         assert_success(app.post_v2(&body(vec![entry(group, "subscribed", field, json!(values))])).await).await;
     }
 
-    assert_eq!(app.changes().len(), 150);
+    assert_eq!(app.changes().await.len(), 150);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn fifty_one_identifiers_in_any_list_are_refused() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let sms = app.create_group("sms", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let sms = app.create_group("sms", Channel::Sms).await;
 
     for (group, field) in [(news, "external_ids"), (news, "emails"), (sms, "phones")] {
         let values = numbered(field, 51);
@@ -507,15 +513,15 @@ async fn fifty_one_identifiers_in_any_list_are_refused() {
         assert!(message.contains("51"), "{message}");
     }
 
-    assert!(app.changes().is_empty());
+    assert!(app.changes().await.is_empty());
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_empty_identifier_list_is_refused() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let sms = app.create_group("sms", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let sms = app.create_group("sms", Channel::Sms).await;
 
     for (group, field) in [(news, "external_ids"), (news, "emails"), (sms, "phones")] {
         let message =
@@ -528,7 +534,7 @@ async fn an_empty_identifier_list_is_refused() {
 #[tokio::test]
 async fn an_external_id_of_512_bytes_is_accepted_and_one_of_513_is_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let longest = "é".repeat(256);
     let too_long = format!("{longest}x");
 
@@ -537,19 +543,19 @@ async fn an_external_id_of_512_bytes_is_accepted_and_one_of_513_is_refused() {
 
     assert!(message.starts_with("subscription_groups[0].external_ids[0]:"), "{message}");
     assert!(message.contains("513"), "{message}");
-    assert_eq!(app.state_of(&longest, group), Some(Subscribed));
+    assert_eq!(app.state_of(&longest, group).await, Some(Subscribed));
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_empty_external_id_is_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let message = assert_bad_request(app.post_v2(&by_external_ids(group, "subscribed", &["ok", ""])).await).await;
 
     assert!(message.starts_with("subscription_groups[0].external_ids[1]:"), "{message}");
-    assert!(app.changes().is_empty());
+    assert!(app.changes().await.is_empty());
     app.shutdown().await;
 }
 
@@ -570,21 +576,21 @@ async fn a_missing_subscription_group_id_is_refused() {
 #[tokio::test]
 async fn a_missing_subscription_state_is_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let request =
         json!({ "subscription_groups": [ { "subscription_group_id": group.to_string(), "external_ids": ["u"] } ] });
     let message = assert_bad_request(app.post_v2(&request).await).await;
 
     assert!(message.starts_with("subscription_groups[0].subscription_state:"), "{message}");
-    assert!(app.profile("u").is_none());
+    assert!(app.profile("u").await.is_none());
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_subscription_state_in_another_spelling_is_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     for state in ["Subscribed", "SUBSCRIBED", "Unsubscribed", "subscribe", " subscribed", "opted_in", ""] {
         let message = assert_bad_request(app.post_v2(&by_external_ids(group, state, &["u"])).await).await;
@@ -592,28 +598,28 @@ async fn a_subscription_state_in_another_spelling_is_refused() {
         assert!(message.contains(&serde_json::to_string(state).unwrap()), "{state:?}: {message}");
     }
 
-    assert!(app.profile("u").is_none());
+    assert!(app.profile("u").await.is_none());
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn emails_on_an_sms_group_are_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("sms", Channel::Sms);
+    let group = app.create_group("sms", Channel::Sms).await;
 
     let message =
         assert_bad_request(app.post_v2(&one_entry(group, "subscribed", "emails", &["a@example.com"])).await).await;
 
     assert!(message.starts_with("subscription_groups[0].emails:"), "{message}");
     assert!(message.contains(&group.to_string()), "{message}");
-    assert_eq!(app.orphan_state(&email("a@example.com"), group), None);
+    assert_eq!(app.orphan_state(&email("a@example.com"), group).await, None);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn emails_on_a_whatsapp_group_are_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("wa", Channel::Whatsapp);
+    let group = app.create_group("wa", Channel::Whatsapp).await;
 
     let message =
         assert_bad_request(app.post_v2(&one_entry(group, "subscribed", "emails", &["a@example.com"])).await).await;
@@ -625,21 +631,21 @@ async fn emails_on_a_whatsapp_group_are_refused() {
 #[tokio::test]
 async fn phones_on_an_email_group_are_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let message =
         assert_bad_request(app.post_v2(&one_entry(group, "subscribed", "phones", &["+12223334444"])).await).await;
 
     assert!(message.starts_with("subscription_groups[0].phones:"), "{message}");
     assert!(message.contains(&group.to_string()), "{message}");
-    assert_eq!(app.orphan_state(&phone("+12223334444"), group), None);
+    assert_eq!(app.orphan_state(&phone("+12223334444"), group).await, None);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn emails_and_phones_in_one_entry_are_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let request = body(vec![json!({
         "subscription_group_id": group.to_string(),
@@ -657,7 +663,7 @@ async fn emails_and_phones_in_one_entry_are_refused() {
 #[tokio::test]
 async fn an_entry_without_identifiers_is_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let request = json!({ "subscription_groups": [ { "subscription_group_id": group.to_string(), "subscription_state": "subscribed" } ] });
     let message = assert_bad_request(app.post_v2(&request).await).await;
@@ -670,7 +676,7 @@ async fn an_entry_without_identifiers_is_refused() {
 #[tokio::test]
 async fn null_identifier_lists_count_as_absent() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let request = body(vec![json!({
         "subscription_group_id": group.to_string(), "subscription_state": "subscribed",
@@ -678,7 +684,7 @@ async fn null_identifier_lists_count_as_absent() {
     })]);
     assert_success(app.post_v2(&request).await).await;
 
-    assert_eq!(app.state_of("u", group), Some(Subscribed));
+    assert_eq!(app.state_of("u", group).await, Some(Subscribed));
     app.shutdown().await;
 }
 
@@ -704,7 +710,7 @@ async fn an_unknown_group_is_refused_naming_the_group_id() {
 
     assert!(message.starts_with("subscription_groups[0].subscription_group_id:"), "{message}");
     assert!(message.contains(&unknown.to_string()), "{message}");
-    assert!(app.profile("u").is_none());
+    assert!(app.profile("u").await.is_none());
     app.shutdown().await;
 }
 
@@ -723,16 +729,16 @@ async fn a_group_id_that_is_not_a_uuid_is_refused_naming_it() {
 #[tokio::test]
 async fn an_archived_group_is_refused_naming_the_group_id() {
     let app = spawn_app().await;
-    let group = app.create_group("old", Channel::Email);
+    let group = app.create_group("old", Channel::Email).await;
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["u"])).await).await;
-    app.catalog.archive_group(&group.to_string()).unwrap();
+    app.catalog.archive_group(&group.to_string()).await.unwrap();
 
     let message = assert_bad_request(app.post_v2(&by_external_ids(group, "unsubscribed", &["u"])).await).await;
 
     assert!(message.starts_with("subscription_groups[0].subscription_group_id:"), "{message}");
     assert!(message.contains(&group.to_string()), "{message}");
     assert!(message.contains("archived"), "{message}");
-    assert_eq!(app.state_of("u", group), Some(Subscribed), "an archived group keeps its states");
+    assert_eq!(app.state_of("u", group).await, Some(Subscribed), "an archived group keeps its states");
     app.shutdown().await;
 }
 
@@ -740,10 +746,10 @@ async fn an_archived_group_is_refused_naming_the_group_id() {
 async fn a_workspace_holds_at_most_450_groups() {
     let app = spawn_app().await;
     for i in 0..450 {
-        app.create_group(&format!("group-{i}"), Channel::Email);
+        app.create_group(&format!("group-{i}"), Channel::Email).await;
     }
 
-    let refused = app.catalog.create_group("default", "one-too-many", Channel::Email);
+    let refused = app.catalog.create_group("default", "one-too-many", Channel::Email).await;
 
     let message = refused.expect_err("the 451st group is refused").to_string();
     assert!(message.contains("450"), "{message}");
@@ -756,7 +762,7 @@ async fn a_workspace_holds_at_most_450_groups() {
 #[tokio::test]
 async fn an_invalid_email_is_refused_naming_its_place_and_value() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let request = body(vec![
         entry(group, "subscribed", "emails", json!(["ok@example.com"])),
@@ -772,7 +778,7 @@ async fn an_invalid_email_is_refused_naming_its_place_and_value() {
 #[tokio::test]
 async fn emails_with_quoted_local_parts_or_ip_literals_are_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     for bad in ["\"john doe\"@example.com", "user@[192.0.2.1]", &format!("{}@example.com", "a".repeat(250))] {
         let message = assert_bad_request(app.post_v2(&one_entry(group, "subscribed", "emails", &[bad])).await).await;
@@ -784,7 +790,7 @@ async fn emails_with_quoted_local_parts_or_ip_literals_are_refused() {
 #[tokio::test]
 async fn a_non_e164_phone_is_refused_naming_its_place_and_value() {
     let app = spawn_app().await;
-    let group = app.create_group("sms", Channel::Sms);
+    let group = app.create_group("sms", Channel::Sms).await;
 
     let request = body(vec![
         entry(group, "subscribed", "phones", json!(["+12223334444"])),
@@ -800,21 +806,21 @@ async fn a_non_e164_phone_is_refused_naming_its_place_and_value() {
 #[tokio::test]
 async fn phones_without_plus_or_with_too_many_digits_are_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("sms", Channel::Sms);
+    let group = app.create_group("sms", Channel::Sms).await;
 
     for bad in ["12223334444", "+1222333444455556", "+1-222-333-4444", "+0123456789", "+1222"] {
         let message = assert_bad_request(app.post_v2(&one_entry(group, "subscribed", "phones", &[bad])).await).await;
         assert!(message.starts_with("subscription_groups[0].phones[0]:"), "{bad}: {message}");
         assert!(message.contains(&serde_json::to_string(bad).unwrap()), "{bad}: {message}");
     }
-    assert!(app.changes().is_empty());
+    assert!(app.changes().await.is_empty());
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn every_problem_is_listed_in_errors_and_the_first_is_the_message() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let request = body(vec![
         entry(group, "Subscribed", "external_ids", json!(["u"])),
@@ -843,7 +849,7 @@ async fn type_error(app: &TestApp, request: Value) -> String {
 #[tokio::test]
 async fn a_number_in_an_identifier_list_is_refused_naming_the_item() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let message = type_error(&app, body(vec![entry(group, "subscribed", "external_ids", json!(["u", 5]))])).await;
 
@@ -855,7 +861,7 @@ async fn a_number_in_an_identifier_list_is_refused_naming_the_item() {
 #[tokio::test]
 async fn an_identifier_list_that_is_an_object_is_refused_naming_the_field() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let message =
         type_error(&app, body(vec![entry(group, "subscribed", "emails", json!({ "a": "b@example.com" }))])).await;
@@ -867,7 +873,7 @@ async fn an_identifier_list_that_is_an_object_is_refused_naming_the_field() {
 #[tokio::test]
 async fn an_object_as_subscription_state_is_refused_naming_the_field() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let request = json!({ "subscription_groups": [ { "subscription_group_id": group.to_string(),
         "subscription_state": { "value": "subscribed" }, "external_ids": ["u"] } ] });
@@ -894,21 +900,21 @@ async fn a_boolean_as_subscription_group_id_is_refused_naming_the_field() {
 #[tokio::test]
 async fn a_string_as_use_double_opt_in_logic_is_refused_naming_the_field() {
     let app = spawn_app().await;
-    let group = app.create_group("sms", Channel::Sms);
+    let group = app.create_group("sms", Channel::Sms).await;
 
     let request = json!({ "subscription_groups": [ { "subscription_group_id": group.to_string(),
         "subscription_state": "subscribed", "phones": ["+12223334444"], "use_double_opt_in_logic": "true" } ] });
     let message = type_error(&app, request).await;
 
     assert!(message.starts_with("subscription_groups[0].use_double_opt_in_logic:"), "{message}");
-    assert!(app.changes().is_empty());
+    assert!(app.changes().await.is_empty());
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn subscription_groups_that_is_an_object_is_refused_naming_the_field() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let request = json!({ "subscription_groups": entry(group, "subscribed", "external_ids", json!(["u"])) });
     let message = type_error(&app, request).await;
@@ -1064,7 +1070,7 @@ fn as_bool(state: consentry::domain::subscription::SubscriptionState) -> bool {
 
 async fn run_model_case(requests: Vec<Vec<ModelEntry>>) -> Result<(), TestCaseError> {
     let app = spawn_app().await;
-    let groups = [app.create_group("news", Channel::Email), app.create_group("sms", Channel::Sms)];
+    let groups = [app.create_group("news", Channel::Email).await, app.create_group("sms", Channel::Sms).await];
     let imported: Vec<(&str, Option<&str>, Option<&str>)> =
         IMPORTED.iter().map(|&(id, e)| (id, Some(e), None)).collect();
     app.import(&imported).await;
@@ -1078,11 +1084,11 @@ async fn run_model_case(requests: Vec<Vec<ModelEntry>>) -> Result<(), TestCaseEr
     }
 
     for id in EXTERNAL_IDS {
-        let profile = app.profile(id);
+        let profile = app.profile(id).await;
         prop_assert_eq!(profile.is_some(), model.profiles.contains(id), "profile {}", id);
         for (g, &group) in groups.iter().enumerate() {
             prop_assert_eq!(
-                app.state_of(id, group).map(as_bool),
+                app.state_of(id, group).await.map(as_bool),
                 model.states.get(&(id, g)).copied(),
                 "{} in group {}",
                 id,
@@ -1093,7 +1099,7 @@ async fn run_model_case(requests: Vec<Vec<ModelEntry>>) -> Result<(), TestCaseEr
     for address in EMAILS {
         for (g, &group) in groups.iter().enumerate() {
             prop_assert_eq!(
-                app.orphan_state(&email(address), group).map(as_bool),
+                app.orphan_state(&email(address), group).await.map(as_bool),
                 model.orphans.get(&(address, g)).copied(),
                 "orphan {} in group {}",
                 address,
@@ -1101,7 +1107,7 @@ async fn run_model_case(requests: Vec<Vec<ModelEntry>>) -> Result<(), TestCaseEr
             );
         }
     }
-    prop_assert_eq!(app.changes().len(), model.changes);
+    prop_assert_eq!(app.changes().await.len(), model.changes);
     app.shutdown().await;
     Ok(())
 }

@@ -24,7 +24,7 @@ async fn refused(app: &TestApp, group: GroupId, rest: &str) -> String {
 /// without a state.
 async fn email_world() -> (TestApp, GroupId) {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     app.import(&[
         ("sub", Some("sub@example.com"), None),
         ("unsub", Some("unsub@example.com"), None),
@@ -129,7 +129,7 @@ async fn bracketed_emails_are_read_like_repeated_emails() {
 #[tokio::test]
 async fn a_percent_encoded_value_is_decoded() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["a b&c"])).await).await;
 
     let (status, body) = app.status_get(group, "external_id=a%20b%26c").await;
@@ -141,7 +141,7 @@ async fn a_percent_encoded_value_is_decoded() {
 #[tokio::test]
 async fn a_phone_whose_plus_arrived_as_a_space_is_read_with_its_plus() {
     let app = spawn_app().await;
-    let group = app.create_group("sms", Channel::Sms);
+    let group = app.create_group("sms", Channel::Sms).await;
     app.import(&[("alice", None, Some("+12223334444")), ("bob", None, Some("+15556667777"))]).await;
     assert_success(app.post_v2(&one_entry(group, "subscribed", "phones", &["+12223334444"])).await).await;
     assert_success(app.post_v2(&one_entry(group, "unsubscribed", "phones", &["+15556667777"])).await).await;
@@ -157,7 +157,7 @@ async fn a_phone_whose_plus_arrived_as_a_space_is_read_with_its_plus() {
 #[tokio::test]
 async fn an_encoded_plus_and_a_plus_read_as_a_space_give_the_same_answer() {
     let app = spawn_app().await;
-    let group = app.create_group("sms", Channel::Sms);
+    let group = app.create_group("sms", Channel::Sms).await;
     assert_success(app.post_v2(&one_entry(group, "unsubscribed", "phones", &["+447700900123"])).await).await;
 
     for query in ["phone=%2B447700900123", "phone=+447700900123", "phone=%20447700900123"] {
@@ -170,7 +170,7 @@ async fn an_encoded_plus_and_a_plus_read_as_a_space_give_the_same_answer() {
 #[tokio::test]
 async fn keys_are_the_identifiers_as_the_caller_wrote_them() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     app.import(&[("ada", Some("ada@example.com"), None)]).await;
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["ada"])).await).await;
 
@@ -183,7 +183,7 @@ async fn keys_are_the_identifiers_as_the_caller_wrote_them() {
 #[tokio::test]
 async fn two_spellings_of_one_email_are_two_keys_with_one_answer() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     app.import(&[("ada", Some("ada@example.com"), None)]).await;
     assert_success(app.post_v2(&by_external_ids(group, "unsubscribed", &["ada"])).await).await;
 
@@ -237,7 +237,7 @@ async fn an_external_id_takes_precedence_and_emails_and_phones_are_ignored_unval
 #[tokio::test]
 async fn an_email_carried_by_several_profiles_answers_the_most_restrictive_state() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     app.import(&[
         ("a1", Some("mixed@example.com"), None),
         ("a2", Some("mixed@example.com"), None),
@@ -276,7 +276,7 @@ async fn an_email_carried_by_several_profiles_answers_the_most_restrictive_state
 #[tokio::test]
 async fn a_phone_carried_by_several_profiles_answers_the_most_restrictive_state() {
     let app = spawn_app().await;
-    let group = app.create_group("wa", Channel::Whatsapp);
+    let group = app.create_group("wa", Channel::Whatsapp).await;
     app.import(&[("a", None, Some("+12223334444")), ("b", None, Some("+12223334444"))]).await;
     assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["a"])).await).await;
     assert_success(app.post_v2(&by_external_ids(group, "unsubscribed", &["b"])).await).await;
@@ -290,8 +290,8 @@ async fn a_phone_carried_by_several_profiles_answers_the_most_restrictive_state(
 #[tokio::test]
 async fn an_email_or_phone_carried_by_no_profile_answers_its_orphaned_state() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let sms = app.create_group("sms", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let sms = app.create_group("sms", Channel::Sms).await;
     assert_success(app.post_v2(&one_entry(news, "unsubscribed", "emails", &["Orphan@Example.com"])).await).await;
     assert_success(app.post_v2(&one_entry(sms, "subscribed", "phones", &["+15556667777"])).await).await;
 
@@ -306,8 +306,8 @@ async fn an_email_or_phone_carried_by_no_profile_answers_its_orphaned_state() {
 #[tokio::test]
 async fn an_orphaned_state_in_another_group_is_not_an_answer() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let promo = app.create_group("promo", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
+    let promo = app.create_group("promo", Channel::Email).await;
     assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["x@example.com"])).await).await;
 
     let (status, body) = app.status_get(promo, "email=x@example.com").await;
@@ -319,9 +319,9 @@ async fn an_orphaned_state_in_another_group_is_not_an_answer() {
 #[tokio::test]
 async fn nothing_crosses_workspaces() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
-    let (other, other_key) = app.create_workspace_with_key("other", &[Permission::SubscriptionStatusSet]);
-    let other_group = app.catalog.create_group("other", "news", Channel::Email).unwrap().id;
+    let group = app.create_group("news", Channel::Email).await;
+    let (other, other_key) = app.create_workspace_with_key("other", &[Permission::SubscriptionStatusSet]).await;
+    let other_group = app.catalog.create_group("other", "news", Channel::Email).await.unwrap().id;
     app.import_into(other, &[("u", Some("u@example.com"), None)]).await;
     assert_success(app.post_v2_with_key(&other_key, &by_external_ids(other_group, "subscribed", &["u"])).await).await;
 
@@ -341,7 +341,7 @@ async fn nothing_crosses_workspaces() {
 #[tokio::test]
 async fn an_email_and_a_phone_without_an_external_id_are_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     let message = refused(&app, group, "email=a@example.com&phone=%2B12223334444").await;
 
@@ -352,7 +352,7 @@ async fn an_email_and_a_phone_without_an_external_id_are_refused() {
 #[tokio::test]
 async fn a_request_naming_no_identifier_is_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
 
     for rest in ["", "limit=1", "external_ids=u", "emails=a@example.com"] {
         let message = refused(&app, group, rest).await;
@@ -375,8 +375,8 @@ fn repeated(name: &str, count: usize) -> String {
 #[tokio::test]
 async fn fifty_values_are_answered() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let sms = app.create_group("sms", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let sms = app.create_group("sms", Channel::Sms).await;
 
     for (group, name) in [(news, "external_id"), (news, "email"), (sms, "phone")] {
         let (status, body) = app.status_get(group, &repeated(name, 50)).await;
@@ -390,8 +390,8 @@ async fn fifty_values_are_answered() {
 #[tokio::test]
 async fn fifty_one_values_are_refused_naming_the_parameter() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let sms = app.create_group("sms", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let sms = app.create_group("sms", Channel::Sms).await;
 
     for (group, name) in [(news, "external_id"), (news, "email"), (sms, "phone")] {
         let message = refused(&app, group, &repeated(name, 51)).await;
@@ -404,7 +404,7 @@ async fn fifty_one_values_are_refused_naming_the_parameter() {
 #[tokio::test]
 async fn fifty_one_values_split_between_plain_and_bracketed_names_are_refused() {
     let app = spawn_app().await;
-    let group = app.create_group("news", Channel::Email);
+    let group = app.create_group("news", Channel::Email).await;
     let plain = (0..26).map(|i| format!("external_id=a{i}")).collect::<Vec<_>>().join("&");
     let bracketed = (0..25).map(|i| format!("external_id[]=b{i}")).collect::<Vec<_>>().join("&");
 
@@ -442,7 +442,7 @@ async fn an_unknown_group_is_refused_naming_it() {
 #[tokio::test]
 async fn an_archived_group_can_still_be_read() {
     let (app, group) = email_world().await;
-    app.archive_group(group);
+    app.archive_group(group).await;
 
     let (status, body) = app.status_get(group, "external_id=sub&external_id=unsub&external_id=nostate").await;
 
@@ -454,8 +454,8 @@ async fn an_archived_group_can_still_be_read() {
 #[tokio::test]
 async fn an_email_on_an_sms_group_or_a_phone_on_an_email_group_is_refused() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let sms = app.create_group("sms", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let sms = app.create_group("sms", Channel::Sms).await;
 
     let message = refused(&app, sms, "email=a@example.com").await;
     assert!(message.contains("email"), "{message}");
@@ -467,8 +467,8 @@ async fn an_email_on_an_sms_group_or_a_phone_on_an_email_group_is_refused() {
 #[tokio::test]
 async fn an_invalid_email_or_phone_is_refused_naming_the_parameter_and_value() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let sms = app.create_group("sms", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let sms = app.create_group("sms", Channel::Sms).await;
 
     let message = refused(&app, news, "email=bob@").await;
     assert!(message.starts_with("email: \"bob@\""), "{message}");
@@ -489,10 +489,10 @@ async fn an_invalid_email_or_phone_is_refused_naming_the_parameter_and_value() {
 #[tokio::test]
 async fn reading_creates_no_profile_and_writes_nothing() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let sms = app.create_group("sms", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let sms = app.create_group("sms", Channel::Sms).await;
     assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["orphan@example.com"])).await).await;
-    let before = app.changes();
+    let before = app.changes().await;
 
     assert_eq!(app.status_get(news, "external_id=ghost").await.1, statuses(&[("ghost", "Unknown")]));
     assert_eq!(app.status_get(news, "email=ghost@example.com").await.1, statuses(&[("ghost@example.com", "Unknown")]));
@@ -503,15 +503,15 @@ async fn reading_creates_no_profile_and_writes_nothing() {
     );
     assert_eq!(app.status_get(news, "external_id=ghost").await.1, statuses(&[("ghost", "Unknown")]));
 
-    assert!(app.profile("ghost").is_none());
-    assert!(app.carriers(&email("ghost@example.com")).is_empty());
-    assert!(app.carriers(&email("orphan@example.com")).is_empty());
-    assert_eq!(app.orphan_state(&email("ghost@example.com"), news), None);
+    assert!(app.profile("ghost").await.is_none());
+    assert!(app.carriers(&email("ghost@example.com")).await.is_empty());
+    assert!(app.carriers(&email("orphan@example.com")).await.is_empty());
+    assert_eq!(app.orphan_state(&email("ghost@example.com"), news).await, None);
     assert_eq!(
-        app.orphan_state(&email("orphan@example.com"), news),
+        app.orphan_state(&email("orphan@example.com"), news).await,
         Some(consentry::domain::subscription::SubscriptionState::Subscribed)
     );
-    assert_eq!(app.changes(), before);
+    assert_eq!(app.changes().await, before);
     app.shutdown().await;
 }
 
@@ -538,12 +538,12 @@ async fn a_key_without_subscription_status_get_is_forbidden() {
         vec![Permission::SubscriptionStatusSet],
         vec![Permission::SubscriptionGroupsGet, Permission::UsersTrack, Permission::UsersDelete],
     ] {
-        let key = app.create_key(&permissions);
+        let key = app.create_key(&permissions).await;
         let response = app.get_query_with_key(STATUS_GET_PATH, &query, Some(&key)).await;
         assert_error(response, StatusCode::FORBIDDEN).await;
     }
 
-    let reader = app.create_key(&[Permission::SubscriptionStatusGet]);
+    let reader = app.create_key(&[Permission::SubscriptionStatusGet]).await;
     let (status, body) = status_and_json(app.get_query_with_key(STATUS_GET_PATH, &query, Some(&reader)).await).await;
     assert_eq!((status, body), (StatusCode::OK, statuses(&[("sub", "Subscribed")])));
     app.shutdown().await;

@@ -101,11 +101,11 @@ struct Observed {
     changes: Vec<String>,
 }
 
-fn observe(app: &TestApp, groups: &[GroupId]) -> Observed {
+async fn observe(app: &TestApp, groups: &[GroupId]) -> Observed {
     let index = |g: GroupId| groups.iter().position(|&x| x == g).expect("one of the test's groups");
     let mut profiles = Vec::new();
     for id in IDS {
-        if let Some(p) = app.profile(id) {
+        if let Some(p) = app.profile(id).await {
             let mut states: Vec<(usize, String)> =
                 p.states.iter().map(|s| (index(s.group_id), s.state.as_str().to_string())).collect();
             states.sort();
@@ -115,12 +115,15 @@ fn observe(app: &TestApp, groups: &[GroupId]) -> Observed {
     let mut carriers = Vec::new();
     let mut orphans = Vec::new();
     for address in EMAILS {
-        let mut ids: Vec<String> = app.carriers(&email(address)).into_iter().filter_map(|p| p.external_id).collect();
+        let mut ids: Vec<String> =
+            app.carriers(&email(address)).await.into_iter().filter_map(|p| p.external_id).collect();
         ids.sort();
         carriers.push((address.to_string(), ids));
         let mut states: Vec<(usize, String)> = app
             .store
+            .inspect()
             .orphan_states(app.workspace, &email(address))
+            .await
             .unwrap()
             .into_iter()
             .map(|s| (index(s.group_id), s.state.as_str().to_string()))
@@ -131,6 +134,7 @@ fn observe(app: &TestApp, groups: &[GroupId]) -> Observed {
     let mut seen: Vec<ProfileId> = Vec::new();
     let changes = app
         .changes()
+        .await
         .iter()
         .map(|c: &ChangeRecord| {
             let subject = match &c.subject {
@@ -162,12 +166,15 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let postgres = spawn_app_on(TestStore::Postgres, |_| {}).await;
     // Sorted: where the stores order by group id (a profile's states, the orphaned states an
     // address hands over), group index i must be the i-th id in both apps.
-    let group_ids = |app: &TestApp| -> Vec<GroupId> {
-        let mut ids: Vec<GroupId> = (0..GROUPS).map(|g| app.create_group(&format!("g{g}"), Channel::Email)).collect();
+    async fn group_ids(app: &TestApp) -> Vec<GroupId> {
+        let mut ids = Vec::new();
+        for g in 0..GROUPS {
+            ids.push(app.create_group(&format!("g{g}"), Channel::Email).await);
+        }
         ids.sort();
         ids
-    };
-    let (embedded_groups, postgres_groups) = (group_ids(&embedded), group_ids(&postgres));
+    }
+    let (embedded_groups, postgres_groups) = (group_ids(&embedded).await, group_ids(&postgres).await);
     for (n, op) in ops.iter().enumerate() {
         let a = send(&embedded, &embedded_groups, op).await;
         let b = send(&postgres, &postgres_groups, op).await;
@@ -179,7 +186,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
             prop_assert_eq!(&a.1, &b.1, "answer to request {} {:?}", n, op);
         }
     }
-    prop_assert_eq!(observe(&embedded, &embedded_groups), observe(&postgres, &postgres_groups));
+    prop_assert_eq!(observe(&embedded, &embedded_groups).await, observe(&postgres, &postgres_groups).await);
     let _ = embedded.shutdown().await;
     let _ = postgres.shutdown().await;
     Ok(())

@@ -48,10 +48,10 @@ fn listed(body: &Value) -> Vec<Value> {
 #[tokio::test]
 async fn a_profile_is_listed_with_its_identifiers_and_the_groups_it_has_a_state_in_sorted_by_name() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let alerts = app.create_group("alerts", Channel::Sms);
-    let chat = app.create_group("chat", Channel::Whatsapp);
-    let _promo = app.create_group("promo", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
+    let alerts = app.create_group("alerts", Channel::Sms).await;
+    let chat = app.create_group("chat", Channel::Whatsapp).await;
+    let _promo = app.create_group("promo", Channel::Email).await;
     app.import(&[("alice", Some("alice@example.com"), Some("+12223334444"))]).await;
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["alice"])).await).await;
     assert_success(app.post_v2(&by_external_ids(alerts, "unsubscribed", &["alice"])).await).await;
@@ -71,7 +71,7 @@ async fn a_profile_is_listed_with_its_identifiers_and_the_groups_it_has_a_state_
 #[tokio::test]
 async fn a_profile_without_any_state_is_listed_with_no_groups() {
     let app = spawn_app().await;
-    app.create_group("news", Channel::Email);
+    app.create_group("news", Channel::Email).await;
     app.import(&[("bob", None, None)]).await;
 
     let body = ok(&app, "external_id=bob").await;
@@ -83,7 +83,7 @@ async fn a_profile_without_any_state_is_listed_with_no_groups() {
 #[tokio::test]
 async fn an_unknown_identifier_matches_nothing_and_is_skipped() {
     let app = spawn_app().await;
-    app.create_group("news", Channel::Email);
+    app.create_group("news", Channel::Email).await;
     app.import(&[("bob", None, None)]).await;
 
     assert_eq!(ok(&app, "external_id=ghost").await, answer(vec![], 0));
@@ -93,16 +93,16 @@ async fn an_unknown_identifier_matches_nothing_and_is_skipped() {
         ok(&app, "external_id=ghost&external_id=bob").await,
         answer(vec![user(Some("bob"), None, None, vec![])], 1)
     );
-    assert!(app.profile("ghost").is_none(), "reading creates nothing");
+    assert!(app.profile("ghost").await.is_none(), "reading creates nothing");
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_archived_group_is_still_listed() {
     let app = spawn_app().await;
-    let old = app.create_group("old", Channel::Email);
+    let old = app.create_group("old", Channel::Email).await;
     assert_success(app.post_v2(&by_external_ids(old, "unsubscribed", &["u"])).await).await;
-    app.archive_group(old);
+    app.archive_group(old).await;
 
     let body = ok(&app, "external_id=u").await;
 
@@ -116,7 +116,7 @@ async fn an_archived_group_is_still_listed() {
 #[tokio::test]
 async fn profiles_sharing_an_email_are_listed_separately_in_creation_order() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
     app.import(&[("first", Some("shared@example.com"), None)]).await;
     app.import(&[("second", Some("shared@example.com"), None)]).await;
     app.import(&[("third", Some("shared@example.com"), None)]).await;
@@ -143,7 +143,7 @@ async fn profiles_sharing_an_email_are_listed_separately_in_creation_order() {
 #[tokio::test]
 async fn profiles_sharing_a_phone_are_listed_separately() {
     let app = spawn_app().await;
-    let sms = app.create_group("sms", Channel::Sms);
+    let sms = app.create_group("sms", Channel::Sms).await;
     app.import(&[("a", None, Some("+12223334444"))]).await;
     app.import(&[("b", None, Some("+12223334444"))]).await;
     assert_success(app.post_v2(&one_entry(sms, "subscribed", "phones", &["+12223334444"])).await).await;
@@ -167,7 +167,7 @@ async fn profiles_sharing_a_phone_are_listed_separately() {
 #[tokio::test]
 async fn users_come_in_the_order_external_ids_then_emails_then_phones_each_profile_once() {
     let app = spawn_app().await;
-    app.create_group("news", Channel::Email);
+    app.create_group("news", Channel::Email).await;
     app.import(&[("p-email", Some("e@example.com"), None)]).await;
     app.import(&[("p-both", Some("e@example.com"), Some("+12223334444"))]).await;
     app.import(&[("p-phone", None, Some("+12223334444"))]).await;
@@ -183,7 +183,7 @@ async fn users_come_in_the_order_external_ids_then_emails_then_phones_each_profi
 #[tokio::test]
 async fn an_identifier_asked_twice_or_in_two_spellings_lists_its_profiles_once() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
     app.import(&[("ada", Some("ada@example.com"), Some("+12223334444"))]).await;
     assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["orphan@example.com"])).await).await;
 
@@ -203,7 +203,7 @@ async fn an_identifier_asked_twice_or_in_two_spellings_lists_its_profiles_once()
 #[tokio::test]
 async fn the_email_listed_is_the_stored_one_whatever_the_query_spelling() {
     let app = spawn_app().await;
-    app.create_group("news", Channel::Email);
+    app.create_group("news", Channel::Email).await;
     app.import(&[("ada", Some("ada@example.com"), None)]).await;
 
     let body = ok(&app, "email=Ada@Example.COM").await;
@@ -215,9 +215,9 @@ async fn the_email_listed_is_the_stored_one_whatever_the_query_spelling() {
 #[tokio::test]
 async fn an_orphaned_email_or_phone_is_one_entry_with_a_null_external_id() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let promo = app.create_group("promo", Channel::Email);
-    let sms = app.create_group("sms", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let promo = app.create_group("promo", Channel::Email).await;
+    let sms = app.create_group("sms", Channel::Sms).await;
     assert_success(app.post_v2(&one_entry(promo, "unsubscribed", "emails", &["orphan@example.com"])).await).await;
     assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["orphan@example.com"])).await).await;
     assert_success(app.post_v2(&one_entry(sms, "subscribed", "phones", &["+15556667777"])).await).await;
@@ -238,7 +238,7 @@ async fn an_orphaned_email_or_phone_is_one_entry_with_a_null_external_id() {
 #[tokio::test]
 async fn several_identifier_names_together_are_united() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
     app.import(&[("known", None, None)]).await;
     assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["orphan@example.com"])).await).await;
 
@@ -260,9 +260,9 @@ async fn several_identifier_names_together_are_united() {
 #[tokio::test]
 async fn nothing_crosses_workspaces() {
     let app = spawn_app().await;
-    app.create_group("news", Channel::Email);
-    let (other, other_key) = app.create_workspace_with_key("other", &[Permission::SubscriptionStatusSet]);
-    let other_group = app.catalog.create_group("other", "news", Channel::Email).unwrap().id;
+    app.create_group("news", Channel::Email).await;
+    let (other, other_key) = app.create_workspace_with_key("other", &[Permission::SubscriptionStatusSet]).await;
+    let other_group = app.catalog.create_group("other", "news", Channel::Email).await.unwrap().id;
     app.import_into(other, &[("u", Some("u@example.com"), None)]).await;
     assert_success(app.post_v2_with_key(&other_key, &by_external_ids(other_group, "subscribed", &["u"])).await).await;
     assert_success(
@@ -280,7 +280,7 @@ async fn nothing_crosses_workspaces() {
 #[tokio::test]
 async fn the_default_limit_is_100_and_total_count_counts_every_match() {
     let app = spawn_app().await;
-    app.create_group("news", Channel::Email);
+    app.create_group("news", Channel::Email).await;
     let ids: Vec<String> = (0..101).map(|i| format!("user-{i:03}")).collect();
     let profiles: Vec<(&str, Option<&str>, Option<&str>)> =
         ids.iter().map(|id| (id.as_str(), Some("crowd@example.com"), None)).collect();
@@ -299,7 +299,7 @@ async fn the_default_limit_is_100_and_total_count_counts_every_match() {
 #[tokio::test]
 async fn offset_pages_over_the_matched_profiles_with_total_count_unchanged() {
     let app = spawn_app().await;
-    app.create_group("news", Channel::Email);
+    app.create_group("news", Channel::Email).await;
     for id in ["p1", "p2", "p3"] {
         app.import(&[(id, Some("shared@example.com"), None)]).await;
     }
@@ -405,16 +405,18 @@ async fn the_subscription_groups_get_permission_is_required() {
     let app = spawn_app().await;
     app.import(&[("u", None, None)]).await;
 
-    let without = app.create_key(&[
-        Permission::SubscriptionStatusGet,
-        Permission::SubscriptionStatusSet,
-        Permission::UsersTrack,
-        Permission::UsersDelete,
-    ]);
+    let without = app
+        .create_key(&[
+            Permission::SubscriptionStatusGet,
+            Permission::SubscriptionStatusSet,
+            Permission::UsersTrack,
+            Permission::UsersDelete,
+        ])
+        .await;
     let response = app.get_query_with_key(USER_STATUS_PATH, "external_id=u", Some(&without)).await;
     assert_error(response, StatusCode::FORBIDDEN).await;
 
-    let with = app.create_key(&[Permission::SubscriptionGroupsGet]);
+    let with = app.create_key(&[Permission::SubscriptionGroupsGet]).await;
     let (status, body) =
         status_and_json(app.get_query_with_key(USER_STATUS_PATH, "external_id=u", Some(&with)).await).await;
     assert_eq!((status, body), (StatusCode::OK, answer(vec![user(Some("u"), None, None, vec![])], 1)));

@@ -56,13 +56,13 @@ async fn an_unknown_external_id_creates_a_profile_with_a_normalized_email_and_a_
 
     track_ok(&app, json!([{ "external_id": "ada", "email": "Ada@Example.COM", "phone": "+12223334444" }]), 1).await;
 
-    let profile = app.profile("ada").expect("the profile is created");
+    let profile = app.profile("ada").await.expect("the profile is created");
     assert_eq!(profile.email.as_deref(), Some("ada@example.com"));
     assert_eq!(profile.phone.as_deref(), Some("+12223334444"));
     assert!(profile.states.is_empty());
-    assert_eq!(app.carriers(&email("ada@example.com")).len(), 1);
-    assert_eq!(app.carriers(&phone("+12223334444")).len(), 1);
-    assert!(app.changes().is_empty(), "no state changed");
+    assert_eq!(app.carriers(&email("ada@example.com")).await.len(), 1);
+    assert_eq!(app.carriers(&phone("+12223334444")).await.len(), 1);
+    assert!(app.changes().await.is_empty(), "no state changed");
     app.shutdown().await;
 }
 
@@ -70,15 +70,15 @@ async fn an_unknown_external_id_creates_a_profile_with_a_normalized_email_and_a_
 async fn an_existing_profile_keeps_its_id_and_an_absent_field_is_unchanged() {
     let app = spawn_app().await;
     app.import(&[("u", Some("old@example.com"), Some("+12223334444"))]).await;
-    let before = app.profile("u").unwrap();
+    let before = app.profile("u").await.unwrap();
 
     track_ok(&app, json!([{ "external_id": "u", "phone": "+15556667777" }]), 1).await;
 
-    let after = app.profile("u").unwrap();
+    let after = app.profile("u").await.unwrap();
     assert_eq!(after.id, before.id);
     assert_eq!(after.email.as_deref(), Some("old@example.com"));
     assert_eq!(after.phone.as_deref(), Some("+15556667777"));
-    assert!(app.carriers(&phone("+12223334444")).is_empty(), "the old phone no longer reaches the profile");
+    assert!(app.carriers(&phone("+12223334444")).await.is_empty(), "the old phone no longer reaches the profile");
     app.shutdown().await;
 }
 
@@ -89,26 +89,26 @@ async fn a_null_email_or_phone_removes_it() {
 
     track_ok(&app, json!([{ "external_id": "u", "email": null, "phone": null }]), 1).await;
 
-    let profile = app.profile("u").unwrap();
+    let profile = app.profile("u").await.unwrap();
     assert_eq!((profile.email, profile.phone), (None, None));
-    assert!(app.carriers(&email("old@example.com")).is_empty());
-    assert!(app.carriers(&phone("+12223334444")).is_empty());
+    assert!(app.carriers(&email("old@example.com")).await.is_empty());
+    assert!(app.carriers(&phone("+12223334444")).await.is_empty());
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_changed_email_is_what_v2_email_targeting_reaches_afterwards() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
     app.import(&[("u", Some("old@example.com"), None)]).await;
 
     track_ok(&app, json!([{ "external_id": "u", "email": "New@Example.com" }]), 1).await;
     assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["new@example.com"])).await).await;
     assert_success(app.post_v2(&one_entry(news, "unsubscribed", "emails", &["old@example.com"])).await).await;
 
-    assert_eq!(app.state_of("u", news), Some(Subscribed));
-    assert_eq!(app.orphan_state(&email("old@example.com"), news), Some(Unsubscribed));
-    assert_eq!(app.orphan_state(&email("new@example.com"), news), None);
+    assert_eq!(app.state_of("u", news).await, Some(Subscribed));
+    assert_eq!(app.orphan_state(&email("old@example.com"), news).await, Some(Unsubscribed));
+    assert_eq!(app.orphan_state(&email("new@example.com"), news).await, None);
     app.shutdown().await;
 }
 
@@ -118,8 +118,8 @@ async fn a_changed_email_is_what_v2_email_targeting_reaches_afterwards() {
 #[tokio::test]
 async fn subscription_groups_are_applied_with_change_records_naming_users_track() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let sms = app.create_group("sms", Channel::Sms);
+    let news = app.create_group("news", Channel::Email).await;
+    let sms = app.create_group("sms", Channel::Sms).await;
     let keys = app.catalog.keys("default").unwrap();
 
     let response = app
@@ -133,11 +133,11 @@ async fn subscription_groups_are_applied_with_change_records_naming_users_track(
     let (status, body) = status_and_json(response).await;
     assert_eq!((status, body), (StatusCode::CREATED, processed(1)));
 
-    assert_eq!(app.state_of("u", news), Some(Subscribed));
-    assert_eq!(app.state_of("u", sms), Some(Unsubscribed));
-    let changes = app.changes();
+    assert_eq!(app.state_of("u", news).await, Some(Subscribed));
+    assert_eq!(app.state_of("u", sms).await, Some(Unsubscribed));
+    let changes = app.changes().await;
     assert_eq!(changes.len(), 2);
-    let profile = app.profile("u").unwrap().id;
+    let profile = app.profile("u").await.unwrap().id;
     for change in &changes {
         assert_eq!(change.subject, Subject::Profile(profile));
         assert_eq!(change.trace.endpoint.unwrap(), Endpoint::UsersTrack);
@@ -152,20 +152,20 @@ async fn subscription_groups_are_applied_with_change_records_naming_users_track(
 #[tokio::test]
 async fn a_state_that_is_already_set_records_nothing() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u"])).await).await;
-    let before = app.changes();
+    let before = app.changes().await;
 
     track_ok(&app, json!([{ "external_id": "u", "subscription_groups": [ sg(news, "subscribed") ] }]), 1).await;
 
-    assert_eq!(app.changes(), before);
+    assert_eq!(app.changes().await, before);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_later_object_for_the_same_external_id_wins() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
 
     let (status, body) = app
         .track(json!([
@@ -177,10 +177,10 @@ async fn a_later_object_for_the_same_external_id_wins() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["message"], "success", "{body}");
     assert!(body.get("errors").is_none(), "{body}");
-    let profile = app.profile("u").unwrap();
+    let profile = app.profile("u").await.unwrap();
     assert_eq!(profile.email.as_deref(), Some("second@example.com"));
-    assert_eq!(app.state_of("u", news), Some(Unsubscribed));
-    assert!(app.carriers(&email("first@example.com")).is_empty());
+    assert_eq!(app.state_of("u", news).await, Some(Unsubscribed));
+    assert!(app.carriers(&email("first@example.com")).await.is_empty());
     app.shutdown().await;
 }
 
@@ -190,9 +190,9 @@ async fn a_later_object_for_the_same_external_id_wins() {
 #[tokio::test]
 async fn an_invalid_object_is_skipped_and_reported_and_the_others_are_applied() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let old = app.create_group("old", Channel::Email);
-    app.archive_group(old);
+    let news = app.create_group("news", Channel::Email).await;
+    let old = app.create_group("old", Channel::Email).await;
+    app.archive_group(old).await;
     let unknown = GroupId::generate();
 
     let (status, body) = app
@@ -217,22 +217,22 @@ async fn an_invalid_object_is_skipped_and_reported_and_the_others_are_applied() 
     assert!(errors[2].1.contains(&unknown.to_string()), "{body}");
     assert!(errors[3].1.contains(&old.to_string()), "{body}");
 
-    assert_eq!(app.state_of("ok-1", news), Some(Subscribed));
-    assert_eq!(app.profile("ok-1").unwrap().email.as_deref(), Some("ok1@example.com"));
-    assert_eq!(app.state_of("ok-2", news), Some(Unsubscribed));
+    assert_eq!(app.state_of("ok-1", news).await, Some(Subscribed));
+    assert_eq!(app.profile("ok-1").await.unwrap().email.as_deref(), Some("ok1@example.com"));
+    assert_eq!(app.state_of("ok-2", news).await, Some(Unsubscribed));
     for skipped in ["bad-email", "bad-group", "archived"] {
-        assert!(app.profile(skipped).is_none(), "a skipped object changes nothing: {skipped}");
+        assert!(app.profile(skipped).await.is_none(), "a skipped object changes nothing: {skipped}");
     }
-    assert!(app.carriers(&email("alias@example.com")).is_empty());
-    assert!(app.carriers(&email("arch@example.com")).is_empty());
-    assert_eq!(app.changes().len(), 2);
+    assert!(app.carriers(&email("alias@example.com")).await.is_empty());
+    assert!(app.carriers(&email("arch@example.com")).await.is_empty());
+    assert_eq!(app.changes().await.len(), 2);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_invalid_phone_an_invalid_state_or_a_bad_external_id_skips_the_object() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
     app.import(&[("keep", Some("keep@example.com"), Some("+12223334444"))]).await;
 
     let (status, body) = app
@@ -251,11 +251,11 @@ async fn an_invalid_phone_an_invalid_state_or_a_bad_external_id_skips_the_object
     assert_eq!(errors.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4], "{body}");
     assert!(errors[0].1.contains("phone") && errors[0].1.contains("+1 555"), "{body}");
     assert!(errors[1].1.contains("subscription_state") && errors[1].1.contains("Subscribed"), "{body}");
-    let keep = app.profile("keep").unwrap();
+    let keep = app.profile("keep").await.unwrap();
     assert_eq!(keep.email.as_deref(), Some("keep@example.com"), "a skipped object changes nothing");
     assert_eq!(keep.phone.as_deref(), Some("+12223334444"));
-    assert!(app.profile("state").is_none());
-    assert!(app.changes().is_empty());
+    assert!(app.profile("state").await.is_none());
+    assert!(app.changes().await.is_empty());
     app.shutdown().await;
 }
 
@@ -269,7 +269,7 @@ async fn all_objects_invalid_still_answers_201_with_zero_processed() {
     assert_eq!(body["message"], "success");
     assert_eq!(body["attributes_processed"], 0);
     assert_eq!(object_errors(&body).iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 1]);
-    assert!(app.carriers(&email("a@example.com")).is_empty());
+    assert!(app.carriers(&email("a@example.com")).await.is_empty());
     app.shutdown().await;
 }
 
@@ -279,28 +279,28 @@ async fn an_empty_attributes_array_is_accepted_with_zero_processed() {
 
     track_ok(&app, json!([]), 0).await;
 
-    assert!(app.changes().is_empty());
+    assert!(app.changes().await.is_empty());
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn seventy_five_objects_are_accepted() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
     let objects: Vec<Value> = (0..75)
         .map(|i| json!({ "external_id": format!("u{i}"), "subscription_groups": [ sg(news, "subscribed") ] }))
         .collect();
 
     track_ok(&app, json!(objects), 75).await;
 
-    assert_eq!(app.changes().len(), 75);
+    assert_eq!(app.changes().await.len(), 75);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn more_than_75_objects_is_fatal_and_applies_nothing() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
     let objects: Vec<Value> = (0..76)
         .map(|i| json!({ "external_id": format!("u{i}"), "subscription_groups": [ sg(news, "subscribed") ] }))
         .collect();
@@ -309,8 +309,8 @@ async fn more_than_75_objects_is_fatal_and_applies_nothing() {
 
     assert!(message.contains("attributes"), "{message}");
     assert!(message.contains("76") || message.contains("75"), "{message}");
-    assert!(app.profile("u0").is_none());
-    assert!(app.changes().is_empty());
+    assert!(app.profile("u0").await.is_none());
+    assert!(app.changes().await.is_empty());
     app.shutdown().await;
 }
 
@@ -321,7 +321,7 @@ async fn a_body_with_nothing_to_track_or_of_the_wrong_shape_is_refused() {
     for body in [json!({}), json!([]), json!({ "attributes": { "external_id": "u" } }), json!({ "attributes": "u" })] {
         assert_bad_request(app.post_json(TRACK_PATH, &body).await).await;
     }
-    assert!(app.profile("u").is_none());
+    assert!(app.profile("u").await.is_none());
     app.shutdown().await;
 }
 
@@ -331,7 +331,7 @@ async fn a_body_with_nothing_to_track_or_of_the_wrong_shape_is_refused() {
 #[tokio::test]
 async fn unknown_attribute_keys_events_and_purchases_are_ignored() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
 
     let request = json!({
         "attributes": [ { "external_id": "u", "first_name": "Ada", "last_name": "Lovelace", "country": "GB",
@@ -350,7 +350,7 @@ async fn unknown_attribute_keys_events_and_purchases_are_ignored() {
     assert_eq!(body["message"], "success", "{body}");
     assert_eq!(body["attributes_processed"], 1, "{body}");
     assert!(body.get("errors").is_none(), "{body}");
-    assert_eq!(app.state_of("u", news), Some(Subscribed));
+    assert_eq!(app.state_of("u", news).await, Some(Subscribed));
     app.shutdown().await;
 }
 
@@ -367,8 +367,8 @@ async fn events_or_purchases_alone_are_accepted_and_change_nothing() {
         assert_eq!(status, StatusCode::CREATED, "{request}: {body}");
         assert_eq!(body["message"], "success", "{body}");
     }
-    assert!(app.profile("e").is_none());
-    assert!(app.profile("p").is_none());
+    assert!(app.profile("e").await.is_none());
+    assert!(app.profile("p").await.is_none());
     app.shutdown().await;
 }
 
@@ -378,8 +378,8 @@ async fn events_or_purchases_alone_are_accepted_and_change_nothing() {
 #[tokio::test]
 async fn a_new_email_inherits_its_orphaned_states_which_then_leave_the_orphan() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let promo = app.create_group("promo", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
+    let promo = app.create_group("promo", Channel::Email).await;
     assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["heir@example.com"])).await).await;
     assert_success(app.post_v2(&one_entry(promo, "unsubscribed", "emails", &["heir@example.com"])).await).await;
 
@@ -390,12 +390,13 @@ async fn a_new_email_inherits_its_orphaned_states_which_then_leave_the_orphan() 
     let (status, body) = status_and_json(response).await;
     assert_eq!((status, body), (StatusCode::CREATED, processed(1)));
 
-    assert_eq!(app.state_of("u", news), Some(Subscribed));
-    assert_eq!(app.state_of("u", promo), Some(Unsubscribed));
-    assert_eq!(app.orphan_state(&email("heir@example.com"), news), None);
-    assert_eq!(app.orphan_state(&email("heir@example.com"), promo), None);
-    let profile = app.profile("u").unwrap().id;
-    let inherited: Vec<_> = app.changes().into_iter().filter(|c| c.subject == Subject::Profile(profile)).collect();
+    assert_eq!(app.state_of("u", news).await, Some(Subscribed));
+    assert_eq!(app.state_of("u", promo).await, Some(Unsubscribed));
+    assert_eq!(app.orphan_state(&email("heir@example.com"), news).await, None);
+    assert_eq!(app.orphan_state(&email("heir@example.com"), promo).await, None);
+    let profile = app.profile("u").await.unwrap().id;
+    let inherited: Vec<_> =
+        app.changes().await.into_iter().filter(|c| c.subject == Subject::Profile(profile)).collect();
     assert_eq!(inherited.len(), 2, "{inherited:?}");
     for change in &inherited {
         assert_eq!(change.trace.endpoint.unwrap(), Endpoint::UsersTrack);
@@ -413,22 +414,22 @@ async fn a_new_email_inherits_its_orphaned_states_which_then_leave_the_orphan() 
 #[tokio::test]
 async fn a_new_phone_inherits_its_orphaned_states() {
     let app = spawn_app().await;
-    let sms = app.create_group("sms", Channel::Sms);
+    let sms = app.create_group("sms", Channel::Sms).await;
     assert_success(app.post_v2(&one_entry(sms, "unsubscribed", "phones", &["+15556667777"])).await).await;
     app.import(&[("u", None, None)]).await;
 
     track_ok(&app, json!([{ "external_id": "u", "phone": "+15556667777" }]), 1).await;
 
-    assert_eq!(app.state_of("u", sms), Some(Unsubscribed));
-    assert_eq!(app.orphan_state(&phone("+15556667777"), sms), None);
+    assert_eq!(app.state_of("u", sms).await, Some(Unsubscribed));
+    assert_eq!(app.orphan_state(&phone("+15556667777"), sms).await, None);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_objects_own_subscription_groups_win_over_inherited_states() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
-    let promo = app.create_group("promo", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
+    let promo = app.create_group("promo", Channel::Email).await;
     assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["heir@example.com"])).await).await;
     assert_success(app.post_v2(&one_entry(promo, "subscribed", "emails", &["heir@example.com"])).await).await;
 
@@ -439,12 +440,13 @@ async fn the_objects_own_subscription_groups_win_over_inherited_states() {
     )
     .await;
 
-    assert_eq!(app.state_of("u", news), Some(Unsubscribed));
-    assert_eq!(app.state_of("u", promo), Some(Subscribed), "the other inherited state stays");
-    assert_eq!(app.orphan_state(&email("heir@example.com"), news), None);
-    let profile = app.profile("u").unwrap().id;
+    assert_eq!(app.state_of("u", news).await, Some(Unsubscribed));
+    assert_eq!(app.state_of("u", promo).await, Some(Subscribed), "the other inherited state stays");
+    assert_eq!(app.orphan_state(&email("heir@example.com"), news).await, None);
+    let profile = app.profile("u").await.unwrap().id;
     let last_news = app
         .changes()
+        .await
         .into_iter()
         .rfind(|c| c.subject == Subject::Profile(profile) && c.group_id == news)
         .expect("a change record for news");
@@ -454,80 +456,85 @@ async fn the_objects_own_subscription_groups_win_over_inherited_states() {
 
 #[tokio::test]
 async fn an_orphaned_state_older_than_the_profiles_own_does_not_override_it() {
-    let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let app = spawn_app_with(|settings| settings.clock = crate::helpers::manual_clock()).await;
+    let news = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&one_entry(news, "unsubscribed", "emails", &["heir@example.com"])).await).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    app.clock.advance(Duration::from_millis(5));
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u"])).await).await;
-    let before = app.changes();
+    let before = app.changes().await;
 
     track_ok(&app, json!([{ "external_id": "u", "email": "heir@example.com" }]), 1).await;
 
-    assert_eq!(app.state_of("u", news), Some(Subscribed), "the profile's newer state stays");
-    assert_eq!(app.changes(), before, "nothing changed, nothing recorded");
-    assert_eq!(app.orphan_state(&email("heir@example.com"), news), None, "the orphaned states moved to the profile");
+    assert_eq!(app.state_of("u", news).await, Some(Subscribed), "the profile's newer state stays");
+    assert_eq!(app.changes().await, before, "nothing changed, nothing recorded");
+    assert_eq!(
+        app.orphan_state(&email("heir@example.com"), news).await,
+        None,
+        "the orphaned states moved to the profile"
+    );
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_orphaned_state_newer_than_the_profiles_own_overrides_it() {
-    let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let app = spawn_app_with(|settings| settings.clock = crate::helpers::manual_clock()).await;
+    let news = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u"])).await).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    app.clock.advance(Duration::from_millis(5));
     assert_success(app.post_v2(&one_entry(news, "unsubscribed", "emails", &["heir@example.com"])).await).await;
 
     track_ok(&app, json!([{ "external_id": "u", "email": "heir@example.com" }]), 1).await;
 
-    assert_eq!(app.state_of("u", news), Some(Unsubscribed));
-    let last = app.changes().pop().unwrap();
+    assert_eq!(app.state_of("u", news).await, Some(Unsubscribed));
+    let last = app.changes().await.pop().unwrap();
     assert_eq!(
         (last.old, last.new, last.trace.endpoint.unwrap()),
         (Some(Subscribed), Unsubscribed, Endpoint::UsersTrack)
     );
-    assert_eq!(app.orphan_state(&email("heir@example.com"), news), None);
+    assert_eq!(app.orphan_state(&email("heir@example.com"), news).await, None);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_expired_orphaned_state_is_not_inherited() {
     let app = spawn_app_with(|settings| {
-        settings.orphan_retention = Duration::from_secs(1);
+        settings.orphan_retention = consentry::domain::retention::Retention::new(Duration::from_secs(1));
         settings.orphan_sweep_interval = Duration::from_secs(3600);
+        settings.clock = crate::helpers::manual_clock();
     })
     .await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["late@example.com"])).await).await;
-    let before = app.changes();
+    let before = app.changes().await;
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.clock.advance(Duration::from_millis(1500));
     track_ok(&app, json!([{ "external_id": "u", "email": "late@example.com" }]), 1).await;
 
-    assert_eq!(app.state_of("u", news), None);
-    assert_eq!(app.changes(), before, "nothing inherited, nothing recorded");
+    assert_eq!(app.state_of("u", news).await, None);
+    assert_eq!(app.changes().await, before, "nothing inherited, nothing recorded");
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn re_sending_the_email_a_profile_already_has_inherits_nothing() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["same@example.com"])).await).await;
     // The import does not apply inheritance: the orphaned state stays beside the new carrier.
     app.import(&[("u", Some("same@example.com"), None)]).await;
-    let before = app.changes();
+    let before = app.changes().await;
 
     track_ok(&app, json!([{ "external_id": "u", "email": "SAME@example.com" }]), 1).await;
 
-    assert_eq!(app.state_of("u", news), None, "the email is not new to the profile");
-    assert_eq!(app.changes(), before);
+    assert_eq!(app.state_of("u", news).await, None, "the email is not new to the profile");
+    assert_eq!(app.changes().await, before);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn two_profiles_taking_the_same_orphaned_email_in_one_request_only_the_first_inherits() {
     let app = spawn_app().await;
-    let news = app.create_group("news", Channel::Email);
+    let news = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&one_entry(news, "subscribed", "emails", &["heir@example.com"])).await).await;
 
     let (status, body) = app
@@ -538,9 +545,9 @@ async fn two_profiles_taking_the_same_orphaned_email_in_one_request_only_the_fir
         .await;
 
     assert_eq!((status, body), (StatusCode::CREATED, processed(2)));
-    assert_eq!(app.state_of("first", news), Some(Subscribed));
-    assert_eq!(app.state_of("second", news), None, "the orphaned state moved to the first profile");
-    assert_eq!(app.orphan_state(&email("heir@example.com"), news), None);
+    assert_eq!(app.state_of("first", news).await, Some(Subscribed));
+    assert_eq!(app.state_of("second", news).await, None, "the orphaned state moved to the first profile");
+    assert_eq!(app.orphan_state(&email("heir@example.com"), news).await, None);
     app.shutdown().await;
 }
 
@@ -553,18 +560,20 @@ async fn the_users_track_permission_is_required() {
     let body = json!({ "attributes": [ { "external_id": "u" } ] });
 
     assert_error(app.post_json_with_key(TRACK_PATH, None, &body).await, StatusCode::UNAUTHORIZED).await;
-    let without = app.create_key(&[
-        Permission::SubscriptionStatusSet,
-        Permission::SubscriptionStatusGet,
-        Permission::SubscriptionGroupsGet,
-        Permission::UsersDelete,
-    ]);
+    let without = app
+        .create_key(&[
+            Permission::SubscriptionStatusSet,
+            Permission::SubscriptionStatusGet,
+            Permission::SubscriptionGroupsGet,
+            Permission::UsersDelete,
+        ])
+        .await;
     assert_error(app.post_json_with_key(TRACK_PATH, Some(&without), &body).await, StatusCode::FORBIDDEN).await;
-    assert!(app.profile("u").is_none());
+    assert!(app.profile("u").await.is_none());
 
-    let with = app.create_key(&[Permission::UsersTrack]);
+    let with = app.create_key(&[Permission::UsersTrack]).await;
     let (status, answer) = status_and_json(app.post_json_with_key(TRACK_PATH, Some(&with), &body).await).await;
     assert_eq!((status, answer), (StatusCode::CREATED, processed(1)));
-    assert!(app.profile("u").is_some());
+    assert!(app.profile("u").await.is_some());
     app.shutdown().await;
 }

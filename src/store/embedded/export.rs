@@ -22,7 +22,7 @@ use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::ids::{GroupId, WorkspaceId};
 use crate::domain::subscription::SubscriptionState;
 use crate::domain::time::Timestamp;
-use crate::store::{CatalogData, StoreError, StoreOptions};
+use crate::store::{CatalogData, EmbeddedOptions, Policy, StoreError};
 
 /// The keyspaces an export reads, in the order they are copied (the catalog first, so that a
 /// partial copy never holds states of groups it does not know).
@@ -129,12 +129,13 @@ pub type Exported<T> = Result<(Slice, T), StoreError>;
 impl EmbeddedStore {
     /// Opens the existing store in `path` for export. Unlike [`EmbeddedStore::open`] it never
     /// creates one: a path without a store is an error, not an empty source.
-    pub fn open_existing(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+    /// An export writes nothing: the store's policy does not matter, and the default is used.
+    pub fn open_existing(path: &Path, options: &EmbeddedOptions) -> Result<Self, StoreError> {
         if !path.join(ENGINE_DIR).is_dir() {
             let why = if path.exists() { "the directory holds no embedded store" } else { "no such directory" };
             return Err(StoreError::Open(why.into()));
         }
-        EmbeddedStore::open(path, options)
+        EmbeddedStore::open(path, options, &Policy::default())
     }
 
     /// Reads every entry of the exported keyspaces once: counts and fingerprint. `progress` is

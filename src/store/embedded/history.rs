@@ -26,7 +26,7 @@ impl EmbeddedStore {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.ledger_records_now(ws, &read))
             .await
-            .map_err(|e| StoreError::Engine(format!("the ledger read stopped: {e}")))?
+            .map_err(|e| StoreError::Internal(format!("the ledger read stopped: {e}")))?
     }
 
     fn ledger_records_now(&self, ws: WorkspaceId, read: &LedgerRead) -> Result<Vec<ChangeRecord>, StoreError> {

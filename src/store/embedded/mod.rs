@@ -5,7 +5,7 @@
 //! persisted. The directory is locked by the process that opened it, so a second process gets
 //! [`StoreError::Locked`] and can talk to the first one instead (see `crate::admin`).
 
-pub mod codec;
+pub(crate) mod codec;
 pub mod export;
 pub mod history;
 pub mod overlay;
@@ -25,7 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 use self::codec::ProfileRecord;
 use self::overlay::Table;
 use self::writer::{Job, Op};
-use super::{Applied, CatalogData, ContactView, ProfileImport, ProfileView, StateView, StoreError, StoreOptions};
+use super::{
+    Applied, CatalogData, ContactView, EmbeddedOptions, Policy, ProfileImport, ProfileView, StateView, StoreError,
+};
 use crate::domain::catalog::{ApiKey, Group, Workspace};
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::identifiers::ExternalId;
@@ -33,7 +35,6 @@ use crate::domain::ids::{ChangeId, WorkspaceId};
 use crate::domain::ledger::{BadRecord, Break, ChainVerifier, LedgerCheck};
 use crate::domain::plan::Origin;
 use crate::domain::set_status::SetStatusCommand;
-use crate::domain::time::Timestamp;
 use crate::domain::track::TrackCommand;
 
 /// The name of the lock file in the data directory.
@@ -46,9 +47,9 @@ const ENGINE_DIR: &str = "engine";
 /// Memtables are most of the memory a store uses beyond the block cache, and a memtable costs
 /// two to three times its nominal size in skiplist nodes: the engine's default of 64 MiB for
 /// each of eight keyspaces would blow any reasonable budget. The two keyspaces every change
-/// writes get 8 MiB, the rest 4 MiB. Public so that the benchmark's storage ceiling runs with
-/// exactly these settings.
-pub const KEYSPACES: [(&str, u64); 12] = [
+/// writes get 8 MiB, the rest 4 MiB. The benchmark's storage ceiling runs with exactly these
+/// settings (through `crate::bench_support`).
+pub(crate) const KEYSPACES: [(&str, u64); 12] = [
     ("catalog", 4),
     ("profiles", 6),
     ("profile_ids", 4),
@@ -67,7 +68,7 @@ pub const KEYSPACES: [(&str, u64); 12] = [
 ///
 /// Data blocks carry a hash index: every request point-reads 50 random profiles, and the
 /// index finds a key in a block without a binary search over its restart points.
-pub fn keyspace_options(memtable_mib: u64) -> KeyspaceCreateOptions {
+pub(crate) fn keyspace_options(memtable_mib: u64) -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default()
         .max_memtable_size(memtable_mib << 20)
         .data_block_hash_ratio_policy(fjall::config::HashRatioPolicy::all(0.75))
@@ -123,6 +124,7 @@ struct Inner {
     /// Batches the writer has committed; see [`prefetch`].
     epoch: Arc<AtomicU64>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    policy: Policy,
     path: PathBuf,
     /// Held (locked) for as long as the store is open.
     _lock: File,
@@ -136,8 +138,8 @@ pub struct EmbeddedStore {
 
 impl EmbeddedStore {
     /// Opens the store in `path`, creating the directory and the store if needed, and starts
-    /// its writer.
-    pub fn open(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+    /// its writer, which stamps changes by `policy`'s clock.
+    pub fn open(path: &Path, options: &EmbeddedOptions, policy: &Policy) -> Result<Self, StoreError> {
         // Owner-only: the directory holds personal data and the admin socket, whose access is
         // governed by who may enter the directory.
         std::fs::DirBuilder::new()
@@ -189,11 +191,11 @@ impl EmbeddedStore {
         let config = writer::WriterConfig {
             durability: options.durability,
             max_batch: options.max_batch.max(1),
-            orphan_retention: options.orphan_retention,
+            policy: policy.clone(),
         };
         let writer = std::thread::Builder::new()
             .name("consentry-writer".into())
-            .spawn(move || writer::run(&writer_tables, receiver, &writer_epoch, config))
+            .spawn(move || writer::run(&writer_tables, receiver, &writer_epoch, &config))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
 
         Ok(EmbeddedStore {
@@ -202,6 +204,7 @@ impl EmbeddedStore {
                 queue: RwLock::new(Some(sender)),
                 epoch,
                 writer: Mutex::new(Some(writer)),
+                policy: policy.clone(),
                 path: path.to_path_buf(),
                 _lock: lock,
             }),
@@ -221,7 +224,7 @@ impl EmbeddedStore {
         let sender = self.inner.queue.read().expect("queue lock").clone().ok_or(StoreError::ShuttingDown)?;
         let (reply, answer) = oneshot::channel();
         sender.send(Job { op, reply }).await.map_err(|_| StoreError::ShuttingDown)?;
-        answer.await.map_err(|_| StoreError::Engine("the writer stopped before answering".into()))?
+        answer.await.map_err(|_| StoreError::Internal("the writer stopped before answering".into()))?
     }
 
     /// See [`super::Store::set_status`].
@@ -248,18 +251,19 @@ impl EmbeddedStore {
     }
 
     /// See [`super::Store::expire_orphans`]. The scan runs on a blocking thread and hands the
-    /// writer the expired keys in chunks, so writes never wait behind a whole sweep.
-    pub async fn expire_orphans(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+    /// writer the expired keys in chunks, so writes never wait behind a whole sweep; the writer
+    /// checks each again against its own time.
+    pub async fn expire_orphans(&self) -> Result<usize, StoreError> {
         const CHUNK: usize = 1024;
         let tables = Arc::clone(&self.inner.tables);
+        let (retention, now) = (self.inner.policy.retention, self.inner.policy.clock.now());
         let (sender, mut chunks) = mpsc::channel::<Result<Vec<Vec<u8>>, StoreError>>(2);
         let scan = tokio::task::spawn_blocking(move || {
             let mut chunk = Vec::with_capacity(CHUNK);
             for item in tables.orphans.iter() {
-                let found = item
-                    .into_inner()
-                    .map_err(StoreError::from)
-                    .and_then(|(key, value)| Ok((codec::decode_orphan(&value)?.1 < cutoff).then(|| key.to_vec())));
+                let found = item.into_inner().map_err(StoreError::from).and_then(|(key, value)| {
+                    Ok((!retention.is_live(codec::decode_orphan(&value)?.1, now)).then(|| key.to_vec()))
+                });
                 match found {
                     Ok(Some(key)) => chunk.push(key),
                     Ok(None) => {}
@@ -278,9 +282,9 @@ impl EmbeddedStore {
         });
         let mut deleted = 0;
         while let Some(chunk) = chunks.recv().await {
-            deleted += self.submit(Op::ExpireOrphans(chunk?, cutoff)).await?.orphans_deleted;
+            deleted += self.submit(Op::ExpireOrphans(chunk?)).await?.orphans_deleted;
         }
-        scan.await.map_err(|e| StoreError::Engine(format!("the orphan sweep stopped: {e}")))?;
+        scan.await.map_err(|e| StoreError::Internal(format!("the orphan sweep stopped: {e}")))?;
         Ok(deleted)
     }
 
@@ -325,20 +329,25 @@ impl EmbeddedStore {
     }
 
     /// Stores a catalog entry durably. Catalog writes are rare and small, so they bypass the
-    /// writer and are synced on their own.
-    pub fn put_catalog_item(&self, item: CatalogItem<'_>) -> Result<(), StoreError> {
+    /// writer and are synced on their own, on a blocking thread.
+    pub async fn put_catalog_item(&self, item: CatalogItem<'_>) -> Result<(), StoreError> {
         let (kind, id, value) = match item {
             CatalogItem::Workspace(w) => (b'w', *w.id.as_bytes(), serde_json::to_vec(w)),
             CatalogItem::ApiKey(k) => (b'k', *k.id.as_bytes(), serde_json::to_vec(k)),
             CatalogItem::Group(g) => (b'g', *g.id.as_bytes(), serde_json::to_vec(g)),
         };
-        let value = value.map_err(|e| StoreError::Engine(e.to_string()))?;
+        let value = value.map_err(|e| StoreError::Internal(format!("a catalog item did not encode: {e}")))?;
         let mut key = Vec::with_capacity(17);
         key.push(kind);
         key.extend_from_slice(&id);
-        let mut batch = self.tables().db.batch().durability(Some(PersistMode::SyncAll));
-        batch.insert(&self.tables().catalog, key, value);
-        batch.commit()?;
+        let tables = Arc::clone(&self.inner.tables);
+        tokio::task::spawn_blocking(move || {
+            let mut batch = tables.db.batch().durability(Some(PersistMode::SyncAll));
+            batch.insert(&tables.catalog, key, value);
+            batch.commit()
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("the catalog write stopped: {e}")))??;
         Ok(())
     }
 
@@ -352,7 +361,7 @@ impl EmbeddedStore {
         }
     }
 
-    /// See [`super::Store::profile_by_external_id`].
+    /// See [`super::Inspect::profile_by_external_id`].
     pub fn profile_by_external_id(
         &self,
         ws: WorkspaceId,
@@ -364,7 +373,7 @@ impl EmbeddedStore {
         }
     }
 
-    /// See [`super::Store::profiles_by_contact`].
+    /// See [`super::Inspect::profiles_by_contact`].
     pub fn profiles_by_contact(&self, ws: WorkspaceId, contact: &Contact) -> Result<Vec<ProfileView>, StoreError> {
         let index = match contact {
             Contact::Email(_) => &self.tables().emails,
@@ -391,7 +400,7 @@ impl EmbeddedStore {
         Ok(ContactView { carriers, orphans })
     }
 
-    /// See [`super::Store::orphan_states`].
+    /// See [`super::Inspect::orphan_states`].
     pub fn orphan_states(&self, ws: WorkspaceId, contact: &Contact) -> Result<Vec<StateView>, StoreError> {
         let mut out = Vec::new();
         for item in self.tables().orphans.prefix(codec::orphan_prefix(ws, contact)) {
@@ -402,7 +411,7 @@ impl EmbeddedStore {
         Ok(out)
     }
 
-    /// See [`super::Store::change_records`].
+    /// See [`super::Inspect::change_records`].
     pub fn change_records(&self, ws: WorkspaceId) -> Result<Vec<ChangeRecord>, StoreError> {
         let mut out = Vec::new();
         for item in self.tables().changes.prefix(ws.as_bytes()) {
@@ -464,10 +473,5 @@ impl EmbeddedStore {
         }
         progress.store(check.records, std::sync::atomic::Ordering::Relaxed);
         Ok(check)
-    }
-
-    /// See [`super::Store::disk_space`].
-    pub fn disk_space(&self) -> Result<u64, StoreError> {
-        Ok(self.tables().db.disk_space()?)
     }
 }

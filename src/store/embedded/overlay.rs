@@ -108,7 +108,7 @@ impl<'a> Overlay<'a> {
 
     /// Writes everything as one atomic batch, persisted with `mode` before any of it becomes
     /// visible to readers.
-    pub fn commit(self, mode: PersistMode) -> Result<(), StoreError> {
+    pub fn commit(self, mode: PersistMode) -> Result<(), fjall::Error> {
         if self.is_empty() {
             return Ok(());
         }
@@ -122,8 +122,7 @@ impl<'a> Overlay<'a> {
                 }
             }
         }
-        batch.commit()?;
-        Ok(())
+        batch.commit()
     }
 }
 

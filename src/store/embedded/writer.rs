@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
 
 use fjall::PersistMode;
 use tokio::sync::{mpsc, oneshot};
@@ -23,11 +22,12 @@ use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::{ProfileId, WorkspaceId};
 use crate::domain::ledger::{self, ChainHead};
 use crate::domain::plan::{self, Known, Origin, WriteContext};
+use crate::domain::retention::Retention;
 use crate::domain::set_status::SetStatusCommand;
 use crate::domain::subscription::StateView;
 use crate::domain::time::{MonotonicClock, Timestamp};
 use crate::domain::track::{self, ProfileSnapshot, TrackCommand, TrackKnown};
-use crate::store::{Applied, Durability, ProfileImport, StoreError};
+use crate::store::{Applied, Durability, Policy, ProfileImport, StoreError};
 
 /// A write waiting for the writer.
 pub struct Job {
@@ -47,33 +47,34 @@ pub enum Op {
     Track(Origin, TrackCommand),
     /// Profiles to delete.
     Delete(WorkspaceId, Vec<ExternalId>),
-    /// `orphans` keys found expired by a sweep, to delete if still older than the cut-off.
-    ExpireOrphans(Vec<Vec<u8>>, Timestamp),
+    /// `orphans` keys found expired by a sweep, to delete if still expired when applied.
+    ExpireOrphans(Vec<Vec<u8>>),
 }
 
-/// How the writer commits and what it treats as expired.
-#[derive(Debug, Clone, Copy)]
+/// How the writer commits, and the clock and retention it applies.
+#[derive(Debug, Clone)]
 pub struct WriterConfig {
     /// Commit durability.
     pub durability: Durability,
     /// Most requests in one batch.
     pub max_batch: usize,
-    /// Orphaned states older than this are absent.
-    pub orphan_retention: Duration,
+    /// The writer's time and how long orphaned states live.
+    pub policy: Policy,
 }
 
 /// Runs the writer until every sender is dropped and the queue is empty.
 /// After each commit it publishes the number of committed batches in `epoch` (see
 /// [`super::prefetch`]).
-pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, config: WriterConfig) {
-    let WriterConfig { durability, max_batch, orphan_retention } = config;
+pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, config: &WriterConfig) {
+    let WriterConfig { durability, max_batch, policy } = config;
+    let (durability, max_batch, retention) = (*durability, *max_batch, policy.retention);
     let mode = match durability {
         Durability::Sync => PersistMode::SyncAll,
         Durability::Buffered => PersistMode::Buffer,
     };
     let mut jobs = Vec::with_capacity(max_batch);
     let mut results = Vec::with_capacity(max_batch);
-    let mut clock = MonotonicClock::default();
+    let mut clock = MonotonicClock::new(policy.clock.clone());
     let mut recent = RecentWrites::default();
     let mut batches = 0u64;
     while let Some(first) = queue.blocking_recv() {
@@ -89,11 +90,11 @@ pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, c
             // A job that fails has written nothing into the overlay (every job reads all it
             // needs before its first write), so the rest of the batch is unaffected.
             let at = clock.now();
-            let reads = Reads { prefetch: None, recent: &recent, orphan_cutoff: at.minus(orphan_retention) };
+            let reads = Reads { prefetch: None, recent: &recent, retention, at };
             results.push(apply(&mut overlay, reads, &mut job.op, at));
         }
         let written: Vec<Vec<u8>> = overlay.keys(Table::Profiles).map(<[u8]>::to_vec).collect();
-        let committed = overlay.commit(mode);
+        let committed = overlay.commit(mode).map_err(std::sync::Arc::new);
         if committed.is_ok() {
             batches += 1;
             recent.record(batches, written.iter().map(Vec::as_slice), epoch);
@@ -101,7 +102,7 @@ pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, c
         for (job, result) in jobs.drain(..).zip(results.drain(..)) {
             let answer = match &committed {
                 Ok(()) => result,
-                Err(err) => Err(StoreError::Engine(err.to_string())),
+                Err(err) => Err(StoreError::Commit(std::sync::Arc::clone(err))),
             };
             // The caller may have gone away (client disconnected); the write stands regardless.
             let _ = job.reply.send(answer);
@@ -124,7 +125,7 @@ fn apply(overlay: &mut Overlay<'_>, reads: Reads<'_>, op: &mut Op, at: Timestamp
             track(overlay, &ctx, command, reads)
         }
         Op::Delete(ws, external_ids) => delete(overlay, *ws, external_ids),
-        Op::ExpireOrphans(keys, cutoff) => expire_orphans(overlay, keys, *cutoff),
+        Op::ExpireOrphans(keys) => expire_orphans(overlay, keys, reads.retention, at),
     }
 }
 
@@ -133,7 +134,9 @@ fn apply(overlay: &mut Overlay<'_>, reads: Reads<'_>, op: &mut Op, at: Timestamp
 struct Reads<'a> {
     prefetch: Option<&'a mut Prefetch>,
     recent: &'a RecentWrites,
-    orphan_cutoff: Timestamp,
+    /// How long orphaned states live, and the time the request is applied at.
+    retention: Retention,
+    at: Timestamp,
 }
 
 /// Profiles read for one request, with the key they are stored under.
@@ -201,7 +204,7 @@ fn set_status(
                 let group = codec::orphan_key_group(&key)?;
                 let (state, updated_at, id) = codec::decode_orphan_with_id(&value)?;
                 known.orphan_ids.insert(contact.clone(), id);
-                if lookups.groups.contains(&group) && updated_at >= loaded.reads.orphan_cutoff {
+                if lookups.groups.contains(&group) && loaded.reads.retention.is_live(updated_at, loaded.reads.at) {
                     known.orphan_states.insert((contact.clone(), group), state);
                 }
             }
@@ -284,7 +287,7 @@ fn track(
     reads: Reads<'_>,
 ) -> Result<Applied, StoreError> {
     let ws = ctx.workspace_id;
-    let cutoff = reads.orphan_cutoff;
+    let (retention, at) = (reads.retention, reads.at);
     let mut loaded = Loaded { records: HashMap::new(), reads };
     let mut known = TrackKnown::default();
     for external_id in command.external_ids() {
@@ -312,7 +315,7 @@ fn track(
         let mut live = Vec::new();
         for (key, value) in &stored {
             let (state, updated_at) = codec::decode_orphan(value)?;
-            if updated_at >= cutoff {
+            if retention.is_live(updated_at, at) {
                 live.push(StateView { group_id: codec::orphan_key_group(key)?, state, updated_at });
             }
         }
@@ -434,12 +437,17 @@ fn delete(overlay: &mut Overlay<'_>, ws: WorkspaceId, external_ids: &[ExternalId
     Ok(Applied { profiles_deleted: plan.profiles.len(), orphans_deleted, ..Applied::default() })
 }
 
-fn expire_orphans(overlay: &mut Overlay<'_>, keys: &[Vec<u8>], cutoff: Timestamp) -> Result<Applied, StoreError> {
+fn expire_orphans(
+    overlay: &mut Overlay<'_>,
+    keys: &[Vec<u8>],
+    retention: Retention,
+    now: Timestamp,
+) -> Result<Applied, StoreError> {
     let mut expired = Vec::new();
     for key in keys {
         // Checked again here: the state may have changed since the sweep read it.
         if let Some(value) = overlay.get(Table::Orphans, key)? {
-            if codec::decode_orphan(&value)?.1 < cutoff {
+            if !retention.is_live(codec::decode_orphan(&value)?.1, now) {
                 expired.push(key.clone());
             }
         }

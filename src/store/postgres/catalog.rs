@@ -16,83 +16,73 @@ pub(super) const GROUP: i16 = 3;
 
 impl PostgresStore {
     /// See [`crate::store::Store::load_catalog`].
-    pub fn load_catalog(&self) -> Result<CatalogData, StoreError> {
-        self.blocking(|client| Box::pin(async move { read_catalog(&*client).await }))
-    }
-
-    /// See [`crate::store::Store::read_catalog`]: the same on a pooled connection.
-    pub async fn read_catalog(&self) -> Result<CatalogData, StoreError> {
+    pub async fn load_catalog(&self) -> Result<CatalogData, StoreError> {
         let client = self.client().await?;
         read_catalog(&**client).await
     }
 
     /// See [`crate::store::Store::put_workspace`].
-    pub fn put_workspace(&self, workspace: &Workspace) -> Result<(), StoreError> {
-        self.put(WORKSPACE, workspace.id.0, serde_json::to_string(workspace))
+    pub async fn put_workspace(&self, workspace: &Workspace) -> Result<(), StoreError> {
+        self.put(WORKSPACE, workspace.id.0, serde_json::to_string(workspace)).await
     }
 
     /// See [`crate::store::Store::put_api_key`].
-    pub fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        self.put(API_KEY, key.id.0, serde_json::to_string(key))
+    pub async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.put(API_KEY, key.id.0, serde_json::to_string(key)).await
     }
 
     /// See [`crate::store::Store::put_group`].
-    pub fn put_group(&self, group: &Group) -> Result<(), StoreError> {
-        self.put(GROUP, group.id.0, serde_json::to_string(group))
+    pub async fn put_group(&self, group: &Group) -> Result<(), StoreError> {
+        self.put(GROUP, group.id.0, serde_json::to_string(group)).await
     }
 
     /// See [`crate::store::Store::insert_workspace`].
-    pub fn insert_workspace(&self, workspace: &Workspace, admission: &Admission) -> Result<(), StoreError> {
-        self.insert(WORKSPACE, workspace.id.0, serde_json::to_string(workspace), admission)
+    pub async fn insert_workspace(&self, workspace: &Workspace, admission: &Admission) -> Result<(), StoreError> {
+        self.insert(WORKSPACE, workspace.id.0, serde_json::to_string(workspace), admission).await
     }
 
     /// See [`crate::store::Store::insert_group`].
-    pub fn insert_group(&self, group: &Group, admission: &Admission) -> Result<(), StoreError> {
-        self.insert(GROUP, group.id.0, serde_json::to_string(group), admission)
+    pub async fn insert_group(&self, group: &Group, admission: &Admission) -> Result<(), StoreError> {
+        self.insert(GROUP, group.id.0, serde_json::to_string(group), admission).await
     }
 
     /// Inserts an item if `admission` holds against the workspaces and groups stored, in one
     /// SERIALIZABLE transaction: of two processes inserting colliding items at once, one
     /// fails to serialize, runs again, and then sees the other's item.
-    fn insert(
+    async fn insert(
         &self,
         kind: i16,
         id: uuid::Uuid,
         body: serde_json::Result<String>,
         admission: &Admission,
     ) -> Result<(), StoreError> {
-        let body = body.map_err(|e| StoreError::Engine(e.to_string()))?;
-        let admission = admission.clone();
-        self.blocking(move |client| {
-            Box::pin(async move {
-                retry::transaction(client, IsolationLevel::Serializable, &((kind, id, body), admission), admit).await
-            })
-        })
+        let body = body.map_err(not_encoded)?;
+        let mut client = self.client().await?;
+        retry::transaction(&mut client, IsolationLevel::Serializable, &((kind, id, body), admission.clone()), admit)
+            .await
     }
 
     /// See [`crate::store::Store::change_workspace_limit`].
-    pub fn change_workspace_limit(&self, id: WorkspaceId, change: &LimitChange) -> Result<Workspace, StoreError> {
-        let change = change.clone();
-        self.blocking(move |client| {
-            Box::pin(async move {
-                retry::transaction(client, IsolationLevel::Serializable, &(id, change), change_limit).await
-            })
-        })
+    pub async fn change_workspace_limit(&self, id: WorkspaceId, change: &LimitChange) -> Result<Workspace, StoreError> {
+        let mut client = self.client().await?;
+        retry::transaction(&mut client, IsolationLevel::Serializable, &(id, change.clone()), change_limit).await
     }
 
-    fn put(&self, kind: i16, id: uuid::Uuid, body: serde_json::Result<String>) -> Result<(), StoreError> {
-        let body = body.map_err(|e| StoreError::Engine(e.to_string()))?;
-        self.blocking(move |client| {
-            Box::pin(async move {
-                retry::transaction(client, IsolationLevel::Serializable, &(kind, id, body), upsert).await
-            })
-        })
+    async fn put(&self, kind: i16, id: uuid::Uuid, body: serde_json::Result<String>) -> Result<(), StoreError> {
+        let body = body.map_err(not_encoded)?;
+        let mut client = self.client().await?;
+        retry::transaction(&mut client, IsolationLevel::Serializable, &(kind, id, body), upsert).await
     }
+}
+
+/// A catalog item that did not encode: a bug, not the database's fault.
+fn not_encoded(err: serde_json::Error) -> StoreError {
+    StoreError::Internal(format!("a catalog item did not encode: {err}"))
 }
 
 /// The whole catalog, in one statement.
 async fn read_catalog(client: &impl tokio_postgres::GenericClient) -> Result<CatalogData, StoreError> {
-    let rows = client.query(READ_CATALOG, &[]).await.map_err(|e| retry::db_error(&e))?;
+    let rows = client.query(READ_CATALOG, &[]).await.map_err(retry::db_error)?;
     catalog_of(rows)
 }
 
@@ -144,7 +134,7 @@ fn change_limit<'c>(
         let mut workspace: Workspace = serde_json::from_str(row.get(0))
             .map_err(|e| StoreError::Corrupt { what: "catalog", detail: e.to_string() })?;
         change.apply(&mut workspace).map_err(StoreError::Refused)?;
-        let body = serde_json::to_string(&workspace).map_err(|e| StoreError::Engine(e.to_string()))?;
+        let body = serde_json::to_string(&workspace).map_err(not_encoded)?;
         upsert(tx, &(WORKSPACE, id.0, body)).await?;
         Ok(workspace)
     })

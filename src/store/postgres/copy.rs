@@ -26,9 +26,9 @@ use super::ledger;
 use super::retry::{self, BoxFuture, TxError};
 use super::{contact_kind, state_code};
 use crate::domain::change::ChangeRecord;
-use crate::domain::time::Timestamp;
+use crate::domain::time::{Clock, Timestamp};
 use crate::store::embedded::export::{Exported, OrphanRow, ProfileRow, SourceCounts, SourceTable, Survey};
-use crate::store::{EmbeddedStore, StoreError, StoreOptions};
+use crate::store::{EmbeddedStore, PostgresOptions, StoreError};
 
 /// Source entries per batch when none is asked for: big enough that the per-transaction cost
 /// vanishes, small enough that a profile batch (with its states) stays a few MiB.
@@ -95,16 +95,16 @@ pub struct Target {
 impl Target {
     /// Connects to the database at `url` and applies the migrations it lacks, so that an
     /// unreachable database is reported (with where it was looked for) before any work.
-    pub fn prepare(url: &str) -> Result<Target, StoreError> {
-        let options = StoreOptions::default();
-        super::migrate(url, &options)?;
+    pub async fn prepare(url: &str) -> Result<Target, StoreError> {
+        let options = PostgresOptions::default();
+        super::migrate(url, &options).await?;
         let (config, connector) = super::connection_settings(url, &options)?;
         Ok(Target { config, connector })
     }
 
     /// Copies `source` (surveyed as `survey`) in batches of `batch_size` source entries,
     /// resuming a copy an earlier run began; then verifies the counts.
-    pub fn copy(
+    pub async fn copy(
         &self,
         source: &EmbeddedStore,
         survey: &Survey,
@@ -122,10 +122,11 @@ impl Target {
             failed: AtomicBool::new(false),
         });
         let claimed = {
-            let job = Arc::clone(&job);
-            self.on_connection(move |client| {
-                Box::pin(async move { retry::transaction(client, IsolationLevel::Serializable, &*job, claim).await })
-            })?
+            let (mut client, driver) = self.connection().await?;
+            let claimed = retry::transaction(&mut client, IsolationLevel::Serializable, &*job, claim).await;
+            drop(client);
+            let _ = driver.await;
+            claimed?
         };
         if !claimed.complete {
             // The catalog first, so that no copy ever holds states of groups it lacks; then
@@ -134,44 +135,43 @@ impl Target {
             let (catalog, others): (Vec<_>, Vec<_>) =
                 claimed.checkpoints.into_iter().filter(|c| !c.done).partition(|c| c.table == SourceTable::Catalog);
             for wave in [catalog, others] {
-                let outcomes: Vec<Result<(), StoreError>> = std::thread::scope(|scope| {
-                    let copies: Vec<_> = wave
-                        .into_iter()
-                        .map(|checkpoint| {
-                            let job = Arc::clone(&job);
-                            scope.spawn(move || {
-                                self.on_connection(move |client| Box::pin(job.copy_table(client, checkpoint)))
-                            })
-                        })
-                        .collect();
-                    copies
-                        .into_iter()
-                        .map(|copy| {
-                            copy.join().unwrap_or_else(|_| Err(StoreError::Engine("a copying thread panicked".into())))
-                        })
-                        .collect()
-                });
-                outcomes.into_iter().collect::<Result<Vec<()>, StoreError>>()?;
+                let mut copies = tokio::task::JoinSet::new();
+                for checkpoint in wave {
+                    let (job, connection) = (Arc::clone(&job), self.connection());
+                    let (mut client, driver) = connection.await?;
+                    copies.spawn(async move {
+                        let copied = job.copy_table(&mut client, checkpoint).await;
+                        drop(client);
+                        let _ = driver.await;
+                        copied
+                    });
+                }
+                let mut outcome = Ok(());
+                while let Some(copied) = copies.join_next().await {
+                    let copied =
+                        copied.unwrap_or_else(|e| Err(StoreError::Internal(format!("a table's copy stopped: {e}"))));
+                    if outcome.is_ok() {
+                        outcome = copied;
+                    }
+                }
+                outcome?;
             }
         }
         let outcome =
             if claimed.complete { Outcome::AlreadyComplete } else { Outcome::Copied { resumed: claimed.resumed } };
-        self.on_connection(move |client| Box::pin(async move { job.verify(client, outcome).await }))
+        let (mut client, driver) = self.connection().await?;
+        let report = job.verify(&mut client, outcome).await;
+        drop(client);
+        let _ = driver.await;
+        report
     }
 
-    /// Runs `work` on a connection of its own (made where all of this store's connections are
-    /// made), without the request path's statement timeout: batches are large by design.
-    fn on_connection<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
-    {
-        super::blocking(&self.config, &self.connector, move |client| {
-            Box::pin(async move {
-                client.batch_execute("SET statement_timeout = 0").await.map_err(|e| retry::db_error(&e))?;
-                work(client).await
-            })
-        })
+    /// A connection of its own (made where all of this store's connections are made), without
+    /// the request path's statement timeout: batches are large by design.
+    async fn connection(&self) -> Result<(Client, tokio::task::JoinHandle<()>), StoreError> {
+        let (client, driver) = super::connect(&self.config, &self.connector).await?;
+        client.batch_execute("SET statement_timeout = 0").await.map_err(retry::db_error)?;
+        Ok((client, driver))
     }
 }
 
@@ -209,7 +209,7 @@ impl Job {
 
     /// Copies what is left of one table: batches from a reader thread, each committed with
     /// its checkpoint.
-    async fn copy_table(self: Arc<Self>, client: &mut Client, checkpoint: Checkpoint) -> Result<(), StoreError> {
+    async fn copy_table(&self, client: &mut Client, checkpoint: Checkpoint) -> Result<(), StoreError> {
         let table = checkpoint.table;
         self.progress().begin(table, checkpoint.copied, self.counts.entries(table).max(checkpoint.copied));
         let (sender, mut batches) = mpsc::channel(READ_AHEAD);
@@ -217,10 +217,7 @@ impl Job {
             let source = self.source.clone();
             let size = self.batch_size;
             let after = checkpoint.last_key;
-            std::thread::Builder::new()
-                .name("consentry-export".into())
-                .spawn(move || read_table(&source, table, after, size, &sender))
-                .map_err(|e| StoreError::Engine(format!("cannot start the reader thread: {e}")))?
+            tokio::task::spawn_blocking(move || read_table(&source, table, after, size, &sender))
         };
         let mut copied = checkpoint.copied;
         let written = async {
@@ -241,7 +238,7 @@ impl Job {
         .await;
         // Closing the channel stops a reader that is still going (after a failed write).
         drop(batches);
-        reader.join().map_err(|_| StoreError::Engine("the reader thread panicked".into()))?;
+        reader.await.map_err(|e| StoreError::Internal(format!("the reader stopped: {e}")))?;
         match written {
             Ok(true) => self.progress().finish(table),
             Ok(false) => {}
@@ -261,7 +258,7 @@ impl Job {
                 &[&WORKSPACE, &API_KEY, &GROUP],
             )
             .await
-            .map_err(|e| retry::db_error(&e))?;
+            .map_err(retry::db_error)?;
         let target = |i: usize| row.get::<_, i64>(i).max(0) as u64;
         let s = &self.counts;
         let counts = [
@@ -299,7 +296,7 @@ fn mark_complete<'c>(tx: &'c Transaction<'_>, _: &'c ()) -> BoxFuture<'c, Result
         ledger::rebuild_heads(tx).await?;
         tx.execute(
             "UPDATE store_copy SET completed_at = $1 WHERE id = 1 AND completed_at IS NULL",
-            &[&Timestamp::now().0],
+            &[&Clock::system().now().0],
         )
         .await?;
         Ok(())
@@ -339,7 +336,7 @@ fn claim<'c>(tx: &'c Transaction<'_>, job: &'c Job) -> BoxFuture<'c, Result<Clai
             }
             tx.execute(
                 "INSERT INTO store_copy (id, source_path, source_fingerprint, started_at) VALUES (1, $1, $2, $3)",
-                &[&job.path, &job.fingerprint, &Timestamp::now().0],
+                &[&job.path, &job.fingerprint, &Clock::system().now().0],
             )
             .await?;
             let names: Vec<&str> = SourceTable::ALL.iter().map(|t| t.name()).collect();
@@ -424,7 +421,7 @@ impl CatalogRows {
     fn push(&mut self, kind: i16, id: Uuid, body: serde_json::Result<String>) -> Result<(), StoreError> {
         self.kinds.push(kind);
         self.ids.push(id);
-        self.bodies.push(body.map_err(|e| StoreError::Engine(e.to_string()))?);
+        self.bodies.push(body.map_err(|e| StoreError::Internal(format!("a catalog item did not encode: {e}")))?);
         Ok(())
     }
 }
@@ -652,7 +649,7 @@ fn write_batch<'c>(tx: &'c Transaction<'_>, batch: &'c Batch) -> BoxFuture<'c, R
             )
             .await?;
         if moved != 1 {
-            return Err(TxError::Store(StoreError::Engine(format!(
+            return Err(TxError::Store(StoreError::Internal(format!(
                 "the checkpoint of {} moved under this copy: is another migrate-store copying into this database?",
                 batch.table.name()
             ))));

@@ -1,5 +1,5 @@
 //! Rate-limit counters in PostgreSQL: one row per (workspace, bucket, clock window), shared by
-//! every node on the database (see `crate::ratelimit::postgres`).
+//! every node on the database (see `crate::limiter::postgres`).
 //!
 //! Counting is one autocommitted upsert that returns the new count: atomic on its own, with no
 //! transaction around it to retry (CockroachDB and YugabyteDB retry a single-statement
@@ -28,12 +28,12 @@ impl PostgresStore {
         window: Window,
     ) -> Result<u64, StoreError> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(COUNT).await.map_err(|e| retry::db_error(&e))?;
+        let statement = client.prepare_cached(COUNT).await.map_err(retry::db_error)?;
         let seconds = window.seconds as i32;
         let row = client
             .query_one(&statement, &[&workspace.0, &bucket.as_str(), &seconds, &window.start, &window.end()])
             .await
-            .map_err(|e| retry::db_error(&e))?;
+            .map_err(retry::db_error)?;
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
@@ -44,6 +44,6 @@ impl PostgresStore {
         client
             .execute("DELETE FROM rate_limit_counters WHERE window_end < $1", &[&before])
             .await
-            .map_err(|e| retry::db_error(&e))
+            .map_err(retry::db_error)
     }
 }

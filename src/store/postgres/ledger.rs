@@ -400,7 +400,7 @@ pub(super) async fn verify(
     ws: Option<WorkspaceId>,
     progress: &std::sync::atomic::AtomicU64,
 ) -> Result<ledger::LedgerCheck, StoreError> {
-    let db = |e: tokio_postgres::Error| super::retry::db_error(&e);
+    let db = |e: tokio_postgres::Error| super::retry::db_error(e);
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)

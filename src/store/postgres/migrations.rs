@@ -97,7 +97,7 @@ CREATE TABLE store_copy_progress (
 );
 "#,
     ),
-    // Rate-limit counters shared by the nodes (`crate::ratelimit::postgres`): one row per
+    // Rate-limit counters shared by the nodes (`crate::limiter::postgres`): one row per
     // workspace, bucket and clock window, deleted a minute after the window ends.
     (
         3,
@@ -183,15 +183,15 @@ pub async fn apply_up_to(client: &mut Client, last: i32) -> Result<Vec<i32>, Sto
     // sees the winner's table as a unique violation and finds it there on a second try.
     if let Err(err) = client.batch_execute(CREATE_TABLE).await {
         if !created_concurrently(&err) {
-            return Err(retry::db_error(&err));
+            return Err(retry::db_error(err));
         }
-        client.batch_execute(CREATE_TABLE).await.map_err(|e| retry::db_error(&e))?;
+        client.batch_execute(CREATE_TABLE).await.map_err(retry::db_error)?;
     }
     let mut applied = Vec::new();
     for &(version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version <= last) {
         let done = retry::transaction(client, tokio_postgres::IsolationLevel::Serializable, &(version, sql), migrate)
             .await
-            .map_err(|e| StoreError::Open(format!("migration {version} failed: {e}")))?;
+            .map_err(|e| StoreError::Open(format!("migration {version} failed: {}", crate::store::report(&e))))?;
         if done {
             applied.push(version);
         }
@@ -221,9 +221,10 @@ fn migrate<'c>(
         if version == LEDGER_UPGRADE {
             super::ledger::upgrade(tx).await?;
         }
+        // Bookkeeping of the schema, not domain time: always the system's clock.
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-            &[&version, &crate::domain::time::Timestamp::now().0],
+            &[&version, &crate::domain::time::Clock::system().now().0],
         )
         .await?;
         Ok(true)

@@ -7,12 +7,9 @@
 //! several nodes stay consistent through the database alone. The SQL is written for
 //! CockroachDB and YugabyteDB too (see `ARCHITECTURE.md`, "Must hold").
 //!
-//! The seam's synchronous methods (the catalog, and the reads tests use) may be called from
-//! inside a Tokio runtime, even a current-thread one, where blocking on a future panics. They
-//! therefore run on a short-lived thread of their own, with its own current-thread runtime and
-//! its own connection (the pool's connections are driven by tasks of the main runtime, which
-//! that thread cannot use). They are rare (catalog changes) or test-only, so the connection
-//! per call costs nothing that matters.
+//! Everything, catalog changes included, runs on the pool's connections; only migrations and
+//! the copy from an embedded store make connections of their own ([`connect`]), since they run
+//! before a pool exists or without the request path's statement timeout.
 
 pub mod catalog;
 pub mod copy;
@@ -32,8 +29,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::Client;
 
-use self::retry::BoxFuture;
-use super::{StoreError, StoreOptions};
+use super::{Policy, PostgresOptions, StoreError};
 use crate::domain::change::{Contact, ContactKind, Subject};
 use crate::domain::subscription::SubscriptionState;
 
@@ -45,10 +41,11 @@ pub struct PostgresStore {
 
 struct Inner {
     pool: Pool,
-    /// For the side connections of the synchronous methods.
+    /// What the inspection reads connect with (see [`PostgresStore::inspection_client`]).
     config: tokio_postgres::Config,
     connector: tls::Connector,
-    orphan_retention: Duration,
+    /// The writers' time and how long orphaned states live.
+    policy: Policy,
     /// Turns for write transactions: see [`PostgresStore::write_turn`].
     writes: tokio::sync::Semaphore,
     closed: AtomicBool,
@@ -56,10 +53,10 @@ struct Inner {
 
 impl PostgresStore {
     /// Connects to the database at `url`, applies the migrations it lacks and sets up the pool
-    /// (whose connections open on first use, on the runtime that uses them).
-    pub fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+    /// (whose connections open on first use). Writes take their time from `policy`'s clock.
+    pub async fn open(url: &str, options: &PostgresOptions, policy: &Policy) -> Result<Self, StoreError> {
         let (config, connector) = connection_settings(url, options)?;
-        apply_migrations(&config, &connector)?;
+        apply_migrations(&config, &connector).await?;
         let manager = Manager::from_connect(
             config.clone(),
             connector.clone(),
@@ -69,9 +66,9 @@ impl PostgresStore {
         // is gone or every connection is busy: for a free connection as long as one statement
         // may run, for a new one as long as a connection attempt.
         let pool = Pool::builder(manager)
-            .max_size(options.pg_pool_size.max(1))
+            .max_size(options.pool_size.max(1))
             .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(options.pg_statement_timeout.max(Duration::from_millis(1))))
+            .wait_timeout(Some(options.statement_timeout.max(Duration::from_millis(1))))
             .create_timeout(Some(config.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT)))
             .build()
             .map_err(|e| StoreError::Open(format!("cannot create the PostgreSQL pool: {e}")))?;
@@ -80,8 +77,8 @@ impl PostgresStore {
                 pool,
                 config,
                 connector,
-                orphan_retention: options.orphan_retention,
-                writes: tokio::sync::Semaphore::new(options.pg_max_concurrent_writes.max(1)),
+                policy: policy.clone(),
+                writes: tokio::sync::Semaphore::new(options.max_concurrent_writes.max(1)),
                 closed: AtomicBool::new(false),
             }),
         })
@@ -93,8 +90,8 @@ impl PostgresStore {
             return Err(StoreError::ShuttingDown);
         }
         self.inner.pool.get().await.map_err(|e| match e {
-            deadpool_postgres::PoolError::Backend(err) => retry::db_error(&err),
-            other => StoreError::Unavailable(format!("no PostgreSQL connection: {other}")),
+            deadpool_postgres::PoolError::Backend(err) => retry::db_error(err),
+            other => StoreError::Unavailable { reason: format!("no PostgreSQL connection: {other}"), source: None },
         })
     }
 
@@ -110,21 +107,22 @@ impl PostgresStore {
         self.inner.writes.acquire().await.map_err(|_| StoreError::ShuttingDown)
     }
 
-    /// Runs `work` on a side connection, synchronously (see the module's documentation).
-    fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
-    {
-        blocking(&self.inner.config, &self.inner.connector, work)
+    /// A connection of its own for the inspection reads ([`crate::store::Inspect`]), with the
+    /// task that drives it: outside the pool, so that a test can read what a stopped server
+    /// left in its closed store, and so that test reads never take a request's connection.
+    async fn inspection_client(&self) -> Result<(Client, tokio::task::JoinHandle<()>), StoreError> {
+        connect(&self.inner.config, &self.inner.connector).await
     }
 
     /// See [`super::Store::readiness`]: a pooled connection answers, on a primary.
     pub async fn readiness(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| retry::db_error(&e))?;
+        let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(retry::db_error)?;
         if row.get::<_, bool>(0) {
-            return Err(StoreError::Unavailable("the database is a standby (in recovery), not a primary".into()));
+            return Err(StoreError::Unavailable {
+                reason: "the database is a standby (in recovery), not a primary".into(),
+                source: None,
+            });
         }
         Ok(())
     }
@@ -135,19 +133,6 @@ impl PostgresStore {
         self.inner.writes.close();
         self.inner.pool.close();
     }
-
-    /// Bytes the database occupies.
-    pub fn disk_space(&self) -> Result<u64, StoreError> {
-        self.blocking(|client| {
-            Box::pin(async move {
-                let row = client
-                    .query_one("SELECT pg_database_size(current_database())", &[])
-                    .await
-                    .map_err(|e| retry::db_error(&e))?;
-                Ok(row.get::<_, i64>(0).max(0) as u64)
-            })
-        })
-    }
 }
 
 /// What every connection to the database at `url` is made with: the driver's settings (see
@@ -156,7 +141,7 @@ impl PostgresStore {
 /// any command that connects all go through here.
 pub fn connection_settings(
     url: &str,
-    options: &StoreOptions,
+    options: &PostgresOptions,
 ) -> Result<(tokio_postgres::Config, tls::Connector), StoreError> {
     let (driver_url, tls_params) = tls::split_url(url)?;
     let config = driver_config(&driver_url, options)?;
@@ -165,16 +150,16 @@ pub fn connection_settings(
 
 /// The driver's settings of `url`, its TLS parameters taken out (they need
 /// [`connection_settings`]'s connector), with the options' statement timeout.
-pub fn connection_config(url: &str, options: &StoreOptions) -> Result<tokio_postgres::Config, StoreError> {
+pub fn connection_config(url: &str, options: &PostgresOptions) -> Result<tokio_postgres::Config, StoreError> {
     driver_config(&tls::split_url(url)?.0, options)
 }
 
 /// The driver's settings of a URL without TLS parameters.
-fn driver_config(url: &str, options: &StoreOptions) -> Result<tokio_postgres::Config, StoreError> {
+fn driver_config(url: &str, options: &PostgresOptions) -> Result<tokio_postgres::Config, StoreError> {
     let mut config: tokio_postgres::Config =
-        url.parse().map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {}", connect_reason(&e))))?;
+        url.parse().map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {}", super::report(&e))))?;
     // The server-side limit of one statement, so that a stuck query frees its connection.
-    let timeout_ms = options.pg_statement_timeout.as_millis().max(1);
+    let timeout_ms = options.statement_timeout.as_millis().max(1);
     config.options(format!("-c statement_timeout={timeout_ms}"));
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
@@ -182,71 +167,38 @@ fn driver_config(url: &str, options: &StoreOptions) -> Result<tokio_postgres::Co
     Ok(config)
 }
 
-/// Applies the pending migrations; an unreachable database is reported with where it was
-/// looked for (never the password) and why.
-fn apply_migrations(config: &tokio_postgres::Config, connector: &tls::Connector) -> Result<Vec<i32>, StoreError> {
-    let target = describe(config);
-    blocking(config, connector, |client| Box::pin(migrations::apply(client))).map_err(|e| match e {
-        StoreError::Open(message) if message.starts_with(CANNOT_CONNECT) => {
-            StoreError::Open(format!("cannot connect to PostgreSQL at {target}: {}", &message[CANNOT_CONNECT.len()..]))
-        }
-        other => other,
-    })
+/// Applies the pending migrations on a connection of its own.
+async fn apply_migrations(config: &tokio_postgres::Config, connector: &tls::Connector) -> Result<Vec<i32>, StoreError> {
+    let (mut client, driver) = connect(config, connector).await?;
+    let applied = migrations::apply(&mut client).await;
+    drop(client);
+    let _ = driver.await;
+    applied
 }
 
 /// Applies the pending migrations of the database at `url` (`consentry migrate`); returns the
 /// versions applied.
-pub fn migrate(url: &str, options: &StoreOptions) -> Result<Vec<i32>, StoreError> {
+pub async fn migrate(url: &str, options: &PostgresOptions) -> Result<Vec<i32>, StoreError> {
     let (config, connector) = connection_settings(url, options)?;
-    apply_migrations(&config, &connector)
+    apply_migrations(&config, &connector).await
 }
 
 /// How long a connection attempt may take unless the URL says (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How [`blocking`] begins the message of a failed connection.
-const CANNOT_CONNECT: &str = "cannot connect: ";
-
-/// Runs `work` on a new connection made from `config` by `connector`, on a thread of its own
-/// with its own runtime, and waits for it.
-fn blocking<T, F>(config: &tokio_postgres::Config, connector: &tls::Connector, work: F) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
-{
-    let config = config.clone();
-    let connector = connector.clone();
-    let thread = std::thread::Builder::new()
-        .name("consentry-pg-sync".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| StoreError::Engine(format!("cannot start a runtime: {e}")))?;
-            runtime.block_on(async move {
-                let (mut client, connection) = connector
-                    .connect(&config)
-                    .await
-                    .map_err(|e| StoreError::Open(format!("{CANNOT_CONNECT}{}", connect_reason(&e))))?;
-                let driver = tokio::spawn(connection);
-                let result = work(&mut client).await;
-                drop(client);
-                let _ = driver.await;
-                result
-            })
-        })
-        .map_err(|e| StoreError::Engine(format!("cannot start a thread: {e}")))?;
-    thread.join().map_err(|_| StoreError::Engine("a PostgreSQL side thread panicked".into()))?
-}
-
-/// Why a connection failed or a URL was refused, with its cause (the driver's own text says
-/// only "error connecting" or "invalid connection string").
-fn connect_reason(err: &tokio_postgres::Error) -> String {
-    use std::error::Error as _;
-    match err.source() {
-        Some(source) => format!("{err}: {source}"),
-        None => err.to_string(),
-    }
+/// A connection of its own, outside the pool, made from `config` by `connector`, with the task
+/// that drives it (it ends once the client is dropped). A failure says where the database was
+/// looked for (never the password) and keeps the driver's error as its cause.
+pub async fn connect(
+    config: &tokio_postgres::Config,
+    connector: &tls::Connector,
+) -> Result<(Client, tokio::task::JoinHandle<()>), StoreError> {
+    let (client, connection) =
+        connector.connect(config).await.map_err(|source| StoreError::Connect { target: describe(config), source })?;
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((client, driver))
 }
 
 /// `host:port/database` of a config, for messages: never its password.

@@ -172,57 +172,55 @@ impl PostgresStore {
         retry::transaction(&mut client, IsolationLevel::RepeatableRead, &data, read_contacts_attempt).await
     }
 
-    /// See [`crate::store::Store::profile_by_external_id`].
-    pub fn profile_by_external_id(
+    /// See [`crate::store::Inspect::profile_by_external_id`].
+    pub async fn profile_by_external_id(
         &self,
         ws: WorkspaceId,
         external_id: &str,
     ) -> Result<Option<ProfileView>, StoreError> {
-        let external_id = external_id.to_string();
-        self.blocking(move |client| {
-            Box::pin(async move {
-                let sql = format!(
-                    "SELECT {PROFILE_COLUMNS} FROM profiles p {STATES_JOIN} \
-                     WHERE p.workspace_id = $1 AND p.external_id = $2 ORDER BY p.profile_id, s.group_id"
-                );
-                let rows = client.query(&sql, &[&ws.0, &external_id]).await.map_err(|e| retry::db_error(&e))?;
-                Ok(profile_views(&rows)?.into_iter().next())
-            })
-        })
+        let (client, driver) = self.inspection_client().await?;
+        let sql = format!(
+            "SELECT {PROFILE_COLUMNS} FROM profiles p {STATES_JOIN} \
+             WHERE p.workspace_id = $1 AND p.external_id = $2 ORDER BY p.profile_id, s.group_id"
+        );
+        let rows = client.query(&sql, &[&ws.0, &external_id]).await.map_err(retry::db_error);
+        finish(client, driver).await;
+        Ok(profile_views(&rows?)?.into_iter().next())
     }
 
-    /// See [`crate::store::Store::profiles_by_contact`].
-    pub fn profiles_by_contact(&self, ws: WorkspaceId, contact: &Contact) -> Result<Vec<ProfileView>, StoreError> {
-        let contact = contact.clone();
-        self.blocking(move |client| {
-            Box::pin(async move {
-                let rows = carriers(&*client, ws, contact_kind(&contact), &[contact.as_str()])
-                    .await
-                    .map_err(|e| retry::db_error(&e))?;
-                profile_views(&rows)
-            })
-        })
+    /// See [`crate::store::Inspect::profiles_by_contact`].
+    pub async fn profiles_by_contact(
+        &self,
+        ws: WorkspaceId,
+        contact: &Contact,
+    ) -> Result<Vec<ProfileView>, StoreError> {
+        let (client, driver) = self.inspection_client().await?;
+        let rows = carriers(&client, ws, contact_kind(contact), &[contact.as_str()]).await.map_err(retry::db_error);
+        finish(client, driver).await;
+        profile_views(&rows?)
     }
 
-    /// See [`crate::store::Store::orphan_states`].
-    pub fn orphan_states(&self, ws: WorkspaceId, contact: &Contact) -> Result<Vec<StateView>, StoreError> {
-        let contact = contact.clone();
-        self.blocking(move |client| {
-            Box::pin(async move {
-                let found = orphans(&*client, ws, contact_kind(&contact), &[contact.as_str()])
-                    .await
-                    .map_err(TxError::into_store_error)?;
-                Ok(found.into_iter().map(|(_, view)| view).collect())
-            })
-        })
+    /// See [`crate::store::Inspect::orphan_states`].
+    pub async fn orphan_states(&self, ws: WorkspaceId, contact: &Contact) -> Result<Vec<StateView>, StoreError> {
+        let (client, driver) = self.inspection_client().await?;
+        let found = orphans(&client, ws, contact_kind(contact), &[contact.as_str()]).await;
+        finish(client, driver).await;
+        Ok(found.map_err(TxError::into_store_error)?.into_iter().map(|(_, view)| view).collect())
     }
 
-    /// See [`crate::store::Store::change_records`].
-    pub fn change_records(&self, ws: WorkspaceId) -> Result<Vec<ChangeRecord>, StoreError> {
-        self.blocking(move |client| {
-            Box::pin(async move { changes(&*client, ws).await.map_err(TxError::into_store_error) })
-        })
+    /// See [`crate::store::Inspect::change_records`].
+    pub async fn change_records(&self, ws: WorkspaceId) -> Result<Vec<ChangeRecord>, StoreError> {
+        let (client, driver) = self.inspection_client().await?;
+        let found = changes(&client, ws).await;
+        finish(client, driver).await;
+        found.map_err(TxError::into_store_error)
     }
+}
+
+/// Closes a connection of its own and waits for its driver to end.
+async fn finish(client: tokio_postgres::Client, driver: tokio::task::JoinHandle<()>) {
+    drop(client);
+    let _ = driver.await;
 }
 
 /// A profile view as the track planner takes it.

@@ -64,8 +64,8 @@ impl TxError {
     /// The store error a failed transaction answers with.
     pub fn into_store_error(self) -> StoreError {
         match self {
-            TxError::Db(err) => db_error(&err),
-            TxError::Conflict(what) => StoreError::Engine(format!("gave up after repeated conflicts on {what}")),
+            TxError::Db(err) => db_error(err),
+            TxError::Conflict(what) => StoreError::Internal(format!("gave up after repeated conflicts on {what}")),
             TxError::Store(err) => err,
         }
     }
@@ -76,21 +76,20 @@ pub fn is_serialization_failure(err: &tokio_postgres::Error) -> bool {
     matches!(err.code(), Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED)
 }
 
-/// A driver error as a store error, with the server's message when there is one (never the
-/// connection string: the driver does not put it in its errors).
+/// A driver error as a store error, keeping it as the cause (the driver never puts the
+/// connection string in its errors).
 ///
 /// A lost connection, a server shutting down or starting up, and a statement cut by the
 /// statement timeout are [`StoreError::Unavailable`]: the database, not the request, is at
 /// fault, and the same request may succeed in a moment.
-pub fn db_error(err: &tokio_postgres::Error) -> StoreError {
-    match err.as_db_error() {
-        Some(db) if is_unavailability(db.code()) => {
-            StoreError::Unavailable(format!("PostgreSQL error {}: {}", db.code().code(), db.message()))
-        }
-        Some(db) => StoreError::Engine(format!("PostgreSQL error {}: {}", db.code().code(), db.message())),
+pub fn db_error(err: tokio_postgres::Error) -> StoreError {
+    let reason = match err.as_db_error() {
+        Some(db) if is_unavailability(db.code()) => format!("PostgreSQL error {}", db.code().code()),
+        Some(_) => return StoreError::Postgres(err),
         // No server error: the socket failed or the connection was closed.
-        None => StoreError::Unavailable(format!("PostgreSQL connection lost: {err}")),
-    }
+        None => "PostgreSQL connection lost".to_string(),
+    };
+    StoreError::Unavailable { reason, source: Some(err) }
 }
 
 /// Whether a server error says the database cannot serve right now (class 08, connection

@@ -388,27 +388,19 @@ fn load_roots(path: &Path) -> Result<(RootCertStore, Vec<CertificateDer<'static>
     Ok((roots, certs))
 }
 
-/// The platform's CA bundle, where OpenSSL (and so libpq) finds it: `SSL_CERT_FILE`, else the
-/// usual bundle of each distribution.
+/// The platform's CA bundle, where OpenSSL (and so libpq) finds it: `SSL_CERT_FILE` (or
+/// `SSL_CERT_DIR`), else the platform's own locations, as `rustls-native-certs` knows them.
 fn system_roots() -> Result<RootCertStore, StoreError> {
-    const BUNDLES: [&str; 5] = [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-        "/etc/ssl/ca-bundle.pem",
-        "/etc/ssl/cert.pem",
-    ];
-    let from_env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
-    let path = from_env.or_else(|| BUNDLES.iter().map(PathBuf::from).find(|p| p.is_file())).ok_or_else(|| {
-        StoreError::Open(format!("sslrootcert=system: no CA bundle found (looked in {})", BUNDLES.join(", ")))
-    })?;
-    let fail = |why: String| StoreError::Open(format!("sslrootcert=system: {}: {why}", path.display()));
+    let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(&path).map_err(|e| fail(pem_error(e)))?;
     // A system bundle may hold certificates webpki cannot use; the others still count.
-    roots.add_parsable_certificates(certs.filter_map(Result::ok));
+    roots.add_parsable_certificates(found.certs);
     if roots.is_empty() {
-        return Err(fail("no usable certificate in it".into()));
+        let why = match found.errors.first() {
+            Some(err) => err.to_string(),
+            None => "none of the platform's locations holds a certificate".to_string(),
+        };
+        return Err(StoreError::Open(format!("sslrootcert=system: no CA bundle found ({why})")));
     }
     Ok(roots)
 }

@@ -4,7 +4,6 @@
 //! are chosen again on each attempt, so a retried attempt is a fresh one.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use tokio_postgres::{IsolationLevel, Transaction};
 use uuid::Uuid;
@@ -21,7 +20,7 @@ use crate::domain::set_status::SetStatusCommand;
 use crate::domain::subscription::SubscriptionState;
 use crate::domain::time::Timestamp;
 use crate::domain::track::{self, TrackCommand, TrackKnown};
-use crate::store::{Applied, ProfileImport, StoreError};
+use crate::store::{Applied, Policy, ProfileImport, StoreError};
 
 /// Inserts new profiles `(id, external id, email, phone)`; a row that another transaction
 /// inserted first fails the attempt so that the next one reads it.
@@ -126,7 +125,7 @@ async fn carried(
 struct SetData {
     origin: Origin,
     command: SetStatusCommand,
-    retention: Duration,
+    policy: Policy,
 }
 
 fn set_status_attempt<'c>(tx: &'c Transaction<'_>, data: &'c SetData) -> BoxFuture<'c, Result<Applied, TxError>> {
@@ -226,11 +225,10 @@ fn set_status_attempt<'c>(tx: &'c Transaction<'_>, data: &'c SetData) -> BoxFutu
         // a transaction that saw another's commit is stamped later than it, and two that did
         // not see each other's writes of one row cannot both commit. Change times then never
         // contradict the order of the changes to one profile or address.
-        let at = Timestamp::now();
+        let at = data.policy.clock.now();
         let ctx = data.origin.at(at);
-        let cutoff = at.minus(data.retention);
         for (key, state, updated_at) in orphan_rows {
-            if updated_at >= cutoff {
+            if data.policy.retention.is_live(updated_at, at) {
                 known.orphan_states.insert(key, state);
             }
         }
@@ -267,7 +265,7 @@ fn set_status_attempt<'c>(tx: &'c Transaction<'_>, data: &'c SetData) -> BoxFutu
 struct TrackData {
     origin: Origin,
     command: TrackCommand,
-    retention: Duration,
+    policy: Policy,
 }
 
 fn track_attempt<'c>(tx: &'c Transaction<'_>, data: &'c TrackData) -> BoxFuture<'c, Result<Applied, TxError>> {
@@ -304,13 +302,12 @@ fn track_attempt<'c>(tx: &'c Transaction<'_>, data: &'c TrackData) -> BoxFuture<
         }
 
         // Taken after the first read, as in `set_status_attempt`.
-        let at = Timestamp::now();
+        let at = data.policy.clock.now();
         let ctx = data.origin.at(at);
-        let cutoff = at.minus(data.retention);
         for (contact, view) in orphan_views {
             // Expired states are handed over as nothing, so that they move out with the rest.
             let live = known.orphans.entry(contact).or_default();
-            if view.updated_at >= cutoff {
+            if data.policy.retention.is_live(view.updated_at, at) {
                 live.push(view);
             }
         }
@@ -481,7 +478,8 @@ fn import_attempt<'c>(
 
 fn expire_attempt<'c>(tx: &'c Transaction<'_>, cutoff: &'c Timestamp) -> BoxFuture<'c, Result<usize, TxError>> {
     Box::pin(async move {
-        // The age is checked by the DELETE itself, so a state refreshed meanwhile stays.
+        // The age is checked by the DELETE itself, so a state refreshed meanwhile stays: a
+        // state is live from the cut-off on (`Retention::is_live`), so older ones go.
         Ok(tx.execute("DELETE FROM orphans WHERE updated_at < $1", &[&cutoff.0]).await? as usize)
     })
 }
@@ -491,7 +489,7 @@ impl PostgresStore {
     pub async fn set_status(&self, origin: Origin, command: SetStatusCommand) -> Result<Applied, StoreError> {
         let _turn = self.write_turn().await?;
         let mut client = self.client().await?;
-        let data = SetData { origin, command, retention: self.inner.orphan_retention };
+        let data = SetData { origin, command, policy: self.inner.policy.clone() };
         retry::transaction(&mut client, IsolationLevel::Serializable, &data, set_status_attempt).await
     }
 
@@ -499,7 +497,7 @@ impl PostgresStore {
     pub async fn track(&self, origin: Origin, command: TrackCommand) -> Result<Applied, StoreError> {
         let _turn = self.write_turn().await?;
         let mut client = self.client().await?;
-        let data = TrackData { origin, command, retention: self.inner.orphan_retention };
+        let data = TrackData { origin, command, policy: self.inner.policy.clone() };
         retry::transaction(&mut client, IsolationLevel::Serializable, &data, track_attempt).await
     }
 
@@ -518,7 +516,8 @@ impl PostgresStore {
     }
 
     /// See [`crate::store::Store::expire_orphans`].
-    pub async fn expire_orphans(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+    pub async fn expire_orphans(&self) -> Result<usize, StoreError> {
+        let cutoff = self.inner.policy.retention.cutoff(self.inner.policy.clock.now());
         let _turn = self.write_turn().await?;
         let mut client = self.client().await?;
         retry::transaction(&mut client, IsolationLevel::Serializable, &cutoff, expire_attempt).await

@@ -24,7 +24,7 @@ use consentry::domain::ids::{GroupId, RequestId};
 use consentry::domain::plan::Origin;
 use consentry::domain::set_status::{SetEntry, SetStatusCommand};
 use consentry::domain::subscription::SubscriptionState;
-use consentry::store::{DatabaseLocation, Store, StoreOptions};
+use consentry::store::Store;
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::load::LoadResult;
@@ -368,6 +368,20 @@ struct Done {
 /// Replayable acknowledged changes, as many as the HTTP workload keeps.
 const RECENT: usize = 4096;
 
+/// What every task of a ceiling (c) run shares: the seeded catalog, the workload's shape, and
+/// the acknowledged changes it replays.
+struct CeilingLoad {
+    workspace: consentry::domain::ids::WorkspaceId,
+    key_id: consentry::domain::ids::ApiKeyId,
+    groups: Vec<GroupId>,
+    /// Distinct users per command.
+    users: usize,
+    profiles: u64,
+    setup: CeilingSetup,
+    /// A ring of acknowledged changes: (changes, next slot to overwrite once full).
+    recent: Mutex<(Vec<Arc<Done>>, usize)>,
+}
+
 /// Ceiling (c): the server's store work for the same load, straight into PostgreSQL, without
 /// HTTP. `setup.concurrency` tasks on a runtime like the server's (one worker per core) call
 /// the store's own `set_status` (`PostgresStore`, its pool sized to the concurrency) in a loop:
@@ -380,30 +394,30 @@ pub fn run_ceiling(
     users: usize,
     setup: CeilingSetup,
 ) -> anyhow::Result<CeilingResult> {
-    let url = database.url.clone();
-    let name = database.name.clone();
-    let (workspace, key_id, groups) = (seeded.workspace, seeded.key_id, seeded.group_ids.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .thread_name("bench-ceiling-c")
         .enable_all()
         .build()?;
-    let options = StoreOptions {
-        pg_pool_size: setup.concurrency.max(1),
-        pg_max_concurrent_writes: setup.writers.max(1),
-        ..StoreOptions::default()
-    };
-    let store = Store::open(&DatabaseLocation::Postgres(url), &options).context("cannot open the PostgreSQL store")?;
-    let users = users.min(profiles as usize);
-    let recent: Arc<Mutex<(Vec<Arc<Done>>, usize)>> = Arc::new(Mutex::new((Vec::with_capacity(RECENT), 0)));
+    let concurrency = setup.concurrency.max(1);
+    let store = runtime.block_on(crate::service::open_postgres(&database.url, concurrency, setup.writers.max(1)))?;
+    let load = Arc::new(CeilingLoad {
+        workspace: seeded.workspace,
+        key_id: seeded.key_id,
+        groups: seeded.group_ids.clone(),
+        users: users.min(profiles as usize),
+        profiles,
+        setup,
+        recent: Mutex::new((Vec::with_capacity(RECENT), 0)),
+    });
 
     let result = runtime.block_on(async move {
         // Every pool connection opened before the clock starts, as the server's are after its
         // first second of load.
-        let warm: Vec<_> = (0..setup.concurrency.max(1))
+        let warm: Vec<_> = (0..concurrency)
             .map(|_| {
                 let store = store.clone();
-                tokio::spawn(async move { store.read_catalog().await })
+                tokio::spawn(async move { store.load_catalog().await })
             })
             .collect();
         for task in warm {
@@ -411,103 +425,17 @@ pub fn run_ceiling(
         }
         let wal_before = database.wal_position();
         let tx_before = database.transactions();
-        let (bench_before, pg_before) = (crate::sys::own_cpu_time(), instance_cpu(&name));
+        let (bench_before, pg_before) = (crate::sys::own_cpu_time(), instance_cpu(&database.name));
         let start = Instant::now();
-        let deadline = start + setup.duration;
-        let mut tasks = Vec::new();
-        for i in 0..setup.concurrency.max(1) {
-            let (store, groups, recent) = (store.clone(), groups.clone(), Arc::clone(&recent));
-            tasks.push(tokio::spawn(async move {
-                let mut rng = Rng::new(seed(5000 + i as u64));
-                let mut out = LoadResult::default();
-                let mut per_second = vec![0u64; setup.duration.as_secs() as usize + 2];
-                while Instant::now() < deadline {
-                    let replay = if setup.mixed && rng.below(2) == 0 {
-                        let recent = recent.lock().expect("recent lock");
-                        (!recent.0.is_empty()).then(|| Arc::clone(&recent.0[rng.below(recent.0.len() as u64) as usize]))
-                    } else {
-                        None
-                    };
-                    let is_replay = replay.is_some();
-                    let done = replay.unwrap_or_else(|| {
-                        Arc::new(Done {
-                            group: groups[rng.below(groups.len() as u64) as usize],
-                            state: if rng.below(2) == 0 {
-                                SubscriptionState::Subscribed
-                            } else {
-                                SubscriptionState::Unsubscribed
-                            },
-                            users: rng.distinct(users, profiles),
-                        })
-                    });
-                    let external_ids = done
-                        .users
-                        .iter()
-                        .map(|&n| ExternalId::parse(&external_id(n)))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| anyhow!("bad seeded external id: {e}"))?;
-                    let command = SetStatusCommand {
-                        entries: vec![SetEntry {
-                            group_id: done.group,
-                            state: done.state,
-                            external_ids,
-                            contacts: Vec::new(),
-                            use_double_opt_in_logic: false,
-                        }],
-                    };
-                    let origin = Origin::api(workspace, key_id, Endpoint::V2StatusSet, RequestId::generate());
-                    let sent = Instant::now();
-                    let outcome = store.set_status(origin, command).await;
-                    let finished = Instant::now();
-                    if finished > deadline {
-                        break;
-                    }
-                    match outcome {
-                        Ok(_) => {
-                            let micros = finished.duration_since(sent).as_micros().min(u128::from(u32::MAX)) as u32;
-                            out.latencies.push(micros);
-                            if let Some(slot) = per_second.get_mut(finished.duration_since(start).as_secs() as usize) {
-                                *slot += 1;
-                            }
-                            if is_replay {
-                                out.noops += 1;
-                            } else {
-                                out.changes += 1;
-                                let mut recent = recent.lock().expect("recent lock");
-                                if recent.0.len() < RECENT {
-                                    recent.0.push(done);
-                                } else {
-                                    let at = recent.1;
-                                    recent.0[at] = done;
-                                    recent.1 = (at + 1) % RECENT;
-                                }
-                            }
-                        }
-                        Err(err) => *out.errors.entry(err.to_string()).or_default() += 1,
-                    }
-                }
-                out.per_second = per_second;
-                Ok::<LoadResult, anyhow::Error>(out)
-            }));
-        }
-        let mut load = LoadResult { elapsed: setup.duration, ..LoadResult::default() };
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|i| tokio::spawn(ceiling_task(store.clone(), Arc::clone(&load), i as u64, start)))
+            .collect();
+        let mut parts = Vec::with_capacity(tasks.len());
         for task in tasks {
-            let part = task.await??;
-            load.changes += part.changes;
-            load.noops += part.noops;
-            load.latencies.extend(part.latencies);
-            for (kind, count) in part.errors {
-                *load.errors.entry(kind).or_default() += count;
-            }
-            if load.per_second.len() < part.per_second.len() {
-                load.per_second.resize(part.per_second.len(), 0);
-            }
-            for (total, count) in load.per_second.iter_mut().zip(part.per_second) {
-                *total += count;
-            }
+            parts.push(task.await??);
         }
-        load.latencies.sort_unstable();
-        let (bench_after, pg_after) = (crate::sys::own_cpu_time(), instance_cpu(&name));
+        let load = LoadResult::merged(setup.duration, parts);
+        let (bench_after, pg_after) = (crate::sys::own_cpu_time(), instance_cpu(&database.name));
         let wal_after = database.wal_position();
         // The backends report their counts about once a second.
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -524,4 +452,94 @@ pub fn run_ceiling(
     });
     runtime.shutdown_timeout(Duration::from_secs(5));
     result
+}
+
+/// One of ceiling (c)'s concurrent requests, as a server's handler would send them, until the
+/// run's duration from `start` is over: a new change, or (half of the time when mixed) the
+/// replay of an acknowledged one.
+async fn ceiling_task(store: Store, load: Arc<CeilingLoad>, task: u64, start: Instant) -> anyhow::Result<LoadResult> {
+    let setup = load.setup;
+    let deadline = start + setup.duration;
+    let mut rng = Rng::new(seed(5000 + task));
+    let mut out = LoadResult::default();
+    let mut per_second = vec![0u64; setup.duration.as_secs() as usize + 2];
+    while Instant::now() < deadline {
+        let (done, is_replay) = load.next_command(&mut rng);
+        let (origin, command) = load.command(&done)?;
+        let sent = Instant::now();
+        let outcome = store.set_status(origin, command).await;
+        let finished = Instant::now();
+        if finished > deadline {
+            break;
+        }
+        match outcome {
+            Ok(_) => {
+                let micros = finished.duration_since(sent).as_micros().min(u128::from(u32::MAX)) as u32;
+                out.latencies.push(micros);
+                if let Some(slot) = per_second.get_mut(finished.duration_since(start).as_secs() as usize) {
+                    *slot += 1;
+                }
+                if is_replay {
+                    out.noops += 1;
+                } else {
+                    out.changes += 1;
+                    load.acknowledged(done);
+                }
+            }
+            Err(err) => *out.errors.entry(err.to_string()).or_default() += 1,
+        }
+    }
+    out.per_second = per_second;
+    Ok(out)
+}
+
+impl CeilingLoad {
+    /// The next command's content, and whether it replays an acknowledged change.
+    fn next_command(&self, rng: &mut Rng) -> (Arc<Done>, bool) {
+        if self.setup.mixed && rng.below(2) == 0 {
+            let recent = self.recent.lock().expect("recent lock");
+            if !recent.0.is_empty() {
+                return (Arc::clone(&recent.0[rng.below(recent.0.len() as u64) as usize]), true);
+            }
+        }
+        let done = Done {
+            group: self.groups[rng.below(self.groups.len() as u64) as usize],
+            state: if rng.below(2) == 0 { SubscriptionState::Subscribed } else { SubscriptionState::Unsubscribed },
+            users: rng.distinct(self.users, self.profiles),
+        };
+        (Arc::new(done), false)
+    }
+
+    /// The store command for `done`, from a request of its own.
+    fn command(&self, done: &Done) -> anyhow::Result<(Origin, SetStatusCommand)> {
+        let external_ids = done
+            .users
+            .iter()
+            .map(|&n| ExternalId::parse(&external_id(n)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow!("bad seeded external id: {e}"))?;
+        let command = SetStatusCommand {
+            entries: vec![SetEntry {
+                group_id: done.group,
+                state: done.state,
+                external_ids,
+                contacts: Vec::new(),
+                use_double_opt_in_logic: false,
+            }],
+        };
+        let origin = Origin::api(self.workspace, self.key_id, Endpoint::V2StatusSet, RequestId::generate());
+        Ok((origin, command))
+    }
+
+    /// Keeps `done` for replay, overwriting the oldest once [`RECENT`] are kept.
+    fn acknowledged(&self, done: Arc<Done>) {
+        let mut recent = self.recent.lock().expect("recent lock");
+        if recent.0.len() < RECENT {
+            recent.0.push(done);
+        } else {
+            let at = recent.1;
+            recent.0[at] = done;
+            recent.1 = (at + 1) % RECENT;
+        }
+    }
 }

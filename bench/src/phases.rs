@@ -209,6 +209,42 @@ pub async fn run_server(
     seeded: &seed::Seeded,
     workload: &std::sync::Arc<Workload>,
 ) -> anyhow::Result<(ServerRun, bool)> {
+    let (mut servers, nodes) = start_nodes(args, scratch, database, pg, node_count).await?;
+    let mut run = ServerRun { nodes: node_count, ..ServerRun::default() };
+    let phase_b = phase_b(args, &nodes, workload).await?;
+    eprintln!("waiting for the server to become idle after phase B");
+    row("idle again after", secs(settle(&nodes).await));
+    let phase_a = phase_a(args, scratch, &nodes, workload, &mut run).await?;
+    // Phase C: the issue asks for reads "while writes run at half their maximum rate"; phase A
+    // just measured that maximum.
+    if args.read_duration > 0 {
+        run.phase_c = phase_c(args, &nodes, seeded, workload, phase_a.rate() / 2.0).await?;
+    }
+    let (memories, exit_ok) = stop_nodes(&mut servers, &nodes).await?;
+    match pg {
+        None => row("store on disk after the run", mb(sys::dir_size(Path::new(database)))),
+        Some(db) => pg_size_rows(db, "after the run"),
+    }
+    drop(servers);
+
+    let clean =
+        exit_ok && phase_a.error_count() == 0 && phase_b.error_count() == 0 && run.phase_c.iter().all(ReadPhase::clean);
+    run.peak_rss = memories.iter().map(|m| m.peak_rss).collect();
+    run.exit_ok = exit_ok;
+    run.phase_a = Some(phase_a);
+    run.phase_b = Some(phase_b);
+    Ok((run, clean))
+}
+
+/// Starts `node_count` server processes on `database`, waits until each listens and then until
+/// they (and the store) are idle, printing how long each took.
+async fn start_nodes<'a>(
+    args: &Args,
+    scratch: &Path,
+    database: &str,
+    pg: Option<&'a ScratchDatabase>,
+    node_count: usize,
+) -> anyhow::Result<(Vec<ChildProcess>, Nodes<'a>)> {
     let mut servers = Vec::with_capacity(node_count);
     let mut addrs = Vec::with_capacity(node_count);
     for node in 0..node_count {
@@ -225,13 +261,10 @@ pub async fn run_server(
         started.push(tokio::task::block_in_place(|| server.wait_until_listening(addr, Duration::from_secs(600)))?);
     }
     let pids: Vec<u32> = servers.iter().map(ChildProcess::pid).collect();
-    let nodes = Nodes { addrs: addrs.clone(), pids: pids.clone(), pg };
-    let pid = pids[0];
-    let mut run = ServerRun { nodes: node_count, ..ServerRun::default() };
     if node_count == 1 {
         section("Server");
         row("listening after", secs(started[0]));
-        row("RSS when listening", mb(sys::memory(pid).map(|m| m.rss).unwrap_or(0)));
+        row("RSS when listening", mb(sys::memory(pids[0]).map(|m| m.rss).unwrap_or(0)));
     } else {
         section(&format!("Servers: {node_count} nodes on one database, each client connection to one of them in turn"));
         for (node, (took, &pid)) in started.iter().zip(&pids).enumerate() {
@@ -241,18 +274,24 @@ pub async fn run_server(
             );
         }
     }
+    let nodes = Nodes { addrs, pids, pg };
     eprintln!("waiting for the server(s) and the store to become idle");
     let what = if pg.is_some() { "idle (server and database) after" } else { "idle (compaction caught up) after" };
     row(what, secs(settle(&nodes).await));
+    Ok((servers, nodes))
+}
 
-    // Phase B first: a latency measured right after phase A's overload would measure the
-    // compaction debt phase A left behind, not the latency at this rate.
+/// Phase B, latency at a fixed rate (open loop). It runs first: a latency measured right after
+/// phase A's overload would measure the compaction debt phase A left behind, not the latency
+/// at this rate.
+async fn phase_b(args: &Args, nodes: &Nodes<'_>, workload: &std::sync::Arc<Workload>) -> anyhow::Result<LoadResult> {
     let duration = Duration::from_secs(args.latency_duration);
     eprintln!("phase B: open loop, {} requests/s, {} s", args.rate, args.latency_duration);
-    let before = Readings::take(&pids, pg);
+    let before = Readings::take(&nodes.pids, nodes.pg);
     let phase_b =
-        load::open_loop(&addrs, workload.clone(), f64::from(args.rate), duration, args.latency_connections).await?;
-    let after = Readings::take(&pids, pg);
+        load::open_loop(&nodes.addrs, workload.clone(), f64::from(args.rate), duration, args.latency_connections)
+            .await?;
+    let after = Readings::take(&nodes.pids, nodes.pg);
     section(&format!(
         "Phase B: latency at a fixed rate (open loop, {} requests/s, {} s, pool of {} connections)",
         int(u64::from(args.rate)),
@@ -264,11 +303,20 @@ pub async fn run_server(
     open_loop_rows("", &phase_b, args.latency_connections);
     // Over the phase's whole span: an overloaded server answers its backlog after the schedule ends.
     print_costs(&before, &after, phase_b.elapsed, phase_b.ok(), "request");
+    Ok(phase_b)
+}
 
-    eprintln!("waiting for the server to become idle after phase B");
-    row("idle again after", secs(settle(&nodes).await));
-
-    // Phase A.
+/// Phase A, maximum throughput (closed loop), optionally under `perf record`; on the embedded
+/// store it also counts the writer's commits, and records the batch size and the peak RSS so
+/// far in `run`.
+async fn phase_a(
+    args: &Args,
+    scratch: &Path,
+    nodes: &Nodes<'_>,
+    workload: &std::sync::Arc<Workload>,
+    run: &mut ServerRun,
+) -> anyhow::Result<LoadResult> {
+    let (pid, pg) = (nodes.pids[0], nodes.pg);
     let duration = Duration::from_secs(args.duration);
     eprintln!("phase A: closed loop, {} connections, {} s", args.connections, args.duration);
     let profiler = match &args.perf_record {
@@ -282,9 +330,9 @@ pub async fn run_server(
         }),
         Some(_) => None,
     };
-    let before = Readings::take(&pids, pg);
-    let phase_a = load::closed_loop(&addrs, workload.clone(), args.connections, duration).await?;
-    let after = Readings::take(&pids, pg);
+    let before = Readings::take(&nodes.pids, pg);
+    let phase_a = load::closed_loop(&nodes.addrs, workload.clone(), args.connections, duration).await?;
+    let after = Readings::take(&nodes.pids, pg);
     let fsyncs = tokio::task::block_in_place(|| fsync_counter.and_then(perf::FsyncCounter::finish));
     if let Some(mut profiler) = profiler {
         let _ = tokio::task::block_in_place(|| profiler.wait());
@@ -316,41 +364,51 @@ pub async fn run_server(
         }
         (None, None) => row("writer commits (fsyncs)", "unknown (perf stat with syscall tracepoints unavailable)"),
     }
-    let after_a: Vec<sys::Memory> = pids.iter().filter_map(|&pid| sys::memory(pid).ok()).collect();
+    let after_a: Vec<sys::Memory> = nodes.pids.iter().filter_map(|&pid| sys::memory(pid).ok()).collect();
     row("server RSS after phase A", rss_list(after_a.iter().map(|m| m.rss)));
     row("peak RSS so far (VmHWM)", rss_list(after_a.iter().map(|m| m.peak_rss)));
     run.peak_rss_phase_a = after_a.iter().map(|m| m.peak_rss).max();
     if let Some(path) = &args.perf_record {
         row("perf profile", format!("{} (perf report -i {} --no-children)", path.display(), path.display()));
     }
+    Ok(phase_a)
+}
 
-    // Phase C: the issue asks for reads "while writes run at half their maximum rate"; phase A
-    // just measured that maximum.
-    if args.read_duration > 0 {
-        let write_target = phase_a.rate() / 2.0;
-        if write_target >= 1.0 {
-            for (i, by) in [ReadBy::ExternalId, ReadBy::Email].into_iter().enumerate() {
-                if read_groups(seeded, by).is_empty() {
-                    section(&format!("Phase C{}: reads by {}", i + 1, by.param()));
-                    row("skipped", "no group of a channel these identifiers address");
-                    continue;
-                }
-                let phase = run_reads(args, &nodes, seeded, workload, write_target, by, i + 1).await?;
-                run.phase_c.push(phase);
-            }
-            row(
-                "server RSS after phase C",
-                rss_list(pids.iter().map(|&pid| sys::memory(pid).map(|m| m.rss).unwrap_or(0))),
-            );
-        } else {
-            section("Phase C: reads under writes");
-            row("skipped", "phase A measured no write throughput to take half of");
-        }
+/// Phase C, reads by external id then by email while writes run at `write_target` requests/s;
+/// returns its sub-phases (none when phase A measured no throughput to take half of).
+async fn phase_c(
+    args: &Args,
+    nodes: &Nodes<'_>,
+    seeded: &seed::Seeded,
+    workload: &std::sync::Arc<Workload>,
+    write_target: f64,
+) -> anyhow::Result<Vec<ReadPhase>> {
+    if write_target < 1.0 {
+        section("Phase C: reads under writes");
+        row("skipped", "phase A measured no write throughput to take half of");
+        return Ok(Vec::new());
     }
+    let mut phases = Vec::new();
+    for (i, by) in [ReadBy::ExternalId, ReadBy::Email].into_iter().enumerate() {
+        if read_groups(seeded, by).is_empty() {
+            section(&format!("Phase C{}: reads by {}", i + 1, by.param()));
+            row("skipped", "no group of a channel these identifiers address");
+            continue;
+        }
+        phases.push(run_reads(args, nodes, seeded, workload, write_target, by, i + 1).await?);
+    }
+    row(
+        "server RSS after phase C",
+        rss_list(nodes.pids.iter().map(|&pid| sys::memory(pid).map(|m| m.rss).unwrap_or(0))),
+    );
+    Ok(phases)
+}
 
-    // Stop.
-    let mut memories = Vec::with_capacity(node_count);
-    for &pid in &pids {
+/// Stops the servers with SIGTERM and prints their memory and how each exited; returns each
+/// node's memory just before and whether every node exited 0.
+async fn stop_nodes(servers: &mut [ChildProcess], nodes: &Nodes<'_>) -> anyhow::Result<(Vec<sys::Memory>, bool)> {
+    let mut memories = Vec::with_capacity(servers.len());
+    for &pid in &nodes.pids {
         memories.push(sys::memory(pid).context("cannot read the server's memory")?);
     }
     eprintln!("stopping the server(s) (SIGTERM)");
@@ -362,9 +420,12 @@ pub async fn run_server(
     row("peak RSS (VmHWM)", rss_list(memories.iter().map(|m| m.peak_rss)));
     row("RSS before SIGTERM (VmRSS)", rss_list(memories.iter().map(|m| m.rss)));
     let mut exit_ok = true;
-    for (node, (stopped, server)) in stopped.iter().zip(&servers).enumerate() {
-        let label =
-            if node_count == 1 { "SIGTERM to exit".to_string() } else { format!("node {} SIGTERM to exit", node + 1) };
+    for (node, (stopped, server)) in stopped.iter().zip(servers.iter()).enumerate() {
+        let label = if servers.len() == 1 {
+            "SIGTERM to exit".to_string()
+        } else {
+            format!("node {} SIGTERM to exit", node + 1)
+        };
         let ok = match stopped {
             Ok((status, took)) => {
                 row(&label, format!("{} ({status})", secs(*took)));
@@ -380,19 +441,7 @@ pub async fn run_server(
         }
         exit_ok &= ok;
     }
-    match pg {
-        None => row("store on disk after the run", mb(sys::dir_size(Path::new(database)))),
-        Some(db) => pg_size_rows(db, "after the run"),
-    }
-    drop(servers);
-
-    let clean =
-        exit_ok && phase_a.error_count() == 0 && phase_b.error_count() == 0 && run.phase_c.iter().all(ReadPhase::clean);
-    run.peak_rss = memories.iter().map(|m| m.peak_rss).collect();
-    run.exit_ok = exit_ok;
-    run.phase_a = Some(phase_a);
-    run.phase_b = Some(phase_b);
-    Ok((run, clean))
+    Ok((memories, exit_ok))
 }
 
 /// One RSS per node: `131.8 MB`, or `120.1 MB / 118.7 MB`.

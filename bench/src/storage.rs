@@ -14,15 +14,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
+use consentry::bench_support::{
+    change_by_profile_key, change_key, contact_key, encode_change, keyspace_options, profile_id_key, profile_key,
+    ProfileRecord, KEYSPACES,
+};
 use consentry::domain::change::{Endpoint, Subject};
 use consentry::domain::ids::{ApiKeyId, GroupId, ProfileId, RequestId, WorkspaceId};
 use consentry::domain::plan::Origin;
 use consentry::domain::subscription::SubscriptionState;
-use consentry::domain::time::Timestamp;
-use consentry::store::embedded::codec::{
-    change_by_profile_key, change_key, contact_key, encode_change, profile_id_key, profile_key, ProfileRecord,
-};
-use consentry::store::{embedded, StoreOptions};
+use consentry::domain::time::Clock;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::seed::{email, external_id, phone};
@@ -114,7 +114,7 @@ struct Tables {
 /// Which keyspace options the ceiling database gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Options {
-    /// The store's own keyspace options ([`embedded::KEYSPACES`]).
+    /// The store's own keyspace options ([`KEYSPACES`]).
     Store,
     /// fjall's defaults (what `perf/ceilings.md` measured).
     EngineDefaults,
@@ -122,11 +122,11 @@ pub enum Options {
 
 /// Opens a database with the store's keyspaces and block cache size.
 fn open(dir: &Path, options: Options) -> anyhow::Result<(Tables, Vec<Keyspace>)> {
-    let db = Database::builder(dir.join("engine")).cache_size(StoreOptions::default().cache_bytes).open()?;
+    let db = Database::builder(dir.join("engine")).cache_size(crate::service::embedded_cache_bytes()).open()?;
     let open = |name: &str| {
-        let mib = embedded::KEYSPACES.iter().find(|(n, _)| *n == name).map_or(4, |(_, mib)| *mib);
+        let mib = KEYSPACES.iter().find(|(n, _)| *n == name).map_or(4, |(_, mib)| *mib);
         db.keyspace(name, || match options {
-            Options::Store => embedded::keyspace_options(mib),
+            Options::Store => keyspace_options(mib),
             Options::EngineDefaults => KeyspaceCreateOptions::default(),
         })
     };
@@ -182,67 +182,16 @@ pub fn run(dir: &Path, setup: StorageSetup) -> anyhow::Result<StorageResult> {
     prefill(&tables, &others, ws, setup.profiles).context("prefill failed")?;
     let prefill_time = start.elapsed();
 
-    let groups: Vec<GroupId> = (0..setup.groups.max(1)).map(|_| GroupId::generate()).collect();
-    let api_key_id = ApiKeyId::generate();
-    let users = setup.users_per_request.min(setup.profiles as usize);
-    let mut rng = Rng::new(seed(77));
-    let mut recent: Vec<Done> = Vec::with_capacity(RECENT);
-    let mut recent_next = 0;
-    let mut pending: Vec<Done> = Vec::with_capacity(setup.batch);
+    let mut writer = Writer::new(&tables, ws, &setup);
     let mut batch_times = Vec::new();
-    let (mut requests, mut change_requests, mut state_writes, mut mismatches) = (0u64, 0u64, 0u64, 0u64);
-
     let pid = std::process::id();
     let written_before = crate::sys::bytes_written(pid);
     let start = Instant::now();
     let deadline = start + setup.duration;
     while Instant::now() < deadline {
         let began = Instant::now();
-        let mut batch = tables.db.batch().durability(Some(PersistMode::SyncAll));
-        for _ in 0..setup.batch {
-            requests += 1;
-            if setup.mixed && !recent.is_empty() && rng.below(2) == 0 {
-                let done = &recent[rng.below(recent.len() as u64) as usize];
-                for &n in &done.users {
-                    let record = read(&tables, &profile_key(ws, &external_id(n)), n)?;
-                    if record.state(done.group) != Some(done.state) {
-                        mismatches += 1;
-                    }
-                }
-                continue;
-            }
-            change_requests += 1;
-            let group = groups[rng.below(groups.len() as u64) as usize];
-            let state = if rng.below(2) == 0 { SubscriptionState::Subscribed } else { SubscriptionState::Unsubscribed };
-            let at = Timestamp::now();
-            let ctx = Origin::api(ws, api_key_id, Endpoint::V2StatusSet, RequestId::generate()).at(at);
-            let picked = rng.distinct(users, setup.profiles);
-            for &n in &picked {
-                let key = profile_key(ws, &external_id(n));
-                let mut record = read(&tables, &key, n)?;
-                let old = record.state(group);
-                if old == Some(state) {
-                    continue;
-                }
-                record.set_state(group, state, at);
-                batch.insert(&tables.profiles, key, record.encode());
-                let change = ctx.record(group, Subject::Profile(record.id), old, state, false);
-                batch.insert(&tables.changes, change_key(ws, change.id), encode_change(&change));
-                batch.insert(&tables.changes_by_profile, change_by_profile_key(ws, record.id, change.id), Vec::new());
-                state_writes += 1;
-            }
-            pending.push(Done { users: picked, group, state });
-        }
-        batch.commit()?;
+        writer.commit_batch(setup.batch, setup.mixed)?;
         batch_times.push(began.elapsed());
-        for done in pending.drain(..) {
-            if recent.len() < RECENT {
-                recent.push(done);
-            } else {
-                recent[recent_next] = done;
-                recent_next = (recent_next + 1) % RECENT;
-            }
-        }
     }
     let elapsed = start.elapsed();
     let bytes_written =
@@ -252,22 +201,135 @@ pub fn run(dir: &Path, setup: StorageSetup) -> anyhow::Result<StorageResult> {
         let rank = ((q * batch_times.len() as f64).ceil() as usize).clamp(1, batch_times.len().max(1));
         batch_times.get(rank - 1).copied().unwrap_or_default()
     };
-    let (batch_p50, batch_p99) = (quantile(0.5), quantile(0.99));
+    let counts = writer.counts;
     drop(others);
     drop(tables);
     Ok(StorageResult {
         setup,
         prefill_time,
         elapsed,
-        requests,
-        change_requests,
-        state_writes,
-        replay_mismatches: mismatches,
-        batch_p50,
-        batch_p99,
+        requests: counts.requests,
+        change_requests: counts.change_requests,
+        state_writes: counts.state_writes,
+        replay_mismatches: counts.mismatches,
+        batch_p50: quantile(0.5),
+        batch_p99: quantile(0.99),
         bytes_written,
         disk: crate::sys::dir_size(dir),
     })
+}
+
+/// What the ceiling's writer did.
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    requests: u64,
+    change_requests: u64,
+    state_writes: u64,
+    /// Replayed users whose stored state was not the replayed one.
+    mismatches: u64,
+}
+
+/// The ceiling's one writer: per request, what the server's writer does, on the same records.
+struct Writer<'a> {
+    tables: &'a Tables,
+    ws: WorkspaceId,
+    groups: Vec<GroupId>,
+    api_key_id: ApiKeyId,
+    /// Distinct users per request.
+    users: usize,
+    profiles: u64,
+    rng: Rng,
+    /// A ring of committed change requests, and the next slot to overwrite once full.
+    recent: Vec<Done>,
+    recent_next: usize,
+    counts: Counts,
+}
+
+impl<'a> Writer<'a> {
+    fn new(tables: &'a Tables, ws: WorkspaceId, setup: &StorageSetup) -> Writer<'a> {
+        Writer {
+            tables,
+            ws,
+            groups: (0..setup.groups.max(1)).map(|_| GroupId::generate()).collect(),
+            api_key_id: ApiKeyId::generate(),
+            users: setup.users_per_request.min(setup.profiles as usize),
+            profiles: setup.profiles,
+            rng: Rng::new(seed(77)),
+            recent: Vec::with_capacity(RECENT),
+            recent_next: 0,
+            counts: Counts::default(),
+        }
+    }
+
+    /// Writes `size` requests into one batch committed with `SyncAll`; when `mixed`, half of
+    /// them replay a committed request instead.
+    fn commit_batch(&mut self, size: usize, mixed: bool) -> anyhow::Result<()> {
+        let mut batch = self.tables.db.batch().durability(Some(PersistMode::SyncAll));
+        let mut pending = Vec::with_capacity(size);
+        for _ in 0..size {
+            self.counts.requests += 1;
+            if mixed && !self.recent.is_empty() && self.rng.below(2) == 0 {
+                self.replay()?;
+            } else {
+                pending.push(self.change(&mut batch)?);
+            }
+        }
+        batch.commit()?;
+        for done in pending {
+            self.remember(done);
+        }
+        Ok(())
+    }
+
+    /// A replayed request: the reads and decodes, and no write, as a no-op costs the server.
+    fn replay(&mut self) -> anyhow::Result<()> {
+        let done = &self.recent[self.rng.below(self.recent.len() as u64) as usize];
+        for &n in &done.users {
+            let record = read(self.tables, &profile_key(self.ws, &external_id(n)), n)?;
+            if record.state(done.group) != Some(done.state) {
+                self.counts.mismatches += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// A new change request into `batch`: each picked user's record read, changed and written
+    /// back with its change record and index entry, unless it already has the state.
+    fn change(&mut self, batch: &mut fjall::OwnedWriteBatch) -> anyhow::Result<Done> {
+        self.counts.change_requests += 1;
+        let (ws, tables) = (self.ws, self.tables);
+        let group = self.groups[self.rng.below(self.groups.len() as u64) as usize];
+        let state =
+            if self.rng.below(2) == 0 { SubscriptionState::Subscribed } else { SubscriptionState::Unsubscribed };
+        let at = Clock::system().now();
+        let ctx = Origin::api(ws, self.api_key_id, Endpoint::V2StatusSet, RequestId::generate()).at(at);
+        let picked = self.rng.distinct(self.users, self.profiles);
+        for &n in &picked {
+            let key = profile_key(ws, &external_id(n));
+            let mut record = read(tables, &key, n)?;
+            let old = record.state(group);
+            if old == Some(state) {
+                continue;
+            }
+            record.set_state(group, state, at);
+            batch.insert(&tables.profiles, key, record.encode());
+            let change = ctx.record(group, Subject::Profile(record.id), old, state, false);
+            batch.insert(&tables.changes, change_key(ws, change.id), encode_change(&change));
+            batch.insert(&tables.changes_by_profile, change_by_profile_key(ws, record.id, change.id), Vec::new());
+            self.counts.state_writes += 1;
+        }
+        Ok(Done { users: picked, group, state })
+    }
+
+    /// Keeps `done` for replay, overwriting the oldest once [`RECENT`] are kept.
+    fn remember(&mut self, done: Done) {
+        if self.recent.len() < RECENT {
+            self.recent.push(done);
+        } else {
+            self.recent[self.recent_next] = done;
+            self.recent_next = (self.recent_next + 1) % RECENT;
+        }
+    }
 }
 
 /// Point-reads and decodes the profile record of user `n`, stored under `key`.

@@ -87,6 +87,29 @@ impl LoadResult {
         Some((min, max))
     }
 
+    /// The result of a run of `elapsed` made of concurrent `parts`: their counts added up,
+    /// their latencies pooled and sorted, their per-second successes summed second by second.
+    pub fn merged(elapsed: Duration, parts: Vec<LoadResult>) -> LoadResult {
+        let mut total = LoadResult { elapsed, ..LoadResult::default() };
+        for part in parts {
+            total.changes += part.changes;
+            total.noops += part.noops;
+            total.reads += part.reads;
+            total.latencies.extend(part.latencies);
+            for (kind, count) in part.errors {
+                *total.errors.entry(kind).or_default() += count;
+            }
+            if total.per_second.len() < part.per_second.len() {
+                total.per_second.resize(part.per_second.len(), 0);
+            }
+            for (sum, count) in total.per_second.iter_mut().zip(part.per_second) {
+                *sum += count;
+            }
+        }
+        total.latencies.sort_unstable();
+        total
+    }
+
     fn merge(&mut self, tally: Tally) {
         self.changes += tally.changes;
         self.noops += tally.noops;

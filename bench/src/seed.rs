@@ -15,7 +15,8 @@ use consentry::domain::identifiers::{Email, ExternalId, Phone};
 use consentry::domain::ids::{ApiKeyId, GroupId, WorkspaceId};
 use consentry::domain::rate_limit::Bucket;
 use consentry::domain::subscription::Channel;
-use consentry::store::{DatabaseLocation, ProfileImport, Store, StoreOptions};
+use consentry::domain::time::Clock;
+use consentry::store::{DatabaseLocation, ProfileImport};
 
 /// The benchmark workspace's `set` and `get` limits per minute. The defaults (Braze's 5,000
 /// writes a minute, 250,000 reads an hour) are what the closed-loop phases spend in seconds,
@@ -76,9 +77,10 @@ pub fn phone(n: u64) -> String {
 /// Creates the catalog and imports `profiles` profiles into a new store at `location` (an
 /// empty directory, or an empty PostgreSQL database).
 pub async fn seed(location: &DatabaseLocation, profiles: u64, groups: usize) -> anyhow::Result<Seeded> {
-    let store = Store::open(location, &StoreOptions::default()).context("cannot open the store")?;
-    let catalog = Catalog::load(store.clone()).context("cannot load the catalog")?;
-    let (api_key, key) = catalog.bootstrap()?.ok_or_else(|| anyhow!("the fresh store already had a workspace"))?;
+    let store = crate::service::open(location).await?;
+    let catalog = Catalog::load(store.clone(), Clock::system()).await.context("cannot load the catalog")?;
+    let (api_key, key) =
+        catalog.bootstrap().await?.ok_or_else(|| anyhow!("the fresh store already had a workspace"))?;
     // Through the same admin command as `consentry workspaces set-limit default set …`.
     for bucket in [Bucket::Set, Bucket::Get] {
         let request = AdminRequest::WorkspacesSetLimit {
@@ -87,13 +89,14 @@ pub async fn seed(location: &DatabaseLocation, profiles: u64, groups: usize) -> 
             requests: LIMIT_PER_MINUTE,
             window_seconds: Some(60),
         };
-        admin::execute(&catalog, &request)?;
+        admin::execute(&catalog, &request).await?;
     }
     let mut ids = Vec::with_capacity(groups);
     let mut group_ids = Vec::with_capacity(groups);
     let mut channels = Vec::with_capacity(groups);
     for i in 0..groups {
-        let group = catalog.create_group(consentry::catalog::DEFAULT_WORKSPACE, &format!("g{i:02}"), channel(i))?;
+        let group =
+            catalog.create_group(consentry::catalog::DEFAULT_WORKSPACE, &format!("g{i:02}"), channel(i)).await?;
         ids.push(group.id.to_string());
         group_ids.push(group.id);
         channels.push(group.channel);

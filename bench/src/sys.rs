@@ -177,7 +177,7 @@ pub fn machine(data_dir: &Path) -> Machine {
         kernel,
         filesystem,
         commit,
-        date: consentry::domain::time::Timestamp::now().to_rfc3339(),
+        date: consentry::domain::time::Clock::system().now().to_rfc3339(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `cargo run --release --bin bench`: the load benchmark of `POST /v2/subscription/status/set`,
+//! `cargo run --release -p bench`: the load benchmark of `POST /v2/subscription/status/set`,
 //! and of `GET /subscription/status/get` while writes run, on the embedded store or (with
 //! `--store postgres`) on PostgreSQL with one and with two server nodes.
 //!
@@ -40,6 +40,7 @@ mod pg;
 mod phases;
 mod report;
 mod seed;
+mod service;
 mod storage;
 mod sys;
 mod verdicts;
@@ -97,12 +98,12 @@ struct Args {
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=8))]
     nodes: Vec<u16>,
     /// Connection pool of each server node, and concurrency of ceiling (c) (`--store postgres`).
-    #[arg(long, default_value_t = consentry::store::StoreOptions::default().pg_pool_size as u32,
+    #[arg(long, default_value_t = service::default_pg_pool_size(),
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pg_pool_size: u32,
     /// Write transactions each node runs at once (`--pg-max-concurrent-writes` of each server,
     /// and of ceiling (c), twice as many for its two-node-sized run) (`--store postgres`).
-    #[arg(long, default_value_t = consentry::store::StoreOptions::default().pg_max_concurrent_writes as u32,
+    #[arg(long, default_value_t = service::default_pg_writers(),
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pg_max_concurrent_writes: u32,
     /// Profiles to seed. [default: 1,000,000]
@@ -260,7 +261,6 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let scratch = ScratchDir::create(&parent, "consentry-bench", args.keep)?;
     let data_dir = scratch.path().join("data");
-    let machine = sys::machine(&parent);
     let instance = match args.store {
         StoreKind::Embedded => None,
         StoreKind::Postgres => {
@@ -268,7 +268,54 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             Some(tokio::task::block_in_place(|| pg::Instance::connect(&url))?)
         }
     };
+    print_header(&args, &sys::machine(&parent), instance.as_ref());
 
+    // 1. Seed.
+    let seed_db = match &instance {
+        Some(instance) => Some(tokio::task::block_in_place(|| instance.create(&pg::scratch_name("seed"), None))?),
+        None => None,
+    };
+    let seeded = seed_and_describe(&args, &data_dir, seed_db.as_ref()).await?;
+    let args = with_server_flags(args, instance.is_some());
+
+    // 2. and 3. The server(s) under load.
+    let mut summary = Summary::default();
+    let workload = Workload::new(&seeded.key, seeded.groups.clone(), args.profiles, USERS_PER_REQUEST);
+    let mut server_ok = true;
+    match (&instance, &seed_db) {
+        (Some(instance), Some(template)) => {
+            for &nodes in &args.nodes {
+                let (run, ok) =
+                    run_on_copy(&args, scratch.path(), instance, template, nodes, &seeded, &workload).await?;
+                summary.runs.push(run);
+                server_ok &= ok;
+            }
+        }
+        _ => {
+            let dir = data_dir.display().to_string();
+            let (run, ok) = phases::run_server(&args, scratch.path(), &dir, None, 1, &seeded, &workload).await?;
+            summary.runs.push(run);
+            server_ok &= ok;
+        }
+    }
+
+    // 4. The ceilings, and 5. the verdicts.
+    if !args.skip_ceilings {
+        phases::run_ceilings(&args, scratch.path(), &seeded, &mut summary).await?;
+        if let (Some(instance), Some(template)) = (&instance, &seed_db) {
+            phases::run_pg_ceilings(&args, instance, template, &seeded, &mut summary).await?;
+        }
+    }
+    match args.store {
+        StoreKind::Embedded => verdicts::print_verdicts(&args, &summary),
+        StoreKind::Postgres => verdicts::print_pg_verdicts(&args, &summary),
+    }
+    drop(seed_db);
+    Ok(server_ok)
+}
+
+/// Prints the report's title and the machine (and PostgreSQL instance) it runs on.
+fn print_header(args: &Args, machine: &sys::Machine, instance: Option<&pg::Instance>) {
     line(&format!(
         "Consentry load benchmark: POST /v2/subscription/status/set, and GET /subscription/status/get under writes, \
          {}",
@@ -292,7 +339,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     row("kernel", &machine.kernel);
     row("file system", &machine.filesystem);
     row("crate commit", &machine.commit);
-    if let Some(instance) = &instance {
+    if let Some(instance) = instance {
         section("PostgreSQL");
         row(
             "instance",
@@ -307,18 +354,18 @@ async fn run(args: Args) -> anyhow::Result<bool> {
              (other users' tests) meanwhile: its CPU below is split by database",
         );
     }
+}
 
-    // 1. Seed.
-    let seed_db = match &instance {
-        Some(instance) => {
-            let name = pg::scratch_name("seed");
-            Some(tokio::task::block_in_place(|| instance.create(&name, None))?)
-        }
-        None => None,
-    };
-    let location = match &seed_db {
+/// Seeds the store (into `data_dir`, or into the scratch database `seed_db`) and prints the
+/// setup: the seeded data, the workload, and the store's size after seeding.
+async fn seed_and_describe(
+    args: &Args,
+    data_dir: &std::path::Path,
+    seed_db: Option<&pg::ScratchDatabase>,
+) -> anyhow::Result<seed::Seeded> {
+    let location = match seed_db {
         Some(db) => consentry::store::DatabaseLocation::Postgres(db.url.clone()),
-        None => consentry::store::DatabaseLocation::Embedded(data_dir.clone()),
+        None => consentry::store::DatabaseLocation::Embedded(data_dir.to_path_buf()),
     };
     eprintln!("seeding {} profiles into {location}", args.profiles);
     let seeded = seed::seed(&location, args.profiles, args.groups).await.context("seeding failed")?;
@@ -354,8 +401,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             rate(args.profiles as f64 / seeded.import_time.as_secs_f64())
         ),
     );
-    match &seed_db {
-        None => row("store on disk after seeding", mb(sys::dir_size(&data_dir))),
+    match seed_db {
+        None => row("store on disk after seeding", mb(sys::dir_size(data_dir))),
         Some(db) => {
             let took = tokio::task::block_in_place(|| db.vacuum_analyze())?;
             row("VACUUM (ANALYZE) after seeding", secs(took));
@@ -367,12 +414,18 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "load generator",
         format!("this process, tokio with {} worker thread(s), own HTTP/1.1 client, keep-alive", args.client_threads),
     );
+    Ok(seeded)
+}
+
+/// `args` with the flags every server node gets (on PostgreSQL, the pool and the writers),
+/// after printing the server's command line.
+fn with_server_flags(args: Args, postgres: bool) -> Args {
     let mut serve_args = args.serve_args.clone();
-    if instance.is_some() {
+    if postgres {
         serve_args.push(format!("--pg-pool-size={}", args.pg_pool_size));
         serve_args.push(format!("--pg-max-concurrent-writes={}", args.pg_max_concurrent_writes));
     }
-    let database_word = if instance.is_some() { "URL" } else { "DIR" };
+    let database_word = if postgres { "URL" } else { "DIR" };
     let mut serve_line = format!("consentry --database {database_word} serve --listen ADDR {}", serve_args.join(" "));
     for var in ["CONSENTRY_DURABILITY", "CONSENTRY_MAX_BATCH", "CONSENTRY_CACHE_MB", "CONSENTRY_PG_POOL_SIZE"] {
         if let Ok(value) = std::env::var(var) {
@@ -380,56 +433,27 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
     }
     row("server", serve_line.trim_end());
-    let args = Args { serve_args, ..args };
+    Args { serve_args, ..args }
+}
 
-    let mut summary = Summary::default();
-    let workload = Workload::new(&seeded.key, seeded.groups.clone(), args.profiles, USERS_PER_REQUEST);
-    let mut server_ok = true;
-    match (&instance, &seed_db) {
-        (Some(instance), Some(template)) => {
-            for &nodes in &args.nodes {
-                let name = pg::scratch_name(&format!("{nodes}node"));
-                eprintln!("copying the seeded database into {name}");
-                let started = std::time::Instant::now();
-                let db = tokio::task::block_in_place(|| instance.create(&name, Some(&template.name)))?;
-                line(&format!(
-                    "\n=== {nodes} node{} on PostgreSQL (a fresh copy of the seeded database, made in {}) ===",
-                    if nodes == 1 { "" } else { "s" },
-                    secs(started.elapsed())
-                ));
-                let (run, ok) = phases::run_server(
-                    &args,
-                    scratch.path(),
-                    &db.url,
-                    Some(&db),
-                    usize::from(nodes),
-                    &seeded,
-                    &workload,
-                )
-                .await?;
-                drop(db);
-                summary.runs.push(run);
-                server_ok &= ok;
-            }
-        }
-        _ => {
-            let dir = data_dir.display().to_string();
-            let (run, ok) = phases::run_server(&args, scratch.path(), &dir, None, 1, &seeded, &workload).await?;
-            summary.runs.push(run);
-            server_ok &= ok;
-        }
-    }
-
-    if !args.skip_ceilings {
-        phases::run_ceilings(&args, scratch.path(), &seeded, &mut summary).await?;
-        if let (Some(instance), Some(template)) = (&instance, &seed_db) {
-            phases::run_pg_ceilings(&args, instance, template, &seeded, &mut summary).await?;
-        }
-    }
-    match args.store {
-        StoreKind::Embedded => verdicts::print_verdicts(&args, &summary),
-        StoreKind::Postgres => verdicts::print_pg_verdicts(&args, &summary),
-    }
-    drop(seed_db);
-    Ok(server_ok)
+/// One PostgreSQL run of `nodes` servers, on a fresh copy of the seeded database `template`.
+async fn run_on_copy(
+    args: &Args,
+    scratch: &std::path::Path,
+    instance: &pg::Instance,
+    template: &pg::ScratchDatabase,
+    nodes: u16,
+    seeded: &seed::Seeded,
+    workload: &std::sync::Arc<Workload>,
+) -> anyhow::Result<(ServerRun, bool)> {
+    let name = pg::scratch_name(&format!("{nodes}node"));
+    eprintln!("copying the seeded database into {name}");
+    let started = std::time::Instant::now();
+    let db = tokio::task::block_in_place(|| instance.create(&name, Some(&template.name)))?;
+    line(&format!(
+        "\n=== {nodes} node{} on PostgreSQL (a fresh copy of the seeded database, made in {}) ===",
+        if nodes == 1 { "" } else { "s" },
+        secs(started.elapsed())
+    ));
+    phases::run_server(args, scratch, &db.url, Some(&db), usize::from(nodes), seeded, workload).await
 }

@@ -36,9 +36,10 @@ impl RateLimiter {
         RateLimiter::Memory(MemoryLimiter::default())
     }
 
-    /// Counters in the Redis at `redis://host:port`.
-    pub fn in_redis(url: &str) -> Result<RateLimiter, redis::RedisError> {
-        redis::RedisLimiter::new(url).map(RateLimiter::Redis)
+    /// Counters in the Redis at `url` (`redis://` or `rediss://`, credentials allowed); fails
+    /// if the URL is malformed or Redis refuses the credentials, not if it is unreachable.
+    pub async fn in_redis(url: &str) -> Result<RateLimiter, redis::RedisError> {
+        redis::RedisLimiter::connect(url).await.map(RateLimiter::Redis)
     }
 
     /// Counters in the database of a PostgreSQL store.
