@@ -10,9 +10,9 @@ use anyhow::Context as _;
 use crate::admin::export::{self, ExportFormat, ExportPage, ExportRequest};
 use crate::admin::{socket, AdminRequest};
 use crate::catalog::Catalog;
+use crate::domain::history::{parse_rfc3339, CSV_HEADER};
 use crate::domain::time::Clock;
 use crate::store::Policy;
-use crate::domain::history::{parse_rfc3339, CSV_HEADER};
 use crate::store::{DatabaseLocation, Store, StoreError, StoreOptions};
 
 /// `ledger export` flags.

@@ -480,7 +480,11 @@ pub fn states_at(records: &[ChangeRecord], at: Timestamp) -> Vec<StateView> {
 /// The orphaned states an email or phone held at `at`, from its orphaned records: the latest
 /// record per group, unless it had expired by then (older than `retention` at `at`), exactly as
 /// the live reads treat orphaned state now.
-pub fn orphan_states_at(records: &[ChangeRecord], at: Timestamp, retention: super::retention::Retention) -> Vec<StateView> {
+pub fn orphan_states_at(
+    records: &[ChangeRecord],
+    at: Timestamp,
+    retention: super::retention::Retention,
+) -> Vec<StateView> {
     read::live_orphans(states_at(records, at), at, retention)
 }
 

@@ -357,7 +357,6 @@ mod tests {
     use super::*;
     use crate::domain::change::{Source, Subject, Trace};
     use crate::domain::ids::{ApiKeyId, ProfileId, RequestId};
-    use crate::domain::time::Timestamp;
 
     fn record(profile: ProfileId, new: SubscriptionState) -> ChangeRecord {
         ChangeRecord {

@@ -117,7 +117,10 @@ async fn source_with_history() -> Source {
     assert!(status.is_success(), "{body}");
     let (status, body) = app.delete_users(&["leaver"]).await;
     assert!(status.is_success(), "{body}");
-    assert!(app.changes().await.iter().any(|c| matches!(c.subject, Subject::Erased(_))), "the history has an erased address");
+    assert!(
+        app.changes().await.iter().any(|c| matches!(c.subject, Subject::Erased(_))),
+        "the history has an erased address"
+    );
 
     let (other, secret) = app.create_workspace_with_key("other", &[Permission::SubscriptionStatusSet]).await;
     let theirs = app.catalog.create_group("other", "theirs", Channel::Email).await.expect("a group").id;

@@ -81,7 +81,7 @@ impl PostgresStore {
                 client.query(&sql, &[&ws.0, &after, &since, &until, &groups, &limit]).await
             }
         }
-        .map_err(|e| retry::db_error(e))?;
+        .map_err(retry::db_error)?;
         rows.iter().map(change_from_row).collect()
     }
 
@@ -99,8 +99,7 @@ impl PostgresStore {
                 &[&ws.0, &ids],
             )
             .await
-            .map_err(|e| retry::db_error(e))?;
+            .map_err(retry::db_error)?;
         Ok(rows.iter().map(|row| (ProfileId(row.get(0)), row.get(1))).collect())
     }
-
 }
