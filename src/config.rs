@@ -43,6 +43,9 @@ pub struct Settings {
     pub clock: Clock,
     /// Connection timeouts and caps, shutdown grace, failed-authentication limit.
     pub serving: crate::serving::ServingOptions,
+    /// Whether webhooks may go to loopback, private and link-local addresses
+    /// (`serve --allow-private-webhooks`).
+    pub allow_private_webhooks: bool,
 }
 
 impl Settings {
@@ -59,6 +62,7 @@ impl Settings {
             catalog_refresh_interval: None,
             clock: Clock::system(),
             serving: crate::serving::ServingOptions::default(),
+            allow_private_webhooks: false,
         }
     }
 }

@@ -17,3 +17,4 @@ pub mod limiter;
 pub mod server;
 pub mod serving;
 pub mod store;
+pub mod stream;

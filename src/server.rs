@@ -30,6 +30,8 @@ pub struct Application {
     catalog_refresh: Option<Duration>,
     /// Connection limits and shutdown grace.
     serving: crate::serving::ServingOptions,
+    /// Whether webhooks may go to private addresses.
+    allow_private_webhooks: bool,
 }
 
 impl Application {
@@ -96,6 +98,7 @@ impl Application {
             sweep_interval: settings.orphan_sweep_interval,
             catalog_refresh: settings.catalog_refresh_interval,
             serving: settings.serving.clone(),
+            allow_private_webhooks: settings.allow_private_webhooks,
         })
     }
 
@@ -127,8 +130,21 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, finishes in-flight requests,
     /// drains the writer and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state, admin, sweep_interval, catalog_refresh, serving, .. } = self;
-        let admin_task = admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog), state.store.clone())));
+        let Application {
+            listener,
+            state,
+            admin,
+            sweep_interval,
+            catalog_refresh,
+            serving,
+            allow_private_webhooks,
+            ..
+        } = self;
+        let relay =
+            crate::stream::relay::Relay::new(Arc::clone(&state.catalog), state.clock.clone(), allow_private_webhooks);
+        let relay = tokio::spawn(relay.run());
+        let admin_task =
+            admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog), state.store.clone())));
         let store = state.store.clone();
         let sweep = tokio::spawn(sweep_orphans(store.clone(), sweep_interval));
         // A shared database is changed by other processes too (admin commands, other nodes):
@@ -143,6 +159,8 @@ impl Application {
             let _ = task.await;
         }
         sweep.abort();
+        relay.abort();
+        let _ = relay.await;
         if let Some(refresh) = refresh {
             refresh.abort();
         }

@@ -91,6 +91,8 @@ pub enum AdminRequest {
         /// Workspace name; every workspace when absent.
         workspace: Option<String>,
     },
+    /// `webhooks …`: the change stream's destinations.
+    Webhooks(crate::stream::admin::WebhooksRequest),
 }
 
 impl AdminRequest {
@@ -268,6 +270,7 @@ pub async fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminO
             };
             out = ledger_report(&check);
         }
+        AdminRequest::Webhooks(request) => out = crate::stream::admin::execute(catalog, request).await?,
     }
     Ok(out)
 }

@@ -45,6 +45,9 @@ pub enum Command {
     /// Create, list and archive subscription groups.
     #[command(subcommand)]
     Groups(admin::GroupsCommand),
+    /// Webhook destinations of the change stream: create, list, delete, rotate-secret.
+    #[command(subcommand)]
+    Webhooks(crate::stream::admin::WebhooksCommand),
     /// The tamper-evident ledger of change records: `verify` checks every chain, `export`
     /// streams records as JSON lines or CSV.
     #[command(subcommand)]
@@ -71,6 +74,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Workspaces(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Keys(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Groups(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
+        Command::Webhooks(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Ledger(command) => ledger::run(&database, command),
         Command::Migrate => migrate::run(&database),
         Command::MigrateStore(args) => migrate_store::run(args),

@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod change;
 pub mod delete;
+pub mod events;
 pub mod history;
 pub mod identifiers;
 pub mod ids;

@@ -37,6 +37,7 @@ mod set_status_v2;
 mod shared_rate_limits;
 mod status_get;
 mod store_parity;
+mod stream_webhooks;
 mod user_status;
 mod users_delete;
 mod users_track;
