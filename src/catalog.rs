@@ -11,8 +11,8 @@ use tokio::sync::{Mutex, MutexGuard};
 use ipnet::IpNet;
 
 use crate::domain::catalog::{
-    validate_name, Admission, ApiKey, Group, GroupStatus, KeyHash, LimitChange, Permission, Workspace,
-    DEFAULT_MAX_GROUPS_PER_WORKSPACE,
+    validate_name, Admission, ApiKey, Group, GroupStatus, KeyHash, LedgerRetention, LimitChange, Permission, Workspace,
+    WorkspaceChange, DEFAULT_MAX_GROUPS_PER_WORKSPACE,
 };
 use crate::domain::ids::{ApiKeyId, GroupId, WorkspaceId};
 use crate::domain::rate_limit::{Bucket, Limit};
@@ -233,6 +233,7 @@ impl Catalog {
             name: name.to_string(),
             created_at: self.clock.now(),
             rate_limits: BTreeMap::new(),
+            ledger_retention: LedgerRetention::Forever,
         };
         self.store.insert_workspace(&workspace, &admission).await.map_err(refusal)?;
         self.write().workspaces.insert(workspace.id, workspace.clone());
@@ -259,9 +260,25 @@ impl Catalog {
     ) -> Result<Workspace, CatalogError> {
         let _change = self.change().await;
         let mut changed = self.read().workspace_named(workspace)?.clone();
-        let change = LimitChange { bucket, requests, window_seconds };
+        let change = WorkspaceChange::Limit(LimitChange { bucket, requests, window_seconds });
         change.apply(&mut changed).map_err(CatalogError::Invalid)?;
-        let changed = self.store.change_workspace_limit(&changed, &change).await.map_err(refusal)?;
+        let changed = self.store.change_workspace(&changed, &change).await.map_err(refusal)?;
+        self.write().workspaces.insert(changed.id, changed.clone());
+        Ok(changed)
+    }
+
+    /// Sets how long a workspace keeps its change records; the ledger retention job applies it
+    /// on its next run.
+    pub async fn set_ledger_retention(
+        &self,
+        workspace: &str,
+        retention: LedgerRetention,
+    ) -> Result<Workspace, CatalogError> {
+        let _change = self.change().await;
+        let mut changed = self.read().workspace_named(workspace)?.clone();
+        let change = WorkspaceChange::LedgerRetention(retention);
+        change.apply(&mut changed).map_err(CatalogError::Invalid)?;
+        let changed = self.store.change_workspace(&changed, &change).await.map_err(refusal)?;
         self.write().workspaces.insert(changed.id, changed.clone());
         Ok(changed)
     }

@@ -146,7 +146,7 @@ impl Application {
         let admin_task =
             admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog), state.store.clone())));
         let store = state.store.clone();
-        let sweep = tokio::spawn(sweep_orphans(store.clone(), sweep_interval));
+        let sweep = tokio::spawn(sweep_orphans(store.clone(), Arc::clone(&state.catalog), sweep_interval));
         // A shared database is changed by other processes too (admin commands, other nodes):
         // the catalog they change is read again (every second by default, see `serve`). The
         // embedded store has one process, whose admin socket changes the catalog in place.
@@ -200,7 +200,7 @@ async fn refresh_catalog(catalog: Arc<Catalog>, interval: Duration) {
 ///
 /// Every node may run it at once: the store re-checks each state's age at the moment it
 /// deletes it, so two sweeps delete nothing twice and never delete a state refreshed meanwhile.
-async fn sweep_orphans(store: Store, interval: Duration) {
+async fn sweep_orphans(store: Store, catalog: Arc<Catalog>, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -211,7 +211,38 @@ async fn sweep_orphans(store: Store, interval: Duration) {
             Err(StoreError::ShuttingDown) => return,
             Err(err) => tracing::error!(error = %report(&err), "the orphaned-state sweep failed; it will run again"),
         }
+        // Ledger retention rides the same loop: both are slow deletes of what has aged out.
+        if let Err(StoreError::ShuttingDown) = expire_ledgers(&store, &catalog, catalog.clock().now()).await {
+            return;
+        }
     }
+}
+
+/// Ledger retention, as of `now`: in every workspace that keeps its change records a number
+/// of days, deletes the older ones but the latest of each chain (see
+/// [`Store::expire_ledger`]). A workspace that fails is logged and tried again on the next
+/// run; returns how many records went, or the store's shutdown.
+pub async fn expire_ledgers(
+    store: &Store,
+    catalog: &Catalog,
+    now: crate::domain::time::Timestamp,
+) -> Result<usize, StoreError> {
+    let mut total = 0;
+    for workspace in catalog.workspaces() {
+        let Some(cutoff) = workspace.ledger_retention.cutoff(now) else { continue };
+        match store.expire_ledger(workspace.id, cutoff).await {
+            Ok(0) => {}
+            Ok(deleted) => {
+                total += deleted;
+                tracing::info!(deleted, workspace = %workspace.id, "expired change records deleted (ledger retention)");
+            }
+            Err(StoreError::ShuttingDown) => return Err(StoreError::ShuttingDown),
+            Err(err) => {
+                tracing::error!(error = %err, workspace = %workspace.id, "ledger retention failed; it will run again")
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Installs the ctrl-c and SIGTERM handlers now and returns a future that completes on either.

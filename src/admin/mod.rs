@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::domain::catalog::{ApiKey, Permission};
+use crate::domain::catalog::{ApiKey, LedgerRetention, Permission};
 use crate::domain::ids::WorkspaceId;
 use crate::domain::ledger::{ChainGroup, LedgerCheck};
 use crate::domain::rate_limit::Bucket;
@@ -41,6 +41,13 @@ pub enum AdminRequest {
         requests: u64,
         /// The window's length; `None` keeps the bucket's current window.
         window_seconds: Option<u64>,
+    },
+    /// `workspaces set-ledger-retention WORKSPACE --days N | --forever`
+    WorkspacesSetLedgerRetention {
+        /// Workspace name.
+        workspace: String,
+        /// Days to keep records; `None`: forever. Checked by the catalog's domain type.
+        days: Option<u64>,
     },
     /// `keys create`
     KeysCreate {
@@ -93,14 +100,6 @@ pub enum AdminRequest {
     },
     /// `webhooks …`: the change stream's destinations.
     Webhooks(crate::stream::admin::WebhooksRequest),
-}
-
-impl AdminRequest {
-    /// Whether the request may run for long (it walks the whole store), so that the caller
-    /// waits without a deadline.
-    pub fn is_long(&self) -> bool {
-        matches!(self, AdminRequest::LedgerVerify { .. })
-    }
 }
 
 /// What a command prints: `stdout` is for scripts (only the new id or key for `create`, a
@@ -177,14 +176,30 @@ pub async fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminO
             let mut header = vec!["id", "name", "created_at"];
             let limit_columns: Vec<String> = Bucket::ALL.iter().map(|b| format!("{b}_limit")).collect();
             header.extend(limit_columns.iter().map(String::as_str));
+            header.push("ledger_retention");
             out.stdout = table(
                 &header,
                 catalog.workspaces().into_iter().map(|w| {
                     let mut row = vec![w.id.to_string(), w.name.clone(), w.created_at.to_rfc3339()];
                     row.extend(Bucket::ALL.iter().map(|&b| w.rate_limit(b).to_string()));
+                    row.push(w.ledger_retention.to_string());
                     row
                 }),
             );
+        }
+        AdminRequest::WorkspacesSetLedgerRetention { workspace, days } => {
+            let retention = match days {
+                None => LedgerRetention::Forever,
+                Some(days) => LedgerRetention::days(*days).map_err(CatalogError::Invalid)?,
+            };
+            catalog.set_ledger_retention(workspace, retention).await?;
+            out.stderr = match retention {
+                LedgerRetention::Forever => format!("workspace {workspace:?} now keeps its change records forever\n"),
+                LedgerRetention::Days(days) => format!(
+                    "workspace {workspace:?} now keeps its change records {days} days, and the latest of each chain \
+                     forever; older ones are deleted within the hour\n"
+                ),
+            };
         }
         AdminRequest::WorkspacesSetLimit { workspace, bucket, requests, window_seconds } => {
             let limit =
@@ -255,20 +270,10 @@ pub async fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminO
             let group = catalog.archive_group(id).await?;
             out.stderr = format!("archived group {} ({:?})\n", group.id, group.name);
         }
-        AdminRequest::LedgerExportPage(_) => {
-            return Err(CatalogError::Invalid("a ledger export page needs the store: ask the admin socket".into()))
-        }
-        AdminRequest::LedgerVerify { workspace } => {
-            let ws = workspace_filter(catalog, workspace.as_deref())?;
-            let check = match catalog.store() {
-                crate::store::Store::Embedded(store) => {
-                    store.verify_ledger(ws, &std::sync::atomic::AtomicU64::new(0))?
-                }
-                crate::store::Store::Postgres(_) => {
-                    return Err(CatalogError::Invalid("run ledger verify against PostgreSQL directly".into()))
-                }
-            };
-            out = ledger_report(&check);
+        // Both read the whole store for long: the admin socket answers them itself, a page or
+        // a progress report at a time (see `socket::serve`).
+        AdminRequest::LedgerExportPage(_) | AdminRequest::LedgerVerify { .. } => {
+            return Err(CatalogError::Invalid("the ledger is read through the admin socket".into()))
         }
         AdminRequest::Webhooks(request) => out = crate::stream::admin::execute(catalog, request).await?,
     }

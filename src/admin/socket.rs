@@ -2,17 +2,20 @@
 //!
 //! A Unix socket in the data directory, readable only by the owner (mode 0600): whoever may
 //! read the data directory may administer it, nobody else, and nothing listens on the network.
-//! The protocol is one JSON [`AdminRequest`] line in, one JSON [`Reply`] line out.
+//! The protocol is one JSON [`AdminRequest`] line in, one JSON [`Reply`] line out, preceded
+//! for a long request by [`Reply::Progress`] lines, one a second.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixListener;
 
 use super::{execute, AdminOutput, AdminRequest};
@@ -23,6 +26,11 @@ use crate::store::Store;
 pub const SOCKET_FILE: &str = "admin.sock";
 /// Longest request line accepted; admin requests are a few hundred bytes.
 const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+/// How often a long request reports its progress.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How long the caller waits for the next line before it gives up on the server: long enough
+/// for a short command on a loaded machine, and thirty missed progress reports.
+pub const SILENCE: Duration = Duration::from_secs(30);
 
 /// The answer to one request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,6 +39,10 @@ pub enum Reply {
     Ok(AdminOutput),
     /// It was refused, with the reason.
     Err(String),
+    /// Not the answer yet: how far a long request has come (records checked), sent every
+    /// [`PROGRESS_EVERY`] until the answer, so that the caller can tell a long walk from a
+    /// stuck server.
+    Progress(u64),
 }
 
 /// The socket's path for a data directory.
@@ -73,27 +85,58 @@ pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>, store: Store) 
             let mut line = String::new();
             let reply = match tokio::io::BufReader::new(read).take(MAX_REQUEST_BYTES).read_line(&mut line).await {
                 Ok(_) => match serde_json::from_str::<AdminRequest>(&line) {
-                    Ok(AdminRequest::LedgerExportPage(request)) => {
-                        match super::export::page(&store, &catalog, &request).await {
-                            Ok(page) => match serde_json::to_string(&page) {
-                                Ok(stdout) => Reply::Ok(AdminOutput { stdout, ..AdminOutput::default() }),
-                                Err(err) => Reply::Err(format!("cannot encode the page: {err}")),
-                            },
-                            Err(message) => Reply::Err(message),
-                        }
-                    }
-                    Ok(request) => match execute(&catalog, &request).await {
-                        Ok(output) => Reply::Ok(output),
-                        Err(err) => Reply::Err(crate::store::report(&err)),
-                    },
+                    Ok(request) => answer(request, &catalog, &store, &mut write).await,
                     Err(err) => Reply::Err(format!("malformed admin request: {err}")),
                 },
                 Err(err) => Reply::Err(format!("unreadable admin request: {err}")),
             };
-            let mut text = serde_json::to_string(&reply).unwrap_or_else(|_| "{\"Err\":\"encoding\"}".into());
-            text.push('\n');
-            let _ = write.write_all(text.as_bytes()).await;
+            let _ = send(&mut write, &reply).await;
         });
+    }
+}
+
+/// Answers one request. Catalog commands run on a blocking thread (they may write the store);
+/// `ledger verify` walks the store while telling the caller how far it has come.
+async fn answer(request: AdminRequest, catalog: &Arc<Catalog>, store: &Store, write: &mut OwnedWriteHalf) -> Reply {
+    match request {
+        AdminRequest::LedgerExportPage(request) => match super::export::page(store, catalog, &request).await {
+            Ok(page) => match serde_json::to_string(&page) {
+                Ok(stdout) => Reply::Ok(AdminOutput { stdout, ..AdminOutput::default() }),
+                Err(err) => Reply::Err(format!("cannot encode the page: {err}")),
+            },
+            Err(message) => Reply::Err(message),
+        },
+        AdminRequest::LedgerVerify { workspace } => {
+            let ws = match super::workspace_filter(catalog, workspace.as_deref()) {
+                Ok(ws) => ws,
+                Err(err) => return Reply::Err(err.to_string()),
+            };
+            let progress = Arc::new(AtomicU64::new(0));
+            let walk = store.verify_ledger(ws, Arc::clone(&progress));
+            tokio::pin!(walk);
+            let mut tick = tokio::time::interval(PROGRESS_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    check = &mut walk => break match check {
+                        Ok(check) => Reply::Ok(super::ledger_report(&check)),
+                        Err(err) => Reply::Err(err.to_string()),
+                    },
+                    _ = tick.tick() => {
+                        // A caller that went away stops hearing; the walk, on a blocking
+                        // thread, ends by itself.
+                        if send(write, &Reply::Progress(progress.load(Ordering::Relaxed))).await.is_err() {
+                            break Reply::Err("the caller went away".into());
+                        }
+                    }
+                }
+            }
+        }
+        request => match execute(catalog, &request).await {
+            Ok(output) => Reply::Ok(output),
+            Err(err) => Reply::Err(crate::store::report(&err)),
+        },
     }
 }
 
@@ -108,8 +151,27 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// Writes one reply line.
+async fn send(write: &mut OwnedWriteHalf, reply: &Reply) -> std::io::Result<()> {
+    let mut text = serde_json::to_string(reply).unwrap_or_else(|_| "{\"Err\":\"encoding\"}".into());
+    text.push('\n');
+    write.write_all(text.as_bytes()).await
+}
+
 /// Sends one request to the server holding `data_dir` and returns its answer.
 pub fn call(data_dir: &Path, request: &AdminRequest) -> Result<Result<AdminOutput, String>, String> {
+    call_with_progress(data_dir, request, |_| {})
+}
+
+/// Sends one request and returns its answer, passing on the progress the server reports on
+/// the way (a count of records, for `ledger verify`). However long a request runs, the server
+/// says something at least every [`PROGRESS_EVERY`]: a silence of [`SILENCE`] means it is
+/// stuck or gone, and the caller gets an error rather than waiting forever.
+pub fn call_with_progress(
+    data_dir: &Path,
+    request: &AdminRequest,
+    mut on_progress: impl FnMut(u64),
+) -> Result<Result<AdminOutput, String>, String> {
     let path = socket_path(data_dir);
     let mut stream = UnixStream::connect(&path).map_err(|e| {
         format!(
@@ -119,16 +181,27 @@ pub fn call(data_dir: &Path, request: &AdminRequest) -> Result<Result<AdminOutpu
             path.display()
         )
     })?;
-    let timeout = if request.is_long() { None } else { Some(Duration::from_secs(30)) };
-    stream.set_read_timeout(timeout).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(SILENCE)).map_err(|e| e.to_string())?;
     let mut line = serde_json::to_string(request).map_err(|e| e.to_string())?;
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(|e| format!("cannot send to the server: {e}"))?;
-    let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer).map_err(|e| format!("no answer from the server: {e}"))?;
-    match serde_json::from_str::<Reply>(&answer) {
-        Ok(Reply::Ok(output)) => Ok(Ok(output)),
-        Ok(Reply::Err(message)) => Ok(Err(message)),
-        Err(e) => Err(format!("unreadable answer from the server: {e}")),
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut answer = String::new();
+        let read = reader.read_line(&mut answer).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                format!("the server said nothing for {} s; it may be stuck: {e}", SILENCE.as_secs())
+            }
+            _ => format!("no answer from the server: {e}"),
+        })?;
+        if read == 0 {
+            return Err("the server closed the admin socket without answering".into());
+        }
+        match serde_json::from_str::<Reply>(&answer) {
+            Ok(Reply::Ok(output)) => return Ok(Ok(output)),
+            Ok(Reply::Err(message)) => return Ok(Err(message)),
+            Ok(Reply::Progress(done)) => on_progress(done),
+            Err(e) => return Err(format!("unreadable answer from the server: {e}")),
+        }
     }
 }

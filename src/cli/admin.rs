@@ -36,6 +36,19 @@ pub enum WorkspacesCommand {
         #[arg(long)]
         window_seconds: Option<u64>,
     },
+    /// Set how long a workspace keeps its change records (default: forever). Records older
+    /// than N days are deleted, but for the latest of each chain, which still verifies from
+    /// the anchor the deleted records leave.
+    SetLedgerRetention {
+        /// Workspace name.
+        workspace: String,
+        /// Keep records this many days (1 to 36,500).
+        #[arg(long, required_unless_present = "forever", conflicts_with = "forever")]
+        days: Option<u64>,
+        /// Keep every record forever.
+        #[arg(long)]
+        forever: bool,
+    },
 }
 
 /// `consentry keys …`
@@ -105,6 +118,9 @@ impl From<WorkspacesCommand> for AdminRequest {
             WorkspacesCommand::List => AdminRequest::WorkspacesList,
             WorkspacesCommand::SetLimit { workspace, bucket, limit, window_seconds } => {
                 AdminRequest::WorkspacesSetLimit { workspace, bucket, requests: limit, window_seconds }
+            }
+            WorkspacesCommand::SetLedgerRetention { workspace, days, forever: _ } => {
+                AdminRequest::WorkspacesSetLedgerRetention { workspace, days }
             }
         }
     }

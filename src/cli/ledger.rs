@@ -46,9 +46,12 @@ pub fn run(database: &DatabaseLocation, command: LedgerCommand) -> anyhow::Resul
             result?
         }
         Err(StoreError::Locked(dir)) => {
-            eprintln!("the store is in use by a server; it walks the chains (no progress is shown)");
+            eprintln!("the store is in use by a server; it walks the chains");
             let request = AdminRequest::LedgerVerify { workspace };
-            socket::call(&dir, &request).map_err(anyhow::Error::msg)?.map_err(anyhow::Error::msg)?
+            let mut meter = Meter::new();
+            let answer = socket::call_with_progress(&dir, &request, |done| meter.show(done));
+            meter.end();
+            answer.map_err(anyhow::Error::msg)?.map_err(anyhow::Error::msg)?
         }
         Err(other) => return Err(other.into()),
     };
@@ -65,28 +68,54 @@ async fn verify(store: &Store, workspace: Option<&str>) -> anyhow::Result<admin:
     let ws = admin::workspace_filter(&catalog, workspace)?;
     let progress = Arc::new(AtomicU64::new(0));
     let shown = Arc::clone(&progress);
-    // A progress line on stderr, rewritten in place, only when stderr is a terminal and the
-    // walk takes long enough to need one.
+    let meter = Arc::new(std::sync::Mutex::new(Meter::new()));
+    let ticking = Arc::clone(&meter);
     let ticker = tokio::spawn(async move {
-        use std::io::IsTerminal as _;
-        if !std::io::stderr().is_terminal() {
-            return;
-        }
-        let started = std::time::Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let done = shown.load(Ordering::Relaxed);
-            let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
-            eprint!(
-                "\r{} records checked ({} records/s)   ",
-                crate::cli::thousands(done),
-                crate::cli::thousands(rate as u64)
-            );
-            let _ = std::io::stderr().flush();
+            ticking.lock().expect("meter lock").show(shown.load(Ordering::Relaxed));
         }
     });
     let check = store.verify_ledger(ws, progress).await;
     ticker.abort();
+    let _ = ticker.await;
+    meter.lock().expect("meter lock").end();
     let check = check?;
     Ok(admin::ledger_report(&check))
+}
+
+/// A progress line on stderr, rewritten in place, only when stderr is a terminal (a script
+/// reading stderr gets the final report alone).
+struct Meter {
+    terminal: bool,
+    started: std::time::Instant,
+    shown: bool,
+}
+
+impl Meter {
+    fn new() -> Self {
+        use std::io::IsTerminal as _;
+        Meter { terminal: std::io::stderr().is_terminal(), started: std::time::Instant::now(), shown: false }
+    }
+
+    fn show(&mut self, done: u64) {
+        if !self.terminal {
+            return;
+        }
+        let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        eprint!(
+            "\r{} records checked ({} records/s)   ",
+            crate::cli::thousands(done),
+            crate::cli::thousands(rate as u64)
+        );
+        let _ = std::io::stderr().flush();
+        self.shown = true;
+    }
+
+    /// Ends the progress line, if one was drawn, so that the report starts on its own line.
+    fn end(&self) {
+        if self.shown {
+            eprintln!();
+        }
+    }
 }

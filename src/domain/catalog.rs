@@ -2,6 +2,7 @@
 //! that govern them (names, limits, permissions, IP allowlists).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -29,6 +30,58 @@ pub struct Workspace {
     /// so workspaces stored before limits existed still load, with the default limits.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rate_limits: BTreeMap<Bucket, Limit>,
+    /// How long its change records are kept. Defaulted when absent, so workspaces stored
+    /// before ledger retention existed keep their records forever, as they did.
+    #[serde(default, skip_serializing_if = "LedgerRetention::is_forever")]
+    pub ledger_retention: LedgerRetention,
+}
+
+/// How long a workspace keeps its change records: forever (the default), or a number of days
+/// after which a record is deleted unless it is the latest of its chain. The chain then
+/// starts from an anchor (the hash of the last record deleted), so it still verifies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerRetention {
+    /// Every record is kept.
+    #[default]
+    Forever,
+    /// Records older than this many days are deleted, but for the latest of each chain.
+    Days(u32),
+}
+
+impl LedgerRetention {
+    /// The longest retention in days that can be set (100 years): beyond it, say forever.
+    pub const MAX_DAYS: u32 = 36_500;
+
+    /// A retention of `days` days; the error names the refused value.
+    pub fn days(days: u64) -> Result<Self, String> {
+        match u32::try_from(days) {
+            Ok(days @ 1..=Self::MAX_DAYS) => Ok(LedgerRetention::Days(days)),
+            _ => Err(format!("--days must be 1 to {} (or use --forever), got {days}", Self::MAX_DAYS)),
+        }
+    }
+
+    /// Whether every record is kept.
+    pub fn is_forever(&self) -> bool {
+        matches!(self, LedgerRetention::Forever)
+    }
+
+    /// The time before which records may be deleted, as of `now`; `None` when kept forever.
+    pub fn cutoff(&self, now: Timestamp) -> Option<Timestamp> {
+        match self {
+            LedgerRetention::Forever => None,
+            LedgerRetention::Days(days) => Some(now.minus(std::time::Duration::from_secs(u64::from(*days) * 86_400))),
+        }
+    }
+}
+
+impl fmt::Display for LedgerRetention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LedgerRetention::Forever => f.write_str("forever"),
+            LedgerRetention::Days(days) => write!(f, "{days} days"),
+        }
+    }
 }
 
 impl Workspace {
@@ -286,6 +339,29 @@ pub struct LimitChange {
     pub requests: u64,
     /// The window, or `None` to keep the window that applies now.
     pub window_seconds: Option<u64>,
+}
+
+/// A change to one setting of a stored workspace, applied to the stored workspace in the
+/// transaction that writes it (see [`LimitChange`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkspaceChange {
+    /// A bucket's rate limit.
+    Limit(LimitChange),
+    /// How long its change records are kept.
+    LedgerRetention(LedgerRetention),
+}
+
+impl WorkspaceChange {
+    /// Applies the change to `workspace`; the error names the refused value.
+    pub fn apply(&self, workspace: &mut Workspace) -> Result<(), String> {
+        match self {
+            WorkspaceChange::Limit(change) => change.apply(workspace),
+            WorkspaceChange::LedgerRetention(retention) => {
+                workspace.ledger_retention = *retention;
+                Ok(())
+            }
+        }
+    }
 }
 
 impl LimitChange {

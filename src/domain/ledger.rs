@@ -352,6 +352,32 @@ pub struct LedgerCheck {
     pub first_bad: Option<(ChainKey, BadRecord)>,
 }
 
+/// Ledger retention: the `seq` of the last record of a chain to delete, given its head, its
+/// kept records as (`seq`, time) oldest first (those after the anchor; a store may pass only
+/// the ones before `cutoff`), and the cut-off. Records go from the oldest on, while they are
+/// older than `cutoff` and follow one another without a gap, and never the latest record of
+/// the chain: it carries the chain on, and the last one deleted becomes its anchor. `None`
+/// when nothing expires.
+pub fn expire_through(
+    head: &ChainHead,
+    records: impl IntoIterator<Item = (u64, crate::domain::time::Timestamp)>,
+    cutoff: crate::domain::time::Timestamp,
+) -> Option<u64> {
+    let mut next = head.anchor.seq + 1;
+    let mut through = None;
+    for (seq, at) in records {
+        if seq < next {
+            continue;
+        }
+        if seq != next || seq >= head.seq || at >= cutoff {
+            break;
+        }
+        through = Some(seq);
+        next += 1;
+    }
+    through
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use super::schema::SuccessMessage;
 use super::AppState;
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::history::{self, HistorySubject, LedgerRecord, Window};
-use crate::domain::ledger::{self, Anchor, ChainKey};
+use crate::domain::ledger::{self, Anchor, ChainHead, ChainKey};
 use crate::domain::read::{self, QueryParams};
 use crate::domain::subscription::StateView;
 
@@ -157,6 +157,22 @@ pub async fn handle(
     let generated = state.clock.now();
     let subjects = Subjects::resolve(&state, workspace, &asked).await?;
     let records = state.store.ledger_records(workspace, subjects.read_all(Window::default())).await?;
+    let chains = by_chain(records);
+    // Each chain is proved up to its stored head, from its anchor: a record missing at the end
+    // of a chain is seen, and a chain whose oldest records ledger retention removed still
+    // proves. A head ahead of the records read is a write that landed in between, or a missing
+    // record: the records are read again, after the heads, and each chain is cut at its head,
+    // so that only a record really missing fails the proof.
+    let keys: Vec<ChainKey> = chains.keys().copied().collect();
+    let heads = state.store.chain_heads(workspace, &keys).await?;
+    let ahead = chains
+        .iter()
+        .any(|(key, records)| heads.get(key).is_some_and(|head| records.last().is_none_or(|last| head.seq > last.seq)));
+    let chains = if ahead {
+        by_chain(state.store.ledger_records(workspace, subjects.read_all(Window::default())).await?)
+    } else {
+        chains
+    };
 
     let mut subject = SubjectView { external_id: None, email: None, phone: None, profiles: Vec::new() };
     match &asked {
@@ -185,23 +201,28 @@ pub async fn handle(
         }
     }
 
-    // One chain per (group, subject), each in its own order (`seq`), the chains in the order
-    // of their first records.
-    let mut chains: BTreeMap<ChainKey, Vec<ChangeRecord>> = BTreeMap::new();
-    for record in records {
-        chains.entry(record.chain()).or_default().push(record);
-    }
-    let mut chains: Vec<Vec<ChangeRecord>> = chains.into_values().collect();
-    for chain in &mut chains {
-        chain.sort_by_key(|r| r.seq);
-    }
-    chains.sort_by_key(|chain| chain.iter().map(history::Position::of).min());
+    // The chains in the order of their first records.
+    let mut chains: Vec<(Option<ChainHead>, Vec<ChangeRecord>)> = chains
+        .into_iter()
+        .map(|(key, mut records)| {
+            let head = heads.get(&key).copied();
+            if let Some(head) = head {
+                records.retain(|r| r.seq <= head.seq);
+            }
+            (head, records)
+        })
+        .filter(|(_, records)| !records.is_empty())
+        .collect();
+    chains.sort_by_key(|(_, chain)| chain.iter().map(history::Position::of).min());
     let chains: Vec<ChainEntry> = chains
         .into_iter()
-        .map(|records| {
-            // A complete chain starts after the zero anchor. (Once ledger retention expires a
-            // chain's oldest records, its kept ones follow the anchor its head records.)
-            let verified = ledger::verify_chain(&records, Anchor::default(), None).is_ok();
+        .map(|(head, records)| {
+            // A chain without a head began after the heads were read: it is proved from the
+            // zero anchor as far as it was read.
+            let verified = match &head {
+                Some(head) => ledger::verify_chain(&records, head.anchor, Some(head)).is_ok(),
+                None => ledger::verify_chain(&records, Anchor::default(), None).is_ok(),
+            };
             let views = subjects.views(&state.catalog, workspace, &records);
             let first = &views[0];
             ChainEntry {
@@ -223,6 +244,18 @@ pub async fn handle(
         chains,
         verified,
     }))
+}
+
+/// Records by chain, each chain in its own order (`seq`).
+fn by_chain(records: Vec<ChangeRecord>) -> BTreeMap<ChainKey, Vec<ChangeRecord>> {
+    let mut chains: BTreeMap<ChainKey, Vec<ChangeRecord>> = BTreeMap::new();
+    for record in records {
+        chains.entry(record.chain()).or_default().push(record);
+    }
+    for chain in chains.values_mut() {
+        chain.sort_by_key(|r| r.seq);
+    }
+    chains
 }
 
 fn state_entry(

@@ -11,7 +11,7 @@ pub mod postgres;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::domain::catalog::{Admission, ApiKey, Group, LimitChange, Workspace};
+use crate::domain::catalog::{Admission, ApiKey, Group, Workspace, WorkspaceChange};
 use crate::domain::change::{ChangeRecord, Contact};
 use crate::domain::history::Window;
 use crate::domain::identifiers::ExternalId;
@@ -280,6 +280,8 @@ pub struct Applied {
     pub profiles_deleted: usize,
     /// Orphaned states deleted.
     pub orphans_deleted: usize,
+    /// Change records deleted by ledger retention.
+    pub records_expired: usize,
 }
 
 /// The store: one enum, one variant per engine, so that callers never know which runs.
@@ -334,17 +336,17 @@ impl Store {
     /// catalog's copy with the change applied. The embedded store has one process, so that
     /// copy is the stored workspace changed; PostgreSQL reads and writes the stored one in one
     /// transaction, keeping what other processes changed meanwhile.
-    pub async fn change_workspace_limit(
+    pub async fn change_workspace(
         &self,
         changed: &Workspace,
-        change: &LimitChange,
+        change: &WorkspaceChange,
     ) -> Result<Workspace, StoreError> {
         match self {
             Store::Embedded(s) => {
                 s.put_catalog_item(embedded::CatalogItem::Workspace(changed)).await?;
                 Ok(changed.clone())
             }
-            Store::Postgres(s) => s.change_workspace_limit(changed.id, change).await,
+            Store::Postgres(s) => s.change_workspace(changed.id, change).await,
         }
     }
 
@@ -418,6 +420,21 @@ impl Store {
         match self {
             Store::Embedded(s) => s.expire_orphans().await,
             Store::Postgres(s) => s.expire_orphans().await,
+        }
+    }
+
+    /// Ledger retention: deletes the change records of `workspace` older than `cutoff`, but for
+    /// the latest of each chain, and records in each chain's head the anchor its kept records
+    /// follow (see [`crate::domain::ledger::expire_through`]); returns how many it deleted.
+    /// Safe to run concurrently with writes: each chain is checked again as it is cut.
+    pub async fn expire_ledger(
+        &self,
+        workspace: WorkspaceId,
+        cutoff: crate::domain::time::Timestamp,
+    ) -> Result<usize, StoreError> {
+        match self {
+            Store::Embedded(s) => s.expire_ledger(workspace, cutoff).await,
+            Store::Postgres(s) => s.expire_ledger(workspace, cutoff).await,
         }
     }
 
@@ -503,6 +520,20 @@ impl Store {
                 let view = self.read_contacts(workspace, &[contact]).await?.pop().unwrap_or_default();
                 Ok((view.carriers, vec![contact.clone()]))
             }
+        }
+    }
+
+    /// The stored heads of these chains (all of `workspace`): where each ends (seq, hash) and
+    /// the anchor its kept records follow. A chain with no record has no head.
+    pub async fn chain_heads(
+        &self,
+        workspace: WorkspaceId,
+        chains: &[crate::domain::ledger::ChainKey],
+    ) -> Result<std::collections::HashMap<crate::domain::ledger::ChainKey, crate::domain::ledger::ChainHead>, StoreError>
+    {
+        match self {
+            Store::Embedded(s) => s.chain_heads(chains),
+            Store::Postgres(s) => s.chain_heads(workspace, chains).await,
         }
     }
 

@@ -196,3 +196,47 @@ async fn the_proof_lists_states_and_verified_chains_of_the_subject() {
     let message = assert_bad_request(app.get_query("/consent/proof", "external_id=a&phone=%2B12025550123").await).await;
     assert!(message.starts_with("phone: cannot be asked together with external_id"), "{message}");
 }
+
+#[tokio::test]
+async fn a_record_missing_at_the_end_of_a_chain_fails_the_proof_against_the_stored_head() {
+    let app = spawn_app().await;
+    let news = app.create_group("news", Channel::Email).await;
+    for state in ["subscribed", "unsubscribed", "subscribed"] {
+        assert_success(app.post_v2(&by_external_ids(news, state, &["p"])).await).await;
+    }
+    let (_, body) = status_and_json(app.get_query("/consent/proof", "external_id=p").await).await;
+    assert_eq!(body["verified"], true, "{body}");
+    let last = app.changes().await.pop().expect("three records");
+    assert_eq!(last.seq, 3);
+
+    // The chain's last record removed directly in the store, as someone hiding a change would.
+    let key = app.key.clone();
+    let app = match app.database_url() {
+        Some(url) => {
+            admin_statement(&url, format!("DELETE FROM changes WHERE change_id = '{}'", last.id)).expect("deleted");
+            app
+        }
+        None => {
+            let stopped = app.shutdown().await;
+            let db = fjall::Database::builder(stopped.dir().join("engine")).open().expect("the engine opens");
+            let keyspace = |name| db.keyspace(name, fjall::KeyspaceCreateOptions::default).expect("opens");
+            let (changes, by_profile) = (keyspace("changes"), keyspace("changes_by_profile"));
+            let consentry::domain::change::Subject::Profile(profile) = last.subject else { unreachable!() };
+            let mut batch = db.batch().durability(Some(fjall::PersistMode::SyncAll));
+            batch.remove(&changes, consentry::bench_support::change_key(last.workspace_id, last.id));
+            batch.remove(
+                &by_profile,
+                consentry::bench_support::change_by_profile_key(last.workspace_id, profile, last.id),
+            );
+            batch.commit().expect("removed");
+            drop((changes, by_profile, db));
+            stopped.restart(key).await
+        }
+    };
+    let (status, body) = status_and_json(app.get_query("/consent/proof", "external_id=p").await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let chain = &body["chains"][0];
+    assert_eq!(chain["records"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(chain["verified"], false, "the two records left link, but the head says three: {body}");
+    assert_eq!(body["verified"], false);
+}

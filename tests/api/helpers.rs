@@ -71,6 +71,23 @@ pub struct StoppedApp {
     _dir: TempDir,
 }
 
+impl StoppedApp {
+    /// The data directory of the stopped app (its embedded store, when it ran on one).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// Starts a server again on the stopped app's store, whose `default` workspace has `key`.
+    pub async fn restart(self, key: String) -> TestApp {
+        let mut settings = Settings::for_tests(self._dir.path());
+        if let Some(database) = &self._database {
+            settings.database = consentry::store::DatabaseLocation::Postgres(database.url.clone());
+            settings.store.postgres.pool_size = 4;
+        }
+        spawn_app_on_existing(settings, key, self._database, self._dir).await
+    }
+}
+
 /// The store the suite runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TestStore {

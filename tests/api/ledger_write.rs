@@ -156,7 +156,7 @@ async fn flipping_one_byte_of_a_stored_record_makes_verify_fail_and_name_it() {
 }
 
 #[tokio::test]
-async fn verify_passes_on_an_untouched_store() {
+async fn verify_passes_on_an_untouched_store_with_and_without_a_server_running_on_it() {
     let app = spawn_app().await;
     let group = app.create_group("news", Channel::Email).await;
     assert_success(app.post_v2(&one_entry(group, "subscribed", "external_ids", &["u1", "u2"])).await).await;
@@ -168,19 +168,27 @@ async fn verify_passes_on_an_untouched_store() {
             Store::Postgres(_) => unreachable!(),
         },
     };
-    // The embedded store is verified once the server has stopped (see the report: the path
-    // through a running server's admin socket is not covered yet).
-    let stopped = if postgres_url(&app).is_none() { Some(app.shutdown().await) } else { None };
-    let output = Command::new(BIN).args(["--database", &target, "ledger", "verify"]).output().expect("runs");
+    let run = |args: &'static [&'static str]| {
+        let target = target.clone();
+        // On a blocking thread: the server under test runs on this test's runtime, and the
+        // embedded store answers through its admin socket.
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN).args(["--database", &target, "ledger", "verify"]).args(args).output().expect("runs")
+        })
+    };
+    let output = run(&[]).await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(stdout, "ok\t3\t3\n");
-    let output = Command::new(BIN)
-        .args(["--database", &target, "ledger", "verify", "--workspace", "nope"])
-        .output()
-        .expect("runs");
+    assert_eq!(stdout, "ok\t3\t3\n", "verified while the server runs");
+    let output = run(&["--workspace", "nope"]).await.unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no workspace named \"nope\""));
+
+    let stopped = app.shutdown().await;
+    let output = run(&["--workspace", "default"]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout, "ok\t3\t3\n", "verified with no server running");
     drop(stopped);
 }
 
@@ -259,4 +267,35 @@ async fn a_store_written_by_the_previous_release_opens_upgraded_with_every_chain
     assert_eq!(last.previous_hash, orphan[1].hash);
     assert_eq!(verify(&app.store).await.first_bad, None);
     app.shutdown().await;
+}
+
+#[test]
+fn a_long_admin_request_passes_on_the_progress_the_server_reports_and_a_silent_close_is_an_error() {
+    use std::io::{BufRead as _, Write as _};
+
+    use consentry::admin::{socket, AdminRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(socket::socket_path(dir.path())).unwrap();
+    let server = std::thread::spawn(move || {
+        for lines in [
+            &["{\"Progress\":5}", "{\"Progress\":9}", "{\"Ok\":{\"stdout\":\"ok\\t1\\t9\\n\",\"stderr\":\"\"}}"][..],
+            &[],
+        ] {
+            let (stream, _) = listener.accept().unwrap();
+            let mut request = String::new();
+            std::io::BufReader::new(&stream).read_line(&mut request).unwrap();
+            assert!(request.contains("ledger_verify"), "{request}");
+            for line in lines {
+                writeln!(&stream, "{line}").unwrap();
+            }
+        }
+    });
+    let request = AdminRequest::LedgerVerify { workspace: None };
+    let mut seen = Vec::new();
+    let answer = socket::call_with_progress(dir.path(), &request, |done| seen.push(done)).unwrap().unwrap();
+    assert_eq!(seen, [5, 9]);
+    assert_eq!(answer.stdout, "ok\t1\t9\n");
+    let closed = socket::call_with_progress(dir.path(), &request, |_| {}).unwrap_err();
+    assert!(closed.contains("closed the admin socket without answering"), "{closed}");
+    server.join().unwrap();
 }

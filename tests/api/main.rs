@@ -21,6 +21,7 @@ mod health;
 mod helpers;
 mod hostile;
 mod identifiers;
+mod ledger_retention;
 mod ledger_write;
 mod logs;
 mod migrate_store;

@@ -17,6 +17,7 @@ use super::{codec, EmbeddedStore};
 use crate::domain::change::ChangeRecord;
 use crate::domain::history::{Position, Window};
 use crate::domain::ids::{ChangeId, GroupId, ProfileId, WorkspaceId};
+use crate::domain::ledger::{ChainHead, ChainKey};
 use crate::store::{LedgerRead, LedgerSources, StoreError};
 
 impl EmbeddedStore {
@@ -129,6 +130,17 @@ impl EmbeddedStore {
                     detail: "external id is not UTF-8".into(),
                 })?;
                 out.insert(profile, external_id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// See [`crate::store::Store::chain_heads`].
+    pub fn chain_heads(&self, chains: &[ChainKey]) -> Result<HashMap<ChainKey, ChainHead>, StoreError> {
+        let mut out = HashMap::with_capacity(chains.len());
+        for chain in chains {
+            if let Some(bytes) = self.tables().chain_heads.get(codec::chain_key(chain))? {
+                out.insert(*chain, codec::decode_head(&bytes)?);
             }
         }
         Ok(out)

@@ -301,6 +301,73 @@ impl EmbeddedStore {
         Ok(deleted)
     }
 
+    /// See [`super::Store::expire_ledger`]. The scan (on a blocking thread) reads each chain
+    /// of the workspace from its anchor only as far as its records have expired, and hands the
+    /// writer the cuts in chunks.
+    pub async fn expire_ledger(
+        &self,
+        ws: WorkspaceId,
+        cutoff: crate::domain::time::Timestamp,
+    ) -> Result<usize, StoreError> {
+        const CHUNK: usize = 256;
+        let tables = Arc::clone(&self.inner.tables);
+        let (sender, mut chunks) = mpsc::channel::<Result<Vec<(crate::domain::ledger::ChainKey, u64)>, StoreError>>(2);
+        let scan = tokio::task::spawn_blocking(move || {
+            let find =
+                |key: &[u8], value: &[u8]| -> Result<Option<(crate::domain::ledger::ChainKey, u64)>, StoreError> {
+                    let chain = codec::decode_chain_key(key)?;
+                    let head = codec::decode_head(value)?;
+                    let mut records = Vec::new();
+                    let from = codec::chain_record_key(&chain, head.anchor.seq + 1);
+                    let mut range = tables.chain_records.range(from..);
+                    // Records in a chain are in time order (one writer, a clock that never goes
+                    // back): reading stops at the first one kept.
+                    for entry in range.by_ref() {
+                        let (record_key, id) = entry.into_inner()?;
+                        if !record_key.starts_with(key) {
+                            break;
+                        }
+                        let id = ChangeId::from_bytes(id.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                            what: "chain index",
+                            detail: "change id is not 16 bytes".into(),
+                        })?);
+                        let change_key = codec::change_key(chain.workspace_id, id);
+                        let Some(bytes) = tables.changes.get(&change_key)? else { break };
+                        let record = codec::decode_change(&change_key, &bytes)?;
+                        if record.at >= cutoff || record.seq >= head.seq {
+                            break;
+                        }
+                        records.push((record.seq, record.at));
+                    }
+                    Ok(crate::domain::ledger::expire_through(&head, records, cutoff).map(|through| (chain, through)))
+                };
+            let mut chunk = Vec::with_capacity(CHUNK);
+            for item in tables.chain_heads.prefix(ws.as_bytes()) {
+                let found = item.into_inner().map_err(StoreError::from).and_then(|(key, value)| find(&key, &value));
+                match found {
+                    Ok(Some(cut)) => chunk.push(cut),
+                    Ok(None) => {}
+                    Err(err) => {
+                        let _ = sender.blocking_send(Err(err));
+                        return;
+                    }
+                }
+                if chunk.len() == CHUNK && sender.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+                    return;
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = sender.blocking_send(Ok(chunk));
+            }
+        });
+        let mut deleted = 0;
+        while let Some(chunk) = chunks.recv().await {
+            deleted += self.submit(Op::ExpireLedger(chunk?)).await?.records_expired;
+        }
+        scan.await.map_err(|e| StoreError::Internal(format!("the ledger retention scan stopped: {e}")))?;
+        Ok(deleted)
+    }
+
     /// See [`super::Store::readiness`]: the writer's queue is open and the writer still takes
     /// from it (a writer that died has dropped its end).
     pub fn readiness(&self) -> Result<(), StoreError> {

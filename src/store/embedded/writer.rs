@@ -19,8 +19,8 @@ use super::Tables;
 use crate::domain::change::{ChangeRecord, Contact, Subject};
 use crate::domain::delete::{self, DeleteKnown, FoundProfile};
 use crate::domain::identifiers::ExternalId;
-use crate::domain::ids::{ProfileId, WorkspaceId};
-use crate::domain::ledger::{self, ChainHead};
+use crate::domain::ids::{ChangeId, ProfileId, WorkspaceId};
+use crate::domain::ledger::{self, Anchor, ChainHead, ChainKey};
 use crate::domain::plan::{self, Known, Origin, WriteContext};
 use crate::domain::retention::Retention;
 use crate::domain::set_status::SetStatusCommand;
@@ -49,6 +49,8 @@ pub enum Op {
     Delete(WorkspaceId, Vec<ExternalId>),
     /// `orphans` keys found expired by a sweep, to delete if still expired when applied.
     ExpireOrphans(Vec<Vec<u8>>),
+    /// Ledger retention: chains to cut through these `seq`s, found by a scan.
+    ExpireLedger(Vec<(ChainKey, u64)>),
 }
 
 /// How the writer commits, and the clock and retention it applies.
@@ -126,6 +128,7 @@ fn apply(overlay: &mut Overlay<'_>, reads: Reads<'_>, op: &mut Op, at: Timestamp
         }
         Op::Delete(ws, external_ids) => delete(overlay, *ws, external_ids),
         Op::ExpireOrphans(keys) => expire_orphans(overlay, keys, reads.retention, at),
+        Op::ExpireLedger(cuts) => expire_ledger(overlay, cuts),
     }
 }
 
@@ -362,7 +365,13 @@ fn track(
         }
     }
     write_changes(overlay, ws, &mut plan.changes)?;
-    Ok(Applied { profiles_created: created, changes: plan.changes.len(), profiles_deleted: 0, orphans_deleted })
+    Ok(Applied {
+        profiles_created: created,
+        changes: plan.changes.len(),
+        profiles_deleted: 0,
+        orphans_deleted,
+        records_expired: 0,
+    })
 }
 
 fn delete(overlay: &mut Overlay<'_>, ws: WorkspaceId, external_ids: &[ExternalId]) -> Result<Applied, StoreError> {
@@ -464,6 +473,62 @@ fn expire_orphans(
         overlay.delete(Table::Orphans, key);
     }
     Ok(Applied { orphans_deleted, ..Applied::default() })
+}
+
+/// Deletes each chain's records from just after its anchor through the `seq` the scan found,
+/// and makes the last one deleted the chain's anchor. Checked again against the head: the scan
+/// never cuts the latest record, but the head is read here, where writes are serialized.
+fn expire_ledger(overlay: &mut Overlay<'_>, cuts: &[(ChainKey, u64)]) -> Result<Applied, StoreError> {
+    let mut deletes = Vec::new();
+    let mut heads = Vec::new();
+    for (chain, through) in cuts {
+        let head_key = codec::chain_key(chain);
+        let Some(bytes) = overlay.get(Table::ChainHeads, &head_key)? else { continue };
+        let mut head = codec::decode_head(&bytes)?;
+        if *through >= head.seq || *through <= head.anchor.seq {
+            continue;
+        }
+        let mut chain_deletes = Vec::new();
+        for seq in head.anchor.seq + 1..=*through {
+            let record_key = codec::chain_record_key(chain, seq);
+            let Some(id) = overlay.get(Table::ChainRecords, &record_key)? else { continue };
+            let id = ChangeId::from_bytes(id.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                what: "chain index",
+                detail: "change id is not 16 bytes".into(),
+            })?);
+            let key = codec::change_key(chain.workspace_id, id);
+            if let Some(bytes) = overlay.get(Table::Changes, &key)? {
+                let record = codec::decode_change(&key, &bytes)?;
+                match &record.subject {
+                    Subject::Profile(profile) => chain_deletes.push((
+                        Table::ChangesByProfile,
+                        codec::change_by_profile_key(chain.workspace_id, *profile, id),
+                    )),
+                    Subject::Orphan(_, contact) => chain_deletes
+                        .push((Table::ChangesByContact, codec::change_by_contact_key(chain.workspace_id, contact, id))),
+                    Subject::Erased(_) => {}
+                }
+                if seq == *through {
+                    head.anchor = Anchor { seq, hash: record.hash };
+                }
+                chain_deletes.push((Table::Changes, key));
+            }
+            chain_deletes.push((Table::ChainRecords, record_key));
+        }
+        // Without the record that becomes the anchor the chain could not verify: left whole.
+        if head.anchor.seq == *through {
+            deletes.extend(chain_deletes);
+            heads.push((head_key, head));
+        }
+    }
+    let records_expired = deletes.iter().filter(|(table, _)| matches!(table, Table::Changes)).count();
+    for (table, key) in deletes {
+        overlay.delete(table, key);
+    }
+    for (key, head) in heads {
+        overlay.put(Table::ChainHeads, key, codec::encode_head(&head));
+    }
+    Ok(Applied { records_expired, ..Applied::default() })
 }
 
 fn import(overlay: &mut Overlay<'_>, ws: WorkspaceId, profiles: &[ProfileImport]) -> Result<Applied, StoreError> {

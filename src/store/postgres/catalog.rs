@@ -5,7 +5,7 @@ use tokio_postgres::IsolationLevel;
 
 use super::retry::{self, BoxFuture, TxError};
 use super::PostgresStore;
-use crate::domain::catalog::{Admission, ApiKey, Group, LimitChange, Workspace};
+use crate::domain::catalog::{Admission, ApiKey, Group, Workspace, WorkspaceChange};
 use crate::domain::ids::WorkspaceId;
 use crate::store::{CatalogData, StoreError};
 
@@ -62,8 +62,8 @@ impl PostgresStore {
             .await
     }
 
-    /// See [`crate::store::Store::change_workspace_limit`].
-    pub async fn change_workspace_limit(&self, id: WorkspaceId, change: &LimitChange) -> Result<Workspace, StoreError> {
+    /// See [`crate::store::Store::change_workspace`].
+    pub async fn change_workspace(&self, id: WorkspaceId, change: &WorkspaceChange) -> Result<Workspace, StoreError> {
         let mut client = self.client().await?;
         retry::transaction(&mut client, IsolationLevel::Serializable, &(id, change.clone()), change_limit).await
     }
@@ -120,11 +120,11 @@ fn admit<'c>(
     })
 }
 
-/// One attempt of [`PostgresStore::change_workspace_limit`]: read the stored workspace, change
+/// One attempt of [`PostgresStore::change_workspace`]: read the stored workspace, change
 /// it, write it back.
 fn change_limit<'c>(
     tx: &'c tokio_postgres::Transaction<'_>,
-    (id, change): &'c (WorkspaceId, LimitChange),
+    (id, change): &'c (WorkspaceId, WorkspaceChange),
 ) -> BoxFuture<'c, Result<Workspace, TxError>> {
     Box::pin(async move {
         let row = tx

@@ -20,6 +20,7 @@ use super::{contact_kind, PostgresStore, SUBJECT_PROFILE};
 use crate::domain::change::ChangeRecord;
 use crate::domain::history::Window;
 use crate::domain::ids::{ProfileId, WorkspaceId};
+use crate::domain::ledger::{ChainGroup, ChainHead, ChainKey};
 use crate::store::{LedgerRead, LedgerSources, StoreError};
 
 /// The lower bound of a window in the ledger's order: strictly after `(at, id)`. `since` is
@@ -101,5 +102,31 @@ impl PostgresStore {
             .await
             .map_err(retry::db_error)?;
         Ok(rows.iter().map(|row| (ProfileId(row.get(0)), row.get(1))).collect())
+    }
+
+    /// See [`crate::store::Store::chain_heads`].
+    pub async fn chain_heads(
+        &self,
+        ws: WorkspaceId,
+        chains: &[ChainKey],
+    ) -> Result<HashMap<ChainKey, ChainHead>, StoreError> {
+        let client = self.client().await?;
+        let groups: Vec<Uuid> = chains.iter().map(|c| c.group.as_uuid()).collect();
+        let subjects: Vec<Uuid> = chains.iter().map(|c| c.subject).collect();
+        let rows = client
+            .query(
+                "SELECT h.chain_group, h.subject_id, h.seq, h.last_hash, h.anchor_seq, h.anchor_hash \
+                 FROM chain_heads h JOIN UNNEST($2::uuid[], $3::uuid[]) AS u(chain_group, subject_id) \
+                 ON h.chain_group = u.chain_group AND h.subject_id = u.subject_id WHERE h.workspace_id = $1",
+                &[&ws.0, &groups, &subjects],
+            )
+            .await
+            .map_err(|e| retry::db_error(e))?;
+        let mut heads = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let chain = ChainKey { workspace_id: ws, group: ChainGroup::from_uuid(row.get(0)), subject: row.get(1) };
+            heads.insert(chain, super::ledger::head_from_row(&row, 2)?);
+        }
+        Ok(heads)
     }
 }

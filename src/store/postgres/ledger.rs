@@ -389,6 +389,91 @@ pub(super) async fn rebuild_heads(tx: &Transaction<'_>) -> Result<(), TxError> {
     Ok(())
 }
 
+/// Expired records looked at per ledger retention transaction.
+const EXPIRE_BATCH: i64 = 5000;
+
+/// One ledger retention batch: the expired records of a batch of chains (their heads locked,
+/// as a write locks them), cut by [`ledger::expire_through`], each chain's last deleted record
+/// becoming its anchor. Returns how many records it deleted and whether the batch was full.
+pub(super) fn expire_attempt<'c>(
+    tx: &'c Transaction<'_>,
+    &(ws, cutoff): &'c (WorkspaceId, Timestamp),
+) -> super::retry::BoxFuture<'c, Result<(usize, bool), TxError>> {
+    Box::pin(async move {
+        let rows = tx
+            .query(
+                "SELECT c.group_id, c.subject_id, c.seq, c.at, h.seq, h.anchor_seq FROM changes c \
+                 JOIN chain_heads h ON h.workspace_id = c.workspace_id AND h.chain_group = c.group_id \
+                 AND h.subject_id = c.subject_id \
+                 WHERE c.workspace_id = $1 AND c.at < $2 AND c.seq < h.seq AND c.seq > h.anchor_seq \
+                 ORDER BY c.group_id, c.subject_id, c.seq LIMIT $3 FOR UPDATE OF h",
+                &[&ws.0, &cutoff.0, &EXPIRE_BATCH],
+            )
+            .await?;
+        let full = rows.len() as i64 == EXPIRE_BATCH;
+        // (group, subject), its head, its expired records as (seq, time).
+        type Expired = ((Uuid, Uuid), ChainHead, Vec<(u64, Timestamp)>);
+        let mut chains: Vec<Expired> = Vec::new();
+        for row in &rows {
+            let key = (row.get::<_, Uuid>(0), row.get::<_, Uuid>(1));
+            if chains.last().is_none_or(|(last, _, _)| *last != key) {
+                let head = ChainHead {
+                    seq: row.get::<_, i64>(4) as u64,
+                    anchor: Anchor { seq: row.get::<_, i64>(5) as u64, ..Anchor::default() },
+                    ..ChainHead::default()
+                };
+                chains.push((key, head, Vec::new()));
+            }
+            let (_, _, records) = chains.last_mut().expect("pushed above");
+            records.push((row.get::<_, i64>(2) as u64, Timestamp(row.get(3))));
+        }
+        let (mut groups, mut subjects, mut throughs) = (Vec::new(), Vec::new(), Vec::new());
+        for ((group, subject), head, records) in chains {
+            if let Some(through) = ledger::expire_through(&head, records, cutoff) {
+                groups.push(group);
+                subjects.push(subject);
+                throughs.push(through as i64);
+            }
+        }
+        if groups.is_empty() {
+            return Ok((0, full));
+        }
+        let deleted = tx
+            .query(
+                "DELETE FROM changes c USING UNNEST($2::uuid[], $3::uuid[], $4::int8[]) AS u(g, s, t) \
+                 WHERE c.workspace_id = $1 AND c.group_id = u.g AND c.subject_id = u.s AND c.seq <= u.t \
+                 RETURNING c.group_id, c.subject_id, c.seq, c.hash, u.t",
+                &[&ws.0, &groups, &subjects, &throughs],
+            )
+            .await?;
+        let (mut anchor_groups, mut anchor_subjects, mut anchor_seqs, mut anchor_hashes) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for row in &deleted {
+            if row.get::<_, i64>(2) == row.get::<_, i64>(4) {
+                anchor_groups.push(row.get::<_, Uuid>(0));
+                anchor_subjects.push(row.get::<_, Uuid>(1));
+                anchor_seqs.push(row.get::<_, i64>(2));
+                anchor_hashes.push(row.get::<_, Vec<u8>>(3));
+            }
+        }
+        if anchor_groups.len() != groups.len() {
+            // A chain whose last expired record was not there cannot be anchored: undo it all.
+            return Err(TxError::Store(StoreError::Corrupt {
+                what: "change record",
+                detail: "a chain lacks the record ledger retention would anchor it on".into(),
+            }));
+        }
+        tx.execute(
+            "UPDATE chain_heads h SET anchor_seq = u.t, anchor_hash = u.hash \
+             FROM UNNEST($2::uuid[], $3::uuid[], $4::int8[], $5::bytea[]) AS u(g, s, t, hash) \
+             WHERE h.workspace_id = $1 AND h.chain_group = u.g AND h.subject_id = u.s",
+            &[&ws.0, &anchor_groups, &anchor_subjects, &anchor_seqs, &anchor_hashes],
+        )
+        .await?;
+        Ok((deleted.len(), full))
+    })
+}
+
 /// Rows fetched per round trip while verifying.
 const VERIFY_PAGE: i32 = 5000;
 

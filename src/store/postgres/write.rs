@@ -352,7 +352,13 @@ fn track_attempt<'c>(tx: &'c Transaction<'_>, data: &'c TrackData) -> BoxFuture<
             }
         }
         ledger::insert_changes(tx, ws, &mut plan.changes).await?;
-        Ok(Applied { profiles_created: new.len(), changes: plan.changes.len(), profiles_deleted: 0, orphans_deleted })
+        Ok(Applied {
+            profiles_created: new.len(),
+            changes: plan.changes.len(),
+            profiles_deleted: 0,
+            orphans_deleted,
+            records_expired: 0,
+        })
     })
 }
 
@@ -521,5 +527,22 @@ impl PostgresStore {
         let _turn = self.write_turn().await?;
         let mut client = self.client().await?;
         retry::transaction(&mut client, IsolationLevel::Serializable, &cutoff, expire_attempt).await
+    }
+
+    /// See [`crate::store::Store::expire_ledger`]: a batch of expired records per transaction,
+    /// until a batch finds no more.
+    pub async fn expire_ledger(&self, ws: WorkspaceId, cutoff: Timestamp) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        loop {
+            let _turn = self.write_turn().await?;
+            let mut client = self.client().await?;
+            let (expired, more) =
+                retry::transaction(&mut client, IsolationLevel::Serializable, &(ws, cutoff), ledger::expire_attempt)
+                    .await?;
+            deleted += expired;
+            if !more || expired == 0 {
+                return Ok(deleted);
+            }
+        }
     }
 }
