@@ -45,7 +45,7 @@ pub enum Command {
     /// Create, list and archive subscription groups.
     #[command(subcommand)]
     Groups(admin::GroupsCommand),
-    /// Webhook destinations of the change stream: create, list, delete, rotate-secret.
+    /// Webhook destinations of the change stream: create, list, delete, rotate-secret, replay.
     #[command(subcommand)]
     Webhooks(crate::stream::admin::WebhooksCommand),
     /// The tamper-evident ledger of change records: `verify` checks every chain, `export`

@@ -43,6 +43,15 @@ pub enum WebhooksRequest {
         /// The destination's id.
         id: String,
     },
+    /// `webhooks replay ID --since T [--until T]`
+    Replay {
+        /// The destination's id.
+        id: String,
+        /// RFC 3339 start, included.
+        since: String,
+        /// RFC 3339 end, excluded; now when absent.
+        until: Option<String>,
+    },
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, CatalogError> {
@@ -149,6 +158,24 @@ pub async fn execute(catalog: &Catalog, request: &WebhooksRequest) -> Result<Adm
             out.stdout = format!("{}\n", fresh.to_text());
             out.stderr = "the previous secret keeps signing for 24 hours, beside the new one\n".into();
         }
+        WebhooksRequest::Replay { id, since, until } => {
+            let destination = find(&stream, parse_id(id)?).await?;
+            let time = |field: &str, raw: &str| {
+                crate::domain::history::parse_rfc3339(raw)
+                    .map_err(|why| CatalogError::Invalid(format!("{field}: not an RFC 3339 time ({why}): {raw:?}")))
+            };
+            let since = time("since", since)?;
+            let until = match until {
+                Some(raw) => time("until", raw)?,
+                None => now.plus(std::time::Duration::from_micros(1)),
+            };
+            if until <= since {
+                return Err(CatalogError::Invalid("until: must be after since".into()));
+            }
+            let n = stream.replay(&destination, since, until).await?;
+            out.stdout = format!("{n}\n");
+            out.stderr = format!("{n} change records queued again for {}\n", destination.id);
+        }
     }
     Ok(out)
 }
@@ -192,6 +219,17 @@ pub enum WebhooksCommand {
         /// The destination's id.
         id: String,
     },
+    /// Send the records of a time range again (same event ids); prints how many.
+    Replay {
+        /// The destination's id.
+        id: String,
+        /// RFC 3339 start, included.
+        #[arg(long)]
+        since: String,
+        /// RFC 3339 end, excluded; default: now.
+        #[arg(long)]
+        until: Option<String>,
+    },
 }
 
 impl From<WebhooksCommand> for crate::admin::AdminRequest {
@@ -203,6 +241,7 @@ impl From<WebhooksCommand> for crate::admin::AdminRequest {
             WebhooksCommand::List => WebhooksRequest::List,
             WebhooksCommand::Delete { id } => WebhooksRequest::Delete { id },
             WebhooksCommand::RotateSecret { id } => WebhooksRequest::RotateSecret { id },
+            WebhooksCommand::Replay { id, since, until } => WebhooksRequest::Replay { id, since, until },
         })
     }
 }

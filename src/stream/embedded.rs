@@ -5,7 +5,8 @@
 //! destination reads the outbox from a cursor and never misses an entry. The `stream` keyspace
 //! holds, per destination id, `d` the destination (written by admin commands), `s` its
 //! delivery state with the cursor and `m` the message being delivered (both written by the
-//! relay), so that neither writer overwrites the other's fields.
+//! relay), so that neither writer overwrites the other's fields; `r` · id · n queues the
+//! records a replay sends again, before the outbox's.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -83,6 +84,9 @@ impl Parts<'_> {
         for tag in [b'd', b's', b'm'] {
             batch.remove(self.stream, key(tag, id));
         }
+        for item in self.stream.prefix(key(b'r', id)) {
+            batch.remove(self.stream, item.key()?);
+        }
         batch.commit()?;
         Ok(existed)
     }
@@ -102,6 +106,11 @@ impl Parts<'_> {
             out.push((destination, state));
         }
         Ok(out)
+    }
+
+    /// Whether the destination has replayed records queued.
+    pub fn has_replay(&self, id: Uuid) -> Result<bool, StoreError> {
+        Ok(self.stream.prefix(key(b'r', id)).next().is_some())
     }
 
     /// The message a destination is delivering, if any.
@@ -158,6 +167,79 @@ impl Parts<'_> {
         match retry {
             Some(message) => batch.insert(self.stream, key(b'm', id), json(message)),
             None => batch.remove(self.stream, key(b'm', id)),
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// Queues the workspace's records of `[since, until)` for the destination again, oldest
+    /// first, after what it already has queued; how many.
+    pub fn replay(
+        &self,
+        destination: &Destination,
+        since: crate::domain::time::Timestamp,
+        until: crate::domain::time::Timestamp,
+    ) -> Result<usize, StoreError> {
+        let ws = destination.workspace_id;
+        let mut found = Vec::new();
+        for item in self.changes.prefix(ws.as_bytes()) {
+            let (k, v) = item.into_inner()?;
+            let record = codec::decode_change(&k, &v)?;
+            if record.at >= since && record.at < until {
+                found.push((record.at, record.id));
+            }
+        }
+        found.sort();
+        let prefix = key(b'r', destination.id);
+        let first = match self.stream.prefix(&prefix).next_back() {
+            Some(item) => {
+                let k = item.key()?;
+                u64::from_be_bytes(k[17..25].try_into().map_err(|_| StoreError::Corrupt {
+                    what: "stream replay",
+                    detail: "the key is not 25 bytes".into(),
+                })?) + 1
+            }
+            None => 0,
+        };
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+        for (n, (_, id)) in (first..).zip(&found) {
+            let mut k = prefix.clone();
+            k.extend_from_slice(&n.to_be_bytes());
+            batch.insert(self.stream, k, id.as_bytes().to_vec());
+        }
+        batch.commit()?;
+        Ok(found.len())
+    }
+
+    /// Up to `limit` of the destination's replayed records, with their queue keys.
+    pub fn replayed(
+        &self,
+        destination: &Destination,
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, Vec<ChangeRecord>), StoreError> {
+        let (mut keys, mut records) = (Vec::new(), Vec::new());
+        for item in self.stream.prefix(key(b'r', destination.id)).take(limit) {
+            let (k, v) = item.into_inner()?;
+            let id = crate::domain::ids::ChangeId::from_bytes(v.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt { what: "stream replay", detail: "the change id is not 16 bytes".into() }
+            })?);
+            let change_key = codec::change_key(destination.workspace_id, id);
+            if let Some(bytes) = self.changes.get(&change_key)? {
+                records.push(codec::decode_change(&change_key, &bytes)?);
+            }
+            keys.push(k.to_vec());
+        }
+        Ok((keys, records))
+    }
+
+    /// Takes replayed records (by their queue keys) into `message`, in one commit.
+    pub fn begin_replay(&self, id: Uuid, keys: &[Vec<u8>], message: Option<&Message>) -> Result<(), StoreError> {
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+        for k in keys {
+            batch.remove(self.stream, k.clone());
+        }
+        if let Some(message) = message {
+            batch.insert(self.stream, key(b'm', id), json(message));
         }
         batch.commit()?;
         Ok(())

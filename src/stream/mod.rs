@@ -87,6 +87,15 @@ impl StreamStore {
                 let parts = s.stream_parts();
                 let message = match parts.message(id)? {
                     Some(message) => message,
+                    None if parts.has_replay(id)? => {
+                        let (keys, records) = parts.replayed(destination, destination.max_batch)?;
+                        let message = if records.is_empty() { None } else { form(records).await? };
+                        parts.begin_replay(id, &keys, message.as_ref())?;
+                        match message {
+                            Some(message) => message,
+                            None => return Ok(None),
+                        }
+                    }
                     None => {
                         let pending = parts.pending(destination, state, destination.max_batch)?;
                         if pending.cursor == state.cursor {
@@ -126,6 +135,20 @@ impl StreamStore {
                 }
                 postgres::lease(&**client, id, now, lease_until).await
             }
+        }
+    }
+
+    /// Sends the workspace's records of `[since, until)` to the destination again, with their
+    /// original event ids; how many.
+    pub async fn replay(
+        &self,
+        destination: &Destination,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<usize, StoreError> {
+        match &self.store {
+            Store::Embedded(s) => s.stream_parts().replay(destination, since, until),
+            Store::Postgres(s) => postgres::replay(&**s.stream_client().await?, destination, since, until).await,
         }
     }
 

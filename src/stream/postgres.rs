@@ -111,6 +111,25 @@ pub async fn pending(
     rows.iter().map(crate::store::postgres::ledger::change_from_row).collect()
 }
 
+/// Queues the workspace's records of `[since, until)` for the destination again; how many.
+pub async fn replay(
+    client: &impl GenericClient,
+    destination: &Destination,
+    since: Timestamp,
+    until: Timestamp,
+) -> Result<usize, StoreError> {
+    let n = client
+        .execute(
+            "INSERT INTO stream_outbox (destination_id, at, change_id) \
+             SELECT $1, at, change_id FROM changes WHERE workspace_id = $2 AND at >= $3 AND at < $4 \
+             ON CONFLICT DO NOTHING",
+            &[&destination.id, &destination.workspace_id.0, &since.0, &until.0],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(n as usize)
+}
+
 /// Takes `message`'s records out of the outbox into the destination's message row; `false`
 /// (and nothing done) when another node took one of them or formed a message first.
 pub async fn begin(client: &mut deadpool_postgres::Object, id: Uuid, message: &Message) -> Result<bool, StoreError> {

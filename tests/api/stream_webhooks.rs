@@ -15,7 +15,11 @@ use consentry::stream::admin::WebhooksRequest;
 use consentry::stream::destination::Format;
 use serde_json::Value;
 
-use crate::helpers::{assert_success, by_external_ids, eventually, one_entry, spawn_app_with, TestApp};
+use crate::admin_cli::{first_start_key, ok, only_uuid, Server};
+use crate::helpers::{
+    assert_success, by_external_ids, client, eventually, one_entry, spawn_app_with, StoreLocation, TestApp,
+    TestDatabase, V2_PATH,
+};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -36,6 +40,11 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Receiver {
+        Receiver::start_slow(Duration::ZERO).await
+    }
+
+    /// A receiver that takes `delay` to answer each request.
+    async fn start_slow(delay: Duration) -> Receiver {
         let got: Arc<Mutex<Vec<Got>>> = Arc::default();
         let script: Script = Arc::default();
         let (g, s) = (Arc::clone(&got), Arc::clone(&script));
@@ -44,6 +53,7 @@ impl Receiver {
             axum::routing::post(move |headers: HeaderMap, body: String| {
                 let (g, s) = (Arc::clone(&g), Arc::clone(&s));
                 async move {
+                    tokio::time::sleep(delay).await;
                     g.lock().unwrap().push(Got { headers, body });
                     let (status, retry_after) = s.lock().unwrap().pop_front().unwrap_or((204, None));
                     let mut response = axum::response::Response::new(axum::body::Body::empty());
@@ -328,5 +338,162 @@ async fn a_url_with_credentials_or_another_scheme_is_refused() {
         let err = execute(&app.catalog, &AdminRequest::Webhooks(request)).await.unwrap_err().to_string();
         assert!(err.contains(says), "{url}: {err}");
     }
+    app.shutdown().await;
+}
+
+/// The distinct event ids the receiver got.
+fn event_ids(receiver: &Receiver) -> std::collections::HashSet<String> {
+    receiver.got().iter().flat_map(events).map(|e| e["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_server_during_delivery_loses_no_event() {
+    let dir = StoreLocation::new();
+    let key = first_start_key(dir.path());
+    let group = only_uuid(&ok(
+        dir.path(),
+        &["groups", "create", "--workspace", "default", "--name", "news", "--channel", "email"],
+    ));
+    let receiver = Receiver::start_slow(Duration::from_millis(30)).await;
+    let mut server = Server::start_with(dir.path(), &["--allow-private-webhooks"]);
+    let created = ok(
+        dir.path(),
+        &["webhooks", "create", "--workspace", "default", "--url", &receiver.url, "--format", "standard"],
+    );
+    assert!(created.lines().last().unwrap().starts_with("whsec_"), "{created}");
+    crate::admin_cli::settle().await;
+
+    let http = client();
+    let url = format!("http://{}{V2_PATH}", server.addr);
+    let mut expected = 0;
+    for n in 0..8 {
+        let ids: Vec<String> = (0..5).map(|k| format!("n{n}-k{k}")).collect();
+        let body = serde_json::json!({ "subscription_groups": [ { "subscription_group_id": group.to_string(),
+            "subscription_state": "subscribed", "external_ids": ids } ] });
+        let response = http.post(&url).bearer_auth(&key).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 201);
+        expected += 5;
+    }
+    receiver.wait_for(3).await;
+    let (status, _, _) = server.stop_with("KILL");
+    assert!(!status.success(), "the server was killed");
+    assert!(event_ids(&receiver).len() < expected, "the kill came during delivery");
+
+    let mut server = Server::start_with(dir.path(), &["--allow-private-webhooks"]);
+    eventually("every event after the restart", Duration::from_secs(60), || async {
+        (event_ids(&receiver).len() == expected).then_some(())
+    })
+    .await;
+    let (status, _, err) = server.stop_with("TERM");
+    assert!(status.success(), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_on_one_database_deliver_every_event_each_message_once() {
+    let database = TestDatabase::create();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        let mut settings = consentry::config::Settings::for_tests(dir.path());
+        settings.database = consentry::store::DatabaseLocation::Postgres(database.url.clone());
+        settings.store.postgres.pool_size = 3;
+        settings.allow_private_webhooks = true;
+        settings.catalog_refresh_interval = Some(Duration::from_millis(100));
+        apps.push(consentry::server::Application::build(settings).await.expect("a node starts"));
+    }
+    let key = apps.iter().find_map(|a| a.bootstrap_key().cloned()).expect("one node bootstraps").1;
+    let catalog = apps[0].catalog();
+    let group = catalog.create_group("default", "news", Channel::Email).await.unwrap().id;
+    let request = WebhooksRequest::Create {
+        workspace: "default".into(),
+        url: receiver.url.clone(),
+        format: Format::Standard,
+        secret: None,
+        bearer_token: None,
+        events: Vec::new(),
+        max_batch: Some(3),
+    };
+    execute(&catalog, &AdminRequest::Webhooks(request)).await.unwrap();
+    let store = apps[0].store();
+    let workspace = catalog.workspaces()[0].id;
+    let urls: Vec<String> = apps.iter().map(|a| format!("http://{}{V2_PATH}", a.local_addr())).collect();
+    let mut stops = Vec::new();
+    let mut servers = Vec::new();
+    for app in apps {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        stops.push(tx);
+        servers.push(tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        })));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // every node's catalog has the group
+
+    let http = client();
+    for n in 0..30 {
+        let body = serde_json::json!({ "subscription_groups": [ { "subscription_group_id": group.to_string(),
+            "subscription_state": if n % 2 == 0 { "subscribed" } else { "unsubscribed" },
+            "external_ids": [format!("u{}", n % 7), format!("v{n}")] } ] });
+        let response = http.post(&urls[n % 3]).bearer_auth(&key).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
+    let changes = store.inspect().change_records(workspace).await.unwrap();
+    eventually("every event", Duration::from_secs(30), || async {
+        (event_ids(&receiver).len() == changes.len()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = receiver.got();
+    let sent: Vec<String> = got.iter().flat_map(events).map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(sent.len(), changes.len(), "each event once: {} sent for {} records", sent.len(), changes.len());
+    let message_ids: std::collections::HashSet<_> = got.iter().map(|g| g.headers["webhook-id"].clone()).collect();
+    assert_eq!(message_ids.len(), got.len(), "each message once");
+    assert!(got.iter().all(|g| (1..=3).contains(&events(g).len())), "batches of 1 to 3");
+    // Within a subject and group, events arrive in ledger order.
+    let mut last: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    for e in got.iter().flat_map(events) {
+        let subject = e["user"]["user_id"].as_str().unwrap().to_string();
+        let at = e["properties"]["time_micros"].as_i64().unwrap();
+        assert!(last.insert(subject, at).is_none_or(|before| before < at), "a subject's events in order");
+    }
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    for server in servers {
+        server.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_replay_resends_exactly_its_range_with_the_original_ids() {
+    let clock = Clock::manual(Clock::system().now());
+    let app = private_app(Some(clock.clone())).await;
+    let receiver = Receiver::start().await;
+    let news = app.create_group("news", Channel::Email).await;
+    let (id, secret) = create(&app, &receiver.url, None).await;
+    let start = clock.now();
+    for (n, user) in ["u1", "u2", "u3"].iter().enumerate() {
+        if n > 0 {
+            clock.advance(Duration::from_secs(10));
+        }
+        assert_success(app.post_v2(&by_external_ids(news, "subscribed", &[user])).await).await;
+    }
+    let first = receiver.wait_for(3).await;
+
+    let replay = |since: String, until: Option<String>| WebhooksRequest::Replay { id: id.clone(), since, until };
+    let since = start.plus(Duration::from_secs(5)).to_rfc3339();
+    let until = start.plus(Duration::from_secs(15)).to_rfc3339();
+    assert_eq!(admin(&app, replay(since, Some(until))).await.stdout, "1\n");
+    let got = receiver.wait_for(4).await;
+    assert_eq!(got[3].body, first[1].body, "the middle record, the same bytes");
+    assert_eq!(got[3].headers["webhook-id"], first[1].headers["webhook-id"], "the same webhook-id");
+    assert!(signed_with(&got[3], &secret));
+
+    assert_eq!(admin(&app, replay(start.to_rfc3339(), None)).await.stdout, "3\n");
+    let got = receiver.wait_for(7).await;
+    let ids = |g: &[Got]| g.iter().map(|g| g.headers["webhook-id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&got[4..7]), ids(&first), "the whole range again, in order");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.got().len(), 7, "nothing more");
     app.shutdown().await;
 }

@@ -121,7 +121,7 @@ impl PostgresStore {
                 &[&ws.0, &groups, &subjects],
             )
             .await
-            .map_err(|e| retry::db_error(e))?;
+            .map_err(retry::db_error)?;
         let mut heads = HashMap::with_capacity(rows.len());
         for row in rows {
             let chain = ChainKey { workspace_id: ws, group: ChainGroup::from_uuid(row.get(0)), subject: row.get(1) };
