@@ -418,6 +418,7 @@ async fn three_nodes_on_one_database_deliver_every_event_each_message_once() {
     let store = apps[0].store();
     let workspace = catalog.workspaces()[0].id;
     let urls: Vec<String> = apps.iter().map(|a| format!("http://{}{V2_PATH}", a.local_addr())).collect();
+    let catalogs: Vec<_> = apps.iter().map(|a| a.catalog()).collect();
     let mut stops = Vec::new();
     let mut servers = Vec::new();
     for app in apps {
@@ -427,7 +428,10 @@ async fn three_nodes_on_one_database_deliver_every_event_each_message_once() {
             let _ = rx.await;
         })));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await; // every node's catalog has the group
+    eventually("every node's catalog has the group", Duration::from_secs(20), || async {
+        catalogs.iter().all(|c| c.group(workspace, group).is_some()).then_some(())
+    })
+    .await;
 
     let http = client();
     for n in 0..30 {
