@@ -168,6 +168,11 @@ impl Catalog {
         &self.store
     }
 
+    /// The clock the catalog reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

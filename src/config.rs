@@ -48,6 +48,9 @@ pub struct Settings {
     pub public_url: Option<crate::domain::links::PublicUrl>,
     /// Requests one address may make to the public pages per minute.
     pub public_rate_limit: u32,
+    /// Whether webhooks may go to loopback, private and link-local addresses
+    /// (`serve --allow-private-webhooks`).
+    pub allow_private_webhooks: bool,
 }
 
 /// Requests one address may make to the public pages per minute by default: a person needs a
@@ -70,6 +73,7 @@ impl Settings {
             serving: crate::serving::ServingOptions::default(),
             public_url: None,
             public_rate_limit: DEFAULT_PUBLIC_RATE_LIMIT,
+            allow_private_webhooks: false,
         }
     }
 }

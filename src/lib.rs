@@ -18,4 +18,5 @@ pub mod pages;
 pub mod server;
 pub mod serving;
 pub mod store;
+pub mod stream;
 pub mod telemetry;

@@ -12,7 +12,7 @@ use crate::admin::socket as admin_socket;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::Settings;
 use crate::domain::tenant::ApiKey;
-use crate::domain::time::{Clock, Timestamp};
+use crate::domain::time::Clock;
 use crate::http::auth_failures::FailedAuthentications;
 use crate::http::{router, AppState};
 use crate::limiter::RateLimiter;
@@ -32,6 +32,8 @@ pub struct Application {
     serving: crate::serving::ServingOptions,
     /// The Prometheus listener and recorder, with `--metrics-listen`.
     metrics: Option<(TcpListener, crate::telemetry::Exporter)>,
+    /// Whether webhooks may go to private addresses.
+    allow_private_webhooks: bool,
 }
 
 impl Application {
@@ -121,6 +123,7 @@ impl Application {
             catalog_refresh: settings.catalog_refresh_interval,
             serving: settings.serving.clone(),
             metrics,
+            allow_private_webhooks: settings.allow_private_webhooks,
         })
     }
 
@@ -157,7 +160,20 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, finishes in-flight requests,
     /// drains the writer and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state, admin, sweep_interval, catalog_refresh, serving, metrics, .. } = self;
+        let Application {
+            listener,
+            state,
+            admin,
+            sweep_interval,
+            catalog_refresh,
+            serving,
+            metrics,
+            allow_private_webhooks,
+            ..
+        } = self;
+        let relay =
+            crate::stream::relay::Relay::new(Arc::clone(&state.catalog), state.clock.clone(), allow_private_webhooks);
+        let relay = tokio::spawn(relay.run());
         let admin_task =
             admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog), state.store.clone())));
         let store = state.store.clone();
@@ -198,6 +214,8 @@ impl Application {
             let _ = task.await;
         }
         sweep.abort();
+        relay.abort();
+        let _ = relay.await;
         if let Some(refresh) = refresh {
             refresh.abort();
         }
@@ -270,7 +288,11 @@ async fn sweep_orphans(store: Store, catalog: Arc<Catalog>, clock: Clock, interv
 /// of days, deletes the older ones but the latest of each chain (see
 /// [`Store::expire_ledger`]). A workspace that fails is logged and tried again on the next
 /// run; returns how many records went, or the store's shutdown.
-pub async fn expire_ledgers(store: &Store, catalog: &Catalog, now: Timestamp) -> Result<usize, StoreError> {
+pub async fn expire_ledgers(
+    store: &Store,
+    catalog: &Catalog,
+    now: crate::domain::time::Timestamp,
+) -> Result<usize, StoreError> {
     let mut total = 0;
     for workspace in catalog.workspaces() {
         let Some(cutoff) = workspace.ledger_retention.cutoff(now) else { continue };

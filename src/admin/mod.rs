@@ -154,6 +154,8 @@ pub enum AdminRequest {
         /// Workspace name; every workspace when absent.
         workspace: Option<String>,
     },
+    /// `webhooks …`: the change stream's destinations.
+    Webhooks(crate::stream::admin::WebhooksRequest),
 }
 
 /// What a command prints: `stdout` is for scripts (only the new id or key for `create`, a
@@ -408,6 +410,7 @@ pub async fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminO
         AdminRequest::LedgerExportPage(_) | AdminRequest::LedgerVerify { .. } => {
             return Err(CatalogError::Invalid("the ledger is read through the admin socket".into()))
         }
+        AdminRequest::Webhooks(request) => out = crate::stream::admin::execute(catalog, request).await?,
     }
     Ok(out)
 }

@@ -48,6 +48,9 @@ pub enum Command {
     /// Sign unsubscribe and preference links.
     #[command(subcommand)]
     Links(admin::LinksCommand),
+    /// Webhook destinations of the change stream: create, list, delete, rotate-secret, replay.
+    #[command(subcommand)]
+    Webhooks(crate::stream::admin::WebhooksCommand),
     /// The tamper-evident ledger of change records: `verify` checks every chain, `export`
     /// streams records as JSON lines or CSV.
     #[command(subcommand)]
@@ -75,6 +78,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Keys(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Groups(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Links(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
+        Command::Webhooks(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Ledger(command) => ledger::run(&database, command),
         Command::Migrate => migrate::run(&database),
         Command::MigrateStore(args) => migrate_store::run(args),

@@ -75,6 +75,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CONSENTRY_PUBLIC_RATE_LIMIT", default_value_t = crate::config::DEFAULT_PUBLIC_RATE_LIMIT,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub public_rate_limit: u32,
+    /// Let webhooks go to loopback, private, link-local and metadata addresses, refused
+    /// otherwise (a webhook URL could else reach inside the network the server runs in).
+    #[arg(long, env = "CONSENTRY_ALLOW_PRIVATE_WEBHOOKS")]
+    pub allow_private_webhooks: bool,
     /// Connection limits, failed-authentication limit, log format.
     #[command(flatten)]
     pub serving: crate::serving::ServingArgs,
@@ -110,6 +114,7 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
         orphan_retention: Retention::new(Duration::from_secs(u64::from(args.orphan_retention_days) * 24 * 3600)),
         orphan_sweep_interval: Duration::from_secs(u64::from(args.orphan_sweep_interval_secs)),
         rate_limit_redis: args.rate_limit_redis,
+        allow_private_webhooks: args.allow_private_webhooks,
         catalog_refresh_interval,
         clock: Clock::system(),
         serving: args.serving.options(),

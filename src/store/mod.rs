@@ -19,7 +19,7 @@ use crate::domain::plan::Origin;
 use crate::domain::retention::Retention;
 use crate::domain::set_status::SetStatusCommand;
 use crate::domain::tenant::{Admission, ApiKey, Group, Workspace, WorkspaceChange};
-use crate::domain::time::{Clock, Timestamp};
+use crate::domain::time::Clock;
 use crate::domain::track::TrackCommand;
 
 pub use crate::domain::read::{ContactView, ProfileView};
@@ -427,7 +427,11 @@ impl Store {
     /// the latest of each chain, and records in each chain's head the anchor its kept records
     /// follow (see [`crate::domain::ledger::expire_through`]); returns how many it deleted.
     /// Safe to run concurrently with writes: each chain is checked again as it is cut.
-    pub async fn expire_ledger(&self, workspace: WorkspaceId, cutoff: Timestamp) -> Result<usize, StoreError> {
+    pub async fn expire_ledger(
+        &self,
+        workspace: WorkspaceId,
+        cutoff: crate::domain::time::Timestamp,
+    ) -> Result<usize, StoreError> {
         match self {
             Store::Embedded(s) => s.expire_ledger(workspace, cutoff).await,
             Store::Postgres(s) => s.expire_ledger(workspace, cutoff).await,

@@ -387,11 +387,17 @@ impl Server {
     /// Starts `consentry --database DIR serve --listen 127.0.0.1:0` and waits until it
     /// logs its address.
     pub(crate) fn start(dir: &Path) -> Server {
+        Server::start_with(dir, &[])
+    }
+
+    /// [`Server::start`] with more `serve` options.
+    pub(crate) fn start_with(dir: &Path, options: &[&str]) -> Server {
         let mut child = consentry()
             .arg("--database")
             .arg(dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(["--catalog-refresh-interval-ms", &CATALOG_REFRESH_MS.to_string()])
+            .args(options)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -48,12 +48,7 @@ async fn status_get_at_answers_the_state_before_between_and_after_records_and_no
         assert_eq!((status, body), (StatusCode::OK, statuses(&[("u", expected)])), "at {}", q(at));
     }
     let (_, live) = app.status_get(group, "external_id=u&external_id=nobody").await;
-    let (_, now) = app
-        .status_get(
-            group,
-            &format!("external_id=u&external_id=nobody&at={}", q(consentry::domain::time::Clock::system().now())),
-        )
-        .await;
+    let (_, now) = app.status_get(group, &format!("external_id=u&external_id=nobody&at={}", q(app.clock.now()))).await;
     assert_eq!(live, now);
 
     // Any offset: the instant of the first record, written in New York time.
@@ -115,9 +110,7 @@ async fn an_orphaned_email_answers_its_state_at_the_time_asked() {
     let (_, body) = app.user_status(&format!("email=lone%40example.com&at={}", q(t[0]))).await;
     assert_eq!(body["users"][0]["subscription_groups"], json!([group_json(group, "news", "email", "Subscribed")]));
     let (_, live) = app.user_status("email=lone%40example.com").await;
-    let (_, now) = app
-        .user_status(&format!("email=lone%40example.com&at={}", q(consentry::domain::time::Clock::system().now())))
-        .await;
+    let (_, now) = app.user_status(&format!("email=lone%40example.com&at={}", q(app.clock.now()))).await;
     assert_eq!(live, now);
 }
 
@@ -136,8 +129,7 @@ async fn user_status_at_lists_the_groups_a_profile_had_then() {
     let (_, body) = app.user_status(&format!("external_id=u&at={}", q(t[0]))).await;
     assert_eq!(groups_at(&body), json!([group_json(news, "news", "email", "Subscribed")]));
     let (_, live) = app.user_status("external_id=u").await;
-    let (_, now) =
-        app.user_status(&format!("external_id=u&at={}", q(consentry::domain::time::Clock::system().now()))).await;
+    let (_, now) = app.user_status(&format!("external_id=u&at={}", q(app.clock.now()))).await;
     assert_eq!(live, now);
 }
 

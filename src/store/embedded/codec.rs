@@ -15,6 +15,8 @@
 //! | `chain_heads` | ws · chain group (17) · subject id | seq · hash · anchor seq · anchor hash |
 //! | `chain_records` | ws · chain group (17) · subject id · seq | change id |
 //! | `meta` | name | value (`format`: the store's format version, u32) |
+//! | `outbox` | position (u64) | ws · change id: records not yet delivered everywhere |
+//! | `stream` | `d`/`s`/`m` · destination id | destination, delivery state, message (JSON) |
 //!
 //! A profile's states live inside its record: the hot path (50 external ids) then costs one
 //! point read and one write per profile instead of two of each. Emails and phones are ASCII

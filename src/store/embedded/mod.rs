@@ -36,7 +36,6 @@ use crate::domain::ledger::{BadRecord, Break, ChainVerifier, LedgerCheck};
 use crate::domain::plan::Origin;
 use crate::domain::set_status::SetStatusCommand;
 use crate::domain::tenant::{ApiKey, Group, Workspace};
-use crate::domain::time::Timestamp;
 use crate::domain::track::TrackCommand;
 
 /// The name of the lock file in the data directory.
@@ -51,7 +50,7 @@ const ENGINE_DIR: &str = "engine";
 /// each of eight keyspaces would blow any reasonable budget. The two keyspaces every change
 /// writes get 8 MiB, the rest 4 MiB. The benchmark's storage ceiling runs with exactly these
 /// settings (through `crate::bench_support`).
-pub(crate) const KEYSPACES: [(&str, u64); 12] = [
+pub(crate) const KEYSPACES: [(&str, u64); 14] = [
     ("catalog", 4),
     ("profiles", 6),
     ("profile_ids", 4),
@@ -64,6 +63,8 @@ pub(crate) const KEYSPACES: [(&str, u64); 12] = [
     ("chain_heads", 4),
     ("chain_records", 4),
     ("meta", 1),
+    ("outbox", 2),
+    ("stream", 1),
 ];
 
 /// The options a keyspace is created with, for a memtable of `memtable_mib` MiB.
@@ -91,6 +92,10 @@ pub struct Tables {
     chain_heads: Keyspace,
     chain_records: Keyspace,
     meta: Keyspace,
+    outbox: Keyspace,
+    stream: Keyspace,
+    /// The next position in `outbox`; only the writer takes positions (see `crate::stream`).
+    outbox_next: AtomicU64,
 }
 
 impl Tables {
@@ -106,6 +111,7 @@ impl Tables {
             Table::ChangesByContact => &self.changes_by_contact,
             Table::ChainHeads => &self.chain_heads,
             Table::ChainRecords => &self.chain_records,
+            Table::Outbox => &self.outbox,
         }
     }
 }
@@ -181,8 +187,14 @@ impl EmbeddedStore {
             chain_heads: open("chain_heads")?,
             chain_records: open("chain_records")?,
             meta: open("meta")?,
+            outbox: open("outbox")?,
+            stream: open("stream")?,
+            outbox_next: AtomicU64::new(0),
             db,
         });
+        tables
+            .outbox_next
+            .store(crate::stream::outbox::next_position(&tables.outbox)?, std::sync::atomic::Ordering::Relaxed);
 
         upgrade::run(&tables)?;
 
@@ -293,7 +305,11 @@ impl EmbeddedStore {
     /// See [`super::Store::expire_ledger`]. The scan (on a blocking thread) reads each chain
     /// of the workspace from its anchor only as far as its records have expired, and hands the
     /// writer the cuts in chunks.
-    pub async fn expire_ledger(&self, ws: WorkspaceId, cutoff: Timestamp) -> Result<usize, StoreError> {
+    pub async fn expire_ledger(
+        &self,
+        ws: WorkspaceId,
+        cutoff: crate::domain::time::Timestamp,
+    ) -> Result<usize, StoreError> {
         const CHUNK: usize = 256;
         let tables = Arc::clone(&self.inner.tables);
         let (sender, mut chunks) = mpsc::channel::<Result<Vec<(crate::domain::ledger::ChainKey, u64)>, StoreError>>(2);
@@ -474,6 +490,18 @@ impl EmbeddedStore {
             out.push(StateView { group_id: codec::orphan_key_group(&key)?, state, updated_at });
         }
         Ok(out)
+    }
+
+    /// The change stream's keyspaces (see `crate::stream::embedded`).
+    pub(crate) fn stream_parts(&self) -> crate::stream::embedded::Parts<'_> {
+        let tables = self.tables();
+        crate::stream::embedded::Parts {
+            db: &tables.db,
+            outbox: &tables.outbox,
+            stream: &tables.stream,
+            changes: &tables.changes,
+            outbox_next: &tables.outbox_next,
+        }
     }
 
     /// See [`super::Inspect::change_records`].

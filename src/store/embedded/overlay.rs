@@ -34,9 +34,11 @@ pub enum Table {
     ChainHeads,
     /// `chain_records`
     ChainRecords,
+    /// `outbox`
+    Outbox,
 }
 
-const TABLES: usize = 10;
+const TABLES: usize = 11;
 
 /// Pending writes per table: `None` deletes the key.
 pub struct Overlay<'a> {
@@ -48,6 +50,11 @@ impl<'a> Overlay<'a> {
     /// An empty write set.
     pub fn new(tables: &'a Tables) -> Self {
         Overlay { tables, writes: Default::default() }
+    }
+
+    /// The tables the batch writes into.
+    pub fn tables(&self) -> &'a Tables {
+        self.tables
     }
 
     /// The value of `key`, as the batch so far left it.
@@ -137,4 +144,5 @@ const TABLE_ORDER: [Table; TABLES] = [
     Table::ChangesByContact,
     Table::ChainHeads,
     Table::ChainRecords,
+    Table::Outbox,
 ];

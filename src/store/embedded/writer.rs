@@ -274,6 +274,13 @@ fn write_changes(overlay: &mut Overlay<'_>, ws: WorkspaceId, changes: &mut [Chan
         overlay.put(Table::ChainHeads, head_key, codec::encode_head(&head));
         overlay.put(Table::ChainRecords, codec::chain_record_key(&chain, change.seq), change.id.as_bytes().to_vec());
         overlay.put(Table::Changes, codec::change_key(ws, change.id), codec::encode_change(change));
+        // Deliverable in the same commit as the change (see `crate::stream`).
+        let position = overlay.tables().outbox_next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        overlay.put(
+            Table::Outbox,
+            position.to_be_bytes().to_vec(),
+            crate::stream::outbox::entry(ws, change.id).to_vec(),
+        );
         match &change.subject {
             Subject::Profile(profile) => {
                 overlay.put(Table::ChangesByProfile, codec::change_by_profile_key(ws, *profile, change.id), Vec::new())

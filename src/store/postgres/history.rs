@@ -82,7 +82,7 @@ impl PostgresStore {
                 client.query(&sql, &[&ws.0, &after, &since, &until, &groups, &limit]).await
             }
         }
-        .map_err(|e| retry::db_error(e))?;
+        .map_err(retry::db_error)?;
         rows.iter().map(change_from_row).collect()
     }
 
@@ -100,7 +100,7 @@ impl PostgresStore {
                 &[&ws.0, &ids],
             )
             .await
-            .map_err(|e| retry::db_error(e))?;
+            .map_err(retry::db_error)?;
         Ok(rows.iter().map(|row| (ProfileId(row.get(0)), row.get(1))).collect())
     }
 
@@ -121,7 +121,7 @@ impl PostgresStore {
                 &[&ws.0, &groups, &subjects],
             )
             .await
-            .map_err(|e| retry::db_error(e))?;
+            .map_err(retry::db_error)?;
         let mut heads = HashMap::with_capacity(rows.len());
         for row in rows {
             let chain = ChainKey { workspace_id: ws, group: ChainGroup::from_uuid(row.get(0)), subject: row.get(1) };

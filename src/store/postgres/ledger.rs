@@ -154,6 +154,7 @@ pub(super) async fn insert_changes(
         ledger::seal(change, heads.entry(change.chain()).or_default());
     }
     write_rows(tx, ws, changes, false).await?;
+    crate::stream::outbox::insert_rows(tx, ws, changes).await?;
     let groups: Vec<Uuid> = chains.iter().map(|c| c.group.as_uuid()).collect();
     let subjects: Vec<Uuid> = chains.iter().map(|c| c.subject).collect();
     let seqs: Vec<i64> = chains.iter().map(|c| heads[c].seq as i64).collect();

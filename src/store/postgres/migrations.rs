@@ -162,6 +162,37 @@ DROP INDEX changes_by_identifier;
 CREATE INDEX changes_by_identifier ON changes (workspace_id, subject_kind, identifier, at, change_id);
 "#,
     ),
+    // Issue 11, the change stream. `stream_outbox` has a row per destination and change record,
+    // inserted in the change's own transaction, so a record is deliverable exactly when it is
+    // committed and a late commit is a row like any other, never behind a time cursor. A
+    // relay takes a destination's oldest rows into its one `stream_messages` row (deleting
+    // them, `FOR UPDATE` so that two nodes never take one row) and leases that message while
+    // it sends it (see `crate::stream::postgres`).
+    (
+        6,
+        r#"
+CREATE TABLE stream_destinations (
+    id UUID PRIMARY KEY,
+    workspace_id UUID NOT NULL,
+    config TEXT NOT NULL,
+    state TEXT NOT NULL,
+    disabled BOOL NOT NULL DEFAULT false
+);
+CREATE INDEX stream_destinations_by_workspace ON stream_destinations (workspace_id);
+CREATE TABLE stream_outbox (
+    destination_id UUID NOT NULL,
+    at BIGINT NOT NULL,
+    change_id UUID NOT NULL,
+    PRIMARY KEY (destination_id, at, change_id)
+);
+CREATE TABLE stream_messages (
+    destination_id UUID PRIMARY KEY,
+    message TEXT NOT NULL,
+    next_at BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL DEFAULT 0
+);
+"#,
+    ),
 ];
 
 /// The version whose migration carries the ledger's data step.

@@ -85,6 +85,11 @@ impl PostgresStore {
         })
     }
 
+    /// A pooled connection for the change stream (see `crate::stream::postgres`).
+    pub(crate) async fn stream_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.client().await
+    }
+
     /// A pooled connection, unless the store is closed.
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         if self.inner.closed.load(Ordering::Acquire) {
