@@ -77,7 +77,7 @@ pub async fn ledger_export(
 pub fn seal_time(n: usize) -> std::time::Duration {
     use crate::domain::change::{ChangeRecord, Endpoint, Source, Subject, Trace};
     use crate::domain::ids::{ApiKeyId, ChangeId, GroupId, ProfileId, RequestId, WorkspaceId};
-    use crate::domain::ledger::{self, ChainHash, ChainHead};
+    use crate::domain::ledger::{self, ChainGroup, ChainHash, ChainHead};
     use crate::domain::subscription::SubscriptionState;
     let (workspace_id, group_id, key) = (WorkspaceId::generate(), GroupId::generate(), ApiKeyId::generate());
     let mut records: Vec<ChangeRecord> = (0..n.max(1))
@@ -85,7 +85,7 @@ pub fn seal_time(n: usize) -> std::time::Duration {
             id: ChangeId::generate(),
             at: crate::domain::time::Timestamp(1_767_225_600_000_000 + i as i64),
             workspace_id,
-            group_id,
+            group: ChainGroup::Group(group_id),
             subject: Subject::Profile(ProfileId::generate()),
             old: Some(SubscriptionState::Unsubscribed),
             new: SubscriptionState::Subscribed,

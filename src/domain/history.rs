@@ -516,8 +516,10 @@ fn still_held(
     now: Timestamp,
     retention: crate::domain::retention::Retention,
 ) -> bool {
-    let next =
-        records.iter().filter(|r| r.group_id == state.group_id && r.at > at).min_by_key(|r| (r.seq, Position::of(r)));
+    let next = records
+        .iter()
+        .filter(|r| r.group.storage_id() == state.group_id && r.at > at)
+        .min_by_key(|r| (r.seq, Position::of(r)));
     match next {
         Some(next) => next.old.is_some(),
         None => live.iter().any(|s| s.group_id == state.group_id) || !retention.is_live(state.updated_at, now),
