@@ -88,14 +88,13 @@ async fn two_servers_lose_no_acknowledged_write_through_a_planned_failover_and_a
     let new_primary = formation.primary().await;
     assert_ne!(new_primary, old_primary, "the planned failover moved the primary");
     load.served_again_since(planned, "after the planned failover").await;
+    // The old primary rejoins as a standby: two standbys again, either of which may be promoted.
+    formation.wait_until_healthy().await;
 
     // The new primary's machine dies: its postgres and its keeper, kill -9.
     let killed = Instant::now();
     formation.kill(new_primary);
-    let final_primary = eventually("the monitor promotes a standby", Duration::from_secs(60), || async {
-        formation.primary_now().await.filter(|node| *node != new_primary)
-    })
-    .await;
+    let final_primary = formation.promoted_instead_of(new_primary).await;
     load.served_again_since(killed, "after the primary was killed").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (acknowledged, samples) = load.stop().await;
@@ -114,6 +113,11 @@ async fn two_servers_lose_no_acknowledged_write_through_a_planned_failover_and_a
             _ => "no 503".into(),
         };
         println!("{name}: {} of {} requests answered 503; {window}", failed.len(), refused.len());
+        if std::env::var_os("PG_FAILOVER_TIMELINE").is_some() {
+            for s in &refused {
+                println!("  {:7.3} {:7.3} {}", (s.sent - from).as_secs_f64(), (s.answered - from).as_secs_f64(), s.status.as_u16());
+            }
+        }
     };
     report("planned failover (pg_autoctl perform failover)", planned, Some(killed));
     report("kill -9 of the primary's postgres and keeper", killed, None);
@@ -426,7 +430,8 @@ impl Formation {
             .current_dir(self.dir.path())
             .env("HOME", self.dir.path())
             .env("XDG_CONFIG_HOME", self.path("config"))
-            .env("XDG_DATA_HOME", self.path("data"));
+            .env("XDG_DATA_HOME", self.path("data"))
+            .env("XDG_RUNTIME_DIR", self.dir.path());
         command
     }
 
@@ -507,7 +512,7 @@ impl Formation {
         loop {
             let now = query(
                 &self.monitor_admin_url(),
-                "SELECT reportedstate::text, goalstate::text FROM pgautofailover.node ORDER BY nodeid",
+                "SELECT reportedstate::text, goalstate::text FROM pgautofailover.node ORDER BY nodename",
             );
             if now.as_ref().is_ok_and(|now| *now == expected) {
                 return;
@@ -538,6 +543,42 @@ impl Formation {
         eventually("the formation has a primary", Duration::from_secs(60), || self.primary_now()).await
     }
 
+    /// Waits until the monitor has one primary and two standbys, each in the state assigned.
+    async fn wait_until_healthy(&self) {
+        let url = self.monitor_admin_url();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let url = url.clone();
+            let states = tokio::task::spawn_blocking(move || {
+                query(&url, "SELECT reportedstate::text, goalstate::text FROM pgautofailover.node ORDER BY 1")
+            })
+            .await
+            .unwrap();
+            let healthy = vec![
+                vec!["primary".to_string(), "primary".to_string()],
+                vec!["secondary".to_string(), "secondary".to_string()],
+                vec!["secondary".to_string(), "secondary".to_string()],
+            ];
+            if states.as_ref().is_ok_and(|states| *states == healthy) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the formation did not recover: {states:?}\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the monitor has promoted a node other than `lost`; returns it.
+    async fn promoted_instead_of(&self, lost: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(node) = self.primary_now().await.filter(|node| *node != lost) {
+                return node;
+            }
+            assert!(Instant::now() < deadline, "the monitor promoted no standby:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The node the monitor reports and assigns `primary` (or `wait_primary`: promoted, its
     /// standbys still joining), if any.
     async fn primary_now(&self) -> Option<usize> {
@@ -545,15 +586,17 @@ impl Formation {
         let rows = tokio::task::spawn_blocking(move || {
             query(
                 &url,
-                "SELECT nodeid FROM pgautofailover.node WHERE reportedstate = goalstate \
-                 AND goalstate IN ('primary', 'wait_primary') ORDER BY nodeid",
+                "SELECT nodename FROM pgautofailover.node WHERE reportedstate = goalstate \
+                 AND goalstate IN ('primary', 'wait_primary')",
             )
         })
         .await
         .unwrap()
         .ok()?;
         match rows.as_slice() {
-            [row] => Some(row[0].parse::<usize>().unwrap() - 1),
+            // Node ids follow the order nodes registered in, which for the two standbys started
+            // together is either; the names are ours.
+            [row] => Some(row[0].strip_prefix("node").and_then(|n| n.parse::<usize>().ok()).expect("a node's name") - 1),
             _ => None,
         }
     }
@@ -563,8 +606,10 @@ impl Formation {
     fn kill(&self, i: usize) {
         let keeper = self.keepers[i].as_ref().expect("a running node").id();
         let postmaster = self.postmaster(i).expect("the node's postgres runs");
-        let mut doomed = descendants(keeper);
-        doomed.retain(|pid| *pid != postmaster && !descendants(postmaster).contains(pid));
+        let processes = processes();
+        let postgres = descendants(&processes, postmaster);
+        let mut doomed = descendants(&processes, keeper);
+        doomed.retain(|pid| *pid != postmaster && !postgres.contains(pid));
         doomed.insert(0, keeper);
         doomed.push(postmaster);
         for pid in doomed {
@@ -616,20 +661,30 @@ fn free_ports() -> [u16; 4] {
     ports.try_into().unwrap()
 }
 
-/// Every process below `pid`, from `/proc`.
-fn descendants(pid: u32) -> Vec<u32> {
+/// Every process's id and its parent's, from `/proc`.
+fn processes() -> Vec<(u32, u32)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // The parent is the second field after the command, which is in parentheses.
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}
+
+/// Every process below `pid` in `processes`.
+fn descendants(processes: &[(u32, u32)], pid: u32) -> Vec<u32> {
     let mut parents = vec![pid];
     let mut found = Vec::new();
     while let Some(parent) = parents.pop() {
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-            // The parent is the second field after the command, which is in parentheses.
-            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
-            if ppid == Some(parent) {
-                found.push(child);
-                parents.push(child);
-            }
+        for (child, _) in processes.iter().filter(|(_, ppid)| *ppid == parent) {
+            found.push(*child);
+            parents.push(*child);
         }
     }
     found
