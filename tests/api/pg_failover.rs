@@ -28,8 +28,8 @@ use consentry::store::{DatabaseLocation, Policy, Store, StoreOptions};
 use reqwest::StatusCode;
 
 use crate::helpers::{
-    by_external_ids, client, eventually, spawn_app_on, spawn_app_on_existing, state_in, test_store, TestApp,
-    TestStore, V2_PATH,
+    by_external_ids, client, eventually, spawn_app_on, spawn_app_on_existing, state_in, test_store, TestApp, TestStore,
+    V2_PATH,
 };
 
 /// The database the formation's nodes create and Consentry uses.
@@ -39,7 +39,8 @@ const WRITERS: usize = 2;
 
 #[test]
 fn a_multi_host_url_with_target_session_attrs_is_accepted_and_described_with_every_host() {
-    let url = "postgres://app@10.0.0.1:5433,10.0.0.2:5434,db3/consentry?target_session_attrs=read-write&sslmode=disable";
+    let url =
+        "postgres://app@10.0.0.1:5433,10.0.0.2:5434,db3/consentry?target_session_attrs=read-write&sslmode=disable";
     let (config, connector) =
         consentry::store::postgres::connection_settings(url, &Default::default()).expect("the URL is accepted");
     assert_eq!(config.get_hosts().len(), 3);
@@ -48,6 +49,51 @@ fn a_multi_host_url_with_target_session_attrs_is_accepted_and_described_with_eve
     assert_eq!(connector.mode().as_str(), "disable");
     let location = DatabaseLocation::parse(url).expect("a database location");
     assert_eq!(location.to_string(), "postgres://10.0.0.1:5433,10.0.0.2:5434,db3:5432/consentry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_meeting_a_pooled_connection_to_a_server_that_takes_no_writes_runs_again_on_a_new_one() {
+    if test_store() != TestStore::Postgres {
+        return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
+    }
+    // One pooled connection, and rate limits counted in Redis, so that the write's own
+    // transaction is the first to meet it.
+    let mut url = String::new();
+    let app = spawn_app_on(TestStore::Postgres, |settings| {
+        settings.store.postgres.pool_size = 1;
+        settings.rate_limit_redis = Some("redis://127.0.0.1:6379".into());
+        let DatabaseLocation::Postgres(database) = &settings.database else { unreachable!("a PostgreSQL test app") };
+        url = database.clone();
+    })
+    .await;
+    let group = app.create_group("News", Channel::Email).await;
+    let database = reqwest::Url::parse(&url).unwrap().path().trim_start_matches('/').to_string();
+    let admin = crate::helpers::admin_database_url();
+
+    // The server's connection is replaced by one made while the database refused writes, as a
+    // connection to a primary that is then demoted refuses them (SQLSTATE 25006); the database
+    // takes writes again on new connections.
+    admin_sql(&admin, &format!("ALTER DATABASE {database} SET default_transaction_read_only = on"));
+    admin_sql(&admin, &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"));
+    eventually("the server reads on a new connection", Duration::from_secs(10), || async {
+        let response = app
+            .get_query(crate::helpers::STATUS_GET_PATH, &format!("subscription_group_id={group}&external_id=ada"))
+            .await;
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    admin_sql(&admin, &format!("ALTER DATABASE {database} RESET default_transaction_read_only"));
+
+    let response = app.post_v2(&by_external_ids(group, "subscribed", &["ada"])).await;
+    assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text().await.unwrap_or_default());
+    assert_eq!(app.state_of("ada", group).await, Some(SubscriptionState::Subscribed));
+    assert_eq!(app.changes().await.len(), 1);
+    app.shutdown().await;
+}
+
+/// Runs one statement on `url`, which must succeed.
+fn admin_sql(url: &str, sql: &str) {
+    query(url, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,7 +161,12 @@ async fn two_servers_lose_no_acknowledged_write_through_a_planned_failover_and_a
         println!("{name}: {} of {} requests answered 503; {window}", failed.len(), refused.len());
         if std::env::var_os("PG_FAILOVER_TIMELINE").is_some() {
             for s in &refused {
-                println!("  {:7.3} {:7.3} {}", (s.sent - from).as_secs_f64(), (s.answered - from).as_secs_f64(), s.status.as_u16());
+                println!(
+                    "  {:7.3} {:7.3} {}",
+                    (s.sent - from).as_secs_f64(),
+                    (s.answered - from).as_secs_f64(),
+                    s.status.as_u16()
+                );
             }
         }
     };
@@ -492,10 +543,7 @@ impl Formation {
 
     /// The monitor's database as its superuser, for reading the formation's state.
     fn monitor_admin_url(&self) -> String {
-        format!(
-            "postgres://{}@127.0.0.1:{}/pg_auto_failover?sslmode=disable",
-            self.tools.superuser, self.monitor_port
-        )
+        format!("postgres://{}@127.0.0.1:{}/pg_auto_failover?sslmode=disable", self.tools.superuser, self.monitor_port)
     }
 
     /// The rows of a query on the monitor, as text.
@@ -506,8 +554,7 @@ impl Formation {
     /// Waits until the nodes report and are assigned `states`, in node order; with `checkpoint`,
     /// asks the first node for a checkpoint meanwhile, which standbys joining it wait for.
     fn wait_for_states(&self, states: &[&str], checkpoint: bool) {
-        let expected: Vec<Vec<String>> =
-            states.iter().map(|s| vec![s.to_string(), s.to_string()]).collect();
+        let expected: Vec<Vec<String>> = states.iter().map(|s| vec![s.to_string(), s.to_string()]).collect();
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let now = query(
@@ -596,7 +643,9 @@ impl Formation {
         match rows.as_slice() {
             // Node ids follow the order nodes registered in, which for the two standbys started
             // together is either; the names are ours.
-            [row] => Some(row[0].strip_prefix("node").and_then(|n| n.parse::<usize>().ok()).expect("a node's name") - 1),
+            [row] => {
+                Some(row[0].strip_prefix("node").and_then(|n| n.parse::<usize>().ok()).expect("a node's name") - 1)
+            }
             _ => None,
         }
     }

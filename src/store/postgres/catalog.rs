@@ -57,8 +57,7 @@ impl PostgresStore {
         admission: &Admission,
     ) -> Result<(), StoreError> {
         let body = body.map_err(not_encoded)?;
-        self.transaction(IsolationLevel::Serializable, &((kind, id, body), admission.clone()), admit)
-            .await
+        self.transaction(IsolationLevel::Serializable, &((kind, id, body), admission.clone()), admit).await
     }
 
     /// See [`crate::store::Store::change_workspace`].

@@ -113,7 +113,10 @@ impl PostgresStore {
     async fn transaction<T, D, F>(&self, isolation: IsolationLevel, data: &D, attempt: F) -> Result<T, StoreError>
     where
         D: ?Sized + Sync,
-        F: for<'c, 't> Fn(&'c tokio_postgres::Transaction<'t>, &'c D) -> retry::BoxFuture<'c, Result<T, retry::TxError>>,
+        F: for<'c, 't> Fn(
+            &'c tokio_postgres::Transaction<'t>,
+            &'c D,
+        ) -> retry::BoxFuture<'c, Result<T, retry::TxError>>,
     {
         let mut reconnects = 0;
         loop {
@@ -129,7 +132,10 @@ impl PostgresStore {
                         return Err(failure.error);
                     }
                     reconnects += 1;
-                    tracing::info!(attempt = reconnects, "the database connection failed before commit; retrying on a new one");
+                    tracing::info!(
+                        attempt = reconnects,
+                        "the database connection failed before commit; retrying on a new one"
+                    );
                     tokio::time::sleep(RECONNECT_PAUSE * reconnects).await;
                 }
                 Err(failure) => return Err(failure.error),

@@ -117,6 +117,12 @@ fn is_unavailability(code: &SqlState) -> bool {
         .contains(code)
 }
 
+/// Whether `err` is SQLSTATE 25006: the server takes no writes (a standby, or a demoted primary),
+/// so the statement changed nothing.
+pub fn is_read_only(err: &tokio_postgres::Error) -> bool {
+    err.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
+}
+
 /// Whether `err` says that this connection, not the database, can no longer serve writes: it
 /// is lost (no server error, or class 08), its server is shutting down or restarting
 /// (57P01–57P03), or its server takes no writes (25006, a demoted primary). Another connection,

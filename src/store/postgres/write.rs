@@ -531,8 +531,7 @@ impl PostgresStore {
         loop {
             let _turn = self.write_turn().await?;
             let (expired, more) =
-                self.transaction(IsolationLevel::Serializable, &(ws, cutoff), ledger::expire_attempt)
-                    .await?;
+                self.transaction(IsolationLevel::Serializable, &(ws, cutoff), ledger::expire_attempt).await?;
             deleted += expired;
             if !more || expired == 0 {
                 return Ok(deleted);
