@@ -11,7 +11,8 @@
 //! Runs in the suite's PostgreSQL pass. It needs Debian's `postgresql-15-auto-failover`
 //! (`pg_autoctl`, which `.ci/run` installs); without it the test fails under `CI=true` and is
 //! skipped, saying so, elsewhere. pg_autoctl refuses to run as root: as root the formation
-//! runs as the `postgres` user.
+//! runs as the `postgres` user. `PG_FAILOVER_TIMELINE=1` prints every request of each event
+//! (sent and answered, in seconds after it began, and the status).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
