@@ -466,7 +466,8 @@ impl Server {
     pub(crate) fn stop_with(&mut self, signal: &str) -> (ExitStatus, String, String) {
         // `kill` fails only when the process has already exited, which the wait below reports.
         let _ = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status();
-        self.exit_within(Duration::from_secs(30)).unwrap_or_else(|| panic!("the server did not exit within 30 s of SIG{signal}"))
+        self.exit_within(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("the server did not exit within 30 s of SIG{signal}"))
     }
 
     /// Waits up to `timeout` for the process to exit by itself; returns its status, stdout and

@@ -78,10 +78,16 @@ pub(crate) fn default_workspace(dir: &Path) -> WorkspaceId {
 
 /// Checks, with the store opened in this process (no server holds it), that every id in
 /// `acknowledged` is subscribed to `group`.
-pub(crate) async fn assert_all_subscribed(dir: &Path, ws: WorkspaceId, group: GroupId, acknowledged: &BTreeSet<String>) {
-    let store = Store::open(&DatabaseLocation::Embedded(dir.to_path_buf()), &StoreOptions::default(), &Policy::default())
-        .await
-        .expect("the store opens");
+pub(crate) async fn assert_all_subscribed(
+    dir: &Path,
+    ws: WorkspaceId,
+    group: GroupId,
+    acknowledged: &BTreeSet<String>,
+) {
+    let store =
+        Store::open(&DatabaseLocation::Embedded(dir.to_path_buf()), &StoreOptions::default(), &Policy::default())
+            .await
+            .expect("the store opens");
     let mut missing = Vec::new();
     for id in acknowledged {
         if state_in(&store, ws, id, group).await != Some(SubscriptionState::Subscribed) {
@@ -89,7 +95,12 @@ pub(crate) async fn assert_all_subscribed(dir: &Path, ws: WorkspaceId, group: Gr
         }
     }
     store.close().await;
-    assert!(missing.is_empty(), "{} of {} acknowledged writes are missing: {missing:?}", missing.len(), acknowledged.len());
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes are missing: {missing:?}",
+        missing.len(),
+        acknowledged.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,8 +112,7 @@ async fn a_failed_fsync_makes_the_server_exit_74_within_a_second_and_the_restart
     let key = first_start_key(dir.path());
     let trigger_dir = tempfile::tempdir().unwrap();
     let trigger = trigger_dir.path().join("fail-fsync");
-    let mut server =
-        Server::start_with_env(dir.path(), &[], &[("CONSENTRY_FAILPOINT_FSYNC", trigger.as_os_str())]);
+    let mut server = Server::start_with_env(dir.path(), &[], &[("CONSENTRY_FAILPOINT_FSYNC", trigger.as_os_str())]);
     let group = only_uuid(&ok(
         dir.path(),
         &["groups", "create", "--workspace", "default", "--name", "news", "--channel", "email"],
@@ -118,8 +128,11 @@ async fn a_failed_fsync_makes_the_server_exit_74_within_a_second_and_the_restart
             let http = client();
             // Some writes first, so that there is something to lose.
             for n in 0..20 {
-                let response =
-                    http.post(&url).bearer_auth(&key).json(&body(&group, "subscribed", &[&format!("first-{n}")])).send();
+                let response = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&body(&group, "subscribed", &[&format!("first-{n}")]))
+                    .send();
                 assert!(response.await.unwrap().status().is_success());
             }
             std::fs::write(&trigger, b"").unwrap();
@@ -128,7 +141,8 @@ async fn a_failed_fsync_makes_the_server_exit_74_within_a_second_and_the_restart
     };
     let outcome = write_until(server.url(), &key, &group, "during", Arc::clone(&stop), 100_000).await;
     let armed_at = fault.await.unwrap();
-    let (status, _, err) = server.exit_within(Duration::from_secs(10)).expect("the server exits by itself after the fault");
+    let (status, _, err) =
+        server.exit_within(Duration::from_secs(10)).expect("the server exits by itself after the fault");
     let exited_after = armed_at.elapsed();
 
     assert_eq!(status.code(), Some(74), "exit code EX_IOERR; stderr:\n{err}");

@@ -50,10 +50,9 @@ impl Manifest {
 /// mixes into existing data; a missing `dir` is fine.
 pub fn refuse_non_empty(dir: &Path, what: &str) -> Result<(), StoreError> {
     match std::fs::read_dir(dir).map(|mut entries| entries.next().is_some()) {
-        Ok(true) => Err(StoreError::Refused(format!(
-            "{what} {} is not empty: give a new or empty directory",
-            dir.display()
-        ))),
+        Ok(true) => {
+            Err(StoreError::Refused(format!("{what} {} is not empty: give a new or empty directory", dir.display())))
+        }
         Ok(false) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StoreError::Open(format!("cannot read {what} {}: {e}", dir.display()))),
@@ -87,7 +86,7 @@ pub(super) fn write(tables: &Tables, to: &Path, progress: &AtomicU64) -> Result<
             let (key, value) = item.into_inner()?;
             ingestion.write(key, value)?;
             copied += 1;
-            if copied % 1_000 == 0 {
+            if copied.is_multiple_of(1_000) {
                 progress.fetch_add(1_000, Ordering::Relaxed);
             }
         }
@@ -135,7 +134,8 @@ pub fn restore(from: &Path, to: &Path) -> Result<Manifest, StoreError> {
 }
 
 fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), StoreError> {
-    let io = |e: std::io::Error| StoreError::Open(format!("cannot write the backup manifest in {}: {e}", dir.display()));
+    let io =
+        |e: std::io::Error| StoreError::Open(format!("cannot write the backup manifest in {}: {e}", dir.display()));
     let text = serde_json::to_vec_pretty(manifest).map_err(|e| StoreError::Internal(e.to_string()))?;
     let mut file = File::create(dir.join(MANIFEST)).map_err(io)?;
     file.write_all(&text).map_err(io)?;
