@@ -170,3 +170,28 @@ async fn a_failed_fsync_makes_the_server_exit_74_within_a_second_and_the_restart
     let group = GroupId::parse(&group).expect("a group id");
     assert_all_subscribed(dir.path(), ws, group, &acknowledged).await;
 }
+
+#[test]
+fn a_poisoned_engine_makes_an_idle_server_exit_74_within_a_second() {
+    if !embedded_only() {
+        return;
+    }
+    let dir = StoreLocation::new();
+    let trigger_dir = tempfile::tempdir().unwrap();
+    let trigger = trigger_dir.path().join("poison");
+    let mut server = Server::start_with_env(dir.path(), &[], &[("CONSENTRY_FAILPOINT_POISON", trigger.as_os_str())]);
+
+    // No request comes: the server finds the poisoned engine by itself.
+    std::fs::write(&trigger, b"").unwrap();
+    let armed_at = Instant::now();
+    let (status, _, err) = server.exit_within(Duration::from_secs(10)).expect("the idle server exits by itself");
+    let exited_after = armed_at.elapsed();
+
+    assert_eq!(status.code(), Some(74), "{err}");
+    assert!(exited_after < Duration::from_secs(1), "exited {exited_after:?} after the engine was poisoned");
+    assert!(err.contains("storage fault: the engine refuses writes"), "{err}");
+    std::fs::remove_file(&trigger).unwrap();
+    let mut again = Server::start(dir.path());
+    let (status, _, err) = again.stop_with("TERM");
+    assert!(status.success(), "the restart serves and stops cleanly: {err}");
+}

@@ -237,6 +237,11 @@ impl EmbeddedStore {
             .name("consentry-writer".into())
             .spawn(move || writer::run(&writer_tables, receiver, &writer_epoch, &config, &writer_fault))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
+        let (watched, watch_fault) = (Arc::downgrade(&tables), Arc::clone(&fault));
+        std::thread::Builder::new()
+            .name("consentry-fault-watch".into())
+            .spawn(move || writer::watch(watched, &watch_fault))
+            .map_err(|e| StoreError::Open(format!("cannot start the fault watch thread: {e}")))?;
 
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {

@@ -10,6 +10,7 @@
 //! is queued with an error, stops, and raises the store's [`Fault`] so that the server exits
 //! and a restart replays the journal (crash-only; see `crate::server`). After a failed fsync
 //! nothing the kernel says about the file can be trusted, so retrying in place is not an option.
+//! A fault met outside the writer poisons the engine too; [`watch`] finds it without a write.
 
 use std::collections::HashMap;
 
@@ -84,6 +85,33 @@ impl Fault {
         let mut raised = self.0.subscribe();
         // The sender lives as long as `self`, so the wait can only end by the fault.
         let _ = raised.wait_for(|raised| *raised).await;
+    }
+}
+
+/// How often [`watch`] probes the engine.
+pub const PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Probes the engine every [`PROBE_EVERY`] until the store is dropped or the fault is raised.
+/// fjall poisons itself when any write fails, also one outside the writer (the change stream's,
+/// the catalog's) or a background flush; with no request coming to the writer, the server would
+/// not notice until the next one.
+pub(super) fn watch(tables: std::sync::Weak<Tables>, fault: &Fault) {
+    loop {
+        std::thread::sleep(PROBE_EVERY);
+        let Some(tables) = tables.upgrade() else { return };
+        if fault.raised() {
+            return;
+        }
+        // Hands the journal's buffer to the OS: cheap, nothing when it is empty, and refused
+        // with `Poisoned` once the engine is.
+        if let Err(err) = tables.db.persist(PersistMode::Buffer).and_then(|()| injected_poison()) {
+            tracing::error!(
+                error = %crate::store::report(&err),
+                "storage fault: the engine refuses writes; the server exits, so that a restart replays the journal"
+            );
+            fault.raise();
+            return;
+        }
     }
 }
 
@@ -183,6 +211,23 @@ fn injected_fault(wrote: bool) -> Result<(), fjall::Error> {
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 fn injected_fault(_wrote: bool) -> Result<(), fjall::Error> {
+    Ok(())
+}
+
+/// A poisoned engine on demand (see [`injected_fault`]): while the file named by
+/// `CONSENTRY_FAILPOINT_POISON` exists, [`watch`]'s probe fails as on a poisoned engine.
+#[cfg(feature = "failpoints")]
+fn injected_poison() -> Result<(), fjall::Error> {
+    let armed = std::env::var_os("CONSENTRY_FAILPOINT_POISON").is_some_and(|path| std::path::Path::new(&path).exists());
+    if armed {
+        return Err(fjall::Error::Poisoned);
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+fn injected_poison() -> Result<(), fjall::Error> {
     Ok(())
 }
 
