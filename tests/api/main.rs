@@ -36,6 +36,7 @@ mod orphan_expiry;
 mod pages_links;
 mod pages_one_click;
 mod pages_preferences;
+mod pg_failover;
 mod postgres_outage;
 mod postgres_store;
 mod postgres_tls;
