@@ -4,6 +4,7 @@
 mod admin_cli;
 mod atomicity;
 mod auth;
+mod backups;
 mod braze_client;
 mod braze_samples;
 mod browser;
@@ -45,6 +46,7 @@ mod set_status_v1;
 mod set_status_v2;
 mod shared_rate_limits;
 mod status_get;
+mod storage_faults;
 mod store_parity;
 mod stream_webhooks;
 mod systemd_unit;
