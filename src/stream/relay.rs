@@ -27,9 +27,10 @@ use super::StreamStore;
 /// How often the relay looks for work without being woken: retries come due by the clock,
 /// and a wake can be missed (a PostgreSQL listener reconnecting).
 pub const POLL: Duration = Duration::from_millis(1000);
-/// How long a node holds a message it sends (PostgreSQL): past the send timeout, so that a
-/// live node's lease never expires under it.
-const LEASE: Duration = Duration::from_secs(60);
+/// How long a node holds a message it sends (PostgreSQL): twice the send timeout, so that a
+/// live node's lease never expires under it, and short, since the message of a node killed
+/// mid-send waits this long for another node (or the restarted one) to send it.
+const LEASE: Duration = Duration::from_secs(30);
 /// The wait before publishing to NATS again after a failure: short and fixed (not the
 /// webhooks' schedule), so that events flow again soon after a NATS server comes back.
 const NATS_RETRY: Duration = Duration::from_secs(1);

@@ -45,6 +45,7 @@ mod set_status_v2;
 mod shared_rate_limits;
 mod status_get;
 mod store_parity;
+mod stream_nats;
 mod stream_rules;
 mod stream_webhooks;
 mod systemd_unit;

@@ -151,6 +151,15 @@ async fn list(app: &TestApp) -> String {
     admin(app, WebhooksRequest::List).await.stdout
 }
 
+/// Waits until `webhooks list` shows `error` as the last error: the relay has recorded the
+/// attempt and timed the next one by the clock as it was then.
+async fn settled(app: &TestApp, error: &str) {
+    eventually(&format!("{error} recorded"), Duration::from_secs(20), || async {
+        list(app).await.contains(error).then_some(())
+    })
+    .await;
+}
+
 fn events(got: &Got) -> Vec<Value> {
     let body: Value = serde_json::from_str(&got.body).unwrap();
     body["events"].as_array().unwrap().clone()
@@ -254,18 +263,21 @@ async fn failures_are_retried_on_the_schedule_with_the_same_bytes() {
 
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u1"])).await).await;
     receiver.wait_for(1).await;
+    settled(&app, "HTTP 503").await;
     // Not before the first wait of the schedule (5 s, up to a fifth more).
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(receiver.got().len(), 1, "no retry before its time");
-    assert!(list(&app).await.contains("HTTP 503"), "{}", list(&app).await);
     clock.advance(Duration::from_secs(6));
     receiver.wait_for(2).await;
+    // The clock moves on only once the relay has recorded the attempt (and timed the next).
+    settled(&app, "429 Too Many Requests").await;
     // The 429 asked for 120 s: that, not the schedule, decides the next attempt.
     clock.advance(Duration::from_secs(100));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(receiver.got().len(), 2, "retry-after is honoured");
     clock.advance(Duration::from_secs(21));
     receiver.wait_for(3).await;
+    settled(&app, "HTTP 500").await;
     // Third failure: the schedule's 30 minutes.
     clock.advance(Duration::from_secs(29 * 60));
     tokio::time::sleep(Duration::from_millis(400)).await;
