@@ -175,14 +175,14 @@ impl Application {
             stream,
             ..
         } = self;
-        let relay = crate::stream::relay::Relay::new(Arc::clone(&state.catalog), state.clock.clone(), allow_private_webhooks)
-            .with_nats(stream);
+        let relay =
+            crate::stream::relay::Relay::new(Arc::clone(&state.catalog), state.clock.clone(), allow_private_webhooks)
+                .with_nats(stream);
         let relay = tokio::spawn(relay.run());
-        let admin_task =
-            admin.map(|l| {
-                let serve = admin_socket::serve(l, Arc::clone(&state.catalog), state.store.clone(), allow_private_webhooks);
-                tokio::spawn(serve)
-            });
+        let admin_task = admin.map(|l| {
+            let serve = admin_socket::serve(l, Arc::clone(&state.catalog), state.store.clone(), allow_private_webhooks);
+            tokio::spawn(serve)
+        });
         let store = state.store.clone();
         let sweep =
             tokio::spawn(sweep_orphans(store.clone(), Arc::clone(&state.catalog), state.clock.clone(), sweep_interval));

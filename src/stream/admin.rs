@@ -108,11 +108,7 @@ pub async fn execute(catalog: &Catalog, request: &WebhooksRequest) -> Result<Adm
                     ))
                 }
             };
-            let events = if events.is_empty() {
-                EventKind::ALL.to_vec()
-            } else {
-                events.clone()
-            };
+            let events = if events.is_empty() { EventKind::ALL.to_vec() } else { events.clone() };
             let destination = Destination {
                 id: Uuid::now_v7(),
                 workspace_id,

@@ -48,7 +48,9 @@ impl Format {
         match raw {
             "standard" => Ok(Format::Standard),
             "currents" => Ok(Format::Currents),
-            "nats" => Err("the format nats is not created by webhooks create: run serve --stream nats://host:port".into()),
+            "nats" => {
+                Err("the format nats is not created by webhooks create: run serve --stream nats://host:port".into())
+            }
             other => Err(format!("the format is standard or currents, not {other:?}")),
         }
     }
@@ -85,9 +87,7 @@ impl EventKind {
             "state_change" => Ok(EventKind::StateChange),
             "global_state_change" => Ok(EventKind::GlobalStateChange),
             "user_delete" => Ok(EventKind::UserDelete),
-            other => {
-                Err(format!("an event kind is state_change, global_state_change or user_delete, not {other:?}"))
-            }
+            other => Err(format!("an event kind is state_change, global_state_change or user_delete, not {other:?}")),
         }
     }
 }

@@ -217,11 +217,7 @@ impl Parts<'_> {
     }
 
     /// Up to `limit` of the destination's replayed records, with their queue keys.
-    pub fn replayed(
-        &self,
-        destination: &Destination,
-        limit: usize,
-    ) -> Result<(Vec<Vec<u8>>, Vec<Item>), StoreError> {
+    pub fn replayed(&self, destination: &Destination, limit: usize) -> Result<(Vec<Vec<u8>>, Vec<Item>), StoreError> {
         let (mut keys, mut records) = (Vec::new(), Vec::new());
         for item in self.stream.prefix(key(b'r', destination.id)).take(limit) {
             let (k, v) = item.into_inner()?;

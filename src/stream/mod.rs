@@ -18,10 +18,10 @@ pub mod sign;
 
 use uuid::Uuid;
 
-use outbox::Item;
 use crate::domain::time::Timestamp;
 use crate::store::{Store, StoreError};
 use destination::{DeliveryState, Destination, Message};
+use outbox::Item;
 
 /// The stream's persistence on either store.
 #[derive(Clone)]

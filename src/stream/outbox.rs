@@ -26,6 +26,9 @@ pub enum EntryOf {
 }
 
 /// What a destination is sent, read from the outbox: a change record or a deletion.
+// Items live briefly, a message's worth (100 at most) at a time: boxing the record would cost
+// an allocation each for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
     /// A change record (state changes).

@@ -18,8 +18,8 @@ use crate::domain::time::{Clock, Timestamp};
 use crate::store::{Store, StoreError};
 
 use super::destination::{retry_delay, verdict, DeliveryState, Destination, EventKind, Format, Message, Verdict};
-use super::outbox::Item;
 use super::nats;
+use super::outbox::Item;
 use super::send::{SendError, Sender};
 use super::sign;
 use super::StreamStore;
@@ -96,7 +96,9 @@ impl Relay {
             // Another node may have created it meanwhile: the next pass lists it.
             match self.stream.create(&destination).await {
                 Ok(()) => created = true,
-                Err(err) => tracing::debug!(error = %crate::store::report(&err), "the NATS destination was not created"),
+                Err(err) => {
+                    tracing::debug!(error = %crate::store::report(&err), "the NATS destination was not created")
+                }
             }
         }
         Ok(created)
@@ -312,7 +314,12 @@ impl Relay {
     /// The message of `items`: their events as the destination takes them, or none when it
     /// takes none of them. It names every item taken, sent or not, so that the store takes
     /// them all out of the outbox.
-    async fn form(&self, destination: &Destination, items: Vec<Item>, now: Timestamp) -> Result<Option<Message>, StoreError> {
+    async fn form(
+        &self,
+        destination: &Destination,
+        items: Vec<Item>,
+        now: Timestamp,
+    ) -> Result<Option<Message>, StoreError> {
         let ws = destination.workspace_id;
         let takes = |kind| destination.events.contains(&kind);
         let profiles: Vec<_> = items
@@ -379,7 +386,11 @@ impl Drop for AbortOnDrop {
 /// The id of the NATS destination of `workspace` for `url`: the same on every node.
 fn nats_destination_id(workspace: crate::domain::ids::WorkspaceId, url: &str) -> uuid::Uuid {
     use sha2::Digest as _;
-    let digest = sha2::Sha256::new().chain_update(b"consentry nats destination\0").chain_update(workspace.as_bytes()).chain_update(url.as_bytes()).finalize();
+    let digest = sha2::Sha256::new()
+        .chain_update(b"consentry nats destination\0")
+        .chain_update(workspace.as_bytes())
+        .chain_update(url.as_bytes())
+        .finalize();
     let bytes: [u8; 16] = digest[..16].try_into().expect("16 bytes");
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }

@@ -76,9 +76,10 @@ fn free_port() -> u16 {
 /// Every message of the stream: subject, `Nats-Msg-Id` and the event.
 async fn stream_messages(url: &str) -> Vec<(String, String, Value)> {
     let mut client = nats::Connection::connect(url).await.expect("a consumer connects");
-    let info: Value =
-        serde_json::from_slice(&client.request(&format!("$JS.API.STREAM.INFO.{}", nats::STREAM), None, b"").await.unwrap())
-            .unwrap();
+    let info: Value = serde_json::from_slice(
+        &client.request(&format!("$JS.API.STREAM.INFO.{}", nats::STREAM), None, b"").await.unwrap(),
+    )
+    .unwrap();
     let Some(last) = info["state"]["last_seq"].as_u64() else { return Vec::new() };
     let mut out = Vec::new();
     for seq in 1..=last {
@@ -110,7 +111,7 @@ async fn every_event_is_published_once_per_msg_id_and_a_nats_restart_loses_nothi
 
     let post = |n: usize| {
         let ids = [format!("a{n}"), format!("b{n}")];
-        by_external_ids(news, if n % 2 == 0 { "subscribed" } else { "unsubscribed" }, &[&ids[0], &ids[1]])
+        by_external_ids(news, if n.is_multiple_of(2) { "subscribed" } else { "unsubscribed" }, &[&ids[0], &ids[1]])
     };
     for n in 0..5 {
         assert_success(app.post_v2(&post(n)).await).await;

@@ -60,11 +60,8 @@ impl Receiver {
                 async move {
                     tokio::time::sleep(delay).await;
                     let poisoned = p.lock().unwrap().as_ref().is_some_and(|p| body.contains(p.as_str()));
-                    let (status, retry_after) = if poisoned {
-                        (400, None)
-                    } else {
-                        s.lock().unwrap().pop_front().unwrap_or((204, None))
-                    };
+                    let (status, retry_after) =
+                        if poisoned { (400, None) } else { s.lock().unwrap().pop_front().unwrap_or((204, None)) };
                     g.lock().unwrap().push(Got { headers, body, status });
                     let mut response = axum::response::Response::new(axum::body::Body::empty());
                     *response.status_mut() = StatusCode::from_u16(status).unwrap();
@@ -529,7 +526,17 @@ async fn kill_9_of_the_server_during_delivery_loses_no_event() {
     let mut server = Server::start_with(dir.path(), &["--allow-private-webhooks"]);
     let created = ok(
         dir.path(),
-        &["webhooks", "create", "--workspace", "default", "--url", &receiver.url, "--format", "standard", "--allow-private"],
+        &[
+            "webhooks",
+            "create",
+            "--workspace",
+            "default",
+            "--url",
+            &receiver.url,
+            "--format",
+            "standard",
+            "--allow-private",
+        ],
     );
     assert!(created.lines().last().unwrap().starts_with("whsec_"), "{created}");
     crate::admin_cli::settle().await;

@@ -103,9 +103,7 @@ impl PostgresStore {
                 Ok((client, mut connection)) => {
                     let wake = Arc::clone(&self.inner.stream_wake);
                     let driver = tokio::spawn(async move {
-                        while let Some(Ok(message)) =
-                            std::future::poll_fn(|cx| connection.poll_message(cx)).await
-                        {
+                        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                             if let tokio_postgres::AsyncMessage::Notification(_) = message {
                                 wake.notify_one();
                             }
