@@ -110,7 +110,8 @@ pub async fn page(store: &Store, catalog: &Catalog, request: &ExportRequest) -> 
     let external_ids = store.external_ids_of(workspace, &profiles).await.map_err(|e| e.to_string())?;
     let mut text = String::with_capacity(records.len() * 400);
     for record in &records {
-        let channel = catalog.group(workspace, record.group_id).map_or(Channel::Email, |g| g.channel);
+        let channel =
+            record.group.group_id().and_then(|id| catalog.group(workspace, id)).map_or(Channel::Email, |g| g.channel);
         let external_id = match record.subject {
             Subject::Profile(id) => external_ids.get(&id).map(String::as_str),
             _ => None,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::identifiers::{Email, IdentifierError, Phone};
-use super::ids::{ApiKeyId, ChangeId, GroupId, OrphanId, ProfileId, RequestId, WorkspaceId};
+use super::ids::{ApiKeyId, ChangeId, OrphanId, ProfileId, RequestId, WorkspaceId};
 use super::ledger::{ChainGroup, ChainHash, ChainKey};
 use super::subscription::SubscriptionState;
 use super::time::Timestamp;
@@ -268,8 +268,8 @@ pub struct ChangeRecord {
     pub at: Timestamp,
     /// The workspace.
     pub workspace_id: WorkspaceId,
-    /// The group.
-    pub group_id: GroupId,
+    /// The group, or the global email state.
+    pub group: ChainGroup,
     /// The profile or orphaned identifier.
     pub subject: Subject,
     /// The state before; `None` is `Unknown`.
@@ -296,10 +296,6 @@ pub struct ChangeRecord {
 impl ChangeRecord {
     /// The chain the record belongs to.
     pub fn chain(&self) -> ChainKey {
-        ChainKey {
-            workspace_id: self.workspace_id,
-            group: ChainGroup::Group(self.group_id),
-            subject: self.subject.internal_id(),
-        }
+        ChainKey { workspace_id: self.workspace_id, group: self.group, subject: self.subject.internal_id() }
     }
 }

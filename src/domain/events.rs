@@ -136,7 +136,7 @@ pub fn state_change(record: &ChangeRecord, channel: Channel, details: &SubjectDe
         time: record.at.as_secs(),
         user: EventUser { user_id, external_user_id: Some(external_user_id.flatten()) },
         properties: Some(EventProperties {
-            subscription_group_id: record.group_id.0.to_string(),
+            subscription_group_id: record.group.as_uuid().to_string(),
             subscription_status: status_name(record.new),
             channel: channel_name(channel),
             email_address: email,
@@ -195,7 +195,7 @@ mod tests {
     use crate::domain::change::{Contact, Trace};
     use crate::domain::identifiers::Email;
     use crate::domain::ids::{ChangeId, GroupId, OrphanId, RequestId, WorkspaceId};
-    use crate::domain::ledger::ChainHash;
+    use crate::domain::ledger::{ChainGroup, ChainHash};
     use crate::domain::time::Timestamp;
     use uuid::Uuid;
 
@@ -204,7 +204,7 @@ mod tests {
             id: ChangeId(Uuid::from_u128(7)),
             at: Timestamp(1_764_460_800_123_456),
             workspace_id: WorkspaceId(Uuid::from_u128(1)),
-            group_id: GroupId(Uuid::from_u128(2)),
+            group: ChainGroup::Group(GroupId(Uuid::from_u128(2))),
             subject,
             old,
             new: SubscriptionState::Unsubscribed,

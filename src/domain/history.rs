@@ -465,14 +465,16 @@ pub fn states_at(records: &[ChangeRecord], at: Timestamp) -> Vec<StateView> {
     let order = |r: &ChangeRecord| (r.seq, Position::of(r));
     let mut latest: Vec<&ChangeRecord> = Vec::new();
     for record in records.iter().filter(|r| r.at <= at) {
-        match latest.iter_mut().find(|r| r.group_id == record.group_id) {
+        match latest.iter_mut().find(|r| r.group == record.group) {
             Some(slot) if order(slot) < order(record) => *slot = record,
             Some(_) => {}
             None => latest.push(record),
         }
     }
-    let mut out: Vec<StateView> =
-        latest.into_iter().map(|r| StateView { group_id: r.group_id, state: r.new, updated_at: r.at }).collect();
+    let mut out: Vec<StateView> = latest
+        .into_iter()
+        .map(|r| StateView { group_id: r.group.storage_id(), state: r.new, updated_at: r.at })
+        .collect();
     out.sort_by_key(|s| s.group_id);
     out
 }
@@ -645,7 +647,7 @@ pub fn record_view(record: &ChangeRecord, channel: Channel, external_id: Option<
     LedgerRecord {
         id: record.id.to_string(),
         time: record.at.to_rfc3339(),
-        subscription_group_id: Some(record.group_id.to_string()),
+        subscription_group_id: record.group.group_id().map(|id| id.to_string()),
         channel: channel.as_str(),
         external_id,
         email,

@@ -147,6 +147,26 @@ impl ChainGroup {
         }
     }
 
+    /// The group, or `None` for the global email state.
+    pub fn group_id(self) -> Option<GroupId> {
+        match self {
+            ChainGroup::Group(id) => Some(id),
+            ChainGroup::Global => None,
+        }
+    }
+
+    /// The id stores keep states and records under: the group's, or the nil id for the global
+    /// email state, so that the global state is stored as a state of one more group and every
+    /// store path (inheritance, retention, erasure) treats it alike without a new format.
+    pub fn storage_id(self) -> GroupId {
+        GroupId(self.as_uuid())
+    }
+
+    /// The chain group of a stored id (see [`ChainGroup::storage_id`]).
+    pub fn from_storage(id: GroupId) -> Self {
+        Self::from_uuid(id.0)
+    }
+
     /// The chain group of a UUID column (see [`ChainGroup::as_uuid`]).
     pub fn from_uuid(id: Uuid) -> Self {
         if id.is_nil() {
@@ -203,7 +223,7 @@ pub fn encode(record: &ChangeRecord) -> [u8; ENCODING_LEN] {
     put(&record.seq.to_be_bytes());
     put(&record.at.0.to_be_bytes());
     put(record.workspace_id.as_bytes());
-    put(&ChainGroup::Group(record.group_id).to_bytes());
+    put(&record.group.to_bytes());
     put(&[if record.subject.is_profile() { 1 } else { 2 }]);
     put(record.subject.internal_id().as_bytes());
     put(&[state_code(record.old), state_code(Some(record.new))]);

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use super::change::{Actor, ChangeRecord, Contact, Source, Subject, Trace};
 use super::identifiers::ExternalId;
 use super::ids::{ChangeId, GroupId, OrphanId, ProfileId, WorkspaceId};
-use super::ledger::ChainHash;
+use super::ledger::{ChainGroup, ChainHash};
 use super::set_status::SetStatusCommand;
 use super::subscription::SubscriptionState;
 use super::time::Timestamp;
@@ -83,7 +83,7 @@ impl WriteContext {
             id: ChangeId::generate(),
             at: self.at,
             workspace_id: self.workspace_id,
-            group_id,
+            group: ChainGroup::from_storage(group_id),
             subject,
             old,
             new,

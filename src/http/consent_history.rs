@@ -167,7 +167,7 @@ impl Subjects {
 /// The channel of a record's group. Groups are never deleted, so the catalog has it; were it
 /// missing, the record's own identifier still tells the channel's kind.
 pub fn channel_of(catalog: &Catalog, workspace: WorkspaceId, record: &ChangeRecord) -> Channel {
-    match catalog.group(workspace, record.group_id) {
+    match record.group.group_id().and_then(|id| catalog.group(workspace, id)) {
         Some(group) => group.channel,
         None => match &record.subject {
             Subject::Orphan(_, Contact::Phone(_)) => Channel::Sms,

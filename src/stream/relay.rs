@@ -352,9 +352,10 @@ impl Relay {
                         }
                         _ => SubjectDetails::default(),
                     };
-                    let channel = self
-                        .catalog
-                        .group(ws, record.group_id)
+                    let channel = record
+                        .group
+                        .group_id()
+                        .and_then(|id| self.catalog.group(ws, id))
                         .map_or(crate::domain::subscription::Channel::Email, |g| g.channel);
                     events::state_change(record, channel, &details)
                 }

@@ -69,7 +69,7 @@ fn assert_unbroken_chains(
     let mut chains: HashMap<(String, GroupId), (Subject, Vec<&ChangeRecord>)> = HashMap::new();
     for change in changes {
         chains
-            .entry((format!("{:?}", change.subject), change.group_id))
+            .entry((format!("{:?}", change.subject), change.group.storage_id()))
             .or_insert_with(|| (change.subject.clone(), Vec::new()))
             .1
             .push(change);

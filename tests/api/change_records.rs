@@ -33,7 +33,7 @@ async fn a_change_writes_exactly_one_record_with_its_full_provenance() {
     assert_eq!(changes.len(), 1);
     let change = &changes[0];
     assert_eq!(change.workspace_id, app.workspace);
-    assert_eq!(change.group_id, group);
+    assert_eq!(change.group.storage_id(), group);
     assert_eq!(change.subject, Subject::Profile(app.profile("user-1").await.unwrap().id));
     assert_eq!(change.old, None);
     assert_eq!(change.new, Subscribed);

@@ -8,7 +8,7 @@ use consentry::domain::change::{Actor, ChangeRecord, Contact, Endpoint, Source, 
 use consentry::domain::delete::{parse_delete, plan_delete, DeleteKnown, FoundProfile};
 use consentry::domain::identifiers::{Email, ExternalId, Phone};
 use consentry::domain::ids::{ApiKeyId, ChangeId, GroupId, OrphanId, ProfileId, RequestId, WorkspaceId};
-use consentry::domain::ledger::ChainHash;
+use consentry::domain::ledger::{ChainGroup, ChainHash};
 use consentry::domain::subscription::SubscriptionState;
 use consentry::domain::time::Timestamp;
 use serde_json::json;
@@ -49,7 +49,7 @@ fn record(subject: Subject) -> ChangeRecord {
         id: ChangeId::generate(),
         at: Timestamp(1_700_000_000_000),
         workspace_id: WorkspaceId::generate(),
-        group_id: GroupId::generate(),
+        group: ChainGroup::Group(GroupId::generate()),
         subject,
         old: None,
         new: SubscriptionState::Unsubscribed,

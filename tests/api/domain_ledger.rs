@@ -14,7 +14,7 @@ fn record(profile: ProfileId, new: SubscriptionState) -> ChangeRecord {
         id: ChangeId::generate(),
         at: Timestamp(1_764_460_800_000_000),
         workspace_id: WorkspaceId(Uuid::from_u128(1)),
-        group_id: GroupId(Uuid::from_u128(2)),
+        group: ChainGroup::Group(GroupId(Uuid::from_u128(2))),
         subject: Subject::Profile(profile),
         old: None,
         new,

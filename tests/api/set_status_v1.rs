@@ -541,7 +541,7 @@ async fn a_change_record_names_the_v1_endpoint_the_key_and_the_request() {
     assert_eq!(change.trace.api_key_id.unwrap(), keys[0].id);
     assert_eq!(Some(change.trace.request_id.unwrap()), RequestId::parse(&header));
     assert_eq!(change.subject.contact(), Some(&phone("+12223334444")));
-    assert_eq!(change.group_id, group);
+    assert_eq!(change.group.storage_id(), group);
     assert_eq!((change.old, change.new), (None, Subscribed));
     assert!(change.use_double_opt_in_logic);
     app.shutdown().await;

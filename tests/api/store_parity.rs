@@ -150,7 +150,7 @@ async fn observe(app: &TestApp, groups: &[GroupId]) -> Observed {
             };
             format!(
                 "{subject} g{} {:?}->{:?} {} {}",
-                index(c.group_id),
+                index(c.group.storage_id()),
                 c.old,
                 c.new,
                 c.trace.endpoint.unwrap().path(),

@@ -366,7 +366,7 @@ async fn the_orphaned_history_of_a_deleted_profiles_email_is_kept_with_the_email
     let after = app.changes().await;
     assert_eq!(after.len(), before.len());
     assert!(matches!(after[0].subject, Subject::Erased(_)));
-    assert_eq!((after[0].group_id, after[0].old, after[0].new), (news, None, Unsubscribed));
+    assert_eq!((after[0].group.storage_id(), after[0].old, after[0].new), (news, None, Unsubscribed));
     assert_eq!((after[0].kind, after[0].trace), (before[0].kind, before[0].trace), "only the identifier is erased");
     assert_eq!(after[0].hash, before[0].hash, "the erasure keeps the hash");
     app.shutdown().await;

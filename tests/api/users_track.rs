@@ -403,7 +403,7 @@ async fn a_new_email_inherits_its_orphaned_states_which_then_leave_the_orphan() 
         assert_eq!(Some(change.trace.request_id.unwrap()), request_id.as_deref().and_then(RequestId::parse));
         assert_eq!(change.old, None);
     }
-    let mut groups: Vec<_> = inherited.iter().map(|c| (c.group_id, c.new)).collect();
+    let mut groups: Vec<_> = inherited.iter().map(|c| (c.group.storage_id(), c.new)).collect();
     groups.sort_by_key(|(g, _)| g.to_string());
     let mut expected = vec![(news, Subscribed), (promo, Unsubscribed)];
     expected.sort_by_key(|(g, _)| g.to_string());
@@ -448,7 +448,7 @@ async fn the_objects_own_subscription_groups_win_over_inherited_states() {
         .changes()
         .await
         .into_iter()
-        .rfind(|c| c.subject == Subject::Profile(profile) && c.group_id == news)
+        .rfind(|c| c.subject == Subject::Profile(profile) && c.group.storage_id() == news)
         .expect("a change record for news");
     assert_eq!(last_news.new, Unsubscribed);
     app.shutdown().await;

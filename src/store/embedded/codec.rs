@@ -313,7 +313,7 @@ pub fn encode_change(c: &ChangeRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(200);
     out.push(CHANGE_VERSION);
     out.extend_from_slice(&c.at.0.to_be_bytes());
-    out.extend_from_slice(c.group_id.as_bytes());
+    out.extend_from_slice(c.group.storage_id().as_bytes());
     out.push(c.subject.code());
     match &c.subject {
         Subject::Profile(id) => out.extend_from_slice(id.as_bytes()),
@@ -362,7 +362,7 @@ pub fn decode_change(key: &[u8], bytes: &[u8]) -> Result<ChangeRecord, StoreErro
     }
     let legacy = version == RECORD_VERSION;
     let at = Timestamp(i64::from_be_bytes(r.array()?));
-    let group_id = GroupId::from_bytes(r.array()?);
+    let group = ChainGroup::from_storage(GroupId::from_bytes(r.array()?));
     let orphan_id = |r: &mut Reader<'_>| -> Result<OrphanId, StoreError> {
         Ok(if legacy { OrphanId(uuid::Uuid::nil()) } else { OrphanId::from_bytes(r.array()?) })
     };
@@ -382,7 +382,7 @@ pub fn decode_change(key: &[u8], bytes: &[u8]) -> Result<ChangeRecord, StoreErro
         id,
         at,
         workspace_id,
-        group_id,
+        group,
         subject,
         old,
         new,

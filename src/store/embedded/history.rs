@@ -101,7 +101,7 @@ impl EmbeddedStore {
             if read.window.until.is_some_and(|until| record.at >= until) {
                 break;
             }
-            if !window_admits(&read.window, &record) || !wanted(read.groups.as_deref(), record.group_id) {
+            if !window_admits(&read.window, &record) || !wanted(read.groups.as_deref(), record.group.storage_id()) {
                 continue;
             }
             out.push(record);

@@ -72,7 +72,7 @@ pub fn change_from_row(row: &Row) -> Result<ChangeRecord, StoreError> {
         id: ChangeId(row.get(1)),
         at: Timestamp(row.get(2)),
         workspace_id: WorkspaceId(row.get(0)),
-        group_id: GroupId(row.get(3)),
+        group: ChainGroup::from_uuid(row.get(3)),
         subject,
         old: row.get::<_, Option<i16>>(7).map(state_from).transpose()?,
         new: state_from(row.get(8))?,
@@ -201,7 +201,7 @@ pub(super) async fn write_rows(
     for change in changes {
         ids.push(change.id.0);
         ats.push(change.at.0);
-        groups.push(change.group_id.0);
+        groups.push(change.group.as_uuid());
         let (kind, profile, identifier) = subject_columns(&change.subject);
         kinds.push(kind);
         profiles.push(profile);
@@ -317,7 +317,8 @@ pub(super) async fn upgrade(tx: &Transaction<'_>) -> Result<(), TxError> {
             }
             let (_, head) = current.as_mut().expect("set above");
             ledger::seal(&mut record, head);
-            after = (record.workspace_id.0, record.group_id.0, record.subject.internal_id(), record.at.0, record.id.0);
+            after =
+                (record.workspace_id.0, record.group.as_uuid(), record.subject.internal_id(), record.at.0, record.id.0);
             sealed.push(record);
         }
         if !sealed.is_empty() {
