@@ -174,19 +174,14 @@ impl Message {
     /// messages); `None` when it carries one event or fewer, or its body does not parse.
     pub fn split(&self, now: Timestamp) -> Option<Vec<Message>> {
         #[derive(Deserialize)]
-        struct Body<'a> {
-            #[serde(borrow)]
-            events: Vec<&'a serde_json::value::RawValue>,
-        }
-        #[derive(Deserialize)]
         struct Id {
             id: Uuid,
         }
-        let body: Body<'_> = serde_json::from_str(&self.body).ok()?;
-        if body.events.len() < 2 {
+        let events = self.events()?;
+        if events.len() < 2 {
             return None;
         }
-        body.events
+        events
             .iter()
             .map(|raw| {
                 let id: Id = serde_json::from_str(raw.get()).ok()?;
@@ -194,6 +189,16 @@ impl Message {
                 Some(Message::new(vec![crate::domain::ids::ChangeId(id.id)], single, now))
             })
             .collect()
+    }
+
+    /// Each event of the body, its bytes as they are in it; `None` if the body does not parse.
+    pub fn events(&self) -> Option<Vec<&serde_json::value::RawValue>> {
+        #[derive(Deserialize)]
+        struct Body<'a> {
+            #[serde(borrow)]
+            events: Vec<&'a serde_json::value::RawValue>,
+        }
+        serde_json::from_str::<Body<'_>>(&self.body).ok().map(|b| b.events)
     }
 
     /// The next message once this one is done with: the first of [`Message::then`], due at

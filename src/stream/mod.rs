@@ -23,6 +23,16 @@ use crate::store::{Store, StoreError};
 use destination::{DeliveryState, Destination, Message};
 use outbox::Item;
 
+/// Aborts a task when dropped: a helper task (the relay's listener, its connection's driver)
+/// goes with the task that started it.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The stream's persistence on either store.
 #[derive(Clone)]
 pub struct StreamStore {

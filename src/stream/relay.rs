@@ -18,11 +18,11 @@ use crate::domain::time::{Clock, Timestamp};
 use crate::store::{Store, StoreError};
 
 use super::destination::{retry_delay, verdict, DeliveryState, Destination, EventKind, Format, Message, Verdict};
-use super::nats;
 use super::outbox::Item;
 use super::send::{SendError, Sender};
 use super::sign;
 use super::StreamStore;
+use super::{nats, AbortOnDrop};
 
 /// How often the relay looks for work without being woken: retries come due by the clock,
 /// and a wake can be missed (a PostgreSQL listener reconnecting).
@@ -107,17 +107,12 @@ impl Relay {
     /// Publishes each event of `message` to JetStream, waiting for each acknowledgement.
     async fn publish(&self, destination: &Destination, message: &Message) -> Verdict {
         #[derive(serde::Deserialize)]
-        struct Body<'a> {
-            #[serde(borrow)]
-            events: Vec<&'a serde_json::value::RawValue>,
-        }
-        #[derive(serde::Deserialize)]
         struct Head<'a> {
             id: &'a str,
             event_type: &'a str,
         }
         let retry = |why: String| Verdict::Retry { why, after: Some(NATS_RETRY) };
-        let Ok(body) = serde_json::from_str::<Body<'_>>(&message.body) else {
+        let Some(events) = message.events() else {
             return Verdict::Failed("the message's body does not parse".into());
         };
         let mut connections = self.nats_connections.lock().await;
@@ -133,7 +128,7 @@ impl Relay {
         };
         let mut connection = connection;
         let workspace = destination.workspace_id.to_string();
-        for raw in &body.events {
+        for raw in &events {
             let Ok(head) = serde_json::from_str::<Head<'_>>(raw.get()) else {
                 return Verdict::Failed("an event without id or event_type".into());
             };
@@ -372,15 +367,6 @@ impl Relay {
         let mut message = Message::new(sent, body, now);
         message.changes = items.iter().map(Item::id).collect();
         Ok(Some(message))
-    }
-}
-
-/// Aborts a task when dropped: the store's listener goes with the relay.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -109,7 +109,7 @@ impl PostgresStore {
                             }
                         }
                     });
-                    let _abort = AbortOnDrop(driver.abort_handle());
+                    let _abort = crate::stream::AbortOnDrop(driver.abort_handle());
                     match client.batch_execute(&format!("LISTEN {}", crate::stream::postgres::CHANNEL)).await {
                         Ok(()) => {
                             // What was committed while no one listened.
@@ -296,14 +296,5 @@ impl PostgresStore {
     ) -> Result<crate::domain::ledger::LedgerCheck, StoreError> {
         let mut client = self.client().await?;
         ledger::verify(&mut client, ws, progress).await
-    }
-}
-
-/// Aborts a task when dropped: the listener's connection driver goes with the listener.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
