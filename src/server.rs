@@ -48,6 +48,8 @@ pub struct Application {
     metrics: Option<(TcpListener, crate::telemetry::Exporter)>,
     /// Whether webhooks may go to private addresses.
     allow_private_webhooks: bool,
+    /// `serve --stream`: the NATS JetStream server events are published to.
+    stream: Option<String>,
 }
 
 impl Application {
@@ -138,6 +140,7 @@ impl Application {
             serving: settings.serving.clone(),
             metrics,
             allow_private_webhooks: settings.allow_private_webhooks,
+            stream: settings.stream.clone(),
         })
     }
 
@@ -184,13 +187,17 @@ impl Application {
             serving,
             metrics,
             allow_private_webhooks,
+            stream,
             ..
         } = self;
         let relay =
-            crate::stream::relay::Relay::new(Arc::clone(&state.catalog), state.clock.clone(), allow_private_webhooks);
+            crate::stream::relay::Relay::new(Arc::clone(&state.catalog), state.clock.clone(), allow_private_webhooks)
+                .with_nats(stream);
         let relay = tokio::spawn(relay.run());
-        let admin_task =
-            admin.map(|l| tokio::spawn(admin_socket::serve(l, Arc::clone(&state.catalog), state.store.clone())));
+        let admin_task = admin.map(|l| {
+            let serve = admin_socket::serve(l, Arc::clone(&state.catalog), state.store.clone(), allow_private_webhooks);
+            tokio::spawn(serve)
+        });
         let store = state.store.clone();
         let sweep =
             tokio::spawn(sweep_orphans(store.clone(), Arc::clone(&state.catalog), state.clock.clone(), sweep_interval));

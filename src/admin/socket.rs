@@ -66,8 +66,9 @@ pub fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
 
 /// Serves admin requests until the task is dropped, then removes the socket file, so that no
 /// stale socket is left in the data directory after a clean shutdown. Catalog commands run
-/// against `catalog`; a page of `ledger export` reads `store`.
-pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>, store: Store) {
+/// against `catalog`; a page of `ledger export` reads `store`. `allow_private_webhooks` is the
+/// server's `--allow-private-webhooks`: it lets `webhooks create` take a private address.
+pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>, store: Store, allow_private_webhooks: bool) {
     let _remove_on_drop = RemoveOnDrop(listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)));
     loop {
         let (stream, _) = match listener.accept().await {
@@ -85,7 +86,16 @@ pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>, store: Store) 
             let mut line = String::new();
             let reply = match tokio::io::BufReader::new(read).take(MAX_REQUEST_BYTES).read_line(&mut line).await {
                 Ok(_) => match serde_json::from_str::<AdminRequest>(&line) {
-                    Ok(request) => answer(request, &catalog, &store, &mut write).await,
+                    Ok(mut request) => {
+                        if let AdminRequest::Webhooks(crate::stream::admin::WebhooksRequest::Create {
+                            allow_private,
+                            ..
+                        }) = &mut request
+                        {
+                            *allow_private |= allow_private_webhooks;
+                        }
+                        answer(request, &catalog, &store, &mut write).await
+                    }
                     Err(err) => Reply::Err(format!("malformed admin request: {err}")),
                 },
                 Err(err) => Reply::Err(format!("unreadable admin request: {err}")),

@@ -79,6 +79,11 @@ pub struct ServeArgs {
     /// otherwise (a webhook URL could else reach inside the network the server runs in).
     #[arg(long, env = "CONSENTRY_ALLOW_PRIVATE_WEBHOOKS")]
     pub allow_private_webhooks: bool,
+    /// Also publish every event to NATS JetStream at this `nats://host:port`: subject
+    /// `consentry.<workspace id>.<event_type>`, header `Nats-Msg-Id: <event id>`, stream
+    /// `CONSENTRY` (created when absent), at least once (see docs/stream.md).
+    #[arg(long, env = "CONSENTRY_STREAM", value_name = "NATS_URL", value_parser = crate::stream::nats::check_url)]
+    pub stream: Option<String>,
     /// Connection limits, failed-authentication limit, log format.
     #[command(flatten)]
     pub serving: crate::serving::ServingArgs,
@@ -115,6 +120,7 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
         orphan_sweep_interval: Duration::from_secs(u64::from(args.orphan_sweep_interval_secs)),
         rate_limit_redis: args.rate_limit_redis,
         allow_private_webhooks: args.allow_private_webhooks,
+        stream: args.stream,
         catalog_refresh_interval,
         clock: Clock::system(),
         serving: args.serving.options(),

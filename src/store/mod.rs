@@ -537,6 +537,24 @@ impl Store {
         }
     }
 
+    /// What wakes the change stream's relay when something becomes deliverable.
+    pub fn stream_wake(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        match self {
+            Store::Embedded(s) => s.stream_wake(),
+            Store::Postgres(s) => s.stream_wake(),
+        }
+    }
+
+    /// Wakes [`Store::stream_wake`] on the commits of other processes until dropped:
+    /// PostgreSQL's notifications (any node's); nothing to do on the embedded store, whose
+    /// only writer wakes it itself.
+    pub async fn listen_stream(&self) {
+        match self {
+            Store::Embedded(_) => std::future::pending().await,
+            Store::Postgres(s) => s.listen_stream().await,
+        }
+    }
+
     /// The current external ids of these profiles; a deleted profile is absent.
     pub async fn external_ids_of(
         &self,

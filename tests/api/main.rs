@@ -48,6 +48,8 @@ mod shared_rate_limits;
 mod status_get;
 mod storage_faults;
 mod store_parity;
+mod stream_nats;
+mod stream_rules;
 mod stream_webhooks;
 mod systemd_unit;
 mod user_status;

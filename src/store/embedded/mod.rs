@@ -97,6 +97,8 @@ pub struct Tables {
     stream: Keyspace,
     /// The next position in `outbox`; only the writer takes positions (see `crate::stream`).
     outbox_next: AtomicU64,
+    /// Woken by the writer after each commit, for the change stream's relay.
+    stream_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Tables {
@@ -214,6 +216,7 @@ impl EmbeddedStore {
             outbox: open("outbox")?,
             stream: open("stream")?,
             outbox_next: AtomicU64::new(0),
+            stream_wake: Arc::default(),
             db,
         });
         tables
@@ -550,6 +553,11 @@ impl EmbeddedStore {
     }
 
     /// The change stream's keyspaces (see `crate::stream::embedded`).
+    /// What the writer wakes after each commit (see `crate::stream::relay`).
+    pub(crate) fn stream_wake(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.tables().stream_wake)
+    }
+
     pub(crate) fn stream_parts(&self) -> crate::stream::embedded::Parts<'_> {
         let tables = self.tables();
         crate::stream::embedded::Parts {

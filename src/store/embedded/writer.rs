@@ -165,6 +165,10 @@ pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, c
             crate::telemetry::commit(commit_started.elapsed(), committed.is_ok(), Some(jobs.len()));
         }
         if committed.is_ok() {
+            if wrote {
+                // The relay delivers what the commit made deliverable now, not at its next poll.
+                tables.stream_wake.notify_one();
+            }
             batches += 1;
             recent.record(batches, written.iter().map(Vec::as_slice), epoch);
         }
@@ -242,7 +246,7 @@ fn apply(overlay: &mut Overlay<'_>, reads: Reads<'_>, op: &mut Op, at: Timestamp
             let ctx = origin.at(at);
             track(overlay, &ctx, command, reads)
         }
-        Op::Delete(ws, external_ids) => delete(overlay, *ws, external_ids),
+        Op::Delete(ws, external_ids) => delete(overlay, *ws, external_ids, at),
         Op::ExpireOrphans(keys) => expire_orphans(overlay, keys, reads.retention, at),
         Op::ExpireLedger(cuts) => expire_ledger(overlay, cuts),
     }
@@ -490,7 +494,12 @@ fn track(
     })
 }
 
-fn delete(overlay: &mut Overlay<'_>, ws: WorkspaceId, external_ids: &[ExternalId]) -> Result<Applied, StoreError> {
+fn delete(
+    overlay: &mut Overlay<'_>,
+    ws: WorkspaceId,
+    external_ids: &[ExternalId],
+    at: Timestamp,
+) -> Result<Applied, StoreError> {
     let mut known = DeleteKnown::default();
     for external_id in external_ids {
         if known.profiles.contains_key(external_id) {
@@ -565,6 +574,15 @@ fn delete(overlay: &mut Overlay<'_>, ws: WorkspaceId, external_ids: &[ExternalId
     }
     for key in erased_index {
         overlay.delete(Table::ChangesByContact, key);
+    }
+    // Deliverable in the same commit as the deletion (see `crate::stream`).
+    for deletion in crate::domain::events::deletions(&plan.profile_ids(), at) {
+        let position = overlay.tables().outbox_next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        overlay.put(
+            Table::Outbox,
+            position.to_be_bytes().to_vec(),
+            crate::stream::outbox::deletion_entry(ws, &deletion).to_vec(),
+        );
     }
     Ok(Applied { profiles_deleted: plan.profiles.len(), orphans_deleted, ..Applied::default() })
 }

@@ -193,6 +193,15 @@ CREATE TABLE stream_messages (
 );
 "#,
     ),
+    // Issue 11: a profile's deletion is an event too (`users.UserDeleteRequest`), made
+    // deliverable in the deletion's transaction. It is no change record: its outbox row
+    // carries the deleted profile itself, and `change_id` holds the event's own id.
+    (
+        7,
+        r#"
+ALTER TABLE stream_outbox ADD COLUMN deleted_profile UUID;
+"#,
+    ),
 ];
 
 /// The version whose migration carries the ledger's data step.

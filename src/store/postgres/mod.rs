@@ -50,6 +50,8 @@ struct Inner {
     /// Turns for write transactions: see [`PostgresStore::write_turn`].
     writes: tokio::sync::Semaphore,
     closed: AtomicBool,
+    /// Woken by [`PostgresStore::listen_stream`] when any node commits something deliverable.
+    stream_wake: Arc<tokio::sync::Notify>,
 }
 
 impl PostgresStore {
@@ -81,8 +83,46 @@ impl PostgresStore {
                 policy: policy.clone(),
                 writes: tokio::sync::Semaphore::new(options.max_concurrent_writes.max(1)),
                 closed: AtomicBool::new(false),
+                stream_wake: Arc::default(),
             }),
         })
+    }
+
+    /// What [`PostgresStore::listen_stream`] wakes (see `crate::stream::relay`).
+    pub(crate) fn stream_wake(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.inner.stream_wake)
+    }
+
+    /// Listens, on a connection of its own, for the notifications that transactions making
+    /// something deliverable send on commit (`NOTIFY consentry_stream`, from any node), and
+    /// wakes the relay on each; reconnects after a second when the connection fails. Runs
+    /// until dropped.
+    pub(crate) async fn listen_stream(&self) {
+        loop {
+            match self.inner.connector.connect(&self.inner.config).await {
+                Ok((client, mut connection)) => {
+                    let wake = Arc::clone(&self.inner.stream_wake);
+                    let driver = tokio::spawn(async move {
+                        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                            if let tokio_postgres::AsyncMessage::Notification(_) = message {
+                                wake.notify_one();
+                            }
+                        }
+                    });
+                    let _abort = crate::stream::AbortOnDrop(driver.abort_handle());
+                    match client.batch_execute(&format!("LISTEN {}", crate::stream::postgres::CHANNEL)).await {
+                        Ok(()) => {
+                            // What was committed while no one listened.
+                            self.inner.stream_wake.notify_one();
+                            let _ = driver.await;
+                        }
+                        Err(err) => tracing::debug!(error = %err, "the change stream's LISTEN failed"),
+                    }
+                }
+                Err(err) => tracing::debug!(error = %err, "the change stream's listener cannot connect"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     /// A pooled connection for the change stream (see `crate::stream::postgres`).

@@ -364,7 +364,7 @@ fn track_attempt<'c>(tx: &'c Transaction<'_>, data: &'c TrackData) -> BoxFuture<
 
 fn delete_attempt<'c>(
     tx: &'c Transaction<'_>,
-    (ws, external_ids): &'c (WorkspaceId, Vec<ExternalId>),
+    (ws, external_ids, at): &'c (WorkspaceId, Vec<ExternalId>, Timestamp),
 ) -> BoxFuture<'c, Result<Applied, TxError>> {
     Box::pin(async move {
         let ws = *ws;
@@ -439,6 +439,9 @@ fn delete_attempt<'c>(
         .await?;
         tx.execute("DELETE FROM states WHERE workspace_id = $1 AND profile_id = ANY($2)", &[&ws.0, &deleted]).await?;
         tx.execute("DELETE FROM profiles WHERE workspace_id = $1 AND profile_id = ANY($2)", &[&ws.0, &deleted]).await?;
+        // Deliverable in the same transaction as the deletion (see `crate::stream`).
+        let deletions = crate::domain::events::deletions(&plan.profile_ids(), *at);
+        crate::stream::outbox::insert_deletion_rows(tx, ws, &deletions).await?;
         Ok(Applied { profiles_deleted: deleted.len(), orphans_deleted, ..Applied::default() })
     })
 }
@@ -508,7 +511,8 @@ impl PostgresStore {
     /// See [`crate::store::Store::delete_profiles`].
     pub async fn delete_profiles(&self, ws: WorkspaceId, external_ids: Vec<ExternalId>) -> Result<Applied, StoreError> {
         let _turn = self.write_turn().await?;
-        self.transaction(IsolationLevel::Serializable, &(ws, external_ids), delete_attempt).await
+        let at = self.inner.policy.clock.now();
+        self.transaction(IsolationLevel::Serializable, &(ws, external_ids, at), delete_attempt).await
     }
 
     /// See [`crate::store::Store::import_profiles`].
