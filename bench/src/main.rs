@@ -165,6 +165,15 @@ struct Args {
     /// Extra flag for `consentry serve` (repeatable), e.g. `--serve-arg=--durability=buffered`.
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
     serve_args: Vec<String>,
+    /// After the other phases, the ledger phase: the history of one subject with 1,000
+    /// records (p50/p99 of `GET /consent/history`, limit 100 and 1000), the rates of `ledger
+    /// verify` and `ledger export` on the benchmark's store, and the share of hashing in the
+    /// writer's time at phase A's rate (see BENCHMARKS.md).
+    #[arg(long)]
+    ledger: bool,
+    /// Seconds of each history latency run of the ledger phase.
+    #[arg(long, default_value_t = 5)]
+    ledger_duration: u64,
     /// Record a CPU profile of the server during phase A with `perf record` into this file.
     #[arg(long)]
     perf_record: Option<PathBuf>,
@@ -305,6 +314,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         if let (Some(instance), Some(template)) = (&instance, &seed_db) {
             phases::run_pg_ceilings(&args, instance, template, &seeded, &mut summary).await?;
         }
+    }
+    if args.ledger {
+        let database = match &seed_db {
+            Some(db) => db.url.clone(),
+            None => data_dir.display().to_string(),
+        };
+        let phase_a_rate = summary.runs.first().and_then(|r| r.phase_a.as_ref()).map(|a| a.rate());
+        phases::run_ledger(&args, scratch.path(), &database, seed_db.as_ref(), &seeded, phase_a_rate).await?;
     }
     match args.store {
         StoreKind::Embedded => verdicts::print_verdicts(&args, &summary),

@@ -821,3 +821,136 @@ pub async fn run_pg_ceilings(
     }
     Ok(())
 }
+
+/// The subject whose history the ledger phase reads.
+const LEDGER_SUBJECT: &str = "ledger-subject";
+/// Records the ledger phase gives that subject.
+const LEDGER_RECORDS: usize = 1000;
+
+/// The ledger phase (`--ledger`), on the benchmark's store after the other phases: one server
+/// gives one subject 1,000 records (a request each, flipping its state in the first group),
+/// then `GET /consent/history` of that subject runs back to back on one connection for
+/// `--ledger-duration` seconds with `limit=100` (the first page) and again with `limit=1000`
+/// (the whole history): service latency, no queueing. With the server stopped, `ledger
+/// verify` and `ledger export` (JSON lines, thrown away) read the whole store, as the commands
+/// do when no server holds it: records/s. Last, the cost of hashing: the time the writer's
+/// sealing takes per record, measured alone, times the records phase A's requests carry at
+/// its measured rate, as a share of the one writer's time.
+pub async fn run_ledger(
+    args: &Args,
+    scratch: &Path,
+    database: &str,
+    pg: Option<&ScratchDatabase>,
+    seeded: &seed::Seeded,
+    phase_a_rate: Option<f64>,
+) -> anyhow::Result<()> {
+    let (mut servers, nodes) = start_nodes(args, scratch, database, pg, 1).await?;
+    section("Ledger: one subject's history");
+    let mut connection = crate::client::Connection::connect(nodes.addrs[0]).await?;
+    let started = std::time::Instant::now();
+    for i in 0..LEDGER_RECORDS {
+        let state = if i % 2 == 0 { "subscribed" } else { "unsubscribed" };
+        let body = format!(
+            r#"{{"subscription_groups":[{{"subscription_group_id":"{}","subscription_state":"{state}","external_ids":["{LEDGER_SUBJECT}"]}}]}}"#,
+            seeded.groups[0]
+        );
+        let request = format!(
+            "POST /v2/subscription/status/set HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            seeded.key,
+            body.len()
+        );
+        let response = connection.send(request.as_bytes()).await?;
+        anyhow::ensure!(response.status == 201, "a write of the ledger phase answered {}", response.status);
+    }
+    row(&format!("{} records written in", int(LEDGER_RECORDS as u64)), secs(started.elapsed()));
+    for limit in [100, 1000] {
+        let request = format!(
+            "GET /consent/history?external_id={LEDGER_SUBJECT}&limit={limit} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Authorization: Bearer {}\r\n\r\n",
+            seeded.key
+        );
+        let (response, body) = connection.send_for_body(request.as_bytes()).await?;
+        anyhow::ensure!(response.status == 200, "GET /consent/history answered {}", response.status);
+        let records = String::from_utf8_lossy(&body).matches("\"previous_hash\"").count();
+        anyhow::ensure!(records == limit, "a page of {limit} held {records} records");
+        let mut latencies = Vec::new();
+        let until = std::time::Instant::now() + Duration::from_secs(args.ledger_duration);
+        while std::time::Instant::now() < until || latencies.len() < 100 {
+            let sent = std::time::Instant::now();
+            let response = connection.send(request.as_bytes()).await?;
+            latencies.push(sent.elapsed());
+            anyhow::ensure!(response.status == 200, "GET /consent/history answered {}", response.status);
+        }
+        latencies.sort();
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+        row(
+            &format!("limit={limit}: p50 / p99 / max"),
+            format!(
+                "{} / {} / {} ({} requests, {} records each)",
+                ms(at(0.5)),
+                ms(at(0.99)),
+                ms(at(1.0)),
+                int(latencies.len() as u64),
+                int(limit as u64)
+            ),
+        );
+    }
+    drop(connection);
+    stop_nodes(&mut servers, &nodes).await?;
+    drop(servers);
+
+    section("Ledger: verify and export (no server on the store)");
+    let location = match pg {
+        Some(db) => consentry::store::DatabaseLocation::Postgres(db.url.clone()),
+        None => consentry::store::DatabaseLocation::Embedded(database.into()),
+    };
+    let started = std::time::Instant::now();
+    let (verified, held) = consentry::bench_support::ledger_verify(&location).await.map_err(anyhow::Error::msg)?;
+    let took = started.elapsed();
+    anyhow::ensure!(held, "ledger verify found a broken chain");
+    row(
+        "ledger verify",
+        format!(
+            "{} records in {}: {} records/s",
+            int(verified),
+            secs(took),
+            rate(verified as f64 / took.as_secs_f64())
+        ),
+    );
+    let started = std::time::Instant::now();
+    let exported = consentry::bench_support::ledger_export(&location, "default", &mut std::io::sink())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let took = started.elapsed();
+    row(
+        "ledger export (jsonl)",
+        format!(
+            "{} records in {}: {} records/s",
+            int(exported),
+            secs(took),
+            rate(exported as f64 / took.as_secs_f64())
+        ),
+    );
+
+    section("Ledger: the cost of hashing");
+    let seal = consentry::bench_support::seal_time(200_000);
+    row(
+        "sealing one record",
+        format!("{:.2} µs (encoding, SHA-256, chain head; 200,000 records)", seal.as_secs_f64() * 1e6),
+    );
+    if let Some(requests) = phase_a_rate {
+        // Every phase A request can change up to USERS_PER_REQUEST states: a record each.
+        let share = requests * USERS_PER_REQUEST as f64 * seal.as_secs_f64();
+        row(
+            "share of the writer at phase A",
+            format!(
+                "{:.2}% ({} requests/s x {USERS_PER_REQUEST} records at most x {:.2} µs, of one writer's second)",
+                share * 100.0,
+                rate(requests),
+                seal.as_secs_f64() * 1e6
+            ),
+        );
+    }
+    Ok(())
+}

@@ -480,14 +480,50 @@ pub fn states_at(records: &[ChangeRecord], at: Timestamp) -> Vec<StateView> {
 }
 
 /// The orphaned states an email or phone held at `at`, from its orphaned records: the latest
-/// record per group, unless it had expired by then (older than `retention` at `at`), exactly as
-/// the live reads treat orphaned state now.
+/// record per group at or before `at`, unless the state had gone by then, as the live reads
+/// treat orphaned state now. It goes by expiry (older than `retention` at `at`) or by being
+/// handed over to a profile that takes the identifier, which leaves no record of its own (the
+/// profile's inherited state is the profile's record). `records` are the identifier's orphaned
+/// records before *and after* `at`, `live` its orphaned states now ([`read::ContactView`]'s,
+/// expired ones included) and `now` the time of the read. See [`still_held`].
 pub fn orphan_states_at(
     records: &[ChangeRecord],
     at: Timestamp,
+    live: &[StateView],
+    now: Timestamp,
     retention: crate::domain::retention::Retention,
 ) -> Vec<StateView> {
-    read::live_orphans(states_at(records, at), at, retention)
+    let held = states_at(records, at).into_iter().filter(|state| still_held(records, state, at, live, now, retention));
+    read::live_orphans(held.collect(), at, retention)
+}
+
+/// Whether the orphaned `state` (the latest record of its group at or before `at`) was still
+/// the identifier's at `at`, judged from what came after it:
+/// - a later orphaned record of the group says what state it replaced: one with no previous
+///   state means the state had gone before it (handed over, or expired and swept), one with a
+///   previous state means it lasted until then;
+/// - with no later record, the state lasts while the store still holds it, or until it
+///   expired (a swept state leaves no row).
+///
+/// A state handed over and gone by the next record is taken as gone from its own record on:
+/// the ledger does not say when it was handed over, and a read must not answer with a state
+/// that a profile took away (the live read then answered `Unknown`, or the profile's state).
+fn still_held(
+    records: &[ChangeRecord],
+    state: &StateView,
+    at: Timestamp,
+    live: &[StateView],
+    now: Timestamp,
+    retention: crate::domain::retention::Retention,
+) -> bool {
+    let next = records
+        .iter()
+        .filter(|r| r.group.storage_id() == state.group_id && r.at > at)
+        .min_by_key(|r| (r.seq, Position::of(r)));
+    match next {
+        Some(next) => next.old.is_some(),
+        None => live.iter().any(|s| s.group_id == state.group_id) || !retention.is_live(state.updated_at, now),
+    }
 }
 
 /// The records of `records` whose subject is this profile.
@@ -513,18 +549,22 @@ pub fn profile_state_at(
 
 /// What `GET /subscription/status/get` answered at `at` for an email or phone carried now by
 /// `carriers`: the most restrictive of their states then, as the live read does now; for one
-/// no profile carries now, its orphaned state then (unless expired by then). The identifier is
-/// taken as it is carried now: the ledger does not record who carried it at `at`.
+/// no profile carries now, its orphaned state then (see [`orphan_states_at`], whose `live` and
+/// `now` this passes on). The identifier is taken as it is carried now: the ledger does not
+/// record who carried it at `at`.
+#[allow(clippy::too_many_arguments)]
 pub fn contact_state_at(
     records: &[ChangeRecord],
     carriers: &[super::ids::ProfileId],
     contact: &Contact,
     group: GroupId,
     at: Timestamp,
+    live: &[StateView],
+    now: Timestamp,
     retention: crate::domain::retention::Retention,
 ) -> read::ReadState {
     if carriers.is_empty() {
-        let orphan = orphan_states_at(&of_orphan(records, contact), at, retention);
+        let orphan = orphan_states_at(&of_orphan(records, contact), at, live, now, retention);
         read::ReadState::of(orphan.iter().find(|s| s.group_id == group).map(|s| s.state))
     } else {
         read::ReadState::most_restrictive(carriers.iter().map(|&p| profile_state_at(records, p, group, at)))

@@ -70,13 +70,24 @@ async fn named(
             }
         }
     }
+    // Profiles' records up to `at`; orphaned identifiers' all, since what came after `at`
+    // tells whether an orphaned state was still held then (`history::orphan_states_at`).
     let read = LedgerRead {
-        sources: LedgerSources::Subjects { profiles: profile_ids, contacts: orphans },
+        sources: LedgerSources::Subjects { profiles: profile_ids, contacts: Vec::new() },
         groups: group.map(|g| vec![g]),
         window: Window::up_to(at),
         limit: usize::MAX,
     };
-    let records = state.store.ledger_records(workspace, read).await?;
+    let mut records = state.store.ledger_records(workspace, read).await?;
+    if !orphans.is_empty() {
+        let read = LedgerRead {
+            sources: LedgerSources::Subjects { profiles: Vec::new(), contacts: orphans },
+            groups: group.map(|g| vec![g]),
+            window: Window::default(),
+            limit: usize::MAX,
+        };
+        records.extend(state.store.ledger_records(workspace, read).await?);
+    }
     Ok(Named { profiles, contacts: contacts.into_iter().zip(views).collect(), records })
 }
 
@@ -98,7 +109,16 @@ pub async fn status_at(
     }
     for ((written, _), (contact, view)) in asked.iter().zip(&named.contacts) {
         let carriers: Vec<ProfileId> = view.carriers.iter().map(|p| p.id).collect();
-        let answer = history::contact_state_at(&named.records, &carriers, contact, group, at, state.orphan_retention);
+        let answer = history::contact_state_at(
+            &named.records,
+            &carriers,
+            contact,
+            group,
+            at,
+            &view.orphans,
+            state.clock.now(),
+            state.orphan_retention,
+        );
         status.insert((*written).to_string(), answer);
     }
     Ok(StatusResponse { status, message: "success" })
@@ -135,8 +155,13 @@ pub async fn user_status_at(
     }
     for (contact, view) in &named.contacts {
         if view.carriers.is_empty() {
-            let orphans =
-                history::orphan_states_at(&history::of_orphan(&named.records, contact), at, state.orphan_retention);
+            let orphans = history::orphan_states_at(
+                &history::of_orphan(&named.records, contact),
+                at,
+                &view.orphans,
+                state.clock.now(),
+                state.orphan_retention,
+            );
             if !orphans.is_empty() {
                 let (email, phone) = match contact {
                     Contact::Email(e) => (Some(e.as_str().to_string()), None),

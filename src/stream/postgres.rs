@@ -130,6 +130,30 @@ pub async fn pending(
         .collect()
 }
 
+/// Deletes the outbox rows of records ledger retention deleted (`ids`, all older than
+/// `cutoff`), in its transaction: a row whose record is gone can never be sent (`pending`
+/// joins the record) and would stay in the outbox for good. A delivered row is already gone
+/// (taken out when its message formed); what is left is a row a disabled or failing
+/// destination had not sent yet. Reads each destination's range of the primary key before
+/// `cutoff`.
+pub async fn forget_expired(
+    client: &impl GenericClient,
+    workspace: Uuid,
+    cutoff: Timestamp,
+    ids: &[Uuid],
+) -> Result<u64, tokio_postgres::Error> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    client
+        .execute(
+            "DELETE FROM stream_outbox o USING stream_destinations d \
+             WHERE d.workspace_id = $1 AND o.destination_id = d.id AND o.at < $2 AND o.change_id = ANY($3)",
+            &[&workspace, &cutoff.0, &ids],
+        )
+        .await
+}
+
 /// Queues the workspace's records of `[since, until)` for the destination again; how many.
 pub async fn replay(
     client: &impl GenericClient,

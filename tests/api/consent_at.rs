@@ -240,3 +240,45 @@ async fn a_record_missing_at_the_end_of_a_chain_fails_the_proof_against_the_stor
     assert_eq!(chain["verified"], false, "the two records left link, but the head says three: {body}");
     assert_eq!(body["verified"], false);
 }
+
+#[tokio::test]
+async fn at_reads_of_an_email_a_profile_inherited_then_dropped_answer_as_the_live_read_did_then() {
+    let clock = manual_clock();
+    let app = spawn_app_with(|s| s.clock = clock.clone()).await;
+    let group = app.create_group("news", Channel::Email).await;
+    let start = clock.now();
+    let at = |seconds: i64| Timestamp(start.0 + seconds * 1_000_000);
+    let ten = std::time::Duration::from_secs(10);
+    // x@ is subscribed while no profile carries it; u takes it (inheriting the state) ten
+    // seconds later, and drops it for y@ ten seconds after that.
+    assert_success(app.post_v2(&one_entry(group, "subscribed", "emails", &["x@example.com"])).await).await;
+    clock.advance(ten);
+    let (status, body) = app.track(json!([{ "external_id": "u", "email": "x@example.com" }])).await;
+    assert!(status.is_success(), "{body}");
+    assert_eq!(app.state_of("u", group).await, Some(consentry::domain::subscription::SubscriptionState::Subscribed));
+    clock.advance(ten);
+    let (status, body) = app.track(json!([{ "external_id": "u", "email": "y@example.com" }])).await;
+    assert!(status.is_success(), "{body}");
+    clock.advance(ten);
+
+    // Nobody carries x@ now and it holds no state of its own: it went with u.
+    let (_, live) = app.status_get(group, "email=x@example.com").await;
+    assert_eq!(live, statuses(&[("x@example.com", "Unknown")]));
+    let (_, live_users) = app.user_status("email=x@example.com").await;
+    for t in [at(25), at(30)] {
+        let (status, body) = app.status_get(group, &format!("email=x@example.com&at={}", q(t))).await;
+        assert_eq!((status, &body), (StatusCode::OK, &live), "status/get at {}", q(t));
+        let (status, body) = app.user_status(&format!("email=x@example.com&at={}", q(t))).await;
+        assert_eq!((status, &body), (StatusCode::OK, &live_users), "user/status at {}", q(t));
+    }
+    let (_, before) = app.status_get(group, &format!("email=x@example.com&at={}", q(at(-1)))).await;
+    assert_eq!(before, statuses(&[("x@example.com", "Unknown")]), "before its first record");
+
+    // Set again while orphaned, x@ has a state of its own from then on, and its record says it
+    // had none just before.
+    assert_success(app.post_v2(&one_entry(group, "unsubscribed", "emails", &["x@example.com"])).await).await;
+    let (_, now) = app.status_get(group, &format!("email=x@example.com&at={}", q(clock.now()))).await;
+    assert_eq!(now, statuses(&[("x@example.com", "Unsubscribed")]));
+    let (_, between) = app.status_get(group, &format!("email=x@example.com&at={}", q(at(25)))).await;
+    assert_eq!(between, live, "still gone then");
+}

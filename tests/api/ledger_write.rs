@@ -226,7 +226,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 #[tokio::test]
 async fn a_store_written_by_the_previous_release_opens_upgraded_with_every_chain_sealed() {
     if test_store() == TestStore::Postgres {
-        // The PostgreSQL upgrade has its own test (ledger_upgrade_postgres); the fixture is
+        // The PostgreSQL upgrade has its own test (ledger_upgrade); the fixture is
         // an embedded store.
         return;
     }

@@ -26,6 +26,7 @@ mod helpers;
 mod hostile;
 mod identifiers;
 mod ledger_retention;
+mod ledger_upgrade;
 mod ledger_write;
 mod logs;
 mod metrics;

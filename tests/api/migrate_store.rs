@@ -441,3 +441,56 @@ fn bad_flags_are_refused_naming_the_flag_and_a_missing_store_is_not_created() {
     assert!(message.contains("--to: cannot connect to PostgreSQL at 127.0.0.1:1/none"), "{message}");
     assert!(!message.contains("secret"), "the password is shown: {message}");
 }
+
+/// `ledger verify`'s output on `target` (a data directory or a database URL), which must pass.
+fn ledger_verified(target: &str) -> String {
+    let output = Command::new(BIN)
+        .env_remove("CONSENTRY_DATABASE_URL")
+        .args(["--database", target, "ledger", "verify"])
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success(), "{} {}", text(&output.stdout), text(&output.stderr));
+    text(&output.stdout)
+}
+
+#[tokio::test]
+async fn every_chain_copied_into_postgres_verifies_there_anchors_of_expired_records_included() {
+    if test_store() != TestStore::Postgres {
+        return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
+    }
+    let source = source_with_history().await;
+    let news = source.groups[0];
+    for state in ["unsubscribed", "subscribed", "unsubscribed"] {
+        assert_success(source.app.post_v2(&by_external_ids(news, state, &["ada"])).await).await;
+    }
+    // Ledger retention leaves chains that start from an anchor: the copy must keep it.
+    let app = &source.app;
+    app.catalog
+        .set_ledger_retention("default", consentry::domain::tenant::LedgerRetention::days(1).unwrap())
+        .await
+        .unwrap();
+    let later = consentry::domain::time::Timestamp(app.clock.now().0 + 3 * 86_400 * 1_000_000);
+    let expired = consentry::server::expire_ledgers(&app.store, &app.catalog, later).await.unwrap();
+    assert!(expired >= 3, "ada's earlier records expired: {expired}");
+    let key = source.app.key.clone();
+    let (dir, _kept) = stop(source.app).await;
+    let before = ledger_verified(&dir.display().to_string());
+    assert!(before.starts_with("ok\t"), "{before}");
+
+    let database = TestDatabase::create();
+    copies(&dir, &database.url);
+    assert_eq!(ledger_verified(&database.url), before, "the same chains and records verify in PostgreSQL");
+
+    // Writes on the copy continue the copied chains, which still verify.
+    let copy = serve_copy(database, &key).await;
+    assert_success(copy.post_v2(&by_external_ids(news, "subscribed", &["ada"])).await).await;
+    let check = copy
+        .store
+        .verify_ledger(None, std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)))
+        .await
+        .expect("the walk reads");
+    assert_eq!(check.first_bad, None);
+    let records: u64 = before.trim().rsplit('\t').next().unwrap().parse().unwrap();
+    assert_eq!(check.records, records + 1);
+    let _ = copy.shutdown().await;
+}

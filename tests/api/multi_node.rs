@@ -14,6 +14,7 @@ use std::time::Duration;
 use consentry::catalog::{Catalog, DEFAULT_WORKSPACE};
 use consentry::domain::change::{ChangeRecord, Subject};
 use consentry::domain::ids::GroupId;
+use consentry::domain::ledger::ChainHash;
 use consentry::domain::subscription::SubscriptionState;
 use consentry::domain::time::Clock;
 use consentry::store::{DatabaseLocation, Policy, Store, StoreOptions};
@@ -126,7 +127,19 @@ async fn three_nodes_on_one_database_keep_one_unbroken_history_under_conflicting
         }
         let stored: Option<SubscriptionState> = state_in(&store, workspace, name, group).await;
         assert_eq!(stored, Some(chain.last().unwrap().new), "{name}'s stored state ends its history");
+        // The hash chain the nodes sealed concurrently: numbered 1..n without a gap, each
+        // record linked to the one before it, in the same order as the states.
+        let seqs: Vec<u64> = chain.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, (1..=chain.len() as u64).collect::<Vec<_>>(), "{name}'s chain is numbered without a gap");
+        assert_eq!(chain[0].previous_hash, ChainHash::ZERO, "{name}'s chain starts from zeros");
+        for pair in chain.windows(2) {
+            assert_eq!(pair[1].previous_hash, pair[0].hash, "{name}'s chain is unlinked at seq {}", pair[1].seq);
+        }
     }
+    store.close().await;
+    // `ledger verify` recomputes every hash: the chains the three nodes wrote hold.
+    let verified = ok(url, &["ledger", "verify", "--workspace", "default"]);
+    assert!(verified.starts_with("ok\t"), "{verified}");
 }
 
 /// Retries one request (for another profile) until the node's catalog knows the key and the

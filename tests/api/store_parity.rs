@@ -1,15 +1,20 @@
 //! The two stores, one behaviour: the same random sequence of set, track and delete requests
-//! applied to an embedded app and a PostgreSQL app must give the same answers, the same states
-//! and the same history (ids and times aside). Runs in the PostgreSQL pass of the suite.
+//! applied to an embedded app and a PostgreSQL app, at the same (manual) times, must give the
+//! same answers, the same states, the same history (ids aside), the same `GET /consent/history`
+//! pages, the same answers `at=` any instant, and chains that verify alike. Runs in the
+//! PostgreSQL pass of the suite.
 
 use consentry::domain::change::{ChangeRecord, Subject};
 use consentry::domain::ids::{GroupId, ProfileId};
 use consentry::domain::subscription::Channel;
+use consentry::domain::time::Timestamp;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+use crate::consent_history::all_pages;
 use crate::helpers::{
-    email, spawn_app_on, status_and_json, test_store, TestApp, TestStore, DELETE_PATH, TRACK_PATH, V2_PATH,
+    email, manual_clock, spawn_app_on, status_and_json, test_store, TestApp, TestStore, DELETE_PATH, TRACK_PATH,
+    V2_PATH,
 };
 
 const IDS: [&str; 3] = ["ada", "bob", "cy"];
@@ -161,9 +166,64 @@ async fn observe(app: &TestApp, groups: &[GroupId]) -> Observed {
     Observed { profiles, carriers, orphans, changes }
 }
 
+/// The same text from both apps: each app's group ids replaced by their index, and group
+/// names dropped (groups are named in creation order, indexed in id order).
+fn by_index(value: &Value, groups: &[GroupId]) -> String {
+    let mut text = value.to_string();
+    for (i, g) in groups.iter().enumerate() {
+        text = text.replace(&g.to_string(), &format!("g{i}"));
+    }
+    for g in 0..GROUPS {
+        text = text.replace(&format!("\"name\":\"g{g}\""), "\"name\":\"…\"");
+    }
+    text
+}
+
+/// What the ledger's reads answer on `app` after the run: every subject's history (pages of
+/// two, so that cursors are compared too) without the generated ids and the hashes over them,
+/// the reads `at=` each instant in `instants`, and what `verify` finds.
+async fn observe_ledger(app: &TestApp, groups: &[GroupId], instants: &[Timestamp]) -> Vec<String> {
+    let mut seen = Vec::new();
+    let subjects: Vec<String> =
+        IDS.iter().map(|id| format!("external_id={id}")).chain(EMAILS.iter().map(|e| format!("email={e}"))).collect();
+    for subject in &subjects {
+        let mut records = all_pages(app, subject, 2).await;
+        for record in &mut records {
+            for field in ["id", "hash", "previous_hash", "request_id", "api_key_id"] {
+                record.as_object_mut().expect("an object").remove(field);
+            }
+        }
+        seen.push(format!("history {subject}: {}", by_index(&Value::Array(records), groups)));
+    }
+    for at in instants {
+        let at = at.to_rfc3339();
+        for subject in &subjects {
+            let (status, body) = app.user_status(&format!("{subject}&at={at}")).await;
+            seen.push(format!("user/status {subject} at {at}: {status} {}", by_index(&body, groups)));
+        }
+        for (i, &group) in groups.iter().enumerate() {
+            let (status, body) = app.status_get(group, &format!("external_id=ada&external_id=bob&at={at}")).await;
+            seen.push(format!("status/get g{i} at {at}: {status} {}", by_index(&body, groups)));
+            let (status, body) =
+                app.status_get(group, &format!("email={}&email={}&at={at}", EMAILS[0], EMAILS[1])).await;
+            seen.push(format!("status/get g{i} emails at {at}: {status} {}", by_index(&body, groups)));
+        }
+    }
+    let check = app
+        .store
+        .verify_ledger(None, std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)))
+        .await
+        .expect("the walk reads the store");
+    seen.push(format!("verify: {} chains, {} records, first bad {:?}", check.chains, check.records, check.first_bad));
+    seen
+}
+
 async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let embedded = spawn_app_on(TestStore::Embedded, |_| {}).await;
-    let postgres = spawn_app_on(TestStore::Postgres, |_| {}).await;
+    // The same manual time on both apps, a second further for each request, so that records'
+    // times and `at=` instants are the same on both.
+    let (embedded_clock, postgres_clock) = (manual_clock(), manual_clock());
+    let embedded = spawn_app_on(TestStore::Embedded, |s| s.clock = embedded_clock.clone()).await;
+    let postgres = spawn_app_on(TestStore::Postgres, |s| s.clock = postgres_clock.clone()).await;
     // Sorted: where the stores order by group id (a profile's states, the orphaned states an
     // address hands over), group index i must be the i-th id in both apps.
     async fn group_ids(app: &TestApp) -> Vec<GroupId> {
@@ -175,9 +235,16 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         ids
     }
     let (embedded_groups, postgres_groups) = (group_ids(&embedded).await, group_ids(&postgres).await);
+    let second = std::time::Duration::from_secs(1);
+    // Before any record, then half a second after each request.
+    let mut instants = vec![Timestamp(embedded_clock.now().0 - 1_000_000)];
     for (n, op) in ops.iter().enumerate() {
         let a = send(&embedded, &embedded_groups, op).await;
         let b = send(&postgres, &postgres_groups, op).await;
+        instants.push(Timestamp(embedded_clock.now().0 + 500_000));
+        for clock in [&embedded_clock, &postgres_clock] {
+            clock.advance(second);
+        }
         prop_assert_eq!(&a.0, &b.0, "status of request {} {:?}", n, op);
         if a.0 >= 300 {
             // Error texts name the app's own group ids: compare their shape only.
@@ -187,6 +254,14 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
     }
     prop_assert_eq!(observe(&embedded, &embedded_groups).await, observe(&postgres, &postgres_groups).await);
+    let (a, b) = (
+        observe_ledger(&embedded, &embedded_groups, &instants).await,
+        observe_ledger(&postgres, &postgres_groups, &instants).await,
+    );
+    prop_assert!(a.last().is_some_and(|v| v.ends_with("first bad None")), "{:?}", a.last());
+    for (a, b) in a.iter().zip(&b) {
+        prop_assert_eq!(a, b);
+    }
     let _ = embedded.shutdown().await;
     let _ = postgres.shutdown().await;
     Ok(())

@@ -674,3 +674,42 @@ async fn a_replay_resends_exactly_its_range_with_the_original_ids() {
     assert_eq!(receiver.got().len(), 7, "nothing more");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn ledger_retention_on_postgres_takes_the_outbox_rows_of_the_records_it_deletes_with_them() {
+    let clock = Clock::manual(Clock::system().now());
+    let app = crate::helpers::spawn_app_on(crate::helpers::TestStore::Postgres, |s| {
+        s.allow_private_webhooks = true;
+        s.clock = clock.clone();
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let news = app.create_group("news", Channel::Email).await;
+    create(&app, &receiver.url, None).await;
+    // The first message fails and waits for a retry the manual clock never reaches: the
+    // records after it stay in the outbox.
+    receiver.answer(500, None);
+    assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u1"])).await).await;
+    receiver.wait_for(1).await;
+    for state in ["unsubscribed", "subscribed"] {
+        assert_success(app.post_v2(&by_external_ids(news, state, &["u1"])).await).await;
+    }
+    let (db, connection) =
+        tokio_postgres::connect(&app.database_url().unwrap(), tokio_postgres::NoTls).await.expect("PostgreSQL is up");
+    tokio::spawn(connection);
+    let outbox = || async { db.query_one("SELECT count(*) FROM stream_outbox", &[]).await.unwrap().get::<_, i64>(0) };
+    assert_eq!(outbox().await, 2);
+
+    app.catalog
+        .set_ledger_retention("default", consentry::domain::tenant::LedgerRetention::days(1).unwrap())
+        .await
+        .unwrap();
+    let later = consentry::domain::time::Timestamp(clock.now().0 + 3 * 86_400 * 1_000_000);
+    let deleted = consentry::server::expire_ledgers(&app.store, &app.catalog, later).await.unwrap();
+    assert_eq!(deleted, 2, "u1's first two records; its latest stays");
+    assert_eq!(outbox().await, 1, "the expired second record's row went with it; the latest's stays");
+    let left: uuid::Uuid = db.query_one("SELECT change_id FROM stream_outbox", &[]).await.unwrap().get(0);
+    let latest = app.changes().await.last().expect("a record").id;
+    assert_eq!(left, latest.0);
+    app.shutdown().await;
+}

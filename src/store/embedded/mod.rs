@@ -299,109 +299,106 @@ impl EmbeddedStore {
         self.submit(Op::Delete(ws, external_ids)).await
     }
 
-    /// See [`super::Store::expire_orphans`]. The scan runs on a blocking thread and hands the
-    /// writer the expired keys in chunks, so writes never wait behind a whole sweep; the writer
-    /// checks each again against its own time.
+    /// See [`super::Store::expire_orphans`]. The scan hands the writer the expired keys in
+    /// chunks ([`Self::scan_in_chunks`]); the writer checks each again against its own time.
     pub async fn expire_orphans(&self) -> Result<usize, StoreError> {
-        const CHUNK: usize = 1024;
-        let tables = Arc::clone(&self.inner.tables);
         let (retention, now) = (self.inner.policy.retention, self.inner.policy.clock.now());
-        let (sender, mut chunks) = mpsc::channel::<Result<Vec<Vec<u8>>, StoreError>>(2);
-        let scan = tokio::task::spawn_blocking(move || {
-            let mut chunk = Vec::with_capacity(CHUNK);
+        let scan = move |tables: &Tables, chunks: &mut Chunks<Vec<u8>>| {
             for item in tables.orphans.iter() {
                 let found = item.into_inner().map_err(StoreError::from).and_then(|(key, value)| {
                     Ok((!retention.is_live(codec::decode_orphan(&value)?.1, now)).then(|| key.to_vec()))
                 });
-                match found {
-                    Ok(Some(key)) => chunk.push(key),
-                    Ok(None) => {}
-                    Err(err) => {
-                        let _ = sender.blocking_send(Err(err));
-                        return;
-                    }
-                }
-                if chunk.len() == CHUNK && sender.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+                if !chunks.take(found) {
                     return;
                 }
             }
-            if !chunk.is_empty() {
-                let _ = sender.blocking_send(Ok(chunk));
-            }
-        });
-        let mut deleted = 0;
-        while let Some(chunk) = chunks.recv().await {
-            deleted += self.submit(Op::ExpireOrphans(chunk?)).await?.orphans_deleted;
-        }
-        scan.await.map_err(|e| StoreError::Internal(format!("the orphan sweep stopped: {e}")))?;
-        Ok(deleted)
+        };
+        self.scan_in_chunks(1024, "the orphan sweep", scan, |chunk| async move {
+            Ok(self.submit(Op::ExpireOrphans(chunk)).await?.orphans_deleted)
+        })
+        .await
     }
 
-    /// See [`super::Store::expire_ledger`]. The scan (on a blocking thread) reads each chain
-    /// of the workspace from its anchor only as far as its records have expired, and hands the
-    /// writer the cuts in chunks.
+    /// See [`super::Store::expire_ledger`]. The scan reads each chain of the workspace from its
+    /// anchor only as far as its records have expired, and hands the writer the cuts in chunks
+    /// ([`Self::scan_in_chunks`]).
     pub async fn expire_ledger(
         &self,
         ws: WorkspaceId,
         cutoff: crate::domain::time::Timestamp,
     ) -> Result<usize, StoreError> {
-        const CHUNK: usize = 256;
-        let tables = Arc::clone(&self.inner.tables);
-        let (sender, mut chunks) = mpsc::channel::<Result<Vec<(crate::domain::ledger::ChainKey, u64)>, StoreError>>(2);
-        let scan = tokio::task::spawn_blocking(move || {
-            let find =
-                |key: &[u8], value: &[u8]| -> Result<Option<(crate::domain::ledger::ChainKey, u64)>, StoreError> {
-                    let chain = codec::decode_chain_key(key)?;
-                    let head = codec::decode_head(value)?;
-                    let mut records = Vec::new();
-                    let from = codec::chain_record_key(&chain, head.anchor.seq + 1);
-                    let mut range = tables.chain_records.range(from..);
-                    // Records in a chain are in time order (one writer, a clock that never goes
-                    // back): reading stops at the first one kept.
-                    for entry in range.by_ref() {
-                        let (record_key, id) = entry.into_inner()?;
-                        if !record_key.starts_with(key) {
-                            break;
-                        }
-                        let id = ChangeId::from_bytes(id.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                            what: "chain index",
-                            detail: "change id is not 16 bytes".into(),
-                        })?);
-                        let change_key = codec::change_key(chain.workspace_id, id);
-                        let Some(bytes) = tables.changes.get(&change_key)? else { break };
-                        let record = codec::decode_change(&change_key, &bytes)?;
-                        if record.at >= cutoff || record.seq >= head.seq {
-                            break;
-                        }
-                        records.push((record.seq, record.at));
+        type Cut = (crate::domain::ledger::ChainKey, u64);
+        let scan = move |tables: &Tables, chunks: &mut Chunks<Cut>| {
+            let find = |key: &[u8], value: &[u8]| -> Result<Option<Cut>, StoreError> {
+                let chain = codec::decode_chain_key(key)?;
+                let head = codec::decode_head(value)?;
+                let mut records = Vec::new();
+                let from = codec::chain_record_key(&chain, head.anchor.seq + 1);
+                let mut range = tables.chain_records.range(from..);
+                // Records in a chain are in time order (one writer, a clock that never goes
+                // back): reading stops at the first one kept.
+                for entry in range.by_ref() {
+                    let (record_key, id) = entry.into_inner()?;
+                    if !record_key.starts_with(key) {
+                        break;
                     }
-                    Ok(crate::domain::ledger::expire_through(&head, records, cutoff).map(|through| (chain, through)))
-                };
-            let mut chunk = Vec::with_capacity(CHUNK);
+                    let id = ChangeId::from_bytes(id.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                        what: "chain index",
+                        detail: "change id is not 16 bytes".into(),
+                    })?);
+                    let change_key = codec::change_key(chain.workspace_id, id);
+                    let Some(bytes) = tables.changes.get(&change_key)? else { break };
+                    let record = codec::decode_change(&change_key, &bytes)?;
+                    if record.at >= cutoff || record.seq >= head.seq {
+                        break;
+                    }
+                    records.push((record.seq, record.at));
+                }
+                Ok(crate::domain::ledger::expire_through(&head, records, cutoff).map(|through| (chain, through)))
+            };
             for item in tables.chain_heads.prefix(ws.as_bytes()) {
                 let found = item.into_inner().map_err(StoreError::from).and_then(|(key, value)| find(&key, &value));
-                match found {
-                    Ok(Some(cut)) => chunk.push(cut),
-                    Ok(None) => {}
-                    Err(err) => {
-                        let _ = sender.blocking_send(Err(err));
-                        return;
-                    }
-                }
-                if chunk.len() == CHUNK && sender.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+                if !chunks.take(found) {
                     return;
                 }
             }
-            if !chunk.is_empty() {
-                let _ = sender.blocking_send(Ok(chunk));
+        };
+        self.scan_in_chunks(256, "the ledger retention scan", scan, |chunk| async move {
+            Ok(self.submit(Op::ExpireLedger(chunk)).await?.records_expired)
+        })
+        .await
+    }
+
+    /// Runs `scan` over the tables on a blocking thread and hands what it finds to `apply` (a
+    /// writer op) in chunks of `size` while it goes on, so that writes never wait behind a
+    /// whole scan and memory stays a couple of chunks. Returns the sum of `apply`'s counts;
+    /// the first error, of the scan or of `apply`, ends it.
+    async fn scan_in_chunks<T, F>(
+        &self,
+        size: usize,
+        what: &'static str,
+        scan: impl FnOnce(&Tables, &mut Chunks<T>) + Send + 'static,
+        mut apply: impl FnMut(Vec<T>) -> F,
+    ) -> Result<usize, StoreError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<usize, StoreError>>,
+    {
+        let tables = Arc::clone(&self.inner.tables);
+        let (sender, mut received) = mpsc::channel::<Result<Vec<T>, StoreError>>(2);
+        let task = tokio::task::spawn_blocking(move || {
+            let mut chunks = Chunks { chunk: Vec::with_capacity(size), size, sender };
+            scan(&tables, &mut chunks);
+            if !chunks.chunk.is_empty() {
+                let _ = chunks.sender.blocking_send(Ok(chunks.chunk));
             }
         });
-        let mut deleted = 0;
-        while let Some(chunk) = chunks.recv().await {
-            deleted += self.submit(Op::ExpireLedger(chunk?)).await?.records_expired;
+        let mut total = 0;
+        while let Some(chunk) = received.recv().await {
+            total += apply(chunk?).await?;
         }
-        scan.await.map_err(|e| StoreError::Internal(format!("the ledger retention scan stopped: {e}")))?;
-        Ok(deleted)
+        task.await.map_err(|e| StoreError::Internal(format!("{what} stopped: {e}")))?;
+        Ok(total)
     }
 
     /// See [`super::Store::readiness`]: the writer's queue is open and the writer still takes
@@ -631,5 +628,28 @@ impl EmbeddedStore {
         }
         progress.store(check.records, std::sync::atomic::Ordering::Relaxed);
         Ok(check)
+    }
+}
+
+/// What a blocking scan of [`EmbeddedStore::scan_in_chunks`] has found and not handed over yet.
+struct Chunks<T> {
+    chunk: Vec<T>,
+    size: usize,
+    sender: mpsc::Sender<Result<Vec<T>, StoreError>>,
+}
+
+impl<T> Chunks<T> {
+    /// Takes one scanned entry's outcome (something found, nothing, or an error), sending a
+    /// full chunk on. `false` when the scan must stop: an error (sent on), or nobody listens.
+    fn take(&mut self, found: Result<Option<T>, StoreError>) -> bool {
+        match found {
+            Ok(Some(item)) => self.chunk.push(item),
+            Ok(None) => {}
+            Err(err) => {
+                let _ = self.sender.blocking_send(Err(err));
+                return false;
+            }
+        }
+        self.chunk.len() < self.size || self.sender.blocking_send(Ok(std::mem::take(&mut self.chunk))).is_ok()
     }
 }

@@ -443,10 +443,12 @@ pub(super) fn expire_attempt<'c>(
             .query(
                 "DELETE FROM changes c USING UNNEST($2::uuid[], $3::uuid[], $4::int8[]) AS u(g, s, t) \
                  WHERE c.workspace_id = $1 AND c.group_id = u.g AND c.subject_id = u.s AND c.seq <= u.t \
-                 RETURNING c.group_id, c.subject_id, c.seq, c.hash, u.t",
+                 RETURNING c.group_id, c.subject_id, c.seq, c.hash, u.t, c.change_id",
                 &[&ws.0, &groups, &subjects, &throughs],
             )
             .await?;
+        let gone: Vec<Uuid> = deleted.iter().map(|row| row.get(5)).collect();
+        crate::stream::postgres::forget_expired(tx, ws.0, cutoff, &gone).await?;
         let (mut anchor_groups, mut anchor_subjects, mut anchor_seqs, mut anchor_hashes) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for row in &deleted {
