@@ -51,6 +51,8 @@ pub struct Settings {
     /// Whether webhooks may go to loopback, private and link-local addresses
     /// (`serve --allow-private-webhooks`).
     pub allow_private_webhooks: bool,
+    /// The NATS JetStream server every event is also published to (`serve --stream`).
+    pub stream: Option<String>,
 }
 
 /// Requests one address may make to the public pages per minute by default: a person needs a
@@ -74,6 +76,7 @@ impl Settings {
             public_url: None,
             public_rate_limit: DEFAULT_PUBLIC_RATE_LIMIT,
             allow_private_webhooks: false,
+            stream: None,
         }
     }
 }

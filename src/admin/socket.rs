@@ -66,8 +66,9 @@ pub fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
 
 /// Serves admin requests until the task is dropped, then removes the socket file, so that no
 /// stale socket is left in the data directory after a clean shutdown. Catalog commands run
-/// against `catalog`; a page of `ledger export` reads `store`.
-pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>, store: Store) {
+/// against `catalog`; a page of `ledger export` reads `store`. `allow_private_webhooks` is the
+/// server's `--allow-private-webhooks`: it lets `webhooks create` take a private address.
+pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>, store: Store, allow_private_webhooks: bool) {
     let _remove_on_drop = RemoveOnDrop(listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)));
     loop {
         let (stream, _) = match listener.accept().await {
@@ -85,7 +86,16 @@ pub async fn serve(listener: UnixListener, catalog: Arc<Catalog>, store: Store) 
             let mut line = String::new();
             let reply = match tokio::io::BufReader::new(read).take(MAX_REQUEST_BYTES).read_line(&mut line).await {
                 Ok(_) => match serde_json::from_str::<AdminRequest>(&line) {
-                    Ok(request) => answer(request, &catalog, &store, &mut write).await,
+                    Ok(mut request) => {
+                        if let AdminRequest::Webhooks(crate::stream::admin::WebhooksRequest::Create {
+                            allow_private,
+                            ..
+                        }) = &mut request
+                        {
+                            *allow_private |= allow_private_webhooks;
+                        }
+                        answer(request, &catalog, &store, &mut write).await
+                    }
                     Err(err) => Reply::Err(format!("malformed admin request: {err}")),
                 },
                 Err(err) => Reply::Err(format!("unreadable admin request: {err}")),
@@ -113,30 +123,49 @@ async fn answer(request: AdminRequest, catalog: &Arc<Catalog>, store: &Store, wr
             };
             let progress = Arc::new(AtomicU64::new(0));
             let walk = store.verify_ledger(ws, Arc::clone(&progress));
-            tokio::pin!(walk);
-            let mut tick = tokio::time::interval(PROGRESS_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    check = &mut walk => break match check {
-                        Ok(check) => Reply::Ok(super::ledger_report(&check)),
-                        Err(err) => Reply::Err(err.to_string()),
-                    },
-                    _ = tick.tick() => {
-                        // A caller that went away stops hearing; the walk, on a blocking
-                        // thread, ends by itself.
-                        if send(write, &Reply::Progress(progress.load(Ordering::Relaxed))).await.is_err() {
-                            break Reply::Err("the caller went away".into());
-                        }
-                    }
-                }
+            with_progress(walk, &progress, write, |check| super::ledger_report(&check)).await
+        }
+        AdminRequest::Backup { to } => {
+            if !to.is_absolute() {
+                return Reply::Err(format!("the backup directory {} is not an absolute path", to.display()));
             }
+            let progress = Arc::new(AtomicU64::new(0));
+            let copy = store.backup(&to, Arc::clone(&progress));
+            with_progress(copy, &progress, write, |manifest| super::backup_report(&to, &manifest)).await
         }
         request => match execute(catalog, &request).await {
             Ok(output) => Reply::Ok(output),
             Err(err) => Reply::Err(crate::store::report(&err)),
         },
+    }
+}
+
+/// Awaits `work`, a long walk of the store on a blocking thread, telling the caller every
+/// [`PROGRESS_EVERY`] how far it has come.
+async fn with_progress<T>(
+    work: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    progress: &AtomicU64,
+    write: &mut OwnedWriteHalf,
+    report: impl FnOnce(T) -> AdminOutput,
+) -> Reply {
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            done = &mut work => break match done {
+                Ok(done) => Reply::Ok(report(done)),
+                Err(err) => Reply::Err(crate::store::report(&err)),
+            },
+            _ = tick.tick() => {
+                // A caller that went away stops hearing; the walk, on a blocking thread, ends
+                // by itself.
+                if send(write, &Reply::Progress(progress.load(Ordering::Relaxed))).await.is_err() {
+                    break Reply::Err("the caller went away".into());
+                }
+            }
+        }
     }
 }
 

@@ -79,6 +79,11 @@ pub struct ServeArgs {
     /// otherwise (a webhook URL could else reach inside the network the server runs in).
     #[arg(long, env = "CONSENTRY_ALLOW_PRIVATE_WEBHOOKS")]
     pub allow_private_webhooks: bool,
+    /// Also publish every event to NATS JetStream at this `nats://host:port`: subject
+    /// `consentry.<workspace id>.<event_type>`, header `Nats-Msg-Id: <event id>`, stream
+    /// `CONSENTRY` (created when absent), at least once (see docs/stream.md).
+    #[arg(long, env = "CONSENTRY_STREAM", value_name = "NATS_URL", value_parser = crate::stream::nats::check_url)]
+    pub stream: Option<String>,
     /// Connection limits, failed-authentication limit, log format.
     #[command(flatten)]
     pub serving: crate::serving::ServingArgs,
@@ -115,6 +120,7 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
         orphan_sweep_interval: Duration::from_secs(u64::from(args.orphan_sweep_interval_secs)),
         rate_limit_redis: args.rate_limit_redis,
         allow_private_webhooks: args.allow_private_webhooks,
+        stream: args.stream,
         catalog_refresh_interval,
         clock: Clock::system(),
         serving: args.serving.options(),
@@ -122,7 +128,7 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
         public_rate_limit: args.public_rate_limit,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
         let app = Application::build(settings.clone()).await?;
         if let Some((key, secret)) = app.bootstrap_key() {
@@ -142,5 +148,11 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
             "consentry is listening"
         );
         app.run_until(shutdown).await
-    })
+    });
+    if result.as_ref().is_err_and(|err| err.is::<crate::server::StorageFault>()) {
+        // Dropping a runtime waits for its blocking tasks (a ledger walk may be on one);
+        // after a storage fault the process exits now, as promised.
+        runtime.shutdown_timeout(Duration::from_millis(100));
+    }
+    result
 }

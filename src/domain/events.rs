@@ -151,13 +151,31 @@ pub fn state_change(record: &ChangeRecord, channel: Channel, details: &SubjectDe
     }
 }
 
+/// A profile's deletion as the stream carries it: made by `POST /users/delete` and made
+/// deliverable in the deletion's own commit. It names the profile by its internal id only:
+/// the external id, email and phone the deletion erases are never in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deletion {
+    /// The event's own id (a deletion is no change record), stable across retries.
+    pub id: uuid::Uuid,
+    /// When the deletion was committed.
+    pub at: super::time::Timestamp,
+    /// The deleted profile.
+    pub profile: ProfileId,
+}
+
+/// The deletions of the profiles a delete removes, at `at`, each with a new event id.
+pub fn deletions(profiles: &[ProfileId], at: super::time::Timestamp) -> Vec<Deletion> {
+    profiles.iter().map(|&profile| Deletion { id: uuid::Uuid::now_v7(), at, profile }).collect()
+}
+
 /// The event of a deleted profile; `id` is the deletion's own id, `time` its seconds.
-pub fn user_deleted(id: uuid::Uuid, at: super::time::Timestamp, profile: ProfileId) -> Event {
+pub fn user_deleted(deletion: &Deletion) -> Event {
     Event {
         event_type: USER_DELETE,
-        id: id.to_string(),
-        time: at.as_secs(),
-        user: EventUser { user_id: Some(profile.0.to_string()), external_user_id: None },
+        id: deletion.id.to_string(),
+        time: deletion.at.as_secs(),
+        user: EventUser { user_id: Some(deletion.profile.0.to_string()), external_user_id: None },
         properties: None,
     }
 }
@@ -256,11 +274,15 @@ mod tests {
 
     #[test]
     fn a_deleted_user_is_a_user_delete_request_without_properties() {
-        let event = user_deleted(Uuid::from_u128(5), Timestamp(2_000_000), ProfileId(Uuid::from_u128(3)));
+        let deletion =
+            Deletion { id: Uuid::from_u128(5), at: Timestamp(2_000_000), profile: ProfileId(Uuid::from_u128(3)) };
+        let event = user_deleted(&deletion);
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["event_type"], "users.UserDeleteRequest");
         assert_eq!(json["time"], 2);
         assert!(json.get("properties").is_none());
         assert!(json["user"].get("external_user_id").is_none());
+        assert_eq!(json["user"]["user_id"], "00000000-0000-0000-0000-000000000003");
+        assert_eq!(json.as_object().unwrap().len(), 4, "event_type, id, time, user: {json}");
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::destination::{check_url, Destination, EventKind, Format, KeptSecret, MAX_BATCH};
+use super::destination::{check_host, check_url, Destination, EventKind, Format, KeptSecret, MAX_BATCH};
 use super::sign::Secret;
 use super::StreamStore;
 use crate::admin::AdminOutput;
@@ -30,6 +30,10 @@ pub enum WebhooksRequest {
         events: Vec<EventKind>,
         /// Events per message at most.
         max_batch: Option<usize>,
+        /// Accept a URL whose host resolves to a private address: `--allow-private`, or set by
+        /// the admin socket of a server running with `--allow-private-webhooks`.
+        #[serde(default)]
+        allow_private: bool,
     },
     /// `webhooks list`
     List,
@@ -74,7 +78,7 @@ pub async fn execute(catalog: &Catalog, request: &WebhooksRequest) -> Result<Adm
     let now = catalog.clock().now();
     let mut out = AdminOutput::default();
     match request {
-        WebhooksRequest::Create { workspace, url, format, secret, bearer_token, events, max_batch } => {
+        WebhooksRequest::Create { workspace, url, format, secret, bearer_token, events, max_batch, allow_private } => {
             let workspace_id = catalog
                 .workspaces()
                 .into_iter()
@@ -82,6 +86,7 @@ pub async fn execute(catalog: &Catalog, request: &WebhooksRequest) -> Result<Adm
                 .ok_or_else(|| CatalogError::NotFound(format!("no workspace named {workspace:?}")))?
                 .id;
             check_url(url).map_err(CatalogError::Invalid)?;
+            check_host(url, *allow_private).await.map_err(CatalogError::Invalid)?;
             let max_batch = max_batch.unwrap_or(if *format == Format::Currents { MAX_BATCH } else { 1 });
             if !(1..=MAX_BATCH).contains(&max_batch) {
                 return Err(CatalogError::Invalid(format!("max-batch: 1 to {MAX_BATCH}, not {max_batch}")));
@@ -97,12 +102,13 @@ pub async fn execute(catalog: &Catalog, request: &WebhooksRequest) -> Result<Adm
                     ))
                 }
                 (Format::Currents, None) => None,
+                (Format::Nats, _) => {
+                    return Err(CatalogError::Invalid(
+                        "format: nats destinations are made by serve --stream nats://host:port".into(),
+                    ))
+                }
             };
-            let events = if events.is_empty() {
-                vec![EventKind::StateChange, EventKind::GlobalStateChange]
-            } else {
-                events.clone()
-            };
+            let events = if events.is_empty() { EventKind::ALL.to_vec() } else { events.clone() };
             let destination = Destination {
                 id: Uuid::now_v7(),
                 workspace_id,
@@ -200,12 +206,19 @@ pub enum WebhooksCommand {
         /// Sent as `Authorization: Bearer` (currents).
         #[arg(long)]
         bearer_token: Option<String>,
-        /// Event kinds, comma-separated: state_change, global_state_change; default: both.
+        /// Event kinds, comma-separated: state_change, global_state_change, user_delete;
+        /// default: all.
         #[arg(long, value_delimiter = ',', value_parser = EventKind::parse)]
         events: Vec<EventKind>,
         /// Events per message, 1 to 100 (default 1 for standard, 100 for currents).
         #[arg(long)]
         max_batch: Option<usize>,
+        /// Accept a URL whose host resolves to a loopback, private, link-local or metadata
+        /// address (for a server on the same machine or network). The server sends there only
+        /// if it runs with --allow-private-webhooks; through the admin socket of such a server
+        /// this flag is implied.
+        #[arg(long)]
+        allow_private: bool,
     },
     /// List destinations, with their state and last error.
     List,
@@ -235,9 +248,25 @@ pub enum WebhooksCommand {
 impl From<WebhooksCommand> for crate::admin::AdminRequest {
     fn from(command: WebhooksCommand) -> Self {
         crate::admin::AdminRequest::Webhooks(match command {
-            WebhooksCommand::Create { workspace, url, format, secret, bearer_token, events, max_batch } => {
-                WebhooksRequest::Create { workspace, url, format, secret, bearer_token, events, max_batch }
-            }
+            WebhooksCommand::Create {
+                workspace,
+                url,
+                format,
+                secret,
+                bearer_token,
+                events,
+                max_batch,
+                allow_private,
+            } => WebhooksRequest::Create {
+                workspace,
+                url,
+                format,
+                secret,
+                bearer_token,
+                events,
+                max_batch,
+                allow_private,
+            },
             WebhooksCommand::List => WebhooksRequest::List,
             WebhooksCommand::Delete { id } => WebhooksRequest::Delete { id },
             WebhooksCommand::RotateSecret { id } => WebhooksRequest::RotateSecret { id },

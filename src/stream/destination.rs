@@ -37,6 +37,9 @@ pub enum Format {
     Standard,
     /// Braze Currents' custom HTTP connector.
     Currents,
+    /// NATS JetStream: one publish per event. Made by `serve --stream` for each workspace,
+    /// never by `webhooks create`.
+    Nats,
 }
 
 impl Format {
@@ -45,6 +48,9 @@ impl Format {
         match raw {
             "standard" => Ok(Format::Standard),
             "currents" => Ok(Format::Currents),
+            "nats" => {
+                Err("the format nats is not created by webhooks create: run serve --stream nats://host:port".into())
+            }
             other => Err(format!("the format is standard or currents, not {other:?}")),
         }
     }
@@ -54,6 +60,7 @@ impl Format {
         match self {
             Format::Standard => "standard",
             Format::Currents => "currents",
+            Format::Nats => "nats",
         }
     }
 }
@@ -66,15 +73,21 @@ pub enum EventKind {
     StateChange,
     /// The global email state changed.
     GlobalStateChange,
+    /// A profile was deleted (`POST /users/delete`): Braze's `users.UserDeleteRequest`.
+    UserDelete,
 }
 
 impl EventKind {
-    /// Parses `state_change` or `global_state_change`.
+    /// Every kind: what a destination created without `--events` takes.
+    pub const ALL: [EventKind; 3] = [EventKind::StateChange, EventKind::GlobalStateChange, EventKind::UserDelete];
+
+    /// Parses `state_change`, `global_state_change` or `user_delete`.
     pub fn parse(raw: &str) -> Result<EventKind, String> {
         match raw {
             "state_change" => Ok(EventKind::StateChange),
             "global_state_change" => Ok(EventKind::GlobalStateChange),
-            other => Err(format!("an event kind is state_change or global_state_change, not {other:?}")),
+            "user_delete" => Ok(EventKind::UserDelete),
+            other => Err(format!("an event kind is state_change, global_state_change or user_delete, not {other:?}")),
         }
     }
 }
@@ -138,6 +151,11 @@ pub struct Message {
     pub attempts: u32,
     /// When the next attempt is due.
     pub next_at: Timestamp,
+    /// Messages to send once this one is done with: a `currents` batch refused with a 400 is
+    /// split into one message per event, kept here in order, so that each is retried (or
+    /// dropped) alone while the destination still holds one message at a time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub then: Vec<Message>,
 }
 
 impl Message {
@@ -148,7 +166,51 @@ impl Message {
             (Some(first), _) => first.0.to_string(),
             _ => String::new(),
         };
-        Message { id, changes, body, attempts: 0, next_at: now }
+        Message { id, changes, body, attempts: 0, next_at: now, then: Vec::new() }
+    }
+
+    /// The message split into one message per event, in order, each due at `now` with the
+    /// event's own bytes and its id as message id (stable: the same split gives the same
+    /// messages); `None` when it carries one event or fewer, or its body does not parse.
+    pub fn split(&self, now: Timestamp) -> Option<Vec<Message>> {
+        #[derive(Deserialize)]
+        struct Id {
+            id: Uuid,
+        }
+        let events = self.events()?;
+        if events.len() < 2 {
+            return None;
+        }
+        events
+            .iter()
+            .map(|raw| {
+                let id: Id = serde_json::from_str(raw.get()).ok()?;
+                let single = format!("{{\"events\":[{}]}}", raw.get());
+                Some(Message::new(vec![crate::domain::ids::ChangeId(id.id)], single, now))
+            })
+            .collect()
+    }
+
+    /// Each event of the body, its bytes as they are in it; `None` if the body does not parse.
+    pub fn events(&self) -> Option<Vec<&serde_json::value::RawValue>> {
+        #[derive(Deserialize)]
+        struct Body<'a> {
+            #[serde(borrow)]
+            events: Vec<&'a serde_json::value::RawValue>,
+        }
+        serde_json::from_str::<Body<'_>>(&self.body).ok().map(|b| b.events)
+    }
+
+    /// The next message once this one is done with: the first of [`Message::then`], due at
+    /// `now`, carrying the rest.
+    pub fn next(&mut self, now: Timestamp) -> Option<Message> {
+        if self.then.is_empty() {
+            return None;
+        }
+        let mut next = self.then.remove(0);
+        next.then = std::mem::take(&mut self.then);
+        next.next_at = now;
+        Some(next)
     }
 }
 
@@ -192,6 +254,48 @@ pub fn check_url(raw: &str) -> Result<(), String> {
         return Err(format!("url: no host: {raw:?}"));
     }
     Ok(())
+}
+
+/// The host of a URL that [`check_url`] accepted, without IPv6 brackets, and its port.
+pub fn host_and_port(raw: &str) -> Option<(String, u16)> {
+    let uri: axum::http::Uri = raw.parse().ok()?;
+    let https = uri.scheme_str() == Some("https");
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_string();
+    Some((host, uri.port_u16().unwrap_or(if https { 443 } else { 80 })))
+}
+
+/// Why events may not go to `host`, which resolved to `addrs`: every address must be one
+/// they may go to (a name with one private address among public ones is refused too, since
+/// the sender could be steered to it). `None` when they may.
+pub fn refused_addresses(host: &str, addrs: &[IpAddr], allow_private: bool) -> Option<String> {
+    if addrs.is_empty() {
+        return Some(format!("url: the host {host:?} resolves to no address"));
+    }
+    let refused: Vec<String> =
+        addrs.iter().filter(|ip| !allowed_address(**ip, allow_private)).map(IpAddr::to_string).collect();
+    (!refused.is_empty()).then(|| {
+        format!(
+            "url: the host {host:?} resolves to {}, a loopback, private, link-local, CGNAT, multicast, \
+             unspecified or cloud-metadata address; events are not sent there unless the server runs \
+             with --allow-private-webhooks (or `webhooks create --allow-private`)",
+            refused.join(", ")
+        )
+    })
+}
+
+/// Resolves the host of `url` (checked by [`check_url`]) and refuses it if any of its
+/// addresses is one events may not go to ([`refused_addresses`]).
+pub async fn check_host(url: &str, allow_private: bool) -> Result<(), String> {
+    let (host, port) = host_and_port(url).ok_or_else(|| format!("url: no host: {url:?}"))?;
+    if allow_private {
+        return Ok(());
+    }
+    let addrs: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| format!("url: cannot resolve the host {host:?}: {e}"))?
+        .map(|a| a.ip())
+        .collect();
+    refused_addresses(&host, &addrs, allow_private).map_or(Ok(()), Err)
 }
 
 /// Whether events may be sent to `ip`: never to loopback, private, link-local, CGNAT,
@@ -300,6 +404,10 @@ mod tests {
             "fd00:ec2::254",
             "::ffff:127.0.0.1",
             "64:ff9b::a9fe:a9fe",
+            "224.0.0.1",
+            "ff02::1",
+            "::",
+            "fc00::1",
         ] {
             let ip: IpAddr = refused.parse().unwrap();
             assert!(!allowed_address(ip, false), "{refused} is refused");

@@ -14,7 +14,7 @@ use fjall::{Database, Keyspace, PersistMode};
 use uuid::Uuid;
 
 use super::destination::{DeliveryState, Destination, Message};
-use crate::domain::change::ChangeRecord;
+use super::outbox::{EntryOf, Item};
 use crate::store::embedded::codec;
 use crate::store::StoreError;
 
@@ -51,10 +51,10 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str) -> Re
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { what, detail: e.to_string() })
 }
 
-/// Records read for a destination, and the cursor after them.
+/// Records and deletions read for a destination, and the cursor after them.
 pub struct Pending {
-    /// The records, in outbox order.
-    pub records: Vec<ChangeRecord>,
+    /// The records and deletions, in outbox order.
+    pub records: Vec<Item>,
     /// The position to read next once they are taken.
     pub cursor: u64,
 }
@@ -134,10 +134,15 @@ impl Parts<'_> {
                 if records.len() == limit {
                     break;
                 }
-                let change_key = codec::change_key(entry.workspace_id, entry.change_id);
-                // A record retention has removed since is not sent.
-                if let Some(bytes) = self.changes.get(&change_key)? {
-                    records.push(codec::decode_change(&change_key, &bytes)?);
+                match entry.of {
+                    EntryOf::Change(change_id) => {
+                        let change_key = codec::change_key(entry.workspace_id, change_id);
+                        // A record retention has removed since is not sent.
+                        if let Some(bytes) = self.changes.get(&change_key)? {
+                            records.push(Item::Change(codec::decode_change(&change_key, &bytes)?));
+                        }
+                    }
+                    EntryOf::Deletion(deletion) => records.push(Item::Deletion(deletion)),
                 }
             }
             cursor = entry.position as u64 + 1;
@@ -212,11 +217,7 @@ impl Parts<'_> {
     }
 
     /// Up to `limit` of the destination's replayed records, with their queue keys.
-    pub fn replayed(
-        &self,
-        destination: &Destination,
-        limit: usize,
-    ) -> Result<(Vec<Vec<u8>>, Vec<ChangeRecord>), StoreError> {
+    pub fn replayed(&self, destination: &Destination, limit: usize) -> Result<(Vec<Vec<u8>>, Vec<Item>), StoreError> {
         let (mut keys, mut records) = (Vec::new(), Vec::new());
         for item in self.stream.prefix(key(b'r', destination.id)).take(limit) {
             let (k, v) = item.into_inner()?;
@@ -225,7 +226,7 @@ impl Parts<'_> {
             })?);
             let change_key = codec::change_key(destination.workspace_id, id);
             if let Some(bytes) = self.changes.get(&change_key)? {
-                records.push(codec::decode_change(&change_key, &bytes)?);
+                records.push(Item::Change(codec::decode_change(&change_key, &bytes)?));
             }
             keys.push(k.to_vec());
         }

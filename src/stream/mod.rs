@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod destination;
 pub mod embedded;
+pub mod nats;
 pub mod outbox;
 pub mod postgres;
 pub mod relay;
@@ -17,10 +18,20 @@ pub mod sign;
 
 use uuid::Uuid;
 
-use crate::domain::change::ChangeRecord;
 use crate::domain::time::Timestamp;
 use crate::store::{Store, StoreError};
 use destination::{DeliveryState, Destination, Message};
+use outbox::Item;
+
+/// Aborts a task when dropped: a helper task (the relay's listener, its connection's driver)
+/// goes with the task that started it.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// The stream's persistence on either store.
 #[derive(Clone)]
@@ -68,7 +79,7 @@ impl StreamStore {
 
     /// The destination's message if it is due at `now` and this node may send it (on
     /// PostgreSQL, leased until `lease_until`); forms one from its oldest records if it has
-    /// none, with `form` turning records into a message.
+    /// none, with `form` turning records and deletions into a message.
     pub(crate) async fn next_message<F, Fut>(
         &self,
         destination: &Destination,
@@ -78,7 +89,7 @@ impl StreamStore {
         form: F,
     ) -> Result<Option<Message>, StoreError>
     where
-        F: FnOnce(Vec<ChangeRecord>) -> Fut,
+        F: FnOnce(Vec<Item>) -> Fut,
         Fut: std::future::Future<Output = Result<Option<Message>, StoreError>>,
     {
         let id = destination.id;
@@ -119,7 +130,7 @@ impl StreamStore {
                     if records.is_empty() {
                         return Ok(None);
                     }
-                    let ids: Vec<_> = records.iter().map(|r| r.id).collect();
+                    let ids: Vec<_> = records.iter().map(Item::id).collect();
                     match form(records).await? {
                         Some(message) => {
                             postgres::begin(&mut client, id, &message).await?;

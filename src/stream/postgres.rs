@@ -13,11 +13,16 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::destination::{DeliveryState, Destination, Message};
-use crate::domain::change::ChangeRecord;
-use crate::domain::ids::ChangeId;
+use super::outbox::Item;
+use crate::domain::events::Deletion;
+use crate::domain::ids::{ChangeId, ProfileId};
 use crate::domain::time::Timestamp;
 use crate::store::postgres::retry::db_error;
 use crate::store::StoreError;
+
+/// The notification channel of commits that made something deliverable (see
+/// `crate::store::Store::listen_stream`).
+pub const CHANNEL: &str = "consentry_stream";
 
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("stream records always encode")
@@ -91,15 +96,19 @@ pub async fn has_message(client: &impl GenericClient, id: Uuid) -> Result<bool, 
     Ok(row.is_some())
 }
 
-/// Up to `limit` of the destination's oldest records.
+/// Up to `limit` of the destination's oldest records and deletions.
 pub async fn pending(
     client: &impl GenericClient,
     destination: &Destination,
     limit: usize,
-) -> Result<Vec<ChangeRecord>, StoreError> {
+) -> Result<Vec<Item>, StoreError> {
+    // The record's columns first, where `change_from_row` reads them; a deletion's row has no
+    // record (NULLs) and says so by its `deleted_profile`.
     let sql = format!(
-        "SELECT {} FROM stream_outbox o JOIN changes c ON c.workspace_id = $2 AND c.change_id = o.change_id \
-         WHERE o.destination_id = $1 ORDER BY o.at, o.change_id LIMIT $3",
+        "SELECT {}, o.deleted_profile, o.change_id, o.at FROM stream_outbox o \
+         LEFT JOIN changes c ON o.deleted_profile IS NULL AND c.workspace_id = $2 AND c.change_id = o.change_id \
+         WHERE o.destination_id = $1 AND (o.deleted_profile IS NOT NULL OR c.change_id IS NOT NULL) \
+         ORDER BY o.at, o.change_id LIMIT $3",
         crate::store::postgres::ledger::CHANGE_COLUMNS
             .split(", ")
             .map(|c| format!("c.{}", c.trim()))
@@ -108,7 +117,17 @@ pub async fn pending(
     );
     let rows =
         client.query(&sql, &[&destination.id, &destination.workspace_id.0, &(limit as i64)]).await.map_err(db_error)?;
-    rows.iter().map(crate::store::postgres::ledger::change_from_row).collect()
+    let columns = crate::store::postgres::ledger::CHANGE_COLUMNS.split(", ").count();
+    rows.iter()
+        .map(|row| match row.get::<_, Option<Uuid>>(columns) {
+            Some(profile) => Ok(Item::Deletion(Deletion {
+                id: row.get(columns + 1),
+                at: Timestamp(row.get(columns + 2)),
+                profile: ProfileId(profile),
+            })),
+            None => crate::store::postgres::ledger::change_from_row(row).map(Item::Change),
+        })
+        .collect()
 }
 
 /// Deletes the outbox rows of records ledger retention deleted (`ids`, all older than

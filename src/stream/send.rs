@@ -12,7 +12,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
-use super::destination::allowed_address;
+use super::destination::{allowed_address, refused_addresses};
 
 /// The longest an attempt may take, connection included.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
@@ -73,17 +73,16 @@ impl Sender {
         let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare.as_str(), port))
             .await
-            .map_err(|e| SendError::Network(format!("cannot resolve the host: {e}")))?
+            .map_err(|e| SendError::Network(format!("cannot resolve the host {bare:?}: {e}")))?
             .collect();
+        // Checked again at every attempt, on the addresses the connection will use: the name
+        // may resolve elsewhere now than when the destination was created (DNS rebinding).
+        let ips: Vec<std::net::IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
+        if let Some(why) = refused_addresses(&bare, &ips, self.allow_private) {
+            return Err(SendError::Refused(why));
+        }
         let allowed: Vec<SocketAddr> =
             addrs.iter().copied().filter(|a| allowed_address(a.ip(), self.allow_private)).collect();
-        if allowed.is_empty() {
-            return Err(SendError::Refused(
-                "the host resolves only to loopback, private, link-local or metadata addresses \
-                 (serve --allow-private-webhooks allows them)"
-                    .into(),
-            ));
-        }
         let mut last = String::from("no address");
         let mut tcp = None;
         for addr in allowed {

@@ -183,3 +183,32 @@ async fn the_statement_timeout_option_cancels_a_statement_that_runs_longer() {
     let err = client.query_one("SELECT pg_sleep(2)", &[]).await.expect_err("a long statement is cancelled");
     assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{err}");
 }
+
+#[tokio::test]
+async fn migration_7_keeps_the_outbox_rows_written_before_it_as_change_records() {
+    if test_store() != TestStore::Postgres {
+        return; // needs PostgreSQL: runs in the suite's PostgreSQL pass
+    }
+    let database = TestDatabase::create();
+    let (mut client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let applied = consentry::store::postgres::migrations::apply_up_to(&mut client, 6).await.unwrap();
+    assert_eq!(applied.last(), Some(&6));
+    let (destination, change) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    client
+        .execute(
+            "INSERT INTO stream_outbox (destination_id, at, change_id) VALUES ($1, 1, $2)",
+            &[&destination, &change],
+        )
+        .await
+        .unwrap();
+
+    let applied = consentry::store::postgres::migrations::apply(&mut client).await.unwrap();
+    assert!(applied.contains(&7), "{applied:?}");
+    let row = client
+        .query_one("SELECT change_id, deleted_profile FROM stream_outbox WHERE destination_id = $1", &[&destination])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, uuid::Uuid>(0), change);
+    assert_eq!(row.get::<_, Option<uuid::Uuid>>(1), None, "a row from before is a change record's");
+}

@@ -1,7 +1,8 @@
 //! The change stream's webhooks (issue 11), against a real receiver on 127.0.0.1: every change
 //! delivered once, signed (checked with the Standard Webhooks project's own library), in
 //! ledger order; retries on the schedule, moved along by a manual clock; 410 disables; a
-//! rotation signs with both secrets; private addresses are refused unless allowed.
+//! rotation signs with both secrets; private addresses are refused unless allowed; a
+//! `currents` batch refused with a 400 is split; a deleted profile is a `users.UserDeleteRequest`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -21,11 +22,12 @@ use crate::helpers::{
     TestDatabase, V2_PATH,
 };
 
-/// One request the receiver got.
+/// One request the receiver got, and the status it answered.
 #[derive(Debug, Clone)]
 struct Got {
     headers: HeaderMap,
     body: String,
+    status: u16,
 }
 
 /// The answers a receiver gives before its default 204: status and `retry-after`.
@@ -36,6 +38,8 @@ struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Got>>>,
     script: Script,
+    /// A body containing this text is answered 400, whatever the script says.
+    poison: Arc<Mutex<Option<String>>>,
 }
 
 impl Receiver {
@@ -47,15 +51,18 @@ impl Receiver {
     async fn start_slow(delay: Duration) -> Receiver {
         let got: Arc<Mutex<Vec<Got>>> = Arc::default();
         let script: Script = Arc::default();
-        let (g, s) = (Arc::clone(&got), Arc::clone(&script));
+        let poison: Arc<Mutex<Option<String>>> = Arc::default();
+        let (g, s, p) = (Arc::clone(&got), Arc::clone(&script), Arc::clone(&poison));
         let app = axum::Router::new().route(
             "/hook",
             axum::routing::post(move |headers: HeaderMap, body: String| {
-                let (g, s) = (Arc::clone(&g), Arc::clone(&s));
+                let (g, s, p) = (Arc::clone(&g), Arc::clone(&s), Arc::clone(&p));
                 async move {
                     tokio::time::sleep(delay).await;
-                    g.lock().unwrap().push(Got { headers, body });
-                    let (status, retry_after) = s.lock().unwrap().pop_front().unwrap_or((204, None));
+                    let poisoned = p.lock().unwrap().as_ref().is_some_and(|p| body.contains(p.as_str()));
+                    let (status, retry_after) =
+                        if poisoned { (400, None) } else { s.lock().unwrap().pop_front().unwrap_or((204, None)) };
+                    g.lock().unwrap().push(Got { headers, body, status });
                     let mut response = axum::response::Response::new(axum::body::Body::empty());
                     *response.status_mut() = StatusCode::from_u16(status).unwrap();
                     if let Some(after) = retry_after {
@@ -68,7 +75,12 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { url, got, script }
+        Receiver { url, got, script, poison }
+    }
+
+    /// Answers 400 to every body that contains `text`.
+    fn refuse_bodies_with(&self, text: &str) {
+        *self.poison.lock().unwrap() = Some(text.to_string());
     }
 
     fn answer(&self, status: u16, retry_after: Option<&'static str>) {
@@ -104,21 +116,28 @@ async fn admin(app: &TestApp, request: WebhooksRequest) -> consentry::admin::Adm
     execute(&app.catalog, &AdminRequest::Webhooks(request)).await.expect("the webhooks command succeeds")
 }
 
+/// A `webhooks create` of a standard destination to `url` in the default workspace, taking
+/// every event kind, as through the admin socket of a server that allows private addresses.
+fn create_request(url: &str) -> WebhooksRequest {
+    WebhooksRequest::Create {
+        workspace: "default".into(),
+        url: url.into(),
+        format: Format::Standard,
+        secret: None,
+        bearer_token: None,
+        events: Vec::new(),
+        max_batch: None,
+        allow_private: true,
+    }
+}
+
 /// Creates a standard destination to `url`; its id and secret.
 async fn create(app: &TestApp, url: &str, max_batch: Option<usize>) -> (String, String) {
-    let out = admin(
-        app,
-        WebhooksRequest::Create {
-            workspace: "default".into(),
-            url: url.into(),
-            format: Format::Standard,
-            secret: None,
-            bearer_token: None,
-            events: Vec::new(),
-            max_batch,
-        },
-    )
-    .await;
+    let mut request = create_request(url);
+    if let WebhooksRequest::Create { max_batch: m, .. } = &mut request {
+        *m = max_batch;
+    }
+    let out = admin(app, request).await;
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{out:?}");
     assert!(lines[1].starts_with("whsec_"), "the secret is on the last line: {out:?}");
@@ -127,6 +146,15 @@ async fn create(app: &TestApp, url: &str, max_batch: Option<usize>) -> (String, 
 
 async fn list(app: &TestApp) -> String {
     admin(app, WebhooksRequest::List).await.stdout
+}
+
+/// Waits until `webhooks list` shows `error` as the last error: the relay has recorded the
+/// attempt and timed the next one by the clock as it was then.
+async fn settled(app: &TestApp, error: &str) {
+    eventually(&format!("{error} recorded"), Duration::from_secs(20), || async {
+        list(app).await.contains(error).then_some(())
+    })
+    .await;
 }
 
 fn events(got: &Got) -> Vec<Value> {
@@ -232,18 +260,21 @@ async fn failures_are_retried_on_the_schedule_with_the_same_bytes() {
 
     assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u1"])).await).await;
     receiver.wait_for(1).await;
+    settled(&app, "HTTP 503").await;
     // Not before the first wait of the schedule (5 s, up to a fifth more).
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(receiver.got().len(), 1, "no retry before its time");
-    assert!(list(&app).await.contains("HTTP 503"), "{}", list(&app).await);
     clock.advance(Duration::from_secs(6));
     receiver.wait_for(2).await;
+    // The clock moves on only once the relay has recorded the attempt (and timed the next).
+    settled(&app, "429 Too Many Requests").await;
     // The 429 asked for 120 s: that, not the schedule, decides the next attempt.
     clock.advance(Duration::from_secs(100));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(receiver.got().len(), 2, "retry-after is honoured");
     clock.advance(Duration::from_secs(21));
     receiver.wait_for(3).await;
+    settled(&app, "HTTP 500").await;
     // Third failure: the schedule's 30 minutes.
     clock.advance(Duration::from_secs(29 * 60));
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -308,7 +339,40 @@ async fn a_rotated_secret_signs_beside_the_new_one_for_a_day() {
 }
 
 #[tokio::test]
-async fn a_destination_on_a_private_address_is_refused_unless_allowed() {
+async fn a_destination_on_a_private_address_is_refused_at_creation_naming_its_host() {
+    let app = spawn_app_with(|_| {}).await;
+    for (url, host) in [
+        ("http://127.0.0.1:9/hook", "127.0.0.1"),
+        ("http://localhost:9/hook", "localhost"),
+        ("http://10.0.0.7/hook", "10.0.0.7"),
+        ("http://192.168.1.1/hook", "192.168.1.1"),
+        ("http://100.64.0.1/hook", "100.64.0.1"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+        ("http://[fd00:ec2::254]/", "fd00:ec2::254"),
+        ("http://[::1]:9/", "::1"),
+        ("http://0.0.0.0/", "0.0.0.0"),
+        ("http://224.0.0.1/", "224.0.0.1"),
+    ] {
+        let mut request = create_request(url);
+        if let WebhooksRequest::Create { allow_private, .. } = &mut request {
+            *allow_private = false;
+        }
+        let err = execute(&app.catalog, &AdminRequest::Webhooks(request)).await.unwrap_err().to_string();
+        assert!(err.contains(&format!("{host:?}")), "{url}: the error names the host: {err}");
+        assert!(err.contains("--allow-private-webhooks"), "{url}: the error says how to allow it: {err}");
+    }
+    assert_eq!(list(&app).await.lines().count(), 1, "no destination was created");
+    // Allowed explicitly (`webhooks create --allow-private`), it is created.
+    let receiver = Receiver::start().await;
+    create(&app, &receiver.url, None).await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_sender_checks_the_address_again_when_it_connects() {
+    // Created with --allow-private, but the server does not run with
+    // --allow-private-webhooks: the address is refused when sending (as when a name resolves
+    // elsewhere at send time than at creation), and nothing reaches it.
     let app = spawn_app_with(|_| {}).await;
     let receiver = Receiver::start().await;
     let news = app.create_group("news", Channel::Email).await;
@@ -317,8 +381,120 @@ async fn a_destination_on_a_private_address_is_refused_unless_allowed() {
 
     eventually("disabled", Duration::from_secs(10), || async { list(&app).await.contains("disabled").then_some(()) })
         .await;
-    assert!(list(&app).await.contains("--allow-private-webhooks"), "{}", list(&app).await);
+    let listed = list(&app).await;
+    assert!(listed.contains("--allow-private-webhooks") && listed.contains("\"127.0.0.1\""), "{listed}");
     assert!(receiver.got().is_empty(), "nothing reached the private address");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let app = private_app(None).await;
+    let (receiver, elsewhere) = (Receiver::start().await, Receiver::start().await);
+    let news = app.create_group("news", Channel::Email).await;
+    create(&app, &receiver.url, None).await;
+    receiver.answer(307, None);
+    assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["u1"])).await).await;
+    receiver.wait_for(1).await;
+    eventually("the failure listed", Duration::from_secs(10), || async {
+        list(&app).await.contains("redirects are not followed").then_some(())
+    })
+    .await;
+    assert!(elsewhere.got().is_empty());
+    assert_eq!(receiver.got().len(), 1, "a 3xx fails the message: it is not retried");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_currents_batch_refused_with_400_is_split_and_each_event_retried_alone() {
+    let clock = Clock::manual(Clock::system().now());
+    let app = private_app(Some(clock.clone())).await;
+    let receiver = Receiver::start().await;
+    let news = app.create_group("news", Channel::Email).await;
+    let mut request = create_request(&receiver.url);
+    if let WebhooksRequest::Create { format, bearer_token, .. } = &mut request {
+        *format = Format::Currents;
+        *bearer_token = Some("t0ken".into());
+    }
+    admin(&app, request).await;
+    receiver.refuse_bodies_with("\"poison\"");
+    // A poisoned body is answered 400 without reading the script: the first other single
+    // event is answered 503, and it alone waits for its retry.
+    receiver.answer(503, None);
+
+    assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["a", "b", "poison", "c", "d"])).await).await;
+    let got = eventually("a 503", Duration::from_secs(20), || async {
+        let got = receiver.got();
+        got.iter().any(|g| g.status == 503).then_some(got)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.got().len(), got.len(), "the others wait behind the retried event, in order");
+    clock.advance(Duration::from_secs(7));
+    let got = receiver.wait_for(7).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.got().len(), 7, "the batch, five single events and one retry: {got:#?}");
+
+    assert_eq!((events(&got[0]).len(), got[0].status), (5, 400), "first the batch");
+    let retried = got.iter().position(|g| g.status == 503).unwrap();
+    assert_eq!(got[retried + 1].body, got[retried].body, "the retry resends the same bytes, next");
+    let singles: Vec<&Got> = (1..7).filter(|&i| i != retried).map(|i| &got[i]).collect();
+    let batch = events(&got[0]);
+    for (single, event) in singles.iter().zip(&batch) {
+        assert_eq!(events(single), vec![event.clone()], "each event alone, in the batch's order");
+        assert_eq!(single.headers["authorization"], "Bearer t0ken");
+        assert_eq!(single.headers["braze-currents-version"], "1");
+    }
+    let refused: Vec<&&Got> = singles.iter().filter(|g| g.status == 400).collect();
+    assert_eq!(refused.len(), 1, "only the poisoned event is refused");
+    assert_eq!(events(refused[0])[0]["user"]["external_user_id"], "poison");
+    assert_eq!(singles.iter().filter(|g| g.status == 204).count(), 4, "the other four are delivered");
+
+    // The destination goes on: the next change is a message of its own.
+    assert_success(app.post_v2(&by_external_ids(news, "unsubscribed", &["a"])).await).await;
+    let got = receiver.wait_for(8).await;
+    assert_eq!((events(&got[7]).len(), got[7].status), (1, 204));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_deleted_profile_is_a_user_delete_request_without_its_identifiers() {
+    let app = private_app(None).await;
+    let (all, changes_only) = (Receiver::start().await, Receiver::start().await);
+    let news = app.create_group("news", Channel::Email).await;
+    app.import(&[("gone-1", Some("gone@example.com"), Some("+12025550123"))]).await;
+    let (_, secret) = create(&app, &all.url, None).await;
+    let mut request = create_request(&changes_only.url);
+    if let WebhooksRequest::Create { events, .. } = &mut request {
+        *events = vec![consentry::stream::destination::EventKind::StateChange];
+    }
+    admin(&app, request).await;
+    let profile = app.profile("gone-1").await.unwrap();
+
+    assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["gone-1"])).await).await;
+    let (status, body) = app.delete_users(&["gone-1"]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["after"])).await).await;
+
+    let got = all.wait_for(3).await;
+    assert!(got.iter().all(|g| signed_with(g, &secret)));
+    let deleted = events(&got[1]);
+    assert_eq!(deleted.len(), 1);
+    let event = &deleted[0];
+    assert_eq!(event["event_type"], "users.UserDeleteRequest");
+    assert_eq!(event.as_object().unwrap().len(), 4, "event_type, id, time, user: {event}");
+    assert_eq!(event["user"], serde_json::json!({ "user_id": profile.id.0.to_string() }));
+    assert!(event["time"].as_i64().unwrap() > 0);
+    assert_eq!(got[1].headers["webhook-id"].to_str().unwrap(), event["id"], "its id is the message id");
+    for erased in ["gone-1", "gone@example.com", "2025550123"] {
+        assert!(!got[1].body.contains(erased), "the deletion's event does not carry {erased}: {}", got[1].body);
+    }
+    assert_eq!(events(&got[2])[0]["user"]["external_user_id"], "after", "in ledger order");
+
+    let got = changes_only.wait_for(2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(changes_only.got().len(), 2, "a destination without user_delete does not get it");
+    assert!(got.iter().flat_map(events).all(|e| e["event_type"] == "users.behaviors.subscriptiongroup.StateChange"));
     app.shutdown().await;
 }
 
@@ -326,15 +502,7 @@ async fn a_destination_on_a_private_address_is_refused_unless_allowed() {
 async fn a_url_with_credentials_or_another_scheme_is_refused() {
     let app = spawn_app_with(|_| {}).await;
     for (url, says) in [("https://u:p@example.com/", "password"), ("ftp://example.com/", "scheme")] {
-        let request = WebhooksRequest::Create {
-            workspace: "default".into(),
-            url: url.into(),
-            format: Format::Standard,
-            secret: None,
-            bearer_token: None,
-            events: Vec::new(),
-            max_batch: None,
-        };
+        let request = create_request(url);
         let err = execute(&app.catalog, &AdminRequest::Webhooks(request)).await.unwrap_err().to_string();
         assert!(err.contains(says), "{url}: {err}");
     }
@@ -358,7 +526,17 @@ async fn kill_9_of_the_server_during_delivery_loses_no_event() {
     let mut server = Server::start_with(dir.path(), &["--allow-private-webhooks"]);
     let created = ok(
         dir.path(),
-        &["webhooks", "create", "--workspace", "default", "--url", &receiver.url, "--format", "standard"],
+        &[
+            "webhooks",
+            "create",
+            "--workspace",
+            "default",
+            "--url",
+            &receiver.url,
+            "--format",
+            "standard",
+            "--allow-private",
+        ],
     );
     assert!(created.lines().last().unwrap().starts_with("whsec_"), "{created}");
     crate::admin_cli::settle().await;
@@ -405,15 +583,10 @@ async fn three_nodes_on_one_database_deliver_every_event_each_message_once() {
     let key = apps.iter().find_map(|a| a.bootstrap_key().cloned()).expect("one node bootstraps").1;
     let catalog = apps[0].catalog();
     let group = catalog.create_group("default", "news", Channel::Email).await.unwrap().id;
-    let request = WebhooksRequest::Create {
-        workspace: "default".into(),
-        url: receiver.url.clone(),
-        format: Format::Standard,
-        secret: None,
-        bearer_token: None,
-        events: Vec::new(),
-        max_batch: Some(3),
-    };
+    let mut request = create_request(&receiver.url);
+    if let WebhooksRequest::Create { max_batch, .. } = &mut request {
+        *max_batch = Some(3);
+    }
     execute(&catalog, &AdminRequest::Webhooks(request)).await.unwrap();
     let store = apps[0].store();
     let workspace = catalog.workspaces()[0].id;

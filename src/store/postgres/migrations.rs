@@ -193,12 +193,21 @@ CREATE TABLE stream_messages (
 );
 "#,
     ),
+    // Issue 11: a profile's deletion is an event too (`users.UserDeleteRequest`), made
+    // deliverable in the deletion's transaction. It is no change record: its outbox row
+    // carries the deleted profile itself, and `change_id` holds the event's own id.
+    (
+        7,
+        r#"
+ALTER TABLE stream_outbox ADD COLUMN deleted_profile UUID;
+"#,
+    ),
     // Ledger retention (issue 10) looks for a workspace's records older than its cut-off. With
     // no index on the time, that was a scan of the whole table at every pass (1M records:
     // 23,000 buffers, 0.9 s, for 5,000 expired ones); with this one it reads the expired
     // range only (160 buffers). See docs/ledger.md, "How reads stay bounded".
     (
-        7,
+        8,
         r#"
 CREATE INDEX changes_by_time ON changes (workspace_id, at);
 "#,
