@@ -86,6 +86,7 @@ pub fn status_name(state: SubscriptionState) -> &'static str {
     match state {
         SubscriptionState::Subscribed => "Subscribed",
         SubscriptionState::Unsubscribed => "Unsubscribed",
+        SubscriptionState::OptedIn => "Opted In",
     }
 }
 
