@@ -172,7 +172,16 @@ impl Relay {
         records: Vec<ChangeRecord>,
         now: Timestamp,
     ) -> Result<Option<Message>, StoreError> {
-        if !destination.events.contains(&EventKind::StateChange) {
+        // A global email state change goes only where `global_state_change` was asked for, a
+        // group's only where `state_change` was; the message still covers every record.
+        let wanted = |r: &ChangeRecord| {
+            let kind = match r.group {
+                crate::domain::ledger::ChainGroup::Group(_) => EventKind::StateChange,
+                crate::domain::ledger::ChainGroup::Global => EventKind::GlobalStateChange,
+            };
+            destination.events.contains(&kind)
+        };
+        if !records.iter().any(wanted) {
             return Ok(None);
         }
         let ws = destination.workspace_id;
@@ -188,7 +197,7 @@ impl Relay {
         let asked: Vec<&ExternalId> = parsed.iter().collect();
         let views = self.store.read_profiles(ws, &asked).await?;
         let mut events: Vec<Event> = Vec::with_capacity(records.len());
-        for record in &records {
+        for record in records.iter().filter(|r| wanted(r)) {
             let details = match record.subject {
                 Subject::Profile(id) => {
                     let view = views.iter().flatten().find(|v| v.id == id);
