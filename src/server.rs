@@ -18,6 +18,20 @@ use crate::http::{router, AppState};
 use crate::limiter::RateLimiter;
 use crate::store::{report, DatabaseLocation, Policy, Store, StoreError};
 
+/// Why a server stopped by itself: its store had a storage fault (a failed fsync, a poisoned
+/// engine) and takes no more writes. `consentry serve` exits with [`STORAGE_FAULT_EXIT_CODE`],
+/// so that a supervisor restarts it and the restart replays the journal.
+#[derive(Debug, thiserror::Error)]
+#[error("storage fault: the store takes no more writes; exiting so that a restart replays its journal")]
+pub struct StorageFault;
+
+/// The exit code of `consentry serve` after a [`StorageFault`]: `EX_IOERR` of sysexits.h.
+pub const STORAGE_FAULT_EXIT_CODE: i32 = 74;
+
+/// How long requests in flight are given to finish after a storage fault, before the process
+/// exits: the bound is a second from the fault to the exit.
+const FAULT_DRAIN: Duration = Duration::from_millis(700);
+
 /// A server that is bound and ready to run.
 pub struct Application {
     listener: TcpListener,
@@ -158,7 +172,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, finishes in-flight requests,
-    /// drains the writer and returns.
+    /// drains the writer and returns. After a storage fault it stops the same way at once, gives
+    /// requests in flight [`FAULT_DRAIN`], and returns [`StorageFault`].
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Application {
             listener,
@@ -202,9 +217,28 @@ impl Application {
                 let _ = metrics_stopped.await;
             }))
         });
-        crate::serving::serve(listener, router(state), serving, shutdown).await;
+        let faulted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (fault_store, fault_flag) = (store.clone(), Arc::clone(&faulted));
+        let stop = async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = fault_store.storage_fault() => fault_flag.store(true, std::sync::atomic::Ordering::Relaxed),
+            }
+        };
+        let drained = async {
+            store.storage_fault().await;
+            tokio::time::sleep(FAULT_DRAIN).await;
+        };
+        tokio::select! {
+            () = crate::serving::serve(listener, router(state), serving, stop) => {}
+            () = drained => {}
+        }
+        let faulted = faulted.load(std::sync::atomic::Ordering::Relaxed);
         drop(metrics_stop);
         if let Some(task) = metrics_task {
+            if faulted {
+                task.abort();
+            }
             let _ = task.await;
         }
         if let Some(task) = admin_task {
@@ -220,6 +254,9 @@ impl Application {
             refresh.abort();
         }
         store.close().await;
+        if faulted {
+            return Err(StorageFault.into());
+        }
         Ok(())
     }
 }

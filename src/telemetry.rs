@@ -73,6 +73,9 @@ pub const PG_POOL_CONNECTIONS: &str = "consentry_pg_pool_connections";
 pub const PG_POOL_WAITERS: &str = "consentry_pg_pool_waiters";
 /// PostgreSQL transactions run again after a serialization failure or a conflict.
 pub const PG_TRANSACTION_RETRIES: &str = "consentry_pg_transaction_retries_total";
+/// PostgreSQL connections dropped from the pool because they failed before a commit (lost,
+/// or to a demoted primary), their transaction run again on a new one: failovers.
+pub const PG_RECONNECTS: &str = "consentry_pg_reconnects_total";
 /// SQLSTATE 40001 and 40P01 answers, retried or not.
 pub const PG_SERIALIZATION_FAILURES: &str = "consentry_pg_serialization_failures_total";
 /// Runs of the orphaned-state sweep; label `result`: `ok` or `error`.
@@ -254,6 +257,10 @@ fn describe() {
     describe_counter!(
         PG_TRANSACTION_RETRIES,
         "PostgreSQL transactions run again after a serialization failure or conflict"
+    );
+    describe_counter!(
+        PG_RECONNECTS,
+        "PostgreSQL connections dropped after failing before a commit (lost, or to a demoted primary)"
     );
     describe_counter!(
         PG_SERIALIZATION_FAILURES,

@@ -156,6 +156,12 @@ pub enum AdminRequest {
     },
     /// `webhooks …`: the change stream's destinations.
     Webhooks(crate::stream::admin::WebhooksRequest),
+    /// `backup --to DIR`: the server copies a snapshot of its own store (locked by it) into
+    /// `to`, an absolute path (the server's working directory is not the caller's).
+    Backup {
+        /// The backup directory, new or empty.
+        to: std::path::PathBuf,
+    },
 }
 
 /// What a command prints: `stdout` is for scripts (only the new id or key for `create`, a
@@ -170,6 +176,21 @@ pub struct AdminOutput {
     /// line then exits non-zero.
     #[serde(default)]
     pub failed: bool,
+}
+
+/// What `backup` prints: on stdout `ok`, the sequence number and the entries copied,
+/// tab-separated; a sentence on stderr.
+pub fn backup_report(to: &std::path::Path, manifest: &crate::store::embedded::backup::Manifest) -> AdminOutput {
+    AdminOutput {
+        stdout: format!("ok\t{}\t{}\n", manifest.seqno, manifest.entries()),
+        stderr: format!(
+            "backed up a snapshot of the store ({} entries, taken {}) into {}\n",
+            crate::cli::thousands(manifest.entries()),
+            manifest.taken_at,
+            to.display()
+        ),
+        failed: false,
+    }
 }
 
 /// The workspace id of `name`, or every workspace when `None`.
@@ -407,8 +428,8 @@ pub async fn execute(catalog: &Catalog, request: &AdminRequest) -> Result<AdminO
         }
         // Both read the whole store for long: the admin socket answers them itself, a page or
         // a progress report at a time (see `socket::serve`).
-        AdminRequest::LedgerExportPage(_) | AdminRequest::LedgerVerify { .. } => {
-            return Err(CatalogError::Invalid("the ledger is read through the admin socket".into()))
+        AdminRequest::LedgerExportPage(_) | AdminRequest::LedgerVerify { .. } | AdminRequest::Backup { .. } => {
+            return Err(CatalogError::Invalid("the store is read whole through the admin socket".into()))
         }
         AdminRequest::Webhooks(request) => out = crate::stream::admin::execute(catalog, request).await?,
     }

@@ -113,30 +113,49 @@ async fn answer(request: AdminRequest, catalog: &Arc<Catalog>, store: &Store, wr
             };
             let progress = Arc::new(AtomicU64::new(0));
             let walk = store.verify_ledger(ws, Arc::clone(&progress));
-            tokio::pin!(walk);
-            let mut tick = tokio::time::interval(PROGRESS_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    check = &mut walk => break match check {
-                        Ok(check) => Reply::Ok(super::ledger_report(&check)),
-                        Err(err) => Reply::Err(err.to_string()),
-                    },
-                    _ = tick.tick() => {
-                        // A caller that went away stops hearing; the walk, on a blocking
-                        // thread, ends by itself.
-                        if send(write, &Reply::Progress(progress.load(Ordering::Relaxed))).await.is_err() {
-                            break Reply::Err("the caller went away".into());
-                        }
-                    }
-                }
+            with_progress(walk, &progress, write, |check| super::ledger_report(&check)).await
+        }
+        AdminRequest::Backup { to } => {
+            if !to.is_absolute() {
+                return Reply::Err(format!("the backup directory {} is not an absolute path", to.display()));
             }
+            let progress = Arc::new(AtomicU64::new(0));
+            let copy = store.backup(&to, Arc::clone(&progress));
+            with_progress(copy, &progress, write, |manifest| super::backup_report(&to, &manifest)).await
         }
         request => match execute(catalog, &request).await {
             Ok(output) => Reply::Ok(output),
             Err(err) => Reply::Err(crate::store::report(&err)),
         },
+    }
+}
+
+/// Awaits `work`, a long walk of the store on a blocking thread, telling the caller every
+/// [`PROGRESS_EVERY`] how far it has come.
+async fn with_progress<T>(
+    work: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    progress: &AtomicU64,
+    write: &mut OwnedWriteHalf,
+    report: impl FnOnce(T) -> AdminOutput,
+) -> Reply {
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            done = &mut work => break match done {
+                Ok(done) => Reply::Ok(report(done)),
+                Err(err) => Reply::Err(crate::store::report(&err)),
+            },
+            _ = tick.tick() => {
+                // A caller that went away stops hearing; the walk, on a blocking thread, ends
+                // by itself.
+                if send(write, &Reply::Progress(progress.load(Ordering::Relaxed))).await.is_err() {
+                    break Reply::Err("the caller went away".into());
+                }
+            }
+        }
     }
 }
 

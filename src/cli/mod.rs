@@ -2,6 +2,7 @@
 //! this one holds the shared flags and the dispatch.
 
 pub mod admin;
+pub mod backup;
 pub mod ledger;
 pub mod ledger_export;
 pub mod migrate;
@@ -58,6 +59,11 @@ pub enum Command {
     /// Apply the PostgreSQL store's pending migrations and exit (the server also applies
     /// them at start-up); the embedded store needs none.
     Migrate,
+    /// Write a consistent copy of the embedded store into a new directory, while a server
+    /// serves it (through its admin socket) or not.
+    Backup(backup::BackupArgs),
+    /// Copy a backup into a new data directory and verify its ledger.
+    Restore(backup::RestoreArgs),
     /// Copy a whole embedded store (stopped) into an empty PostgreSQL database, resuming an
     /// interrupted copy, and verify the counts of every kind at the end.
     MigrateStore(migrate_store::MigrateStoreArgs),
@@ -81,13 +87,19 @@ pub fn run(cli: Cli) -> i32 {
         Command::Webhooks(command) => admin::run(&database, cli.max_groups_per_workspace, command.into()),
         Command::Ledger(command) => ledger::run(&database, command),
         Command::Migrate => migrate::run(&database),
+        Command::Backup(args) => backup::run_backup(&database, args),
+        Command::Restore(args) => backup::run_restore(args),
         Command::MigrateStore(args) => migrate_store::run(args),
     };
     match result {
         Ok(()) => 0,
         Err(err) => {
             eprintln!("error: {err:#}");
-            1
+            if err.is::<crate::server::StorageFault>() {
+                crate::server::STORAGE_FAULT_EXIT_CODE
+            } else {
+                1
+            }
         }
     }
 }

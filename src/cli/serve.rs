@@ -122,7 +122,7 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
         public_rate_limit: args.public_rate_limit,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
         let app = Application::build(settings.clone()).await?;
         if let Some((key, secret)) = app.bootstrap_key() {
@@ -142,5 +142,11 @@ pub fn run(database: DatabaseLocation, max_groups_per_workspace: usize, args: Se
             "consentry is listening"
         );
         app.run_until(shutdown).await
-    })
+    });
+    if result.as_ref().is_err_and(|err| err.is::<crate::server::StorageFault>()) {
+        // Dropping a runtime waits for its blocking tasks (a ledger walk may be on one);
+        // after a storage fault the process exits now, as promised.
+        runtime.shutdown_timeout(Duration::from_millis(100));
+    }
+    result
 }

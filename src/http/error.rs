@@ -127,7 +127,10 @@ impl From<Problems> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::ShuttingDown => ApiError::Unavailable,
+            // A failed commit stops the store and the server restarts (crash-only): the
+            // requests of that batch were not acknowledged, and a retry after the restart
+            // applies them (a set or track is the same change twice).
+            StoreError::ShuttingDown | StoreError::Commit(_) => ApiError::Unavailable,
             err @ StoreError::Unavailable { .. } => ApiError::StoreUnavailable(crate::store::report(&err)),
             other => ApiError::Internal(crate::store::report(&other)),
         }

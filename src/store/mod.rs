@@ -8,7 +8,7 @@
 pub mod embedded;
 pub mod postgres;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::domain::change::{ChangeRecord, Contact};
@@ -604,6 +604,30 @@ impl Store {
         }
     }
 
+    /// Writes a consistent copy of an embedded store into `to` (new or empty) while it keeps
+    /// serving, counting entries copied in `progress` (see `embedded::backup`). A PostgreSQL
+    /// database is backed up with PostgreSQL's own tools, which this refuses naming.
+    pub async fn backup(
+        &self,
+        to: &Path,
+        progress: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<embedded::backup::Manifest, StoreError> {
+        match self {
+            Store::Embedded(s) => s.backup(to, progress).await,
+            Store::Postgres(_) => Err(StoreError::Refused(POSTGRES_BACKUP.into())),
+        }
+    }
+
+    /// Completes when the store has had a storage fault after which it takes no more writes:
+    /// a failed commit of the embedded store (see `embedded::writer`). Never for PostgreSQL,
+    /// whose outages are waited out and retried instead, not crashed on.
+    pub async fn storage_fault(&self) {
+        match self {
+            Store::Embedded(s) => s.storage_fault().await,
+            Store::Postgres(_) => std::future::pending().await,
+        }
+    }
+
     /// Stops taking writes, commits what is queued and waits for the writer to finish.
     pub async fn close(&self) {
         match self {
@@ -612,6 +636,11 @@ impl Store {
         }
     }
 }
+
+/// Why `consentry backup` does not copy a PostgreSQL database.
+pub const POSTGRES_BACKUP: &str = "a PostgreSQL store is backed up with PostgreSQL's own tools: pg_basebackup with \
+     WAL archiving (a physical copy, restorable to any point in time) or pg_dump (a consistent logical snapshot); \
+     see \"Backups\" in the README";
 
 /// What [`Store::inspect`] reads: the store as stored, for tests and tools.
 #[doc(hidden)]

@@ -392,7 +392,13 @@ impl Server {
 
     /// [`Server::start`] with more `serve` options.
     pub(crate) fn start_with(dir: &Path, options: &[&str]) -> Server {
+        Server::start_with_env(dir, options, &[])
+    }
+
+    /// [`Server::start_with`] with more environment variables.
+    pub(crate) fn start_with_env(dir: &Path, options: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Server {
         let mut child = consentry()
+            .envs(env.iter().copied())
             .arg("--database")
             .arg(dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -448,7 +454,7 @@ impl Server {
         server
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}{V2_PATH}", self.addr)
     }
 
@@ -460,8 +466,15 @@ impl Server {
     pub(crate) fn stop_with(&mut self, signal: &str) -> (ExitStatus, String, String) {
         // `kill` fails only when the process has already exited, which the wait below reports.
         let _ = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status();
+        self.exit_within(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("the server did not exit within 30 s of SIG{signal}"))
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; returns its status, stdout and
+    /// stderr, or `None` (and kills it) if it is still running.
+    pub(crate) fn exit_within(&mut self, timeout: Duration) -> Option<(ExitStatus, String, String)> {
         let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
@@ -469,13 +482,13 @@ impl Server {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("the server did not exit within 30 s of SIG{signal}");
+                return None;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         };
         let out = self.stdout.take().unwrap().join().unwrap();
         let err = self.stderr.take().unwrap().join().unwrap();
-        (status, out, err)
+        Some((status, out, err))
     }
 }
 

@@ -289,6 +289,7 @@ async fn metrics_count_requests_by_route_method_and_status_and_the_refusals_and_
             assert_eq!(scrape.value("consentry_pg_pool_waiters", &[]), 0.0);
             scrape.value("consentry_pg_transaction_retries_total", &[]);
             scrape.value("consentry_pg_serialization_failures_total", &[]);
+            assert_eq!(scrape.value("consentry_pg_reconnects_total", &[]), 0.0);
             assert!(scrape.get("consentry_store_write_queue_depth", &[]).is_none());
             assert_eq!(scrape.value("consentry_store_unavailable_answers_total", &[]), 0.0);
 

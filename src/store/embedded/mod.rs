@@ -5,6 +5,7 @@
 //! persisted. The directory is locked by the process that opened it, so a second process gets
 //! [`StoreError::Locked`] and can talk to the first one instead (see `crate::admin`).
 
+pub mod backup;
 pub(crate) mod codec;
 pub mod export;
 mod gauges;
@@ -101,6 +102,27 @@ pub struct Tables {
 }
 
 impl Tables {
+    /// The keyspace named `name` in [`KEYSPACES`].
+    fn by_name(&self, name: &str) -> &Keyspace {
+        match name {
+            "catalog" => &self.catalog,
+            "profiles" => &self.profiles,
+            "profile_ids" => &self.profile_ids,
+            "emails" => &self.emails,
+            "phones" => &self.phones,
+            "orphans" => &self.orphans,
+            "changes" => &self.changes,
+            "changes_by_profile" => &self.changes_by_profile,
+            "changes_by_contact" => &self.changes_by_contact,
+            "chain_heads" => &self.chain_heads,
+            "chain_records" => &self.chain_records,
+            "meta" => &self.meta,
+            "outbox" => &self.outbox,
+            "stream" => &self.stream,
+            other => unreachable!("{other} is not in KEYSPACES"),
+        }
+    }
+
     fn keyspace(&self, table: Table) -> &Keyspace {
         match table {
             Table::Profiles => &self.profiles,
@@ -135,6 +157,8 @@ struct Inner {
     /// Batches the writer has committed; see [`prefetch`].
     epoch: Arc<AtomicU64>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Raised when a commit fails; see [`writer`].
+    fault: Arc<writer::Fault>,
     policy: Policy,
     path: PathBuf,
     /// Held (locked) for as long as the store is open.
@@ -213,10 +237,17 @@ impl EmbeddedStore {
             max_batch: options.max_batch.max(1),
             policy: policy.clone(),
         };
+        let fault = Arc::new(writer::Fault::default());
+        let writer_fault = Arc::clone(&fault);
         let writer = std::thread::Builder::new()
             .name("consentry-writer".into())
-            .spawn(move || writer::run(&writer_tables, receiver, &writer_epoch, &config))
+            .spawn(move || writer::run(&writer_tables, receiver, &writer_epoch, &config, &writer_fault))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
+        let (watched, watch_fault) = (Arc::downgrade(&tables), Arc::clone(&fault));
+        std::thread::Builder::new()
+            .name("consentry-fault-watch".into())
+            .spawn(move || writer::watch(watched, &watch_fault))
+            .map_err(|e| StoreError::Open(format!("cannot start the fault watch thread: {e}")))?;
 
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
@@ -224,6 +255,7 @@ impl EmbeddedStore {
                 queue: RwLock::new(Some(sender)),
                 epoch,
                 writer: Mutex::new(Some(writer)),
+                fault,
                 policy: policy.clone(),
                 path: path.to_path_buf(),
                 _lock: lock,
@@ -384,6 +416,21 @@ impl EmbeddedStore {
         }
     }
 
+    /// Completes when the store has had a storage fault and takes no more writes (see
+    /// [`writer`]).
+    pub async fn storage_fault(&self) {
+        self.inner.fault.wait().await;
+    }
+
+    /// Writes a consistent copy of the store into `to` (new or empty) while it keeps serving,
+    /// counting entries copied in `progress`; see [`backup`].
+    pub async fn backup(&self, to: &Path, progress: Arc<AtomicU64>) -> Result<backup::Manifest, StoreError> {
+        let (tables, to) = (Arc::clone(&self.inner.tables), to.to_path_buf());
+        tokio::task::spawn_blocking(move || backup::write(&tables, &to, &progress))
+            .await
+            .map_err(|e| StoreError::Internal(format!("the backup stopped: {e}")))?
+    }
+
     /// See [`super::Store::close`].
     pub async fn close(&self) {
         drop(self.inner.queue.write().expect("queue lock").take());
@@ -393,6 +440,10 @@ impl EmbeddedStore {
             if !matches!(joined, Ok(Ok(()))) {
                 tracing::error!("the writer thread panicked");
             }
+        }
+        // After a fault the journal is left as it is, for the next start to replay.
+        if self.inner.fault.raised() {
+            return;
         }
         if let Err(err) = self.tables().db.persist(PersistMode::SyncAll) {
             tracing::error!(error = %err, "final persist failed");
@@ -428,13 +479,19 @@ impl EmbeddedStore {
         key.push(kind);
         key.extend_from_slice(&id);
         let tables = Arc::clone(&self.inner.tables);
-        tokio::task::spawn_blocking(move || {
+        let committed = tokio::task::spawn_blocking(move || {
             let mut batch = tables.db.batch().durability(Some(PersistMode::SyncAll));
             batch.insert(&tables.catalog, key, value);
             batch.commit()
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("the catalog write stopped: {e}")))??;
+        .map_err(|e| StoreError::Internal(format!("the catalog write stopped: {e}")))?;
+        if let Err(err) = committed {
+            // The engine is poisoned as it is after a failed commit of the writer's.
+            tracing::error!(error = %crate::store::report(&err), "storage fault: a catalog write failed; the server exits");
+            self.inner.fault.raise();
+            return Err(err.into());
+        }
         Ok(())
     }
 

@@ -4,6 +4,13 @@
 //! One writer makes every read-modify-write serial without locks, and group commit spreads one
 //! fsync over many requests. Reads never go through here: the engine serves them concurrently
 //! and sees a batch only once it is durable.
+//!
+//! A commit that fails is a storage fault (a failed journal write or fsync, after which the
+//! engine is poisoned and refuses every later write): the writer answers the batch and whatever
+//! is queued with an error, stops, and raises the store's [`Fault`] so that the server exits
+//! and a restart replays the journal (crash-only; see `crate::server`). After a failed fsync
+//! nothing the kernel says about the file can be trusted, so retrying in place is not an option.
+//! A fault met outside the writer poisons the engine too; [`watch`] finds it without a write.
 
 use std::collections::HashMap;
 
@@ -54,6 +61,61 @@ pub enum Op {
     ExpireLedger(Vec<(ChainKey, u64)>),
 }
 
+/// Raised once, by the writer, when a commit fails: the store takes no more writes.
+#[derive(Debug)]
+pub struct Fault(tokio::sync::watch::Sender<bool>);
+
+impl Default for Fault {
+    fn default() -> Self {
+        Fault(tokio::sync::watch::channel(false).0)
+    }
+}
+
+impl Fault {
+    /// Whether the store has had a storage fault.
+    pub fn raised(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    pub(crate) fn raise(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Completes when the fault is raised (at once if it has been).
+    pub async fn wait(&self) {
+        let mut raised = self.0.subscribe();
+        // The sender lives as long as `self`, so the wait can only end by the fault.
+        let _ = raised.wait_for(|raised| *raised).await;
+    }
+}
+
+/// How often [`watch`] probes the engine.
+pub const PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Probes the engine every [`PROBE_EVERY`] until the store is dropped or the fault is raised.
+/// fjall poisons itself when any write fails, also one outside the writer (the change stream's,
+/// the catalog's) or a background flush; with no request coming to the writer, the server would
+/// not notice until the next one.
+pub(super) fn watch(tables: std::sync::Weak<Tables>, fault: &Fault) {
+    loop {
+        std::thread::sleep(PROBE_EVERY);
+        let Some(tables) = tables.upgrade() else { return };
+        if fault.raised() {
+            return;
+        }
+        // Hands the journal's buffer to the OS: cheap, nothing when it is empty, and refused
+        // with `Poisoned` once the engine is.
+        if let Err(err) = tables.db.persist(PersistMode::Buffer).and_then(|()| injected_poison()) {
+            tracing::error!(
+                error = %crate::store::report(&err),
+                "storage fault: the engine refuses writes; the server exits, so that a restart replays the journal"
+            );
+            fault.raise();
+            return;
+        }
+    }
+}
+
 /// How the writer commits, and the clock and retention it applies.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -65,10 +127,11 @@ pub struct WriterConfig {
     pub policy: Policy,
 }
 
-/// Runs the writer until every sender is dropped and the queue is empty.
+/// Runs the writer until every sender is dropped and the queue is empty, or until a commit
+/// fails (then it raises `fault`; see the module documentation).
 /// After each commit it publishes the number of committed batches in `epoch` (see
 /// [`super::prefetch`]).
-pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, config: &WriterConfig) {
+pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, config: &WriterConfig, fault: &Fault) {
     let WriterConfig { durability, max_batch, policy } = config;
     let (durability, max_batch, retention) = (*durability, *max_batch, policy.retention);
     let mode = match durability {
@@ -98,7 +161,7 @@ pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, c
         }
         let written: Vec<Vec<u8>> = overlay.keys(Table::Profiles).map(<[u8]>::to_vec).collect();
         let (wrote, commit_started) = (!overlay.is_empty(), std::time::Instant::now());
-        let committed = overlay.commit(mode).map_err(std::sync::Arc::new);
+        let committed = overlay.commit(mode).and_then(|()| injected_fault(wrote)).map_err(std::sync::Arc::new);
         if wrote {
             crate::telemetry::commit(commit_started.elapsed(), committed.is_ok(), Some(jobs.len()));
         }
@@ -115,9 +178,58 @@ pub fn run(tables: &Tables, mut queue: mpsc::Receiver<Job>, epoch: &AtomicU64, c
             let _ = job.reply.send(answer);
         }
         if let Err(err) = committed {
-            tracing::error!(error = %err, "commit failed; the batch's requests were answered with an error");
+            tracing::error!(
+                error = %crate::store::report(&*err),
+                "storage fault: a commit failed; the store takes no more writes and the server exits, \
+                 so that a restart replays the journal"
+            );
+            fault.raise();
+            // Requests already queued are refused rather than left waiting for a writer that
+            // is gone: they were never applied, and a client may retry them after the restart.
+            queue.close();
+            while let Some(job) = queue.blocking_recv() {
+                let _ = job.reply.send(Err(StoreError::ShuttingDown));
+            }
+            return;
         }
     }
+}
+
+/// A failed fsync on demand, for the tests of crash-only behaviour: compiled only with the
+/// `failpoints` feature, which only the test build enables. While the file named by
+/// `CONSENTRY_FAILPOINT_FSYNC` exists, a batch that wrote is committed to the journal
+/// unsynced and then reported as failed, which is what a failed fsync leaves behind: a batch
+/// that may or may not be on disk, whose requests were never acknowledged.
+#[cfg(feature = "failpoints")]
+fn injected_fault(wrote: bool) -> Result<(), fjall::Error> {
+    let armed = std::env::var_os("CONSENTRY_FAILPOINT_FSYNC").is_some_and(|path| std::path::Path::new(&path).exists());
+    if wrote && armed {
+        return Err(fjall::Error::Io(std::io::Error::other("injected fsync failure (CONSENTRY_FAILPOINT_FSYNC)")));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+fn injected_fault(_wrote: bool) -> Result<(), fjall::Error> {
+    Ok(())
+}
+
+/// A poisoned engine on demand (see [`injected_fault`]): while the file named by
+/// `CONSENTRY_FAILPOINT_POISON` exists, [`watch`]'s probe fails as on a poisoned engine.
+#[cfg(feature = "failpoints")]
+fn injected_poison() -> Result<(), fjall::Error> {
+    let armed = std::env::var_os("CONSENTRY_FAILPOINT_POISON").is_some_and(|path| std::path::Path::new(&path).exists());
+    if armed {
+        return Err(fjall::Error::Poisoned);
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+fn injected_poison() -> Result<(), fjall::Error> {
+    Ok(())
 }
 
 fn apply(overlay: &mut Overlay<'_>, reads: Reads<'_>, op: &mut Op, at: Timestamp) -> Result<Applied, StoreError> {

@@ -57,21 +57,17 @@ impl PostgresStore {
         admission: &Admission,
     ) -> Result<(), StoreError> {
         let body = body.map_err(not_encoded)?;
-        let mut client = self.client().await?;
-        retry::transaction(&mut client, IsolationLevel::Serializable, &((kind, id, body), admission.clone()), admit)
-            .await
+        self.transaction(IsolationLevel::Serializable, &((kind, id, body), admission.clone()), admit).await
     }
 
     /// See [`crate::store::Store::change_workspace`].
     pub async fn change_workspace(&self, id: WorkspaceId, change: &WorkspaceChange) -> Result<Workspace, StoreError> {
-        let mut client = self.client().await?;
-        retry::transaction(&mut client, IsolationLevel::Serializable, &(id, change.clone()), change_limit).await
+        self.transaction(IsolationLevel::Serializable, &(id, change.clone()), change_limit).await
     }
 
     async fn put(&self, kind: i16, id: uuid::Uuid, body: serde_json::Result<String>) -> Result<(), StoreError> {
         let body = body.map_err(not_encoded)?;
-        let mut client = self.client().await?;
-        retry::transaction(&mut client, IsolationLevel::Serializable, &(kind, id, body), upsert).await
+        self.transaction(IsolationLevel::Serializable, &(kind, id, body), upsert).await
     }
 }
 

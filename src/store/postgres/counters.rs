@@ -27,14 +27,33 @@ impl PostgresStore {
         bucket: Bucket,
         window: Window,
     ) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(COUNT).await.map_err(retry::db_error)?;
-        let seconds = window.seconds as i32;
-        let row = client
-            .query_one(&statement, &[&workspace.0, &bucket.as_str(), &seconds, &window.start, &window.end()])
-            .await
-            .map_err(retry::db_error)?;
-        Ok(row.get::<_, i64>(0).max(0) as u64)
+        let mut reconnects = 0;
+        loop {
+            let client = self.client().await?;
+            let counted = async {
+                let statement = client.prepare_cached(COUNT).await?;
+                let seconds = window.seconds as i32;
+                client
+                    .query_one(&statement, &[&workspace.0, &bucket.as_str(), &seconds, &window.start, &window.end()])
+                    .await
+            }
+            .await;
+            match counted {
+                Ok(row) => return Ok(row.get::<_, i64>(0).max(0) as u64),
+                Err(err) => {
+                    // As for transactions (`PostgresStore::transaction`): a failed connection
+                    // leaves the pool. Only a refusal to write is certain to have counted
+                    // nothing and is run again; a lost connection may have counted.
+                    if retry::is_connection_failure(&err) {
+                        drop(deadpool_postgres::Object::take(client));
+                    }
+                    if !retry::is_read_only(&err) || reconnects == super::MAX_RECONNECTS {
+                        return Err(retry::db_error(err));
+                    }
+                    reconnects += 1;
+                }
+            }
+        }
     }
 
     /// Deletes the counters of windows that ended before `before` (epoch seconds); returns how

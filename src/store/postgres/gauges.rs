@@ -17,5 +17,6 @@ impl PostgresStore {
         // Created at zero, so that a scrape shows them before the first conflict.
         counter!(t::PG_TRANSACTION_RETRIES).increment(0);
         counter!(t::PG_SERIALIZATION_FAILURES).increment(0);
+        counter!(t::PG_RECONNECTS).increment(0);
     }
 }

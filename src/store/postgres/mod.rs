@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, IsolationLevel};
 
 use super::{Policy, PostgresOptions, StoreError};
 use crate::domain::change::{Contact, ContactKind, Subject};
@@ -104,6 +104,45 @@ impl PostgresStore {
         })
     }
 
+    /// Runs `attempt` through [`retry::run`] on a pooled connection. When the connection fails
+    /// before COMMIT in a way another connection may not (lost, or to a demoted primary: see
+    /// [`retry::is_connection_failure`]), the connection leaves the pool, so that nobody meets
+    /// it again, and the transaction runs again on a new one, a few times: a failover moves the
+    /// primary, and a new connection (the URL's `target_session_attrs=read-write`) finds it.
+    /// While there is none, taking a connection fails and the request answers 503.
+    async fn transaction<T, D, F>(&self, isolation: IsolationLevel, data: &D, attempt: F) -> Result<T, StoreError>
+    where
+        D: ?Sized + Sync,
+        F: for<'c, 't> Fn(
+            &'c tokio_postgres::Transaction<'t>,
+            &'c D,
+        ) -> retry::BoxFuture<'c, Result<T, retry::TxError>>,
+    {
+        let mut reconnects = 0;
+        loop {
+            let mut client = self.client().await?;
+            match retry::run(&mut client, isolation, data, &attempt).await {
+                Ok(value) => return Ok(value),
+                Err(failure) if failure.reconnect => {
+                    // Out of the pool: a connection to a demoted primary stays open and would
+                    // fail every write that takes it.
+                    drop(deadpool_postgres::Object::take(client));
+                    metrics::counter!(crate::telemetry::PG_RECONNECTS).increment(1);
+                    if reconnects == MAX_RECONNECTS {
+                        return Err(failure.error);
+                    }
+                    reconnects += 1;
+                    tracing::info!(
+                        attempt = reconnects,
+                        "the database connection failed before commit; retrying on a new one"
+                    );
+                    tokio::time::sleep(RECONNECT_PAUSE * reconnects).await;
+                }
+                Err(failure) => return Err(failure.error),
+            }
+        }
+    }
+
     /// A turn to run a write transaction, waited for before taking a connection.
     ///
     /// Write transactions are SERIALIZABLE and each reads and writes about fifty rows: past
@@ -128,6 +167,9 @@ impl PostgresStore {
         let client = self.client().await?;
         let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(retry::db_error)?;
         if row.get::<_, bool>(0) {
+            // A connection made before its server became a standby: drop it, so that the next
+            // one is made to the primary.
+            drop(deadpool_postgres::Object::take(client));
             return Err(StoreError::Unavailable {
                 reason: "the database is a standby (in recovery), not a primary".into(),
                 source: None,
@@ -192,6 +234,12 @@ pub async fn migrate(url: &str, options: &PostgresOptions) -> Result<Vec<i32>, S
     apply_migrations(&config, &connector).await
 }
 
+/// Transactions run again on a new connection after their connection failed before commit
+/// (see [`PostgresStore::transaction`]).
+const MAX_RECONNECTS: u32 = 3;
+/// The pause before the first of those, growing with each: a failover takes a moment.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+
 /// How long a connection attempt may take unless the URL says (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -210,15 +258,23 @@ pub async fn connect(
     Ok((client, driver))
 }
 
-/// `host:port/database` of a config, for messages: never its password.
+/// `host:port/database` of a config, for messages: never its password. A URL of several hosts
+/// (a primary and its standbys) names them all, in order: `h1:p1,h2:p2/database`.
 pub fn describe(config: &tokio_postgres::Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
-        None => "localhost".into(),
+    let hosts = config.get_hosts();
+    let ports = config.get_ports();
+    let host = |host: &tokio_postgres::config::Host| match host {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
     };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("{host}:{port}/{}", config.get_dbname().or(config.get_user()).unwrap_or("postgres"))
+    // The driver's rule: one port for every host, or one per host.
+    let port = |i: usize| ports.get(if ports.len() == 1 { 0 } else { i }).copied().unwrap_or(5432);
+    let servers = if hosts.is_empty() {
+        format!("localhost:{}", port(0))
+    } else {
+        hosts.iter().enumerate().map(|(i, h)| format!("{}:{}", host(h), port(i))).collect::<Vec<_>>().join(",")
+    };
+    format!("{servers}/{}", config.get_dbname().or(config.get_user()).unwrap_or("postgres"))
 }
 
 /// A state as stored.

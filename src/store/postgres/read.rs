@@ -167,9 +167,8 @@ impl PostgresStore {
 
     /// See [`crate::store::Store::read_contacts`].
     pub async fn read_contacts(&self, ws: WorkspaceId, contacts: &[&Contact]) -> Result<Vec<ContactView>, StoreError> {
-        let mut client = self.client().await?;
         let data = (ws, contacts.iter().map(|c| (*c).clone()).collect::<Vec<_>>());
-        retry::transaction(&mut client, IsolationLevel::RepeatableRead, &data, read_contacts_attempt).await
+        self.transaction(IsolationLevel::RepeatableRead, &data, read_contacts_attempt).await
     }
 
     /// A page of `GET /email/unsubscribes`: a range of `email_unsubscribes_by_time`, or the

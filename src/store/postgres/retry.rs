@@ -7,6 +7,15 @@
 //! (ids, times) is decided again on the next attempt. Backoff is jittered so that two
 //! transactions that collided do not collide again in lockstep, and bounded so that a request
 //! under permanent contention fails with a 500 instead of hanging.
+//!
+//! A failover is the other failure worth a second attempt, on another connection: the
+//! connection was lost, or it is to a server that no longer takes writes (a demoted primary:
+//! SQLSTATE 25006). [`run`] says when a transaction failed so before its COMMIT was sent, hence
+//! certainly did not commit; `PostgresStore::transaction` then drops the connection from the
+//! pool and runs the transaction again on a new one, which the URL's
+//! `target_session_attrs=read-write` makes on the current primary. A connection lost during
+//! COMMIT is never retried: the commit may have happened, and only the client, told 503, may
+//! decide to send the request again.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -94,7 +103,7 @@ pub fn db_error(err: tokio_postgres::Error) -> StoreError {
 
 /// Whether a server error says the database cannot serve right now (class 08, connection
 /// exception; 57P01–57P03, shut down or starting; 57014, the statement timeout; 53300, too
-/// many connections).
+/// many connections; 25006, a server that takes no writes, as a standby or a demoted primary).
 fn is_unavailability(code: &SqlState) -> bool {
     code.code().starts_with("08")
         || [
@@ -103,8 +112,36 @@ fn is_unavailability(code: &SqlState) -> bool {
             SqlState::CANNOT_CONNECT_NOW,
             SqlState::QUERY_CANCELED,
             SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::READ_ONLY_SQL_TRANSACTION,
         ]
         .contains(code)
+}
+
+/// Whether `err` is SQLSTATE 25006: the server takes no writes (a standby, or a demoted primary),
+/// so the statement changed nothing.
+pub fn is_read_only(err: &tokio_postgres::Error) -> bool {
+    err.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
+}
+
+/// Whether `err` says that this connection, not the database, can no longer serve writes: it
+/// is lost (no server error, or class 08), its server is shutting down or restarting
+/// (57P01–57P03), or its server takes no writes (25006, a demoted primary). Another connection,
+/// to the current primary, may succeed.
+pub fn is_connection_failure(err: &tokio_postgres::Error) -> bool {
+    match err.as_db_error() {
+        Some(db) => {
+            let code = db.code();
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::READ_ONLY_SQL_TRANSACTION,
+                ]
+                .contains(code)
+        }
+        None => err.is_closed() || std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>()),
+    }
 }
 
 /// Runs `attempt` in a transaction at `isolation` on `client` and commits it, again from the
@@ -121,12 +158,34 @@ where
     D: ?Sized + Sync,
     F: for<'c, 't> Fn(&'c Transaction<'t>, &'c D) -> BoxFuture<'c, Result<T, TxError>>,
 {
+    run(client, isolation, data, attempt).await.map_err(|failure| failure.error)
+}
+
+/// A transaction that [`run`] gave up on.
+#[derive(Debug)]
+pub struct Failure {
+    /// What the request answers with.
+    pub error: StoreError,
+    /// Whether the connection failed (see [`is_connection_failure`]) before COMMIT was sent:
+    /// nothing was committed, and another connection may succeed.
+    pub reconnect: bool,
+}
+
+/// [`transaction`], saying in its failure whether another connection may succeed.
+pub async fn run<T, D, F>(client: &mut Client, isolation: IsolationLevel, data: &D, attempt: F) -> Result<T, Failure>
+where
+    D: ?Sized + Sync,
+    F: for<'c, 't> Fn(&'c Transaction<'t>, &'c D) -> BoxFuture<'c, Result<T, TxError>>,
+{
     let mut tries = 0;
     loop {
         tries += 1;
+        // Whether COMMIT was sent: from then on a lost connection leaves the outcome unknown.
+        let mut committing = false;
         let outcome = async {
             let tx = client.build_transaction().isolation_level(isolation).start().await?;
             let value = attempt(&tx, data).await?;
+            committing = true;
             let commit_started = std::time::Instant::now();
             let committed = tx.commit().await;
             crate::telemetry::commit(commit_started.elapsed(), committed.is_ok(), None);
@@ -150,7 +209,8 @@ where
                 if err.is_retryable() {
                     tracing::warn!(attempts = tries, "transaction still conflicting after every attempt; giving up");
                 }
-                return Err(err.into_store_error());
+                let reconnect = !committing && matches!(&err, TxError::Db(db) if is_connection_failure(db));
+                return Err(Failure { error: err.into_store_error(), reconnect });
             }
         }
     }

@@ -9,7 +9,7 @@ use tokio_postgres::{IsolationLevel, Transaction};
 use uuid::Uuid;
 
 use super::read::{self, profile_snapshot};
-use super::retry::{self, BoxFuture, TxError};
+use super::retry::{BoxFuture, TxError};
 use super::{contact_kind, ledger, state_code, PostgresStore, EMAIL, PHONE, SUBJECT_ERASED};
 use crate::domain::change::Contact;
 use crate::domain::delete::{self, DeleteKnown, FoundProfile};
@@ -537,39 +537,34 @@ impl PostgresStore {
     /// See [`crate::store::Store::set_status`].
     pub async fn set_status(&self, origin: Origin, command: SetStatusCommand) -> Result<Applied, StoreError> {
         let _turn = self.write_turn().await?;
-        let mut client = self.client().await?;
         let data = SetData { origin, command, policy: self.inner.policy.clone() };
-        retry::transaction(&mut client, IsolationLevel::Serializable, &data, set_status_attempt).await
+        self.transaction(IsolationLevel::Serializable, &data, set_status_attempt).await
     }
 
     /// See [`crate::store::Store::track`].
     pub async fn track(&self, origin: Origin, command: TrackCommand) -> Result<Applied, StoreError> {
         let _turn = self.write_turn().await?;
-        let mut client = self.client().await?;
         let data = TrackData { origin, command, policy: self.inner.policy.clone() };
-        retry::transaction(&mut client, IsolationLevel::Serializable, &data, track_attempt).await
+        self.transaction(IsolationLevel::Serializable, &data, track_attempt).await
     }
 
     /// See [`crate::store::Store::delete_profiles`].
     pub async fn delete_profiles(&self, ws: WorkspaceId, external_ids: Vec<ExternalId>) -> Result<Applied, StoreError> {
         let _turn = self.write_turn().await?;
-        let mut client = self.client().await?;
-        retry::transaction(&mut client, IsolationLevel::Serializable, &(ws, external_ids), delete_attempt).await
+        self.transaction(IsolationLevel::Serializable, &(ws, external_ids), delete_attempt).await
     }
 
     /// See [`crate::store::Store::import_profiles`].
     pub async fn import_profiles(&self, ws: WorkspaceId, profiles: Vec<ProfileImport>) -> Result<Applied, StoreError> {
         let _turn = self.write_turn().await?;
-        let mut client = self.client().await?;
-        retry::transaction(&mut client, IsolationLevel::Serializable, &(ws, profiles), import_attempt).await
+        self.transaction(IsolationLevel::Serializable, &(ws, profiles), import_attempt).await
     }
 
     /// See [`crate::store::Store::expire_orphans`].
     pub async fn expire_orphans(&self) -> Result<usize, StoreError> {
         let cutoff = self.inner.policy.retention.cutoff(self.inner.policy.clock.now());
         let _turn = self.write_turn().await?;
-        let mut client = self.client().await?;
-        retry::transaction(&mut client, IsolationLevel::Serializable, &cutoff, expire_attempt).await
+        self.transaction(IsolationLevel::Serializable, &cutoff, expire_attempt).await
     }
 
     /// See [`crate::store::Store::expire_ledger`]: a batch of expired records per transaction,
@@ -578,10 +573,8 @@ impl PostgresStore {
         let mut deleted = 0;
         loop {
             let _turn = self.write_turn().await?;
-            let mut client = self.client().await?;
             let (expired, more) =
-                retry::transaction(&mut client, IsolationLevel::Serializable, &(ws, cutoff), ledger::expire_attempt)
-                    .await?;
+                self.transaction(IsolationLevel::Serializable, &(ws, cutoff), ledger::expire_attempt).await?;
             deleted += expired;
             if !more || expired == 0 {
                 return Ok(deleted);
