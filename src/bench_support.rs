@@ -9,7 +9,7 @@ pub use crate::store::embedded::codec::{
 };
 
 /// Every keyspace of the embedded store with its memtable size in MiB.
-pub const KEYSPACES: [(&str, u64); 14] = crate::store::embedded::KEYSPACES;
+pub const KEYSPACES: [(&str, u64); 15] = crate::store::embedded::KEYSPACES;
 
 /// The options the embedded store creates a keyspace with, for a memtable of `memtable_mib` MiB.
 pub fn keyspace_options(memtable_mib: u64) -> fjall::KeyspaceCreateOptions {

@@ -26,12 +26,20 @@ pub enum Endpoint {
     /// `POST /users/delete`
     #[serde(rename = "/users/delete")]
     UsersDelete,
+    /// `POST /email/status`
+    #[serde(rename = "/email/status")]
+    EmailStatus,
 }
 
 impl Endpoint {
     /// Every endpoint that changes state, in code order.
-    pub const ALL: [Endpoint; 4] =
-        [Endpoint::V2StatusSet, Endpoint::V1StatusSet, Endpoint::UsersTrack, Endpoint::UsersDelete];
+    pub const ALL: [Endpoint; 5] = [
+        Endpoint::V2StatusSet,
+        Endpoint::V1StatusSet,
+        Endpoint::UsersTrack,
+        Endpoint::UsersDelete,
+        Endpoint::EmailStatus,
+    ];
 
     /// The path, as it appears in change records.
     pub fn path(self) -> &'static str {
@@ -40,6 +48,7 @@ impl Endpoint {
             Endpoint::V1StatusSet => "/subscription/status/set",
             Endpoint::UsersTrack => "/users/track",
             Endpoint::UsersDelete => "/users/delete",
+            Endpoint::EmailStatus => "/email/status",
         }
     }
 
@@ -50,6 +59,7 @@ impl Endpoint {
             Endpoint::V1StatusSet => 2,
             Endpoint::UsersTrack => 3,
             Endpoint::UsersDelete => 4,
+            Endpoint::EmailStatus => 5,
         }
     }
 

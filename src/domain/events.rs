@@ -13,6 +13,8 @@ use super::subscription::{Channel, SubscriptionState};
 
 /// Braze's event type of a subscription group state change.
 pub const STATE_CHANGE: &str = "users.behaviors.subscriptiongroup.StateChange";
+/// Braze's event type of a change of the global email state.
+pub const GLOBAL_STATE_CHANGE: &str = "users.behaviors.subscription.GlobalStateChange";
 /// Braze's event type of a deleted user.
 pub const USER_DELETE: &str = "users.UserDeleteRequest";
 
@@ -57,8 +59,9 @@ pub struct EventUser {
 /// The event's `properties` object: Braze's fields, then Consentry's own from the ledger.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventProperties {
-    /// The group.
-    pub subscription_group_id: String,
+    /// The group; absent from a global email state change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription_group_id: Option<String>,
     /// `Subscribed` or `Unsubscribed`.
     pub subscription_status: &'static str,
     /// `email`, `sms` or `whatsapp`.
@@ -86,6 +89,7 @@ pub fn status_name(state: SubscriptionState) -> &'static str {
     match state {
         SubscriptionState::Subscribed => "Subscribed",
         SubscriptionState::Unsubscribed => "Unsubscribed",
+        SubscriptionState::OptedIn => "Opted In",
     }
 }
 
@@ -131,12 +135,15 @@ pub fn state_change(record: &ChangeRecord, channel: Channel, details: &SubjectDe
         Channel::Sms | Channel::Whatsapp => (None, phone),
     };
     Event {
-        event_type: STATE_CHANGE,
+        event_type: match record.group.group_id() {
+            Some(_) => STATE_CHANGE,
+            None => GLOBAL_STATE_CHANGE,
+        },
         id: record.id.0.to_string(),
         time: record.at.as_secs(),
         user: EventUser { user_id, external_user_id: Some(external_user_id.flatten()) },
         properties: Some(EventProperties {
-            subscription_group_id: record.group.as_uuid().to_string(),
+            subscription_group_id: record.group.group_id().map(|id| id.to_string()),
             subscription_status: status_name(record.new),
             channel: channel_name(channel),
             email_address: email,

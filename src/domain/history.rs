@@ -86,6 +86,17 @@ pub struct GroupFilter {
     pub global: bool,
 }
 
+impl GroupFilter {
+    /// The ids the stores keep the named groups' records under, the global state's included.
+    pub fn storage_ids(&self) -> Vec<GroupId> {
+        let mut ids = self.groups.clone();
+        if self.global {
+            ids.push(super::email::GLOBAL);
+        }
+        ids
+    }
+}
+
 /// A position in the ledger's order: (time, record id). Records after a position sort after
 /// it in that order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -145,7 +156,7 @@ pub struct HistoryQuery {
 impl HistoryQuery {
     /// Whether a record passes the group filter.
     pub fn wants_group(&self, group: GroupId) -> bool {
-        self.groups.as_ref().is_none_or(|f| f.groups.contains(&group))
+        self.groups.as_ref().is_none_or(|f| f.storage_ids().contains(&group))
     }
 
     /// The cursor that continues after `last`.

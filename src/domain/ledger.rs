@@ -251,6 +251,7 @@ fn state_code(state: Option<SubscriptionState>) -> u8 {
         None => 0,
         Some(SubscriptionState::Subscribed) => 1,
         Some(SubscriptionState::Unsubscribed) => 2,
+        Some(SubscriptionState::OptedIn) => 3,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod change;
 pub mod delete;
+pub mod email;
 pub mod events;
 pub mod history;
 pub mod identifiers;

@@ -146,6 +146,9 @@ pub struct Plan {
     /// One record per net change of a (subject, group), in the order of their first change;
     /// not yet sealed.
     pub changes: Vec<ChangeRecord>,
+    /// What the unsubscribe index records for the global state's changes (see
+    /// [`super::email`]).
+    pub unsubscribes: Vec<super::email::UnsubscribeUpdate>,
 }
 
 impl Plan {
@@ -211,6 +214,9 @@ pub fn plan_set_status(command: &SetStatusCommand, known: Known, ctx: &WriteCont
     let mut net_index: HashMap<(Target, GroupId), usize> = HashMap::new();
     let mut targets = Vec::new();
     let mut reached = HashSet::new();
+    // The email through which a profile was reached: the address its global state is listed
+    // under in the unsubscribe index.
+    let mut reached_by: HashMap<ProfileId, Contact> = HashMap::new();
 
     for entry in &command.entries {
         let group = entry.group_id;
@@ -230,6 +236,7 @@ pub fn plan_set_status(command: &SetStatusCommand, known: Known, ctx: &WriteCont
             match carriers.get(contact).filter(|c| !c.is_empty()) {
                 Some(profiles) => {
                     for &id in profiles {
+                        reached_by.entry(id).or_insert_with(|| contact.clone());
                         if reached.insert(id) {
                             targets.push(Target::Profile(id));
                         }
@@ -270,6 +277,14 @@ pub fn plan_set_status(command: &SetStatusCommand, known: Known, ctx: &WriteCont
         if change.old == Some(change.new) {
             continue;
         }
+        let email = match &change.target {
+            Target::Profile(id) => reached_by.get(id),
+            Target::Orphan(contact) => Some(contact),
+        };
+        let email = match email {
+            Some(Contact::Email(email)) => Some(email.clone()),
+            _ => None,
+        };
         let subject = match change.target {
             Target::Profile(id) => {
                 plan.profile_states.push((id, change.group, change.new));
@@ -281,7 +296,11 @@ pub fn plan_set_status(command: &SetStatusCommand, known: Known, ctx: &WriteCont
                 Subject::Orphan(id, contact)
             }
         };
-        plan.changes.push(ctx.record(change.group, subject, change.old, change.new, change.use_double_opt_in_logic));
+        let record = ctx.record(change.group, subject, change.old, change.new, change.use_double_opt_in_logic);
+        if let Some(update) = email.and_then(|email| super::email::unsubscribe_update(&record, &email)) {
+            plan.unsubscribes.push(update);
+        }
+        plan.changes.push(record);
     }
     plan
 }

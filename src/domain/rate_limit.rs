@@ -32,11 +32,14 @@ pub enum Bucket {
     Delete,
     /// `POST /consent/links`.
     Links,
+    /// `POST /email/status` and `GET /email/unsubscribes`.
+    Email,
 }
 
 impl Bucket {
     /// Every bucket, in the order the command line lists them.
-    pub const ALL: [Bucket; 5] = [Bucket::Set, Bucket::Get, Bucket::Track, Bucket::Delete, Bucket::Links];
+    pub const ALL: [Bucket; 6] =
+        [Bucket::Set, Bucket::Get, Bucket::Track, Bucket::Delete, Bucket::Links, Bucket::Email];
 
     /// Braze's limit for the bucket, which applies until a workspace sets its own.
     pub const fn default_limit(self) -> Limit {
@@ -48,6 +51,8 @@ impl Bucket {
             // Not a Braze endpoint: one request signs 50 links, so the set bucket's rate
             // signs a quarter of a million a minute; bulk senders mint offline anyway.
             Bucket::Links => Limit { requests: 5_000, window_seconds: 60 },
+            // Braze's default limit, which its documentation applies to both email endpoints.
+            Bucket::Email => Limit { requests: 250_000, window_seconds: 3_600 },
         }
     }
 
@@ -59,6 +64,7 @@ impl Bucket {
             Bucket::Track => "track",
             Bucket::Delete => "delete",
             Bucket::Links => "links",
+            Bucket::Email => "email",
         }
     }
 
@@ -75,6 +81,7 @@ impl Bucket {
             Bucket::Track => "/users/track",
             Bucket::Delete => "/users/delete",
             Bucket::Links => "/consent/links",
+            Bucket::Email => "the /email endpoints",
         }
     }
 }

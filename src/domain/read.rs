@@ -370,8 +370,11 @@ pub fn list_users(profiles: Vec<Option<ProfileView>>, contacts: Vec<(Contact, Co
         list_profile(profile, &mut users);
     }
     for (contact, view) in contacts {
-        if view.carriers.is_empty() && !view.orphans.is_empty() {
-            users.push(ListedUser::Orphan { contact, states: view.orphans });
+        // The global email state alone does not list an address here: this endpoint lists
+        // subscription groups, and Braze keeps `email_subscribe` out of it.
+        if view.carriers.is_empty() && view.orphans.iter().any(|s| !super::email::is_global(s.group_id)) {
+            let states = view.orphans.into_iter().filter(|s| !super::email::is_global(s.group_id)).collect();
+            users.push(ListedUser::Orphan { contact, states });
         }
         for profile in view.carriers {
             list_profile(profile, &mut users);
@@ -414,7 +417,8 @@ impl ReadState {
     /// The reading of one stored state.
     pub fn of(state: Option<SubscriptionState>) -> Self {
         match state {
-            Some(SubscriptionState::Subscribed) => ReadState::Subscribed,
+            // Opted in is a global email state, a stronger subscribed; group states never hold it.
+            Some(SubscriptionState::Subscribed | SubscriptionState::OptedIn) => ReadState::Subscribed,
             Some(SubscriptionState::Unsubscribed) => ReadState::Unsubscribed,
             None => ReadState::Unknown,
         }
@@ -427,7 +431,7 @@ impl ReadState {
         for state in states {
             match state {
                 Some(SubscriptionState::Unsubscribed) => return ReadState::Unsubscribed,
-                Some(SubscriptionState::Subscribed) => answer = ReadState::Subscribed,
+                Some(SubscriptionState::Subscribed | SubscriptionState::OptedIn) => answer = ReadState::Subscribed,
                 None => {}
             }
         }

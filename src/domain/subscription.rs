@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 use super::ids::GroupId;
 use super::time::Timestamp;
 
-/// A profile's (or orphaned identifier's) state in one subscription group. `Unknown` is the
-/// absence of a state, not a value of this type.
+/// A profile's (or orphaned identifier's) state in one subscription group, or its global email
+/// state. `Unknown` is the absence of a state, not a value of this type. `OptedIn` is a global
+/// email state only: the group endpoints parse with [`SubscriptionState::parse`], which refuses
+/// it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SubscriptionState {
@@ -14,6 +16,9 @@ pub enum SubscriptionState {
     Subscribed,
     /// The person asked not to hear from this group.
     Unsubscribed,
+    /// Global email state only: the person confirmed their address (Braze's `opted_in`).
+    #[serde(rename = "opted_in")]
+    OptedIn,
 }
 
 impl SubscriptionState {
@@ -27,11 +32,20 @@ impl SubscriptionState {
         }
     }
 
+    /// Parses a global email state (`opted_in` | `subscribed` | `unsubscribed`), exactly.
+    pub fn parse_global(raw: &str) -> Option<Self> {
+        match raw {
+            "opted_in" => Some(Self::OptedIn),
+            other => Self::parse(other),
+        }
+    }
+
     /// The API's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Subscribed => "subscribed",
             Self::Unsubscribed => "unsubscribed",
+            Self::OptedIn => "opted_in",
         }
     }
 
@@ -41,12 +55,13 @@ impl SubscriptionState {
         match self {
             Self::Subscribed => 1,
             Self::Unsubscribed => 2,
+            Self::OptedIn => 3,
         }
     }
 
     /// The state of a stored code; `None` for a code no state has.
     pub fn from_code(code: u8) -> Option<Self> {
-        [Self::Subscribed, Self::Unsubscribed].into_iter().find(|s| s.code() == code)
+        [Self::Subscribed, Self::Unsubscribed, Self::OptedIn].into_iter().find(|s| s.code() == code)
     }
 }
 

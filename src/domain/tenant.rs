@@ -183,11 +183,17 @@ pub enum Permission {
     /// `GET /consent/history` and `GET /consent/proof`: the ledger of one subject.
     #[serde(rename = "consent.history.get")]
     ConsentHistoryGet,
+    /// `POST /email/status`: the global email state.
+    #[serde(rename = "email.status")]
+    EmailStatus,
+    /// `GET /email/unsubscribes`.
+    #[serde(rename = "email.unsubscribe")]
+    EmailUnsubscribe,
 }
 
 impl Permission {
     /// Every permission, in the order the command line lists them.
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 9] = [
         Permission::SubscriptionStatusSet,
         Permission::SubscriptionStatusGet,
         Permission::SubscriptionGroupsGet,
@@ -195,6 +201,8 @@ impl Permission {
         Permission::UsersDelete,
         Permission::ConsentLinksCreate,
         Permission::ConsentHistoryGet,
+        Permission::EmailStatus,
+        Permission::EmailUnsubscribe,
     ];
 
     /// Braze's name of the permission.
@@ -207,6 +215,8 @@ impl Permission {
             Permission::UsersDelete => "users.delete",
             Permission::ConsentLinksCreate => "consent.links.create",
             Permission::ConsentHistoryGet => "consent.history.get",
+            Permission::EmailStatus => "email.status",
+            Permission::EmailUnsubscribe => "email.unsubscribe",
         }
     }
 
@@ -230,6 +240,7 @@ impl Permission {
             Permission::UsersTrack => Bucket::Track,
             Permission::UsersDelete => Bucket::Delete,
             Permission::ConsentLinksCreate => Bucket::Links,
+            Permission::EmailStatus | Permission::EmailUnsubscribe => Bucket::Email,
         }
     }
 }

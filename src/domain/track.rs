@@ -43,7 +43,8 @@ pub struct TrackAttributes {
     pub email: FieldUpdate<Email>,
     /// Its phone.
     pub phone: FieldUpdate<Phone>,
-    /// Group states to set, in order.
+    /// Group states to set, in order; the global email state (`email_subscribe`) comes last,
+    /// under [`super::email::GLOBAL`].
     pub groups: Vec<(GroupId, SubscriptionState)>,
 }
 
@@ -180,6 +181,14 @@ fn parse_object(
             format!("expected an array of objects, got {}", describe(other)),
         ),
     }
+    match obj.get("email_subscribe") {
+        None | Some(Value::Null) => {}
+        value => {
+            if let Some(state) = super::email::global_state_field(value, &format!("{path}.email_subscribe"), problems) {
+                states.push((super::email::GLOBAL, state));
+            }
+        }
+    }
     Some(TrackAttributes { external_id: external_id?, email: email?, phone: phone?, groups: states })
 }
 
@@ -263,6 +272,9 @@ pub struct TrackPlan {
     /// One record per net change of a (profile, group), in the order of their first change;
     /// not yet sealed.
     pub changes: Vec<ChangeRecord>,
+    /// What the unsubscribe index records for the global state's changes (see
+    /// [`super::email`]).
+    pub unsubscribes: Vec<super::email::UnsubscribeUpdate>,
 }
 
 impl TrackCommand {
@@ -366,13 +378,15 @@ pub fn plan_track(command: &TrackCommand, known: TrackKnown, ctx: &WriteContext)
         let new = profile.state(change.group).expect("set by the change").state;
         match change.old {
             Some(old) if old.state == new => profile.set_state(old),
-            old => plan.changes.push(ctx.record(
-                change.group,
-                Subject::Profile(change.profile),
-                old.map(|o| o.state),
-                new,
-                false,
-            )),
+            old => {
+                let record =
+                    ctx.record(change.group, Subject::Profile(change.profile), old.map(|o| o.state), new, false);
+                let email = profile.email.as_deref().and_then(|e| Email::parse(e).ok());
+                if let Some(update) = email.and_then(|email| super::email::unsubscribe_update(&record, &email)) {
+                    plan.unsubscribes.push(update);
+                }
+                plan.changes.push(record);
+            }
         }
     }
     plan.profiles = touched.into_iter().filter(|t| t.before.as_ref() != Some(&t.after)).collect();

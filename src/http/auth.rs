@@ -56,6 +56,18 @@ impl Required for UsersDelete {
     const PERMISSION: Permission = Permission::UsersDelete;
 }
 
+/// Requires `email.status`.
+pub struct EmailStatus;
+impl Required for EmailStatus {
+    const PERMISSION: Permission = Permission::EmailStatus;
+}
+
+/// Requires `email.unsubscribe`.
+pub struct EmailUnsubscribe;
+impl Required for EmailUnsubscribe {
+    const PERMISSION: Permission = Permission::EmailUnsubscribe;
+}
+
 /// Requires `consent.history.get`.
 pub struct HistoryGet;
 impl Required for HistoryGet {

@@ -129,7 +129,7 @@ impl Subjects {
     pub fn read(&self, query: &HistoryQuery, limit: usize) -> LedgerRead {
         LedgerRead {
             sources: self.sources(),
-            groups: query.groups.as_ref().map(|f| f.groups.clone()),
+            groups: query.groups.as_ref().map(|f| f.storage_ids()),
             window: query.window,
             limit,
         }

@@ -266,8 +266,11 @@ fn state_entry(
     orphan: Option<&Contact>,
 ) -> StateEntry {
     let channel = state.catalog.group(workspace, view.group_id).map_or("email", |g| g.channel.as_str());
+    let group = crate::domain::ledger::ChainGroup::from_storage(view.group_id);
     StateEntry {
-        subscription_group_id: view.group_id.to_string(),
+        subscription_group_id: group
+            .group_id()
+            .map_or(crate::domain::history::GLOBAL_GROUP.to_string(), |id| id.to_string()),
         channel,
         external_id,
         email: match orphan {

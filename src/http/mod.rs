@@ -8,6 +8,7 @@ pub mod auth_failures;
 pub mod body;
 pub mod consent_history;
 pub mod consent_proof;
+pub mod email;
 pub mod error;
 pub mod health;
 pub mod limits;
@@ -70,6 +71,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(users_track::handle))
         .routes(routes!(users_delete::handle))
         .routes(routes!(crate::pages::links_api::handle))
+        .routes(routes!(email::set_status))
+        .routes(routes!(email::unsubscribes))
         .routes(routes!(consent_history::handle))
         .routes(routes!(consent_proof::handle))
         .routes(routes!(openapi::serve))

@@ -66,6 +66,7 @@ Every answer to an authenticated request carries `x-ratelimit-limit`, `x-ratelim
         (name = "subscriptions", description = "Set and read subscription group states."),
         (name = "users", description = "Create, update and delete user profiles."),
         (name = "consent", description = "Read, and prove, the consent ledger: every change of every state."),
+        (name = "email", description = "The global email state (Braze's `email_subscribe`) and the unsubscribed emails."),
         (name = "openapi", description = "This document."),
     ),
     components(schemas(ErrorBody)),

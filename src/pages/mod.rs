@@ -260,10 +260,15 @@ impl Link {
         Ok(())
     }
 
-    /// What "unsubscribe" means for this link: its group, or every group of its channel.
+    /// What "unsubscribe" means for this link: its group; for an email without a group, the
+    /// global email state (unsubscribed from all email, as Braze's unsubscribe link does); else
+    /// every group of its channel.
     fn unsubscribe_changes(&self, state: &AppState) -> Vec<(GroupId, SubscriptionState)> {
         match &self.group {
             Some(group) => vec![(group.id, SubscriptionState::Unsubscribed)],
+            None if matches!(self.claims.subject, LinkSubject::Email(_)) => {
+                vec![(crate::domain::email::GLOBAL, SubscriptionState::Unsubscribed)]
+            }
             None => self.channel_groups(state).into_iter().map(|g| (g.id, SubscriptionState::Unsubscribed)).collect(),
         }
     }

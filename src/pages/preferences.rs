@@ -58,7 +58,14 @@ pub async fn save(
     };
     let listed = listed_groups(&state, &link, &current);
     let changes: Vec<(GroupId, SubscriptionState)> = match form.get("action") {
-        Some("unsubscribe_all") => listed.iter().map(|g| (g.id, SubscriptionState::Unsubscribed)).collect(),
+        Some("unsubscribe_all") => {
+            let mut all: Vec<_> = listed.iter().map(|g| (g.id, SubscriptionState::Unsubscribed)).collect();
+            // For an email, "all email" is also the global email state, which no group shows.
+            if matches!(link.claims.subject, links::LinkSubject::Email(_)) {
+                all.push((crate::domain::email::GLOBAL, SubscriptionState::Unsubscribed));
+            }
+            all
+        }
         Some("save") | None => {
             let checked: HashSet<&str> = form.all("group").collect();
             listed

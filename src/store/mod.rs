@@ -476,6 +476,18 @@ impl Store {
         }
     }
 
+    /// A page of `GET /email/unsubscribes`, read through the unsubscribe index.
+    pub async fn unsubscribes(
+        &self,
+        workspace: WorkspaceId,
+        query: &crate::domain::email::UnsubscribesQuery,
+    ) -> Result<Vec<crate::domain::email::Unsubscribe>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.unsubscribes(workspace, query),
+            Store::Postgres(s) => s.unsubscribes(workspace, query).await,
+        }
+    }
+
     /// A page of the ledger: see [`LedgerRead`]. A subject's records are read through its
     /// indexes, never by scanning the workspace.
     pub async fn ledger_records(

@@ -317,10 +317,16 @@ impl Relay {
     ) -> Result<Option<Message>, StoreError> {
         let ws = destination.workspace_id;
         let takes = |kind| destination.events.contains(&kind);
+        // A global email state change goes only where `global_state_change` was asked for, a
+        // group's only where `state_change` was; the message still covers every record.
+        let kind_of = |record: &ChangeRecord| match record.group {
+            crate::domain::ledger::ChainGroup::Group(_) => EventKind::StateChange,
+            crate::domain::ledger::ChainGroup::Global => EventKind::GlobalStateChange,
+        };
         let profiles: Vec<_> = items
             .iter()
             .filter_map(|item| match item {
-                Item::Change(ChangeRecord { subject: Subject::Profile(id), .. }) if takes(EventKind::StateChange) => {
+                Item::Change(record @ ChangeRecord { subject: Subject::Profile(id), .. }) if takes(kind_of(record)) => {
                     Some(*id)
                 }
                 _ => None,
@@ -335,7 +341,7 @@ impl Relay {
         let mut sent = Vec::with_capacity(items.len());
         for item in &items {
             let event = match item {
-                Item::Change(record) if takes(EventKind::StateChange) => {
+                Item::Change(record) if takes(kind_of(record)) => {
                     let details = match record.subject {
                         Subject::Profile(id) => {
                             let view = views.iter().flatten().find(|v| v.id == id);

@@ -19,6 +19,7 @@ mod domain_delete;
 mod domain_ledger;
 mod domain_read;
 mod edges;
+mod email_global;
 mod errors;
 mod first_run;
 mod health;

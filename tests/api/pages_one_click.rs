@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use consentry::domain::email::GLOBAL;
 use consentry::domain::subscription::Channel;
 use consentry::domain::subscription::SubscriptionState::{Subscribed, Unsubscribed};
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
@@ -76,25 +77,28 @@ async fn gmails_form_urlencoded_one_click_unsubscribes_from_the_group_once() {
 }
 
 #[tokio::test]
-async fn a_multipart_one_click_unsubscribes_an_email_from_every_email_group_without_a_group_in_the_link() {
+async fn a_multipart_one_click_without_a_group_unsubscribes_an_email_from_all_email_by_its_global_state() {
     let app = spawn_app().await;
     let news = app.create_group("news", Channel::Email).await;
-    let offers = app.create_group("offers", Channel::Email).await;
     let texts = app.create_group("texts", Channel::Sms).await;
     app.import(&[("u1", Some("ada@example.com"), Some("+33612345678"))]).await;
-    for group in [news, offers, texts] {
+    for group in [news, texts] {
         assert_success(app.post_v2(&by_external_ids(group, "subscribed", &["u1"])).await).await;
     }
     let link = sign(&app, json!({"email": "ada@example.com"})).await;
     assert_one_click_answer(multipart_one_click(&app, link["unsubscribe_url"].as_str().unwrap()).await).await;
-    assert_eq!(app.state_of("u1", news).await, Some(Unsubscribed));
-    assert_eq!(app.state_of("u1", offers).await, Some(Unsubscribed));
+    assert_eq!(app.state_of("u1", GLOBAL).await, Some(Unsubscribed), "all email: the global state");
+    assert_eq!(app.state_of("u1", news).await, Some(Subscribed), "group states are independent");
     assert_eq!(app.state_of("u1", texts).await, Some(Subscribed), "an email link leaves SMS alone");
+    let record = app.changes().await.pop().unwrap();
+    assert_eq!(record.group, consentry::domain::ledger::ChainGroup::Global);
+    assert_eq!(record.kind, consentry::domain::change::Source::OneClick);
+    assert!(record.actor.is_some());
 
     // An email nobody carries keeps its unsubscription as orphaned state.
     let orphan = sign(&app, json!({"email": "nobody@example.com"})).await;
     assert_one_click_answer(gmail_one_click(&app, orphan["unsubscribe_url"].as_str().unwrap()).await).await;
-    assert_eq!(app.orphan_state(&email("nobody@example.com"), news).await, Some(Unsubscribed));
+    assert_eq!(app.orphan_state(&email("nobody@example.com"), GLOBAL).await, Some(Unsubscribed));
 }
 
 #[tokio::test]

@@ -383,7 +383,17 @@ fn set_limit_refuses_bad_input_naming_the_value() {
 fn each_permission_draws_from_its_bucket() {
     assert_eq!(
         Permission::ALL.map(Permission::bucket),
-        [Bucket::Set, Bucket::Get, Bucket::Get, Bucket::Track, Bucket::Delete, Bucket::Links, Bucket::Get]
+        [
+            Bucket::Set,
+            Bucket::Get,
+            Bucket::Get,
+            Bucket::Track,
+            Bucket::Delete,
+            Bucket::Links,
+            Bucket::Get,
+            Bucket::Email,
+            Bucket::Email
+        ]
     );
     let defaults = Bucket::ALL.map(|b| (b.as_str(), b.default_limit().requests(), b.default_limit().window_seconds()));
     assert_eq!(
@@ -393,7 +403,8 @@ fn each_permission_draws_from_its_bucket() {
             ("get", 250_000, 3_600),
             ("track", 3_000, 3),
             ("delete", 20_000, 60),
-            ("links", 5_000, 60)
+            ("links", 5_000, 60),
+            ("email", 250_000, 3_600)
         ]
     );
     for bucket in Bucket::ALL {

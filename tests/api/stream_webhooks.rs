@@ -713,3 +713,42 @@ async fn ledger_retention_on_postgres_takes_the_outbox_rows_of_the_records_it_de
     assert_eq!(left, latest.0);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_global_email_change_is_a_global_state_change_only_for_destinations_that_take_it() {
+    let app = private_app(None).await;
+    let (both, groups_only) = (Receiver::start().await, Receiver::start().await);
+    let news = app.create_group("news", Channel::Email).await;
+    app.import(&[("g1", Some("g1@example.com"), None)]).await;
+    create(&app, &both.url, None).await;
+    let request = WebhooksRequest::Create {
+        workspace: "default".into(),
+        url: groups_only.url.clone(),
+        format: Format::Standard,
+        secret: None,
+        bearer_token: None,
+        events: vec![consentry::stream::destination::EventKind::StateChange],
+        max_batch: None,
+    };
+    admin(&app, request).await;
+
+    let body = serde_json::json!({"email": "g1@example.com", "subscription_state": "opted_in"});
+    assert_success(app.post_json("/email/status", &body).await).await;
+    assert_success(app.post_v2(&by_external_ids(news, "subscribed", &["g1"])).await).await;
+
+    let got = both.wait_for(2).await;
+    let sent: Vec<Value> = got.iter().flat_map(events).collect();
+    let global = &sent[0];
+    assert_eq!(global["event_type"], "users.behaviors.subscription.GlobalStateChange");
+    assert_eq!(global["properties"]["subscription_status"], "Opted In");
+    assert_eq!(global["properties"]["channel"], "email");
+    assert_eq!(global["properties"]["email_address"], "g1@example.com");
+    assert!(global["properties"].get("subscription_group_id").is_none(), "{global}");
+    assert_eq!(sent[1]["event_type"], "users.behaviors.subscriptiongroup.StateChange");
+
+    let only = groups_only.wait_for(1).await;
+    let sent: Vec<Value> = only.iter().flat_map(events).collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["properties"]["subscription_group_id"], news.to_string());
+    app.shutdown().await;
+}

@@ -17,6 +17,8 @@
 //! | `meta` | name | value (`format`: the store's format version, u32) |
 //! | `outbox` | position (u64) | ws · change id: records not yet delivered everywhere |
 //! | `stream` | `d`/`s`/`m` · destination id | destination, delivery state, message (JSON) |
+//! | `email_unsubscribes` | ws · `e` · email | time it became unsubscribed (i64) |
+//! | | ws · `t` · time (i64) · email | empty: the same entries in time order |
 //!
 //! A profile's states live inside its record: the hot path (50 external ids) then costs one
 //! point read and one write per profile instead of two of each. Emails and phones are ASCII
@@ -493,4 +495,38 @@ impl<'a> Reader<'a> {
         }
         String::from_utf8(raw.to_vec()).map(Some).map_err(|_| self.corrupt("invalid UTF-8"))
     }
+}
+
+/// The unsubscribe index's entry of `email` (see the table above).
+pub fn unsubscribe_email_key(ws: WorkspaceId, email: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(17 + email.len());
+    key.extend_from_slice(ws.as_bytes());
+    key.push(b'e');
+    key.extend_from_slice(email.as_bytes());
+    key
+}
+
+/// The unsubscribe index's time-ordered entry of `email` unsubscribed at `at`. Times are
+/// after the epoch, so their big-endian bytes sort as the times do.
+pub fn unsubscribe_time_key(ws: WorkspaceId, at: Timestamp, email: &str) -> Vec<u8> {
+    let mut key = unsubscribe_time_prefix(ws);
+    key.extend_from_slice(&at.0.to_be_bytes());
+    key.extend_from_slice(email.as_bytes());
+    key
+}
+
+/// The start of the time-ordered entries of a workspace.
+pub fn unsubscribe_time_prefix(ws: WorkspaceId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(25 + 254);
+    key.extend_from_slice(ws.as_bytes());
+    key.push(b't');
+    key
+}
+
+/// The time of an unsubscribe index entry.
+pub fn decode_unsubscribed_at(bytes: &[u8]) -> Result<Timestamp, StoreError> {
+    let bytes: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt { what: "unsubscribe index", detail: "time is not 8 bytes".into() })?;
+    Ok(Timestamp(i64::from_be_bytes(bytes)))
 }

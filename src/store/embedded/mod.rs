@@ -51,7 +51,7 @@ const ENGINE_DIR: &str = "engine";
 /// each of eight keyspaces would blow any reasonable budget. The two keyspaces every change
 /// writes get 8 MiB, the rest 4 MiB. The benchmark's storage ceiling runs with exactly these
 /// settings (through `crate::bench_support`).
-pub(crate) const KEYSPACES: [(&str, u64); 14] = [
+pub(crate) const KEYSPACES: [(&str, u64); 15] = [
     ("catalog", 4),
     ("profiles", 6),
     ("profile_ids", 4),
@@ -66,6 +66,7 @@ pub(crate) const KEYSPACES: [(&str, u64); 14] = [
     ("meta", 1),
     ("outbox", 2),
     ("stream", 1),
+    ("email_unsubscribes", 1),
 ];
 
 /// The options a keyspace is created with, for a memtable of `memtable_mib` MiB.
@@ -95,6 +96,7 @@ pub struct Tables {
     meta: Keyspace,
     outbox: Keyspace,
     stream: Keyspace,
+    email_unsubscribes: Keyspace,
     /// The next position in `outbox`; only the writer takes positions (see `crate::stream`).
     outbox_next: AtomicU64,
     /// Woken by the writer after each commit, for the change stream's relay.
@@ -136,6 +138,7 @@ impl Tables {
             Table::ChainHeads => &self.chain_heads,
             Table::ChainRecords => &self.chain_records,
             Table::Outbox => &self.outbox,
+            Table::EmailUnsubscribes => &self.email_unsubscribes,
         }
     }
 }
@@ -215,6 +218,9 @@ impl EmbeddedStore {
             meta: open("meta")?,
             outbox: open("outbox")?,
             stream: open("stream")?,
+            // A store of an earlier release opens it empty, which is right: the global email
+            // state did not exist then.
+            email_unsubscribes: open("email_unsubscribes")?,
             outbox_next: AtomicU64::new(0),
             stream_wake: Arc::default(),
             db,
@@ -527,6 +533,44 @@ impl EmbeddedStore {
             if let Some(view) = self.profile_by_external_id(ws, &external_id)? {
                 out.push(view);
             }
+        }
+        Ok(out)
+    }
+
+    /// A page of `GET /email/unsubscribes`, read from the unsubscribe index: a point read for
+    /// one email, else a range of the time-ordered entries (never a scan of the workspace).
+    pub fn unsubscribes(
+        &self,
+        ws: WorkspaceId,
+        query: &crate::domain::email::UnsubscribesQuery,
+    ) -> Result<Vec<crate::domain::email::Unsubscribe>, StoreError> {
+        use crate::domain::email::Unsubscribe;
+        let table = &self.tables().email_unsubscribes;
+        let since = query.since.unwrap_or(crate::domain::time::Timestamp(0));
+        if let Some(email) = &query.email {
+            let Some(bytes) = table.get(codec::unsubscribe_email_key(ws, email.as_str()))? else {
+                return Ok(Vec::new());
+            };
+            let at = codec::decode_unsubscribed_at(&bytes)?;
+            let found =
+                (since <= at && at < query.until).then(|| Unsubscribe { email: email.as_str().to_string(), at });
+            return Ok(found.into_iter().skip(query.offset).take(query.limit).collect());
+        }
+        let prefix = codec::unsubscribe_time_prefix(ws);
+        let start = codec::unsubscribe_time_key(ws, since, "");
+        let end = codec::unsubscribe_time_key(ws, query.until, "");
+        let range = table.range(start..end);
+        let items: Box<dyn Iterator<Item = _>> = if query.ascending { Box::new(range) } else { Box::new(range.rev()) };
+        let mut out = Vec::with_capacity(query.limit.min(64));
+        for item in items.skip(query.offset).take(query.limit) {
+            let key = item.key()?;
+            let rest = &key[prefix.len()..];
+            let corrupt = || StoreError::Corrupt { what: "unsubscribe index", detail: "short key".into() };
+            let at = crate::domain::time::Timestamp(i64::from_be_bytes(
+                rest.get(..8).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?,
+            ));
+            let email = std::str::from_utf8(&rest[8..]).map_err(|_| corrupt())?;
+            out.push(Unsubscribe { email: email.to_string(), at });
         }
         Ok(out)
     }

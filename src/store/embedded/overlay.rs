@@ -36,9 +36,11 @@ pub enum Table {
     ChainRecords,
     /// `outbox`
     Outbox,
+    /// `email_unsubscribes`
+    EmailUnsubscribes,
 }
 
-const TABLES: usize = 11;
+const TABLES: usize = 12;
 
 /// Pending writes per table: `None` deletes the key.
 pub struct Overlay<'a> {
@@ -145,4 +147,5 @@ const TABLE_ORDER: [Table; TABLES] = [
     Table::ChainHeads,
     Table::ChainRecords,
     Table::Outbox,
+    Table::EmailUnsubscribes,
 ];

@@ -25,6 +25,7 @@ use super::prefetch::{Prefetch, RecentWrites};
 use super::Tables;
 use crate::domain::change::{ChangeRecord, Contact, Subject};
 use crate::domain::delete::{self, DeleteKnown, FoundProfile};
+use crate::domain::email;
 use crate::domain::identifiers::ExternalId;
 use crate::domain::ids::{ChangeId, ProfileId, WorkspaceId};
 use crate::domain::ledger::{self, Anchor, ChainHead, ChainKey};
@@ -344,6 +345,7 @@ fn set_status(
     }
 
     let mut plan = plan::plan_set_status(command, known, ctx);
+    write_unsubscribes(overlay, ws, &plan.unsubscribes)?;
 
     for new in &plan.new_profiles {
         let key = codec::profile_key(ws, new.external_id.as_str());
@@ -410,6 +412,41 @@ fn write_changes(overlay: &mut Overlay<'_>, ws: WorkspaceId, changes: &mut [Chan
     Ok(())
 }
 
+/// Moves emails in the unsubscribe index (see [`email::UnsubscribeUpdate`]): every entry is
+/// read before the first write, so a failed read leaves the overlay untouched.
+fn write_unsubscribes(
+    overlay: &mut Overlay<'_>,
+    ws: WorkspaceId,
+    updates: &[email::UnsubscribeUpdate],
+) -> Result<(), StoreError> {
+    let mut current = Vec::with_capacity(updates.len());
+    for update in updates {
+        let key = codec::unsubscribe_email_key(ws, update.email.as_str());
+        let at = overlay
+            .get(Table::EmailUnsubscribes, &key)?
+            .map(|bytes| codec::decode_unsubscribed_at(&bytes))
+            .transpose()?;
+        current.push((key, at));
+    }
+    for (update, (key, old)) in updates.iter().zip(current) {
+        if let Some(old) = old {
+            overlay.delete(Table::EmailUnsubscribes, codec::unsubscribe_time_key(ws, old, update.email.as_str()));
+        }
+        match update.at {
+            Some(at) => {
+                overlay.put(Table::EmailUnsubscribes, key, at.0.to_be_bytes().to_vec());
+                overlay.put(
+                    Table::EmailUnsubscribes,
+                    codec::unsubscribe_time_key(ws, at, update.email.as_str()),
+                    Vec::new(),
+                );
+            }
+            None => overlay.delete(Table::EmailUnsubscribes, key),
+        }
+    }
+    Ok(())
+}
+
 fn track(
     overlay: &mut Overlay<'_>,
     ctx: &WriteContext,
@@ -455,6 +492,7 @@ fn track(
     }
 
     let mut plan = track::plan_track(command, known, ctx);
+    write_unsubscribes(overlay, ws, &plan.unsubscribes)?;
 
     let mut created = 0;
     for tracked in &plan.profiles {
@@ -557,6 +595,7 @@ fn delete(
         }
     }
 
+    write_unsubscribes(overlay, ws, &email::released(&plan.released))?;
     for deleted in &plan.profiles {
         let id = deleted.profile.id;
         overlay.delete(Table::Profiles, codec::profile_key(ws, deleted.external_id.as_str()));

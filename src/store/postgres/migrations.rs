@@ -212,6 +212,22 @@ ALTER TABLE stream_outbox ADD COLUMN deleted_profile UUID;
 CREATE INDEX changes_by_time ON changes (workspace_id, at);
 "#,
     ),
+    // Issue 12, the global email state: the emails whose global state became unsubscribed,
+    // with when, for `GET /email/unsubscribes` (a page is a range of the time index). The
+    // global state itself is a state of the nil group id in `states` and `orphans`, which
+    // needs no change; a database of an earlier release has no global state, hence no row.
+    (
+        9,
+        r#"
+CREATE TABLE email_unsubscribes (
+    workspace_id UUID NOT NULL,
+    email TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (workspace_id, email)
+);
+CREATE INDEX email_unsubscribes_by_time ON email_unsubscribes (workspace_id, at, email);
+"#,
+    ),
 ];
 
 /// The version whose migration carries the ledger's data step.

@@ -171,6 +171,32 @@ impl PostgresStore {
         self.transaction(IsolationLevel::RepeatableRead, &data, read_contacts_attempt).await
     }
 
+    /// A page of `GET /email/unsubscribes`: a range of `email_unsubscribes_by_time`, or the
+    /// row of one email.
+    pub async fn unsubscribes(
+        &self,
+        ws: WorkspaceId,
+        query: &crate::domain::email::UnsubscribesQuery,
+    ) -> Result<Vec<crate::domain::email::Unsubscribe>, StoreError> {
+        let client = self.client().await?;
+        let since = query.since.map_or(0, |t| t.0);
+        let email = query.email.as_ref().map(|e| e.as_str());
+        let order = if query.ascending { "ASC" } else { "DESC" };
+        let sql = format!(
+            "SELECT email, at FROM email_unsubscribes WHERE workspace_id = $1 AND at >= $2 AND at < $3 \
+             AND ($4::text IS NULL OR email = $4) ORDER BY at {order}, email {order} LIMIT $5 OFFSET $6"
+        );
+        let (limit, offset) = (query.limit as i64, query.offset as i64);
+        let rows = client
+            .query(&sql, &[&ws.0, &since, &query.until.0, &email, &limit, &offset])
+            .await
+            .map_err(retry::db_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| crate::domain::email::Unsubscribe { email: row.get(0), at: Timestamp(row.get(1)) })
+            .collect())
+    }
+
     /// See [`crate::store::Inspect::profile_by_external_id`].
     pub async fn profile_by_external_id(
         &self,

@@ -256,6 +256,7 @@ fn set_status_attempt<'c>(tx: &'c Transaction<'_>, data: &'c SetData) -> BoxFutu
             )
             .await?;
         }
+        write_unsubscribes(tx, ws, &plan.unsubscribes).await?;
         ledger::insert_changes(tx, ws, &mut plan.changes).await?;
         Ok(Applied { profiles_created: plan.new_profiles.len(), changes: plan.changes.len(), ..Applied::default() })
     })
@@ -351,6 +352,7 @@ fn track_attempt<'c>(tx: &'c Transaction<'_>, data: &'c TrackData) -> BoxFuture<
                     .await? as usize;
             }
         }
+        write_unsubscribes(tx, ws, &plan.unsubscribes).await?;
         ledger::insert_changes(tx, ws, &mut plan.changes).await?;
         Ok(Applied {
             profiles_created: new.len(),
@@ -428,6 +430,7 @@ fn delete_attempt<'c>(
             )
             .await?;
         }
+        write_unsubscribes(tx, ws, &crate::domain::email::released(&plan.released)).await?;
         let deleted: Vec<Uuid> = plan.profile_ids().into_iter().map(|id| id.0).collect();
         // The person behind a change through a page is personal data too: the deleted
         // profiles' records keep the change and lose the actor (not hashed, see the ledger).
@@ -444,6 +447,46 @@ fn delete_attempt<'c>(
         crate::stream::outbox::insert_deletion_rows(tx, ws, &deletions).await?;
         Ok(Applied { profiles_deleted: deleted.len(), orphans_deleted, ..Applied::default() })
     })
+}
+
+/// Moves emails in the unsubscribe index (see [`crate::domain::email::UnsubscribeUpdate`]):
+/// one statement for those that became unsubscribed, one for those that left; an email named
+/// twice takes its last update.
+async fn write_unsubscribes(
+    tx: &Transaction<'_>,
+    ws: WorkspaceId,
+    updates: &[crate::domain::email::UnsubscribeUpdate],
+) -> Result<(), TxError> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let mut last: HashMap<&str, Option<i64>> = HashMap::new();
+    for update in updates {
+        last.insert(update.email.as_str(), update.at.map(|at| at.0));
+    }
+    let (mut emails, mut times, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+    for (email, at) in last {
+        match at {
+            Some(at) => {
+                emails.push(email);
+                times.push(at);
+            }
+            None => gone.push(email),
+        }
+    }
+    if !emails.is_empty() {
+        tx.execute(
+            "INSERT INTO email_unsubscribes (workspace_id, email, at) SELECT $1, * FROM UNNEST($2::text[], $3::int8[]) \
+             ON CONFLICT (workspace_id, email) DO UPDATE SET at = excluded.at",
+            &[&ws.0, &emails, &times],
+        )
+        .await?;
+    }
+    if !gone.is_empty() {
+        tx.execute("DELETE FROM email_unsubscribes WHERE workspace_id = $1 AND email = ANY($2)", &[&ws.0, &gone])
+            .await?;
+    }
+    Ok(())
 }
 
 fn import_attempt<'c>(
