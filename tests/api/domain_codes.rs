@@ -10,11 +10,12 @@ use consentry::domain::subscription::SubscriptionState;
 fn subscription_states_keep_their_stored_codes_and_read_back() {
     assert_eq!(SubscriptionState::Subscribed.code(), 1);
     assert_eq!(SubscriptionState::Unsubscribed.code(), 2);
-    for state in [SubscriptionState::Subscribed, SubscriptionState::Unsubscribed] {
+    assert_eq!(SubscriptionState::OptedIn.code(), 3, "the global email state's third value");
+    for state in [SubscriptionState::Subscribed, SubscriptionState::Unsubscribed, SubscriptionState::OptedIn] {
         assert_eq!(SubscriptionState::from_code(state.code()), Some(state));
     }
     assert_eq!(SubscriptionState::from_code(0), None, "0 spells no state in the embedded store");
-    assert_eq!(SubscriptionState::from_code(3), None);
+    assert_eq!(SubscriptionState::from_code(4), None);
 }
 
 #[test]

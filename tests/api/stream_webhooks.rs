@@ -729,6 +729,7 @@ async fn a_global_email_change_is_a_global_state_change_only_for_destinations_th
         bearer_token: None,
         events: vec![consentry::stream::destination::EventKind::StateChange],
         max_batch: None,
+        allow_private: true,
     };
     admin(&app, request).await;
 

@@ -121,6 +121,7 @@ impl Tables {
             "meta" => &self.meta,
             "outbox" => &self.outbox,
             "stream" => &self.stream,
+            "email_unsubscribes" => &self.email_unsubscribes,
             other => unreachable!("{other} is not in KEYSPACES"),
         }
     }
