@@ -188,27 +188,7 @@ pub fn parse_unsubscribes_query(params: &QueryParams) -> Result<UnsubscribesQuer
             }
         },
     };
-    let limit = match params.single("limit", &mut problems) {
-        None => Some(DEFAULT_UNSUBSCRIBES_PAGE),
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=MAX_UNSUBSCRIBES_PAGE).contains(&n) => Some(n),
-            _ => {
-                problems
-                    .push("limit", format!("{} is not a whole number from 1 to {MAX_UNSUBSCRIBES_PAGE}", quote(raw)));
-                None
-            }
-        },
-    };
-    let offset = match params.single("offset", &mut problems) {
-        None => Some(0),
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) => Some(n),
-            _ => {
-                problems.push("offset", format!("{} is not a whole number of 0 or more", quote(raw)));
-                None
-            }
-        },
-    };
+    let (limit, offset) = params.limit_and_offset(DEFAULT_UNSUBSCRIBES_PAGE, MAX_UNSUBSCRIBES_PAGE, &mut problems);
     let ascending = match params.single("sort_direction", &mut problems) {
         None | Some("desc") => Some(false),
         Some("asc") => Some(true),

@@ -71,6 +71,37 @@ impl QueryParams {
     pub fn has(&self, name: &str) -> bool {
         self.values(name).next().is_some()
     }
+
+    /// `limit` (1 to `max`, `default` when absent) and `offset` (0 or more, 0 when absent), the
+    /// paging of Braze's list endpoints; `None` for each that is a problem.
+    pub fn limit_and_offset(
+        &self,
+        default: usize,
+        max: usize,
+        problems: &mut Problems,
+    ) -> (Option<usize>, Option<usize>) {
+        let limit = match self.single("limit", problems) {
+            None => Some(default),
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(n) if (1..=max).contains(&n) => Some(n),
+                _ => {
+                    problems.push("limit", format!("{} is not a whole number from 1 to {max}", quote(raw)));
+                    None
+                }
+            },
+        };
+        let offset = match self.single("offset", problems) {
+            None => Some(0),
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(n) => Some(n),
+                _ => {
+                    problems.push("offset", format!("{} is not a whole number of 0 or more", quote(raw)));
+                    None
+                }
+            },
+        };
+        (limit, offset)
+    }
 }
 
 /// An identifier as the caller wrote it, and as it is matched.
@@ -265,26 +296,7 @@ pub fn parse_user_status_query(params: &QueryParams) -> Result<UserStatusQuery, 
     if problems.is_empty() && identifiers.is_empty() {
         problems.push("query", "needs external_id, email or phone (1 to 50 values each)");
     }
-    let limit = match params.single("limit", &mut problems) {
-        None => Some(MAX_USERS_PAGE),
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=MAX_USERS_PAGE).contains(&n) => Some(n),
-            _ => {
-                problems.push("limit", format!("{} is not a whole number from 1 to {MAX_USERS_PAGE}", quote(raw)));
-                None
-            }
-        },
-    };
-    let offset = match params.single("offset", &mut problems) {
-        None => Some(0),
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) => Some(n),
-            _ => {
-                problems.push("offset", format!("{} is not a whole number of 0 or more", quote(raw)));
-                None
-            }
-        },
-    };
+    let (limit, offset) = params.limit_and_offset(MAX_USERS_PAGE, MAX_USERS_PAGE, &mut problems);
     match (limit, offset) {
         (Some(limit), Some(offset)) if problems.is_empty() => Ok(UserStatusQuery { identifiers, limit, offset }),
         _ => Err(problems),
