@@ -1023,7 +1023,9 @@ impl Model {
             return false;
         }
         // One record per (subject, group) whose state the request changed, net of flips.
-        let mut before: Vec<((Result<&'static str, &'static str>, usize), Option<bool>)> = Vec::new();
+        // A subject is a profile's external id (Ok) or an orphaned email (Err).
+        type Subject = Result<&'static str, &'static str>;
+        let mut before: Vec<((Subject, usize), Option<bool>)> = Vec::new();
         for entry in entries {
             let mut targets: Vec<Result<&'static str, &'static str>> = Vec::new();
             for &i in &entry.external_ids {
