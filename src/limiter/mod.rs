@@ -47,6 +47,17 @@ impl RateLimiter {
         RateLimiter::Postgres(postgres::PostgresLimiter::new(store))
     }
 
+    /// Counters in the database of a PostgreSQL store that wait up to `timeout` before
+    /// admitting a request uncounted (the server's own wait is 250 ms): for tests that count
+    /// exactly on a loaded machine.
+    #[doc(hidden)]
+    pub fn in_postgres_waiting(
+        store: crate::store::postgres::PostgresStore,
+        timeout: std::time::Duration,
+    ) -> RateLimiter {
+        RateLimiter::Postgres(postgres::PostgresLimiter::waiting(store, timeout))
+    }
+
     /// Counts one request of `workspace` against `bucket`'s `limit` in the window `now` falls
     /// in, and answers whether it may proceed. A rejected request is counted too (a shared
     /// counter cannot compare before it increments without a second round trip), which only

@@ -23,6 +23,8 @@ const FORGET_EVERY_SECS: i64 = 60;
 pub struct PostgresLimiter {
     store: PostgresStore,
     outage: OutageLog,
+    /// How long counting may take before the request is admitted uncounted.
+    timeout: Duration,
     /// The second of this node's last deletion of ended windows.
     forgot_at: AtomicI64,
 }
@@ -30,21 +32,26 @@ pub struct PostgresLimiter {
 impl PostgresLimiter {
     /// Counters in the database of `store`, over its pool.
     pub fn new(store: PostgresStore) -> PostgresLimiter {
-        PostgresLimiter { store, outage: OutageLog::default(), forgot_at: AtomicI64::new(i64::MIN) }
+        PostgresLimiter::waiting(store, TIMEOUT)
+    }
+
+    /// Counters that wait up to `timeout` for the database before admitting uncounted.
+    pub fn waiting(store: PostgresStore, timeout: Duration) -> PostgresLimiter {
+        PostgresLimiter { store, outage: OutageLog::default(), timeout, forgot_at: AtomicI64::new(i64::MIN) }
     }
 
     /// See [`super::RateLimiter::acquire`]. A failure to count admits the request.
     pub async fn acquire(&self, workspace: WorkspaceId, bucket: Bucket, limit: Limit, now: Timestamp) -> Decision {
         let window = limit.window_at(now);
         self.forget_ended_windows(now);
-        match tokio::time::timeout(TIMEOUT, self.store.count_request(workspace, bucket, window)).await {
+        match tokio::time::timeout(self.timeout, self.store.count_request(workspace, bucket, window)).await {
             Ok(Ok(count)) => limit.decide(count, window),
             Ok(Err(err)) => {
                 self.outage.report(now, &err.to_string());
                 limit.decide(0, window)
             }
             Err(_) => {
-                self.outage.report(now, &format!("the database did not count within {TIMEOUT:?}"));
+                self.outage.report(now, &format!("the database did not count within {:?}", self.timeout));
                 limit.decide(0, window)
             }
         }
