@@ -71,8 +71,9 @@ impl Endpoint {
 
 /// How a change happened: the kind of path it came through. Every record names one, so an
 /// auditor can tell an API call from a person's click.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = LedgerSource)]
 pub enum Source {
     /// An API call with a key.
     Api,

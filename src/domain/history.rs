@@ -619,7 +619,7 @@ pub struct LedgerRecord {
     #[schema(value_type = LedgerState)]
     pub state: &'static str,
     /// How the change happened.
-    #[schema(value_type = LedgerSource)]
+    #[schema(value_type = super::change::Source)]
     pub source: &'static str,
     /// The API endpoint it came through, for changes made with a key.
     #[schema(required = true)]
@@ -662,25 +662,6 @@ pub enum LedgerState {
     Unsubscribed,
     /// Opted in (the global email state only).
     OptedIn,
-}
-
-/// How a change happened.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum LedgerSource {
-    /// An API call with a key.
-    Api,
-    /// A `List-Unsubscribe=One-Click` POST.
-    OneClick,
-    /// The unsubscribe page of a link.
-    UnsubscribePage,
-    /// The preference page of a link.
-    PreferencePage,
-    /// A bulk import.
-    Import,
-    /// An operator's command.
-    Admin,
 }
 
 /// The record as shown: `channel` is its group's, `external_id` the current external id of
